@@ -1,0 +1,20 @@
+# The two commands of the quick start:
+#   make demo   # end-to-end main job on small defaults (creates/reuses .venv)
+#   make test   # the test suite (creates/reuses .venv)
+.PHONY: install demo demo-large test lint bench
+
+install:
+	bash scripts/install.sh
+
+demo: install
+	.venv/bin/python scripts/demo.py $(ARGS)
+
+demo-large: install
+	.venv/bin/python scripts/demo.py --preset large $(ARGS)
+
+test: install
+	.venv/bin/python -m pytest -n 2 --dist loadfile -q $(ARGS)
+
+lint: install
+	.venv/bin/ruff check tokenizer trajvlm scripts eval tests
+	.venv/bin/ruff format --check tokenizer trajvlm scripts eval tests
