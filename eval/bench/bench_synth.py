@@ -1,0 +1,59 @@
+"""Speed of the synthetic world: generation (simulate + render + events + text) and H.264 encoding, one core.
+
+    python eval/bench/bench_synth.py --frames 1024 --sizes 64 128 224 [--json out.json]
+
+Prints a markdown table of frames per second at each size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from trajtok.synth import generate_video
+from trajtok.videowriter import write_video
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=1024)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 224])
+    parser.add_argument("--objects", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = parser.parse_args()
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes:
+            t0 = time.perf_counter()
+            video = generate_video(args.seed, args.frames, size, size, args.objects)
+            t1 = time.perf_counter()
+            write_video(Path(tmp) / f"{size}.mp4", video.frames)
+            t2 = time.perf_counter()
+            rows.append(
+                {
+                    "size": size,
+                    "frames": args.frames,
+                    "generate_fps": args.frames / (t1 - t0),
+                    "encode_fps": args.frames / (t2 - t1),
+                    "total_fps": args.frames / (t2 - t0),
+                    "total_s": t2 - t0,
+                }
+            )
+    print("| size | frames | generate fps | encode fps | total fps | total s |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['size']} | {r['frames']} | {r['generate_fps']:.0f} | {r['encode_fps']:.0f} | "
+            f"{r['total_fps']:.0f} | {r['total_s']:.2f} |"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+import json
+from collections import Counter
+
+import av
+import numpy as np
+import pytest
+
+from trajtok.cli import main as trajtok_main
+from trajtok.labels import TrajectoryLabels, load_labels
+from trajtok.synth import WorldConfig, answer_from_record, generate_video, write_dataset
+from trajtok.synth.dataset import SEED_RANGE, SPLITS, parse_counts, video_seed
+from trajtok.synth.text import LETTERS, QTYPES, colour_at, is_visible
+from trajtok.synth.world import COLOURS, PALETTE
+
+CUTS = WorldConfig(cut_prob=0.5)
+
+
+@pytest.fixture(scope="module")
+def videos():
+    return [generate_video(seed, 96, 64, 64, 6, config=CUTS) for seed in range(6)]
+
+
+def _decoded_frames(path):
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+def test_masks_graph_and_visible_ranges_agree(videos):
+    for v in videos:
+        rec = v.record
+        T, M = rec["num_frames"], len(rec["objects"])
+        assert v.frames.shape == (T, 64, 64, 3) and v.frames.dtype == np.uint8
+        assert v.masks.shape == (T, 64, 64) and v.graph.shape == (M, T)
+        assert 0 <= v.masks.min() and v.masks.max() <= M
+        for o in rec["objects"]:
+            m = o["id"]
+            seen = v.masks.reshape(T, -1).__eq__(m + 1).any(axis=1)  # (T,)
+            expected = np.zeros(T, dtype=bool)
+            for s, e in o["visible"]:
+                expected[s : e + 1] = True
+            np.testing.assert_array_equal(seen, expected, err_msg=f"{rec['id']} object {m}")
+            np.testing.assert_array_equal(v.graph[m], np.where(seen, m + 1, 0))
+            assert o["first_frame"] == o["visible"][0][0] and o["last_frame"] == o["visible"][-1][1]
+        # the label format's own reading gives back the same per-pixel trajectories
+        np.testing.assert_array_equal(TrajectoryLabels(v.masks, v.graph).trajectory_ids(), v.masks)
+
+
+def test_events_match_masks(videos):
+    kinds = Counter()
+    for v in videos:
+        rec = v.record
+        T, M = rec["num_frames"], len(rec["objects"])
+        for ev in rec["events"]:
+            kinds[ev["type"]] += 1
+            s, e = ev["frames"]
+            assert 0 <= s <= e < T and all(0 <= o < M for o in ev["objects"])
+            kind, objs = ev["type"], ev["objects"]
+            if kind in ("enter", "appear"):
+                assert is_visible(rec, objs[0], s) and not is_visible(rec, objs[0], s - 1)
+            if kind in ("exit", "vanish"):
+                assert is_visible(rec, objs[0], s - 1) and not is_visible(rec, objs[0], s)
+            if kind in ("enter", "exit"):  # the object touches the named border just inside the frame
+                t = s if kind == "enter" else s - 1
+                ys, xs = np.nonzero(v.masks[t] == objs[0] + 1)
+                touch = {"left": xs.min() == 0, "right": xs.max() == 63, "top": ys.min() == 0, "bottom": ys.max() == 63}
+                assert touch[ev["side"]], (rec["id"], ev)
+            if kind == "collision":
+                assert len(objs) == 2 and all(is_visible(rec, o, s) for o in objs)
+            if kind == "stop":
+                assert all(is_visible(rec, objs[0], t) for t in range(s, e + 1))
+            if kind == "colour_change":
+                assert ev["from"] != ev["to"] and ev["to"] in rec["objects"][objs[0]]["colours"]
+            if kind == "occlusion":  # the front object owns pixels of the back one's place in those frames
+                assert objs[0] != objs[1] and all(is_visible(rec, objs[0], t) for t in range(s, e + 1))
+    assert {"enter", "exit", "collision", "occlusion", "stop"} <= set(kinds), kinds
+
+
+def test_rendered_colours_follow_the_record(videos):
+    palette = np.array([PALETTE[c] for c in COLOURS], dtype=np.float64)
+    checked = 0
+    for v in videos:
+        rec = v.record
+        for o in rec["objects"]:
+            if o["texture"] != "solid":
+                continue
+            for t in range(0, rec["num_frames"], 3):
+                m = v.masks[t] == o["id"] + 1
+                if m.sum() < 30:
+                    continue
+                median = np.median(v.frames[t][m].astype(np.float64), axis=0)
+                nearest = COLOURS[int(np.argmin(((palette - median) ** 2).sum(axis=1)))]
+                assert nearest == colour_at(rec, o["id"], t), (rec["id"], o["id"], t)
+                checked += 1
+    assert checked > 50
+
+
+def test_every_answer_is_recomputed_from_the_record(videos):
+    for v in videos:
+        rec = v.record
+        assert 2 <= len(rec["captions"]) <= 3 and all(isinstance(c, str) and c for c in rec["captions"])
+        assert rec["questions"], rec["id"]
+        for q in rec["questions"]:
+            assert q["qtype"] in QTYPES
+            assert len(q["options"]) == 4 and len(set(q["options"])) == 4
+            assert answer_from_record(rec, q) == q["answer"] == q["conversations"][1]["value"]
+            human = q["conversations"][0]["value"]
+            assert human.startswith(f"<video>\n{q['question']}\nA. {q['options'][0]}\n")
+            assert human.endswith("Answer with the option's letter from the given choices directly.")
+            assert 0 <= q["evidence"][0] <= q["evidence"][1] < rec["num_frames"]
+            assert isinstance(q["first_frame_answerable"], bool)
+
+
+def test_answer_follows_an_edited_record(videos):
+    rec = json.loads(json.dumps(videos[0].record))
+    q = next(q for q in rec["questions"] if q["qtype"] == "count")
+    n = len(rec["objects"])
+    rec["objects"].append(dict(rec["objects"][0], id=n))
+    wrong = str(n + 1)
+    if wrong in q["options"]:
+        assert answer_from_record(rec, q) == LETTERS[q["options"].index(wrong)] != q["answer"]
+    else:
+        with pytest.raises(ValueError, match="not among"):
+            answer_from_record(rec, q)
+
+
+def test_answer_letters_and_question_types_over_a_small_dataset():
+    letters, qtypes, ffa = Counter(), Counter(), 0
+    for seed in range(40):
+        rec = generate_video(1000 + seed, 72, 48, 48, 6, config=CUTS).record
+        letters.update(q["answer"] for q in rec["questions"])
+        qtypes.update(q["qtype"] for q in rec["questions"])
+        ffa += sum(q["first_frame_answerable"] for q in rec["questions"])
+    assert set(letters) == set(LETTERS)
+    assert max(letters.values()) / min(letters.values()) <= 1.25, letters
+    assert set(qtypes) == set(QTYPES), qtypes
+    assert ffa < sum(qtypes.values()) / 4
+
+
+def test_lengths_8_and_1024(tmp_path):
+    from trajtok.videowriter import write_video
+
+    short = generate_video(7, 8, 64, 64, 3)
+    long = generate_video(7, 1024, 48, 48, 4)
+    for v, T, S in ((short, 8, 64), (long, 1024, 48)):
+        assert v.frames.shape == (T, S, S, 3) and v.masks.shape == (T, S, S)
+        assert v.graph.shape == (len(v.record["objects"]), T) and len(v.record["objects"]) >= 1
+        write_video(tmp_path / f"{T}.mp4", v.frames)
+        assert _decoded_frames(tmp_path / f"{T}.mp4").shape == (T, S, S, 3)
+    # long videos carry short evidence spans far from the start
+    spans = [q["evidence"] for q in long.record["questions"]]
+    assert any(e - s <= 16 and s > 64 for s, e in spans), spans
+
+
+def test_non_square_size_and_object_range():
+    v = generate_video(3, 20, 48, 80, 12)
+    assert v.frames.shape == (20, 48, 80, 3)
+    assert len(v.record["objects"]) <= 12
+
+
+def _annotation_files(root):
+    return sorted(p.relative_to(root) for p in root.rglob("*") if p.suffix in (".json", ".npz"))
+
+
+def test_same_seed_same_annotations_any_worker_count(tmp_path):
+    kw = dict(frames=(16, 40), size=48, objects=(2, 5), cut_prob=0.5)
+    counts = {"train": 3, "val": 1, "test": 1}
+    a = write_dataset(tmp_path / "a", counts, seed=0, workers=1, **kw).parent
+    b = write_dataset(tmp_path / "b", counts, seed=0, workers=2, **kw).parent
+    c = write_dataset(tmp_path / "c", counts, seed=1, workers=1, **kw).parent
+    files = _annotation_files(a)
+    assert files == _annotation_files(b) and len(files) == 1 + 5 * 2 + 3 * 2
+    for rel in files:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+        if rel.suffix == ".npz":
+            la, lb = load_labels(a / rel), load_labels(b / rel)
+            np.testing.assert_array_equal(la.masks, lb.masks)
+            np.testing.assert_array_equal(la.graph, lb.graph)
+    differ = [rel for rel in files if rel.suffix == ".json" and (a / rel).read_bytes() != (c / rel).read_bytes()]
+    assert len(differ) >= 5
+
+
+def test_manifest_and_llava_files(tmp_path):
+    manifest_path = write_dataset(tmp_path, {"train": 2, "val": 1, "test": 1}, frames=(12, 24), size=(32, 48))
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["version"] == 1 and set(manifest["splits"]) == set(SPLITS)
+    assert manifest["generator"]["size"] == [32, 48]
+    for split in SPLITS:
+        info = manifest["splits"][split]
+        assert isinstance(info["seed"], int)
+        captions = json.loads((tmp_path / split / "captions.json").read_text())
+        qa = json.loads((tmp_path / split / "qa.json").read_text())
+        assert {c["id"] for c in captions} == set(info["videos"])
+        for c in captions:
+            assert c["video"] == f"{c['id']}.mp4" and (tmp_path / split / c["video"]).is_file()
+            assert c["conversations"][0] == {"from": "human", "value": "<video>\nDescribe the video."}
+            assert c["conversations"][1]["from"] == "gpt"
+        for q in qa:
+            vid = q["video"][: -len(".mp4")]
+            assert q["id"].startswith(f"{vid}_q") and vid in info["videos"]
+            record = json.loads((tmp_path / manifest["videos"][vid]["record"]).read_text())
+            assert q in record["questions"] and answer_from_record(record, q) == q["answer"]
+        for vid in info["videos"]:
+            entry = manifest["videos"][vid]
+            assert entry["split"] == split
+            assert video_seed(0, split, int(vid.split("_")[1])) == entry["seed"]
+            assert SPLITS.index(split) * SEED_RANGE <= entry["seed"] < (SPLITS.index(split) + 1) * SEED_RANGE
+            record = json.loads((tmp_path / entry["record"]).read_text())
+            labels = load_labels(tmp_path / entry["labels"])
+            assert record["id"] == vid and record["num_frames"] == entry["num_frames"]
+            assert labels.graph.shape == (entry["num_objects"], entry["num_frames"])
+            frames = _decoded_frames(tmp_path / entry["video"])
+            assert frames.shape == (entry["num_frames"], 32, 48, 3)
+
+
+def test_cli_writes_a_dataset(tmp_path):
+    rc = trajtok_main(
+        [
+            "synth",
+            "--out",
+            str(tmp_path),
+            "--num-videos",
+            "train=1,test=1",
+            "--frames",
+            "8-10",
+            "--size",
+            "32",
+            "--objects",
+            "2",
+            "--seed",
+            "3",
+        ]
+    )
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert rc == 0 and manifest["generator"]["num_videos"] == {"train": 1, "val": 0, "test": 1}
+    assert manifest["generator"]["seed"] == 3 and not (tmp_path / "val").exists()
+
+
+def test_bad_arguments_are_explained():
+    with pytest.raises(ValueError, match="num_frames"):
+        generate_video(0, 0, 64, 64, 2)
+    with pytest.raises(ValueError, match="height and width"):
+        generate_video(0, 8, 8, 64, 2)
+    with pytest.raises(ValueError, match="cut_prob"):
+        WorldConfig(cut_prob=1.5)
+    with pytest.raises(ValueError, match="splits"):
+        parse_counts("training=3")
+    assert parse_counts("train=4,test=2") == {"train": 4, "val": 0, "test": 2}
+    assert parse_counts(5) == {"train": 5, "val": 5, "test": 5}

@@ -1,0 +1,211 @@
+"""Write synthetic-world splits to disk: per video an mp4, a label npz and a JSON record; per split LLaVA caption
+and QA lists; one manifest for the whole dataset.
+
+Layout (paths in the manifest are relative to ``out``)::
+
+    out/manifest.json
+    out/{split}/{id}.mp4 | {id}.npz | {id}.json
+    out/{split}/captions.json | qa.json
+
+Video seeds come from disjoint ranges per split (train, val, test never share a seed) and depend only on the base
+seed, the split and the index, so the output does not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from trajtok.labels import save_labels
+from trajtok.synth.generate import generate_video
+from trajtok.synth.world import WorldConfig
+from trajtok.videowriter import write_video
+
+logger = logging.getLogger(__name__)
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+SEED_RANGE = 1 << 30  # split k draws its video seeds from [k * SEED_RANGE, (k + 1) * SEED_RANGE)
+
+Range = int | tuple[int, int]
+
+
+def split_seed(seed: int, split: str) -> int:
+    """Seed of a split: a hash of (base seed, split)."""
+    k = SPLITS.index(split)
+    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+
+
+def video_seed(seed: int, split: str, index: int) -> int:
+    """Seed of video ``index`` of ``split``, inside the split's own range of seeds."""
+    k = SPLITS.index(split)
+    h = int(np.random.SeedSequence([split_seed(seed, split), index]).generate_state(1)[0])
+    return k * SEED_RANGE + h % SEED_RANGE
+
+
+def _as_range(value: Range, what: str, lowest: int) -> tuple[int, int]:
+    lo, hi = (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+    if not lowest <= lo <= hi:
+        raise ValueError(f"{what} must be an int or a range lo-hi with {lowest} <= lo <= hi, got {value}")
+    return lo, hi
+
+
+def _write_json(path: Path, obj: object) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def _make_video(task: dict) -> dict:
+    """Generate and write one video (runs in a worker); returns its manifest entry, captions and questions."""
+    out: Path = task["out"]
+    split, vid = task["split"], task["id"]
+    video = generate_video(
+        task["seed"],
+        task["num_frames"],
+        task["height"],
+        task["width"],
+        task["num_objects"],
+        config=WorldConfig(**task["config"]),
+        fps=task["fps"],
+        video_id=vid,
+    )
+    rel = {k: f"{split}/{vid}.{ext}" for k, ext in (("video", "mp4"), ("labels", "npz"), ("record", "json"))}
+    write_video(out / rel["video"], video.frames, fps=task["fps"], crf=task["crf"])
+    save_labels(out / rel["labels"], video.masks, video.graph)
+    _write_json(out / rel["record"], video.record)
+    rec = video.record
+    entry = {
+        "split": split,
+        "seed": task["seed"],
+        "num_frames": rec["num_frames"],
+        "height": rec["height"],
+        "width": rec["width"],
+        "fps": rec["fps"],
+        "num_objects": len(rec["objects"]),
+        **rel,
+    }
+    captions = [
+        {
+            "id": vid,
+            "video": f"{vid}.mp4",
+            "conversations": [
+                {"from": "human", "value": "<video>\nDescribe the video."},
+                {"from": "gpt", "value": caption},
+            ],
+        }
+        for caption in rec["captions"]
+    ]
+    return {"id": vid, "entry": entry, "captions": captions, "questions": rec["questions"]}
+
+
+def parse_counts(value: int | str | dict[str, int]) -> dict[str, int]:
+    """Videos per split from ``8`` (every split), ``"train=64,val=8,test=16"`` or a dict."""
+    if isinstance(value, int):
+        counts = dict.fromkeys(SPLITS, value)
+    elif isinstance(value, dict):
+        counts = {k: int(v) for k, v in value.items()}
+    elif "=" in value:
+        counts = {}
+        for part in value.split(","):
+            key, _, num = part.partition("=")
+            counts[key.strip()] = int(num)
+    else:
+        counts = dict.fromkeys(SPLITS, int(value))
+    bad = set(counts) - set(SPLITS)
+    if bad or any(n < 0 for n in counts.values()):
+        raise ValueError(f"video counts must be split=N with splits in {SPLITS} and N >= 0, got {value!r}")
+    return {s: counts.get(s, 0) for s in SPLITS}
+
+
+def write_dataset(
+    out: str | os.PathLike,
+    num_videos: int | str | dict[str, int] = 8,
+    *,
+    frames: Range = (32, 128),
+    size: int | tuple[int, int] = 64,
+    objects: Range = (2, 6),
+    seed: int = 0,
+    workers: int = 1,
+    cut_prob: float = 0.0,
+    fps: float = 10.0,
+    crf: int = 18,
+    config: WorldConfig | None = None,
+) -> Path:
+    """Write the splits under ``out`` and return the path of ``manifest.json``.
+
+    ``frames`` and ``objects`` are an int or an inclusive (lo, hi) range drawn per video; ``size`` is an int
+    (square) or (height, width). ``cut_prob`` overrides ``config.cut_prob``.
+    """
+    counts = parse_counts(num_videos)
+    f_lo, f_hi = _as_range(frames, "frames", 1)
+    o_lo, o_hi = _as_range(objects, "objects", 0)
+    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    cfg = asdict(config or WorldConfig())
+    cfg["cut_prob"] = float(cut_prob)
+    WorldConfig(**cfg)  # validate before starting workers
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    tasks = []
+    for split in SPLITS:
+        for index in range(counts[split]):
+            vs = video_seed(seed, split, index)
+            rng = np.random.default_rng([vs, 3])
+            tasks.append(
+                {
+                    "out": out,
+                    "split": split,
+                    "id": f"{split}_{index:05d}",
+                    "seed": vs,
+                    "num_frames": int(rng.integers(f_lo, f_hi + 1)),
+                    "num_objects": int(rng.integers(o_lo, o_hi + 1)),
+                    "height": height,
+                    "width": width,
+                    "fps": float(fps),
+                    "crf": int(crf),
+                    "config": cfg,
+                }
+            )
+    logger.info("writing %d videos to %s with %d worker(s)", len(tasks), out, workers)
+    if workers == 1 or len(tasks) <= 1:
+        results = [_make_video(t) for t in tasks]
+    else:
+        with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
+            results = list(pool.imap(_make_video, tasks, chunksize=1))
+
+    manifest = {
+        "version": 1,
+        "generator": {
+            "num_videos": counts,
+            "frames": [f_lo, f_hi],
+            "size": [height, width],
+            "objects": [o_lo, o_hi],
+            "seed": seed,
+            "cut_prob": float(cut_prob),
+            "fps": float(fps),
+            "crf": int(crf),
+            "config": cfg,
+        },
+        "splits": {},
+        "videos": {},
+    }
+    for split in SPLITS:
+        mine = [r for r in results if r["entry"]["split"] == split]
+        manifest["splits"][split] = {"seed": split_seed(seed, split), "videos": [r["id"] for r in mine]}
+        for r in mine:
+            manifest["videos"][r["id"]] = r["entry"]
+        if counts[split]:
+            _write_json(out / split / "captions.json", [c for r in mine for c in r["captions"]])
+            _write_json(out / split / "qa.json", [q for r in mine for q in r["questions"]])
+    path = out / "manifest.json"
+    _write_json(path, manifest)
+    logger.info("wrote %s", path)
+    return path

@@ -1,0 +1,514 @@
+"""Captions and multiple-choice questions from a video's record, and answers recomputed from the record alone.
+
+Every question stores ``params`` (what it asks about, in record ids); :func:`answer_from_record` recomputes the
+true answer text from the record's objects and events and returns the letter of the option that carries it. The
+generator uses the same function, so the stored letter and the record can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import numpy as np
+
+from trajtok.synth.events import SIDES
+from trajtok.synth.world import COLOURS, SHAPES
+
+LETTERS = "ABCD"
+QTYPES: tuple[str, ...] = (
+    "count",
+    "order",
+    "exit_side",
+    "attribute",
+    "collision",
+    "first_event",
+    "event_count",
+    "change",
+)
+ANSWER_PROMPT = "Answer with the option's letter from the given choices directly."
+NUMBER_WORDS = "zero one two three four five six seven eight nine ten eleven twelve".split()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading a record
+
+
+def name(record: dict, i: int) -> str:
+    """'the red circle': objects are named by their first colour; (colour, shape) is unique per video."""
+    o = record["objects"][i]
+    return f"the {o['colour']} {o['shape']}"
+
+
+def first_frame(record: dict, i: int) -> int:
+    return int(record["objects"][i]["visible"][0][0])
+
+
+def is_visible(record: dict, i: int, t: int) -> bool:
+    return any(s <= t <= e for s, e in record["objects"][i]["visible"])
+
+
+def colour_at(record: dict, i: int, t: int) -> str:
+    """Colour name of object i in frame t (its first colour, then each colour change up to t)."""
+    colour = record["objects"][i]["colour"]
+    for ev in record["events"]:
+        if ev["type"] == "colour_change" and ev["objects"][0] == i and ev["frames"][0] <= t:
+            colour = ev["to"]
+    return colour
+
+
+def events_of(record: dict, kind: str, obj: int | None = None) -> list[dict]:
+    return [ev for ev in record["events"] if ev["type"] == kind and (obj is None or obj in ev["objects"])]
+
+
+def _event_key(ev: dict) -> tuple[str, tuple[int, ...], str]:
+    if ev["type"] == "cut":
+        return ("cut", (), "")
+    return (ev["type"], tuple(ev["objects"]), ev.get("to", ""))
+
+
+def describe_key(record: dict, key: tuple[str, tuple[int, ...], str] | list) -> str:
+    """Past-tense sentence for an event key (type, objects, extra), capitalised for an option."""
+    kind, objs, extra = key[0], list(key[1]), key[2]
+    if kind == "collision":
+        text = f"{name(record, objs[0])} and {name(record, objs[1])} collided"
+    elif kind == "cut":
+        text = "the scene cut to another view"
+    else:
+        verb = {
+            "enter": "entered the frame",
+            "exit": "left the frame",
+            "appear": "appeared",
+            "vanish": "vanished",
+            "stop": "stopped",
+            "colour_change": f"turned {extra}",
+        }[kind]
+        text = f"{name(record, objs[0])} {verb}"
+    return text[0].upper() + text[1:]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Answers from the record
+
+
+def _exit_frame_colour_time(ev: dict) -> int:
+    # exit / vanish frames are the first frame without the object: its look is that of the frame before
+    return ev["frames"][0] - 1 if ev["type"] in ("exit", "vanish") else ev["frames"][0]
+
+
+def _attribute_events(record: dict, event: str, side: str | None) -> list[dict]:
+    return [ev for ev in events_of(record, event) if side is None or ev.get("side") == side]
+
+
+def true_answer(record: dict, question: dict) -> str:
+    """The correct option text of ``question``, recomputed from the record's objects and events only."""
+    qtype, p = question["qtype"], question["params"]
+    if qtype == "count":
+        return str(len(record["objects"]))
+    if qtype == "order":
+        objs = sorted(p["objects"], key=lambda i: first_frame(record, i))
+        if p["variant"] == "first":
+            return name(record, objs[0])
+        return ", then ".join(name(record, i) for i in objs)
+    if qtype == "exit_side":
+        return events_of(record, "exit", p["object"])[0]["side"]
+    if qtype == "attribute":
+        found = _attribute_events(record, p["event"], p.get("side"))
+        if len(found) != 1:
+            raise ValueError(f"attribute question needs exactly one {p['event']} event, the record has {len(found)}")
+        i = found[0]["objects"][0]
+        if p["attribute"] == "shape":
+            return record["objects"][i]["shape"]
+        return colour_at(record, i, _exit_frame_colour_time(found[0]))
+    if qtype == "collision":
+        ev = events_of(record, "collision", p["object"])[0]
+        other = ev["objects"][1] if ev["objects"][0] == p["object"] else ev["objects"][0]
+        return name(record, other)
+    if qtype == "first_event":
+        earliest = {}
+        for ev in record["events"]:
+            earliest.setdefault(_event_key(ev), ev["frames"][0])
+        keys = [(k[0], tuple(k[1]), k[2]) for k in p["events"]]
+        return describe_key(record, min(keys, key=lambda k: earliest[k]))
+    if qtype == "event_count":
+        return str(len(events_of(record, p["event"], p["object"])))
+    if qtype == "change":
+        if p["variant"] == "to":
+            return events_of(record, "colour_change", p["object"])[0]["to"]
+        changed = sorted({ev["objects"][0] for ev in events_of(record, "colour_change")})
+        if len(changed) != 1:
+            raise ValueError(f"'which object changed' needs exactly one changed object, the record has {changed}")
+        return name(record, changed[0])
+    raise ValueError(f"unknown qtype {qtype!r}; expected one of {QTYPES}")
+
+
+def answer_from_record(record: dict, question: dict) -> str:
+    """Letter (A-D) of the option that is true according to the record's events."""
+    truth = true_answer(record, question)
+    if truth not in question["options"]:
+        raise ValueError(f"question {question.get('id')!r}: true answer {truth!r} is not among {question['options']}")
+    return LETTERS[question["options"].index(truth)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Question generators: each returns (question, distractors, params, evidence, first_frame_answerable) or None.
+
+Draft = tuple[str, list[str], dict, list[int], bool]
+
+
+def _numbers(rng: np.random.Generator, n: int, lowest: int) -> list[str]:
+    cand = [k for k in range(max(lowest, n - 3), n + 5) if k != n]
+    return [str(k) for k in rng.choice(cand, size=3, replace=False)]
+
+
+def _other_names(rng: np.random.Generator, record: dict, exclude: set[int], k: int = 3) -> list[str]:
+    """k object names not in ``exclude``: real objects first, then colour-shape pairs absent from the video."""
+    real = [i for i in range(len(record["objects"])) if i not in exclude]
+    names = [name(record, int(i)) for i in rng.permutation(real)[:k]] if real else []
+    taken = {(c, o["shape"]) for o in record["objects"] for c in o["colours"]}
+    absent = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in taken]
+    for j in rng.permutation(len(absent)):
+        if len(names) >= k:
+            break
+        names.append(f"the {absent[j][0]} {absent[j][1]}")
+    return names
+
+
+def _spread(rng: np.random.Generator, items: list, frame: Callable, k: int, gap: int) -> list | None:
+    """k items whose frames are pairwise >= gap apart, drawn at random (None if there are not enough)."""
+    picked: list = []
+    for j in rng.permutation(len(items)):
+        it = items[int(j)]
+        if all(abs(frame(it) - frame(q)) >= gap for q in picked):
+            picked.append(it)
+            if len(picked) == k:
+                return picked
+    return None
+
+
+def q_count(rng: np.random.Generator, record: dict) -> Draft | None:
+    n = len(record["objects"])
+    if n == 0:
+        return None
+    text = str(rng.choice(["How many different objects appear in the video?", "How many distinct objects are shown?"]))
+    firsts = [first_frame(record, i) for i in range(n)]
+    return text, _numbers(rng, n, 1), {}, [0, max(firsts)], max(firsts) == 0
+
+
+def q_order(rng: np.random.Generator, record: dict) -> Draft | None:
+    objs = list(range(len(record["objects"])))
+    late = [i for i in objs if first_frame(record, i) > 0]
+    for variant, k in (("first", 4), ("sequence", 3)):
+        pick = _spread(rng, late, lambda i: first_frame(record, i), k, 2)
+        ffa = False
+        if pick is None:  # allow one object that is there from the start (then frame 0 gives it away)
+            pick = _spread(rng, objs, lambda i: first_frame(record, i), k, 2)
+            ffa = pick is not None and variant == "first"
+        if pick is None:
+            continue
+        pick = [int(i) for i in pick]
+        params = {"variant": variant, "objects": pick}
+        evidence = [0, max(first_frame(record, i) for i in pick)]
+        if variant == "first":
+            truth = true_answer(record, {"qtype": "order", "params": params})
+            wrong = [name(record, i) for i in pick if name(record, i) != truth]
+            return "Which of these objects appeared first in the video?", wrong, params, evidence, ffa
+        truth = true_answer(record, {"qtype": "order", "params": params})
+        perms = [[pick[a], pick[b], pick[c]] for a, b, c in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1))]
+        perms += [[pick[2], pick[1], pick[0]]]
+        texts = [", then ".join(name(record, i) for i in p) for p in perms]
+        wrong = [t for t in texts if t != truth]
+        wrong = [wrong[int(j)] for j in rng.permutation(len(wrong))[:3]]
+        return "In which order did these objects first appear?", wrong, params, evidence, False
+    return None
+
+
+def q_exit_side(rng: np.random.Generator, record: dict) -> Draft | None:
+    leavers = sorted({ev["objects"][0] for ev in events_of(record, "exit")})
+    if not leavers:
+        return None
+    i = int(rng.choice(leavers))
+    exits = events_of(record, "exit", i)
+    when = " the first time" if len(exits) > 1 else ""
+    truth = exits[0]["side"]
+    t = exits[0]["frames"][0]
+    text = f"Through which side of the frame did {name(record, i)} leave{when}?"
+    return text, [s for s in SIDES if s != truth], {"object": i}, [max(0, t - 3), t], False
+
+
+_ATTR_PHRASES = {
+    ("enter", "left"): "entered the frame from the left",
+    ("enter", "right"): "entered the frame from the right",
+    ("enter", "top"): "entered the frame from the top",
+    ("enter", "bottom"): "entered the frame from the bottom",
+    ("exit", "left"): "left the frame through the left side",
+    ("exit", "right"): "left the frame through the right side",
+    ("exit", "top"): "left the frame through the top",
+    ("exit", "bottom"): "left the frame through the bottom",
+    ("appear", None): "suddenly appeared",
+    ("vanish", None): "suddenly vanished",
+    ("stop", None): "stopped for a while",
+}
+
+
+def q_attribute(rng: np.random.Generator, record: dict) -> Draft | None:
+    options = [(ev, side) for ev, side in _ATTR_PHRASES if len(_attribute_events(record, ev, side)) == 1]
+    if not options:
+        return None
+    event, side = options[int(rng.integers(len(options)))]
+    attribute = "shape" if rng.random() < 0.3 else "colour"
+    params = {"event": event, "side": side, "attribute": attribute}
+    ev = _attribute_events(record, event, side)[0]
+    truth = true_answer(record, {"qtype": "attribute", "params": params})
+    pool = [s for s in (SHAPES if attribute == "shape" else COLOURS) if s != truth]
+    wrong = [pool[int(j)] for j in rng.permutation(len(pool))[:3]]
+    text = f"What {attribute} was the object that {_ATTR_PHRASES[(event, side)]}?"
+    s, e = ev["frames"]
+    evidence = [max(0, s - 1), e] if event in ("exit", "vanish") else [s, e]
+    return text, wrong, params, evidence, False
+
+
+def q_collision(rng: np.random.Generator, record: dict) -> Draft | None:
+    hitters = sorted({o for ev in events_of(record, "collision") for o in ev["objects"]})
+    if not hitters:
+        return None
+    x = int(rng.choice(hitters))
+    evs = events_of(record, "collision", x)
+    partners = {o for ev in evs for o in ev["objects"]} - {x}
+    t = evs[0]["frames"][0]
+    if len(partners) == 1:
+        text = f"Which object collided with {name(record, x)}?"
+    else:
+        text = f"Which object did {name(record, x)} collide with first?"
+    wrong = _other_names(rng, record, exclude={x} | partners)
+    T = record["num_frames"]
+    return text, wrong, {"object": x}, [max(0, t - 2), min(T - 1, t + 2)], False
+
+
+def q_first_event(rng: np.random.Generator, record: dict) -> Draft | None:
+    earliest: dict[tuple, int] = {}
+    for ev in record["events"]:
+        if ev["type"] != "occlusion":
+            earliest.setdefault(_event_key(ev), ev["frames"][0])
+    keys = list(earliest)
+    pick = _spread(rng, keys, lambda k: earliest[k], 4, 3)
+    if pick is None:
+        return None
+    params = {"events": [[k[0], list(k[1]), k[2]] for k in pick]}
+    truth = true_answer(record, {"qtype": "first_event", "params": params})
+    wrong = [describe_key(record, k) for k in pick if describe_key(record, k) != truth]
+    frames = [earliest[k] for k in pick]
+    return "Which of these happened first?", wrong, params, [min(frames), max(frames)], False
+
+
+_COUNT_PHRASES = {
+    "enter": "enter the frame",
+    "exit": "leave the frame",
+    "stop": "stop",
+    "collision": "collide with another object",
+}
+
+
+def q_event_count(rng: np.random.Generator, record: dict) -> Draft | None:
+    counts = Counter((ev["objects"][k], ev["type"]) for ev in record["events"] for k in range(len(ev["objects"])))
+    cand = [(o, kind) for (o, kind), n in counts.items() if kind in _COUNT_PHRASES]
+    if not cand:
+        return None
+    several = [c for c in cand if counts[c] >= 2]
+    pool = several if several and rng.random() < 0.7 else cand
+    obj, kind = pool[int(rng.integers(len(pool)))]
+    evs = events_of(record, kind, obj)
+    text = f"How many times did {name(record, obj)} {_COUNT_PHRASES[kind]}?"
+    evidence = [max(0, evs[0]["frames"][0] - 1), evs[-1]["frames"][1]]
+    return text, _numbers(rng, len(evs), 0), {"object": obj, "event": kind}, evidence, False
+
+
+def q_change(rng: np.random.Generator, record: dict) -> Draft | None:
+    seen = [
+        ev
+        for ev in events_of(record, "colour_change")
+        if is_visible(record, ev["objects"][0], ev["frames"][0] - 1)
+        and is_visible(record, ev["objects"][0], ev["frames"][0])
+    ]
+    if not seen:
+        return None
+    changed = sorted({ev["objects"][0] for ev in events_of(record, "colour_change")})
+    ev = seen[int(rng.integers(len(seen)))]
+    x, t = ev["objects"][0], ev["frames"][0]
+    if ev is events_of(record, "colour_change", x)[0] and (len(changed) > 1 or rng.random() < 0.6):
+        pool = [c for c in COLOURS if c not in (ev["to"], ev["from"])]
+        wrong = [pool[int(j)] for j in rng.permutation(len(pool))[:3]]
+        return f"What colour did {name(record, x)} turn into?", wrong, {"variant": "to", "object": x}, [t - 1, t], False
+    if len(changed) != 1:
+        return None
+    wrong = _other_names(rng, record, exclude={x})
+    return "Which object changed its colour?", wrong, {"variant": "which"}, [t - 1, t], False
+
+
+GENERATORS: dict[str, Callable[[np.random.Generator, dict], Draft | None]] = {
+    "count": q_count,
+    "order": q_order,
+    "exit_side": q_exit_side,
+    "attribute": q_attribute,
+    "collision": q_collision,
+    "first_event": q_first_event,
+    "event_count": q_event_count,
+    "change": q_change,
+}
+
+
+def make_questions(rng: np.random.Generator, record: dict, video_id: str) -> list[dict]:
+    """One question per applicable type, in LLaVA form; correct letters are spread evenly within the video."""
+    drafts = [(qtype, d) for qtype, gen in GENERATORS.items() if (d := gen(rng, record)) is not None]
+    # Letters: whole random permutations of ABCD, so any 4 consecutive questions use each letter once.
+    letters = np.concatenate([rng.permutation(4) for _ in range((len(drafts) + 3) // 4)] + [np.zeros(0, int)])
+    letters = letters[: len(drafts)]
+    out = []
+    for k, ((qtype, (text, wrong, params, evidence, ffa)), slot) in enumerate(zip(drafts, letters, strict=True)):
+        truth = true_answer(record, {"qtype": qtype, "params": params})
+        wrong = list(dict.fromkeys(w for w in wrong if w != truth))
+        if len(wrong) < 3:
+            raise ValueError(f"{video_id}: {qtype} question has {len(wrong)} distinct distractors, expected 3")
+        options = [wrong[int(j)] for j in rng.permutation(3)]
+        options.insert(int(slot), truth)
+        listing = "\n".join(f"{LETTERS[j]}. {o}" for j, o in enumerate(options))
+        q = {
+            "id": f"{video_id}_q{k}",
+            "video": f"{video_id}.mp4",
+            "conversations": [
+                {"from": "human", "value": f"<video>\n{text}\n{listing}\n{ANSWER_PROMPT}"},
+                {"from": "gpt", "value": LETTERS[int(slot)]},
+            ],
+            "question": text,
+            "options": options,
+            "answer": LETTERS[int(slot)],
+            "qtype": qtype,
+            "evidence": [int(evidence[0]), int(evidence[1])],
+            "first_frame_answerable": bool(ffa),
+            "params": params,
+        }
+        if answer_from_record(record, q) != q["answer"]:
+            raise ValueError(f"{q['id']}: stored answer {q['answer']} disagrees with the record")
+        out.append(q)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Captions
+
+_MOTION_PHRASES = {
+    "linear": ("moves in a straight line", "glides steadily across the scene"),
+    "bounce": ("bounces around", "bounces off the edges of the frame"),
+    "stop_and_go": ("moves and stops again and again", "moves in fits and starts"),
+    "turn": ("keeps changing direction", "turns now and then"),
+}
+_TEXTURE_WORDS = {"solid": "", "striped": "striped ", "dotted": "dotted "}
+_BACKGROUND_WORDS = {"plain": "gradient", "stripes": "striped", "checker": "checkered", "noise": "mottled"}
+_CAMERA_PHRASES = {
+    "static": "The camera stays still",
+    "pan": "The camera pans slowly across the scene",
+    "zoom": "The camera slowly zooms in and out",
+    "pan_zoom": "The camera pans and zooms",
+}
+
+
+def _count_word(n: int) -> str:
+    return NUMBER_WORDS[n] if n < len(NUMBER_WORDS) else str(n)
+
+
+def _present(record: dict, ev: dict) -> str:
+    objs = ev["objects"]
+    kind = ev["type"]
+    if kind == "cut":
+        return "the scene cuts to a new view"
+    if kind == "collision":
+        return f"{name(record, objs[0])} and {name(record, objs[1])} collide"
+    if kind == "occlusion":
+        return f"{name(record, objs[0])} passes in front of {name(record, objs[1])}"
+    return {
+        "enter": f"{name(record, objs[0])} enters from the {ev.get('side')}",
+        "exit": f"{name(record, objs[0])} leaves through the {ev.get('side')}",
+        "appear": f"{name(record, objs[0])} appears",
+        "vanish": f"{name(record, objs[0])} vanishes",
+        "colour_change": f"{name(record, objs[0])} turns {ev.get('to')}",
+        "stop": f"{name(record, objs[0])} stops for a moment",
+    }[kind]
+
+
+def _article(words: str) -> str:
+    return f"{'an' if words[0] in 'aeiou' else 'a'} {words}"
+
+
+def _join(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _cap(text: str) -> str:
+    return text[0].upper() + text[1:]
+
+
+def make_captions(rng: np.random.Generator, record: dict, max_events: int = 10) -> list[str]:
+    """2-3 template captions: the cast, the events in order, and the camera/summary view."""
+    objs = record["objects"]
+    n = len(objs)
+    shot0 = record["shots"][0]
+    bg = f"{shot0['background']['tone']} {_BACKGROUND_WORDS[shot0['background']['kind']]}"
+    by_first = sorted(range(n), key=lambda i: (first_frame(record, i), i))
+    cast = [
+        f"{_article(_TEXTURE_WORDS[objs[i]['texture']] + objs[i]['colour'])} {objs[i]['shape']} that "
+        f"{_MOTION_PHRASES[objs[i]['motion']][int(rng.integers(2))]}"
+        for i in by_first
+    ]
+    intro = str(
+        rng.choice(
+            [
+                f"{_cap(_count_word(n))} objects move over {_article(bg)} background",
+                f"{_cap(_article(bg))} background with {_count_word(n)} moving objects",
+                f"On {_article(bg)} background, {_count_word(n)} objects move around",
+            ]
+        )
+        if n != 1
+        else f"A single object moves over {_article(bg)} background"
+    )
+    captions = [f"{intro}: {_join(cast)}." if cast else f"{intro}."]
+
+    story = [ev for ev in record["events"] if ev["type"] != "occlusion"]
+    if len(story) > max_events:  # keep the rarer kinds first, then spread the frequent ones over the video
+        rare = [j for j, ev in enumerate(story) if ev["type"] not in ("enter", "exit")]
+        common = [j for j, ev in enumerate(story) if ev["type"] in ("enter", "exit")]
+        if len(rare) > max_events:
+            rare = [rare[int(j)] for j in np.unique(np.linspace(0, len(rare) - 1, max_events).round().astype(int))]
+        room = max_events - len(rare)
+        if room and common:
+            common = [common[int(j)] for j in np.unique(np.linspace(0, len(common) - 1, room).round().astype(int))]
+        else:
+            common = []
+        story = [story[j] for j in sorted(rare + common)]
+    start = [name(record, i) for i in by_first if first_frame(record, i) == 0]
+    sentences = [f"At the start, {_join(start)} {'is' if len(start) == 1 else 'are'} visible."] if start else []
+    if not start:
+        sentences.append("The video starts with an empty scene.")
+    links = ["Then", "Next", "After that", "Later", "Soon after"]
+    for j, ev in enumerate(story):
+        link = "Finally," if j == len(story) - 1 and j > 0 else str(rng.choice(links))
+        sentences.append(f"{link} {_present(record, ev)}.")
+    if not story:
+        sentences.append("Nothing else happens; the objects keep moving.")
+    captions.append(" ".join(sentences))
+
+    cuts = len(events_of(record, "cut"))
+    if cuts or rng.random() < 0.5:
+        kinds = Counter(ev["type"] for ev in record["events"])
+        facts = []
+        if kinds["collision"]:
+            facts.append(f"{_count_word(kinds['collision'])} collision{'s' * (kinds['collision'] != 1)}")
+        if kinds["exit"]:
+            facts.append(f"{_count_word(kinds['exit'])} exit{'s' * (kinds['exit'] != 1)} from the frame")
+        if kinds["colour_change"]:
+            facts.append(f"{_count_word(kinds['colour_change'])} colour change{'s' * (kinds['colour_change'] != 1)}")
+        if cuts:
+            facts.append(f"{_count_word(cuts)} hard scene cut{'s' * (cuts != 1)}")
+        text = f"{_CAMERA_PHRASES[shot0['camera']]} while {_count_word(n)} object{'s' * (n != 1)} move"
+        text += f"; there {'is' if facts and facts[0].startswith('one ') else 'are'} {_join(facts)}." if facts else "."
+        captions.append(text)
+    return captions
