@@ -1,0 +1,246 @@
+"""``TrajTokConfig``: every hyper-parameter of the TrajTok tokenizer (segmenter + trajectory encoder).
+
+The config is saved as ``config.json`` next to every checkpoint and is the only thing ``TrajTok.from_pretrained``
+reads to rebuild the architecture; behaviour is never inferred from a path or a model name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BACKBONES = ("convnext", "resnet")
+TOKEN_MODES = ("adaptive", "fixed")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class TrajTokConfig:
+    # --- backbone ---
+    backbone: str = "convnext"  # transformers backbone family built with AutoBackbone: "convnext" | "resnet"
+    backbone_config: dict = field(default_factory=dict)  # overrides for the transformers config (depths, hidden_sizes)
+    backbone_pretrained: str | None = None  # local path or hub id of pretrained backbone weights (None = random init)
+    image_size: int = 224  # frames are resized to image_size x image_size; the feature grid is image_size / 4
+    pixel_mean: tuple[float, float, float] = IMAGENET_MEAN  # per-channel mean of [0, 1] RGB input (normalised inside)
+    pixel_std: tuple[float, float, float] = IMAGENET_STD  # per-channel std of [0, 1] RGB input
+    # --- widths ---
+    width: int = 512  # E: width of the features, queries and trajectory latents
+    num_queries: int = 128  # K: trajectory queries (the most trajectories one clip can hold)
+    # --- segmenter (query Perceiver over the space-time features) ---
+    seg_depth: int = 2  # Perceiver layers of the segmenter
+    seg_heads: int = 8  # attention heads of the segmenter
+    seg_head_dim: int = 64  # width of one segmenter head (even: rotary position needs pairs)
+    assign_dim: int | None = None  # width of the shared query/feature space of the assignment MLPs (None: width // 4)
+    detach_features: bool = True  # stop-gradient of the features into the segmenter (keep True; ablation switch)
+    init_logit_scale: float = 10.0  # initial value of the assignment scale softplus(s) + 1
+    max_logit_scale: float = 20.0  # cap of the assignment scale (cosine similarity x scale = logit)
+    # --- trajectory encoder (hard-mask Perceiver) ---
+    enc_depth: int = 2  # Perceiver layers of the trajectory encoder
+    enc_heads: int = 8  # attention heads of the encoder
+    enc_head_dim: int = 64  # width of one encoder head (even: rotary position needs pairs)
+    tokens_per_trajectory: tuple[int, ...] = (1, 2, 4)  # choices of tokens per trajectory; sampled in training
+    inference_tokens_per_trajectory: int = 1  # tokens per trajectory in eval mode unless given to forward
+    # --- shared layer settings ---
+    mlp_ratio: float = 4.0  # hidden width of the Perceiver MLPs = mlp_ratio x width
+    dropout: float = 0.0  # dropout on attention outputs and MLPs (training only)
+    rope_base: float = 100.0  # rotary base; small because positions are grid/frame indices (at most a few hundred)
+    layer_norm_eps: float = 1e-6  # epsilon of every LayerNorm of the tokenizer (not of the backbone)
+    # --- inputs / outputs ---
+    external_dim: int | None = None  # width of external features (VLM / adapter use); None = the model's own features
+    output_dim: int | None = None  # width of the output tokens (None: external_dim if set, else width)
+    token_mode: str = "adaptive"  # "adaptive": only valid tokens, padded to the batch max | "fixed": N = max_tokens
+    max_tokens: int | None = None  # fixed mode: pad / truncate to this many tokens (truncation keeps the biggest)
+    min_pixels: int = 1  # a query that wins fewer hard-mask pixels than this is empty (no token)
+    clip_len: int = 16  # frames per clip when streaming long video (tokenize_video)
+
+    def __post_init__(self) -> None:
+        # JSON / YAML give lists; keep tuples so configs compare equal after a round trip.
+        self.pixel_mean = tuple(float(v) for v in self.pixel_mean)
+        self.pixel_std = tuple(float(v) for v in self.pixel_std)
+        if isinstance(self.tokens_per_trajectory, int):
+            self.tokens_per_trajectory = (self.tokens_per_trajectory,)
+        self.tokens_per_trajectory = tuple(int(v) for v in self.tokens_per_trajectory)
+        self.backbone_config = dict(self.backbone_config or {})
+
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.image_size < 32 or self.image_size % 32 != 0:
+            raise ValueError(
+                f"image_size must be a multiple of 32 and >= 32 (four backbone stages), got {self.image_size}"
+            )
+        for name in ("pixel_mean", "pixel_std"):
+            if len(getattr(self, name)) != 3:
+                raise ValueError(f"{name} must have 3 values (RGB), got {getattr(self, name)}")
+        if min(self.pixel_std) <= 0:
+            raise ValueError(f"pixel_std must be positive, got {self.pixel_std}")
+        for name in ("width", "num_queries", "seg_depth", "seg_heads", "seg_head_dim", "enc_depth", "enc_heads"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.enc_head_dim < 1:
+            raise ValueError(f"enc_head_dim must be >= 1, got {self.enc_head_dim}")
+        for name in ("seg_head_dim", "enc_head_dim"):
+            # rotary position over (t, y, x) splits a head into three parts of rotated pairs
+            if getattr(self, name) % 2 != 0 or getattr(self, name) < 6:
+                raise ValueError(f"{name} must be even and >= 6 (rotary over t, y, x), got {getattr(self, name)}")
+        if self.assign_dim is not None and self.assign_dim < 1:
+            raise ValueError(f"assign_dim must be >= 1 or None, got {self.assign_dim}")
+        if not self.init_logit_scale > 1.0:
+            raise ValueError(f"init_logit_scale must be > 1 (scale = softplus(s) + 1), got {self.init_logit_scale}")
+        if self.max_logit_scale < self.init_logit_scale:
+            raise ValueError(
+                f"max_logit_scale ({self.max_logit_scale}) must be >= init_logit_scale ({self.init_logit_scale})"
+            )
+        if not self.tokens_per_trajectory or min(self.tokens_per_trajectory) < 1:
+            raise ValueError(
+                f"tokens_per_trajectory must be a non-empty tuple of ints >= 1, got {self.tokens_per_trajectory}"
+            )
+        if self.inference_tokens_per_trajectory < 1:
+            raise ValueError(
+                f"inference_tokens_per_trajectory must be >= 1, got {self.inference_tokens_per_trajectory}"
+            )
+        if self.mlp_ratio <= 0:
+            raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.rope_base <= 1.0:
+            raise ValueError(f"rope_base must be > 1, got {self.rope_base}")
+        if self.external_dim is not None and self.external_dim < 1:
+            raise ValueError(f"external_dim must be >= 1 or None, got {self.external_dim}")
+        if self.output_dim is not None and self.output_dim < 1:
+            raise ValueError(f"output_dim must be >= 1 or None, got {self.output_dim}")
+        if self.token_mode not in TOKEN_MODES:
+            raise ValueError(f"token_mode must be one of {TOKEN_MODES}, got {self.token_mode!r}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1 or None, got {self.max_tokens}")
+        if self.token_mode == "fixed" and self.max_tokens is None:
+            raise ValueError("token_mode='fixed' needs max_tokens (the padded token count N); got max_tokens=None")
+        if self.min_pixels < 1:
+            raise ValueError(f"min_pixels must be >= 1, got {self.min_pixels}")
+        if self.clip_len < 1:
+            raise ValueError(f"clip_len must be >= 1, got {self.clip_len}")
+
+    # --- derived sizes ---
+    @property
+    def grid_size(self) -> int:
+        """h = w of the segmenter's feature grid (1/4 of image_size)."""
+        return self.image_size // 4
+
+    @property
+    def resolved_assign_dim(self) -> int:
+        return self.assign_dim if self.assign_dim is not None else max(1, self.width // 4)
+
+    @property
+    def resolved_output_dim(self) -> int:
+        """D_out: output_dim, else external_dim, else width."""
+        if self.output_dim is not None:
+            return self.output_dim
+        return self.external_dim if self.external_dim is not None else self.width
+
+    @property
+    def token_choices(self) -> tuple[int, ...]:
+        """Every tokens-per-trajectory value the encoder has sub-latent offsets for (training choices + inference)."""
+        return tuple(sorted(set(self.tokens_per_trajectory) | {self.inference_tokens_per_trajectory}))
+
+    # --- (de)serialisation ---
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], **overrides: Any) -> TrajTokConfig:
+        """Build from a dict (e.g. a YAML preset section); unknown keys raise ValueError listing the valid ones."""
+        merged = {**d, **overrides}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(merged) - names)
+        if unknown:
+            raise ValueError(f"unknown TrajTokConfig fields {unknown}; valid fields: {sorted(names)}")
+        return cls(**merged)
+
+    def replace(self, **changes: Any) -> TrajTokConfig:
+        """A copy with some fields changed (validated again)."""
+        return self.from_dict(self.to_dict(), **changes)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the config as JSON, atomically (temp file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json.tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+                f.write("\n")
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, **overrides: Any) -> TrajTokConfig:
+        """Read a config JSON written by ``save`` (a directory means its ``config.json``)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "config.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"TrajTok config not found: {path}")
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from e
+        if not isinstance(d, dict):
+            raise ValueError(f"{path}: expected a JSON object of TrajTokConfig fields, got {type(d).__name__}")
+        return cls.from_dict(d, **overrides)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> TrajTokConfig:
+        """Read a YAML preset of TrajTokConfig fields; a file with a top-level ``model:`` section uses that section."""
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"TrajTok preset not found: {path}")
+        d = yaml.safe_load(path.read_text()) or {}
+        if isinstance(d, dict) and isinstance(d.get("model"), dict):
+            d = d["model"]
+        if not isinstance(d, dict):
+            raise ValueError(f"{path}: expected a mapping of TrajTokConfig fields, got {type(d).__name__}")
+        return cls.from_dict(d, **overrides)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> TrajTokConfig:
+        """A tiny preset that runs in well under a second per clip on CPU (tests, docs, quick start)."""
+        base: dict[str, Any] = dict(
+            backbone="convnext",
+            backbone_config={"depths": [1, 1, 1, 1], "hidden_sizes": [16, 32, 64, 128]},
+            image_size=64,
+            width=64,
+            num_queries=16,
+            seg_depth=2,
+            seg_heads=2,
+            seg_head_dim=32,
+            enc_depth=2,
+            enc_heads=2,
+            enc_head_dim=32,
+            mlp_ratio=2.0,
+        )
+        return cls.from_dict(base, **overrides)
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> TrajTokConfig:
+        """The paper's size: ConvNeXt-Tiny backbone (depths 3-3-9-3, 96-768), E = 512, K = 128, 8 heads x 64."""
+        base: dict[str, Any] = dict(
+            backbone="convnext",
+            backbone_config={"depths": [3, 3, 9, 3], "hidden_sizes": [96, 192, 384, 768]},
+            image_size=224,
+            width=512,
+            num_queries=128,
+        )
+        return cls.from_dict(base, **overrides)

@@ -1,0 +1,562 @@
+"""The TrajTok model: frames -> trajectory tokens.
+
+Pipeline (DESIGN.md section 3): per-frame backbone features F (B, T*h*w, E) -> unified segmenter (K queries, a
+Perceiver over the stop-gradient features, cosine assignment logits) -> soft / hard masks -> trajectory encoder
+(soft-mask-mean init, n sub-latents, hard-mask Perceiver) -> tokens (B, N, D_out) + validity (B, N).
+
+Shapes: B batch, T frames, C channels, H x W pixels, h x w feature grid (image_size / 4, or the external
+features' grid), K queries, n tokens per trajectory, N output tokens, E width, D_out output width.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from trajtok.configuration import TrajTokConfig
+from trajtok.nn.backbone import FeatureBackbone, architecture_dict
+from trajtok.nn.encoder import TrajectoryEncoder, soft_mask_sums
+from trajtok.nn.positions import grid_positions
+from trajtok.nn.segmenter import Segmenter
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+MIN_SIDE = 32
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+@dataclass
+class StreamState:
+    """What one clip hands to the next when streaming a long video."""
+
+    queries: Tensor  # (B, K, E) final query states of the previous clip (initialise the next clip's queries)
+    frames_seen: int = 0  # frames processed so far (all clips)
+
+
+@dataclass
+class TrajectoryTokens:
+    """Output of ``TrajTok.forward`` / ``tokenize_video``; masks are on the grid the encoder used."""
+
+    tokens: Tensor  # (B, N, D_out) padded; zeros where not valid
+    valid: Tensor  # (B, N) bool
+    token_trajectory: Tensor  # (B, N) long: query index k each token came from (-1 = padding)
+    assignment: Tensor  # (B, T, h, w) long: hard argmax over K (external grid if features were given)
+    soft_masks: Tensor  # (B, K, T, h, w) float softmax over K (same grid as assignment)
+    logits: Tensor  # (B, K, T, h0, w0) assignment logits on the segmenter's own grid (for the losses)
+    present: Tensor  # (B, K) bool: query won >= min_pixels pixels
+    boxes: Tensor  # (B, K, 4) float normalised (y0, x0, y1, x1) union box over time (zeros if empty)
+    first_last: Tensor  # (B, K, 2) long first / last frame where present (-1 if empty)
+    num_tokens: Tensor  # (B,) long valid token count
+    state: StreamState | None = None  # final query states (for streaming)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# helpers on hard assignments
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _extent_stats(hard: Tensor, k: int, t_offset: int = 0) -> dict[str, Tensor]:
+    """Per-query pixel counts and coordinate extremes of a hard assignment (B, T, h, w) -> dict of (B, K).
+
+    Extremes of empty queries hold sentinels (+big for minima, -1 for maxima), so stats of clips combine by
+    sum / min / max.
+    """
+    b, t, h, w = hard.shape
+    idx = hard.reshape(b, -1)  # (B, P)
+    dev = hard.device
+    coords = grid_positions(t, h, w, device=dev).long()  # (P, 3) integer (t, y, x); no ref grid -> exact ints
+    coords[:, 0] += t_offset
+    counts = torch.zeros(b, k, dtype=torch.long, device=dev).scatter_add_(1, idx, torch.ones_like(idx))
+    out = {"counts": counts}
+    big = torch.iinfo(torch.long).max
+    for a, name in enumerate(("t", "y", "x")):
+        c = coords[:, a].expand(b, -1)
+        out[name + "0"] = torch.full((b, k), big, dtype=torch.long, device=dev).scatter_reduce(
+            1, idx, c, reduce="amin", include_self=True
+        )
+        out[name + "1"] = torch.full((b, k), -1, dtype=torch.long, device=dev).scatter_reduce(
+            1, idx, c, reduce="amax", include_self=True
+        )
+    return out
+
+
+def _merge_stats(a: dict[str, Tensor] | None, b: dict[str, Tensor]) -> dict[str, Tensor]:
+    if a is None:
+        return b
+    out = {"counts": a["counts"] + b["counts"]}
+    for name in ("t", "y", "x"):
+        out[name + "0"] = torch.minimum(a[name + "0"], b[name + "0"])
+        out[name + "1"] = torch.maximum(a[name + "1"], b[name + "1"])
+    return out
+
+
+def _boxes(stats: dict[str, Tensor], present: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
+    """(boxes (B, K, 4) normalised (y0, x0, y1, x1), first_last (B, K, 2)) from extent stats."""
+    boxes = torch.stack(
+        [
+            stats["y0"].float() / h,
+            stats["x0"].float() / w,
+            (stats["y1"] + 1).float() / h,
+            (stats["x1"] + 1).float() / w,
+        ],
+        dim=-1,
+    )  # (B, K, 4)
+    boxes = torch.where(present[..., None], boxes, torch.zeros_like(boxes))
+    first_last = torch.stack([stats["t0"], stats["t1"]], dim=-1)  # (B, K, 2)
+    first_last = torch.where(present[..., None], first_last, torch.full_like(first_last, -1))
+    return boxes, first_last
+
+
+def _assemble(
+    tokens: Tensor, present: Tensor, counts: Tensor, mode: str, max_tokens: int | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gather the tokens of present trajectories into a padded batch.
+
+    Args:
+        tokens: (B, K, n, D) per-trajectory tokens.
+        present: (B, K) bool.
+        counts: (B, K) hard-mask pixel counts (truncation in fixed mode keeps the biggest trajectories).
+        mode: "adaptive" (N = most valid tokens in the batch) or "fixed" (N = max_tokens).
+    Returns:
+        tokens (B, N, D), valid (B, N), token_trajectory (B, N), num_tokens (B,); tokens in query order.
+    """
+    b, k, n, d = tokens.shape
+    keep = present
+    if mode == "fixed":
+        if max_tokens is None:
+            raise ValueError("token_mode='fixed' needs max_tokens (pass max_tokens= or set config.max_tokens)")
+        if max_tokens < n:
+            raise ValueError(
+                f"max_tokens={max_tokens} is smaller than tokens_per_trajectory={n}: not even one trajectory fits"
+            )
+        budget = max_tokens // n
+        score = torch.where(present, counts, torch.full_like(counts, -1))
+        order = torch.sort(score, dim=1, descending=True, stable=True).indices  # (B, K) biggest first
+        rank = torch.empty_like(order).scatter_(1, order, torch.arange(k, device=order.device).expand(b, -1))
+        keep = present & (rank < budget)
+    keep_tok = keep[:, :, None].expand(b, k, n).reshape(b, k * n)  # (B, K * n)
+    num_tokens = keep_tok.sum(dim=1)  # (B,)
+    size = int(max_tokens) if mode == "fixed" else int(num_tokens.max().item()) if b else 0
+    pos = keep_tok.long().cumsum(dim=1) - 1  # (B, K * n) slot of each kept token
+    bi, li = keep_tok.nonzero(as_tuple=True)
+    flat = tokens.reshape(b, k * n, d)  # (B, K * n, D)
+    out = flat.new_zeros(b, size, d)
+    out = out.index_put((bi, pos[bi, li]), flat[bi, li])  # differentiable scatter
+    valid = torch.zeros(b, size, dtype=torch.bool, device=tokens.device)
+    valid[bi, pos[bi, li]] = True
+    traj = torch.full((b, size), -1, dtype=torch.long, device=tokens.device)
+    traj[bi, pos[bi, li]] = li // n
+    return out, valid, traj, num_tokens
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the model
+# ----------------------------------------------------------------------------------------------------------
+
+
+class TrajTok(nn.Module):
+    """TrajTok tokenizer: a clip (B, T, C, H, W) becomes trajectory tokens (B, N, D_out) with a validity mask.
+
+    Build with ``TrajTok(config)`` / ``TrajTok.from_config(config)`` (random init; ``backbone_pretrained`` loads
+    backbone weights) or ``TrajTok.from_pretrained(path)`` (a folder written by ``save_pretrained``).
+    """
+
+    def __init__(self, config: TrajTokConfig, *, load_backbone_weights: bool = True):
+        super().__init__()
+        if not isinstance(config, TrajTokConfig):
+            raise ValueError(f"config must be a TrajTokConfig, got {type(config).__name__}")
+        pretrained = config.backbone_pretrained if load_backbone_weights else None
+        e = config.width
+        self.features = FeatureBackbone(config.backbone, config.backbone_config, pretrained, e, config.layer_norm_eps)
+        if pretrained is not None:
+            # Record the loaded architecture so save_pretrained / from_pretrained rebuild it without the weights.
+            config = config.replace(backbone_config=architecture_dict(self.features.backbone))
+        self.config = config
+        self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(config.pixel_std).view(1, 3, 1, 1), persistent=False)
+        self.segmenter = Segmenter(
+            e,
+            config.num_queries,
+            config.seg_depth,
+            config.seg_heads,
+            config.seg_head_dim,
+            config.resolved_assign_dim,
+            config.mlp_ratio,
+            config.dropout,
+            config.layer_norm_eps,
+            config.rope_base,
+            config.init_logit_scale,
+            config.max_logit_scale,
+        )
+        self.external_proj = nn.Linear(config.external_dim, e) if config.external_dim is not None else None
+        self.encoder = TrajectoryEncoder(
+            e,
+            config.enc_depth,
+            config.enc_heads,
+            config.enc_head_dim,
+            config.token_choices,
+            config.resolved_output_dim,
+            config.mlp_ratio,
+            config.dropout,
+            config.layer_norm_eps,
+            config.rope_base,
+        )
+
+    # --- construction / persistence -------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: TrajTokConfig) -> TrajTok:
+        """Random init (the backbone from ``config.backbone_pretrained`` when set)."""
+        return cls(config)
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Write ``model.safetensors`` and ``config.json`` into the folder ``path`` (each atomically)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        fd, tmp = tempfile.mkstemp(dir=path, suffix=".safetensors.tmp")
+        os.close(fd)
+        try:
+            save_file(state, tmp, metadata={"format": "pt", "model": "trajtok"})
+            os.replace(tmp, path / WEIGHTS_NAME)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        self.config.save(path / CONFIG_NAME)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> TrajTok:
+        """Load a folder written by ``save_pretrained``; ``overrides`` change config fields (e.g. token_mode).
+
+        Loading is strict: missing, unexpected or mis-shaped weights raise ValueError listing them.
+        """
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"TrajTok checkpoint folder not found: {path}")
+        weights = path / WEIGHTS_NAME
+        if not weights.is_file():
+            raise FileNotFoundError(f"TrajTok weights not found: {weights} (expected a folder from save_pretrained)")
+        config = TrajTokConfig.load(path / CONFIG_NAME, **overrides)
+        model = cls(config, load_backbone_weights=False)
+        model.load_state_dict_strict(load_file(str(weights)), source=str(weights))
+        model.eval()
+        return model
+
+    def load_state_dict_strict(self, state: dict[str, Tensor], source: str = "state dict") -> None:
+        """``load_state_dict`` that names every missing, unexpected and mis-shaped key in its ValueError."""
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        shapes = sorted(
+            f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+            for k in set(own) & set(state)
+            if state[k].shape != own[k].shape
+        )
+        if missing or unexpected or shapes:
+            raise ValueError(
+                f"{source} does not match the TrajTok config: missing keys {missing}, unexpected keys {unexpected}, "
+                f"shape mismatches {shapes}"
+            )
+        self.load_state_dict(state, strict=True)
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    @property
+    def device(self) -> torch.device:
+        return self.segmenter.queries.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.segmenter.queries.dtype
+
+    # --- input checks ---------------------------------------------------------------------------------
+
+    def _check_pixels(self, pixel_values: Tensor) -> None:
+        if not isinstance(pixel_values, Tensor):
+            raise ValueError(f"pixel_values must be a torch.Tensor (B, T, C, H, W), got {type(pixel_values).__name__}")
+        shape = tuple(pixel_values.shape)
+        if pixel_values.ndim != 5:
+            raise ValueError(
+                f"pixel_values must have shape (B, T, C, H, W) (rank 5), got shape {shape} (rank {pixel_values.ndim}); "
+                "use tokenize_video for (T, C, H, W) or add a frame axis for images"
+            )
+        if pixel_values.dtype != torch.uint8 and pixel_values.dtype not in _FLOAT_DTYPES:
+            raise ValueError(f"pixel_values must be float in [0, 1] or uint8, got dtype {pixel_values.dtype}")
+        b, t, c, h, w = shape
+        if b == 0 or t == 0:
+            raise ValueError(f"pixel_values must have B >= 1 and T >= 1, got shape (B, T, C, H, W) = {shape}")
+        if c != 3:
+            raise ValueError(f"pixel_values must have C = 3 (RGB) at dim 2 of (B, T, C, H, W), got shape {shape}")
+        if h < MIN_SIDE or w < MIN_SIDE:
+            raise ValueError(f"pixel_values H and W must be >= {MIN_SIDE}, got shape (B, T, C, H, W) = {shape}")
+
+    def _check_features(self, features: Tensor, b: int, t: int) -> None:
+        d = self.config.external_dim
+        if d is None:
+            raise ValueError(
+                "features were given but config.external_dim is None; build TrajTok with external_dim set to the "
+                f"feature width (got features of shape {tuple(features.shape)})"
+            )
+        shape = tuple(features.shape)
+        if features.ndim != 5 or shape[0] != b or shape[1] != t or shape[4] != d or min(shape) == 0:
+            raise ValueError(
+                f"features must have shape (B, T, h_e, w_e, external_dim) = ({b}, {t}, h_e, w_e, {d}), got {shape}"
+            )
+        if not features.is_floating_point():
+            raise ValueError(f"features must be floating point, got dtype {features.dtype}")
+
+    def _tokens_per_trajectory(self, n: int | None) -> int:
+        choices = self.config.token_choices
+        if n is None:
+            if self.training:
+                train = self.config.tokens_per_trajectory
+                return train[int(torch.randint(len(train), (1,)).item())]
+            return self.config.inference_tokens_per_trajectory
+        if n not in choices:
+            raise ValueError(f"tokens_per_trajectory must be one of {list(choices)} (from the config), got {n}")
+        return int(n)
+
+    # --- stages -----------------------------------------------------------------------------------------
+
+    def encode_pixels(self, pixel_values: Tensor) -> Tensor:
+        """(B, T, C, H, W) uint8 / [0, 1] float -> features (B, T, h0, w0, E) on the image_size / 4 grid."""
+        b, t, c, h, w = pixel_values.shape
+        x = pixel_values.reshape(b * t, c, h, w)  # (B*T, C, H, W)
+        x = x.to(self.dtype) / 255.0 if x.dtype == torch.uint8 else x.to(self.dtype)
+        s = self.config.image_size
+        if (h, w) != (s, s):
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        x = (x - self.pixel_mean.to(x.dtype)) / self.pixel_std.to(x.dtype)
+        feats = self.features(x)  # (B*T, h0, w0, E)
+        return feats.view(b, t, *feats.shape[1:])  # (B, T, h0, w0, E)
+
+    def _clip(
+        self,
+        pixel_values: Tensor,
+        features: Tensor | None,
+        init_queries: Tensor | None,
+    ) -> dict[str, Tensor]:
+        """Segmenter + assignment of one clip; everything the encoder needs (no token assembly)."""
+        cfg = self.config
+        feats = self.encode_pixels(pixel_values)  # (B, T, h0, w0, E)
+        b, t, h0, w0, e = feats.shape
+        seg_in = feats.detach() if cfg.detach_features else feats
+        queries, logits = self.segmenter(seg_in, init_queries)  # (B, K, E), (B, K, T, h0, w0)
+        k = logits.shape[1]
+        soft = logits.softmax(dim=1)  # (B, K, T, h0, w0)
+        if features is None:
+            enc_feats = feats.reshape(b, t * h0 * w0, e)  # (B, P, E)
+            hard = logits.argmax(dim=1)  # (B, T, h0, w0)
+            h, w = h0, w0
+            positions = grid_positions(t, h, w, device=feats.device)
+        else:
+            _, _, h, w, _ = features.shape
+            enc_feats = self.external_proj(features.to(self.dtype)).reshape(b, t * h * w, e)  # (B, P_e, E)
+            if (h, w) != (h0, w0):
+                # soft: area-like (antialiased bilinear keeps the sum over K at 1); hard: nearest of the argmax
+                soft = F.interpolate(
+                    soft.reshape(b * k, t, h0, w0), size=(h, w), mode="bilinear", align_corners=False, antialias=True
+                ).view(b, k, t, h, w)  # (B, K, T, h, w)
+                hard = F.interpolate(
+                    logits.argmax(dim=1).to(torch.float32), size=(h, w), mode="nearest-exact"
+                ).long()  # (B, T, h, w)
+            else:
+                hard = logits.argmax(dim=1)
+            positions = grid_positions(t, h, w, ref_hw=(h0, w0), device=feats.device)
+        sums, mass = soft_mask_sums(soft.reshape(b, k, -1), enc_feats)  # (B, K, E), (B, K)
+        return {
+            "queries": queries,
+            "logits": logits,
+            "soft": soft,
+            "hard": hard,
+            "enc_feats": enc_feats,
+            "positions": positions,
+            "sums": sums,
+            "mass": mass,
+        }
+
+    # --- public API ---------------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        pixel_values: Tensor,
+        *,
+        features: Tensor | None = None,
+        tokens_per_trajectory: int | None = None,
+        max_tokens: int | None = None,
+        token_mode: str | None = None,
+        state: StreamState | None = None,
+    ) -> TrajectoryTokens:
+        """Tokenize a batch of clips.
+
+        Args:
+            pixel_values: (B, T, C, H, W) float in [0, 1] or uint8; any H, W >= 32 (resized to image_size).
+            features: optional external features (B, T, h_e, w_e, external_dim); the encoder reads them on their
+                grid (the segmenter still runs on the pixels; its masks are resized to (h_e, w_e)).
+            tokens_per_trajectory: n; default: sampled from config.tokens_per_trajectory in training, else
+                config.inference_tokens_per_trajectory.
+            max_tokens / token_mode: override the config's ("fixed" pads / truncates to max_tokens).
+            state: StreamState of the previous clip (its final queries initialise this clip's queries).
+        Returns:
+            TrajectoryTokens (see its fields).
+        """
+        self._check_pixels(pixel_values)
+        b, t = pixel_values.shape[:2]
+        if features is not None:
+            self._check_features(features, b, t)
+        mode = token_mode if token_mode is not None else self.config.token_mode
+        if mode not in ("adaptive", "fixed"):
+            raise ValueError(f"token_mode must be 'adaptive' or 'fixed', got {mode!r}")
+        budget = max_tokens if max_tokens is not None else self.config.max_tokens
+        n = self._tokens_per_trajectory(tokens_per_trajectory)
+        init = self._check_state(state, b)
+
+        c = self._clip(pixel_values, features, init)
+        k = self.config.num_queries
+        h, w = c["hard"].shape[-2:]
+        stats = _extent_stats(c["hard"], k)
+        present = stats["counts"] >= self.config.min_pixels
+        traj_init = c["sums"] / c["mass"].clamp_min(1e-6)[..., None]  # (B, K, E) soft-mask means
+        hard_flat = c["hard"].reshape(b, -1)  # (B, P)
+        latents = self.encoder.refine(traj_init, c["enc_feats"], hard_flat, n, c["positions"])  # (B, K, n, E)
+        tokens = self.encoder.project(latents)  # (B, K, n, D_out)
+        out, valid, traj, num = _assemble(tokens, present, stats["counts"], mode, budget)
+        boxes, first_last = _boxes(stats, present, h, w)
+        frames_seen = (state.frames_seen if state is not None else 0) + t
+        return TrajectoryTokens(
+            tokens=out,
+            valid=valid,
+            token_trajectory=traj,
+            assignment=c["hard"],
+            soft_masks=c["soft"],
+            logits=c["logits"],
+            present=present,
+            boxes=boxes,
+            first_last=first_last,
+            num_tokens=num,
+            state=StreamState(queries=c["queries"], frames_seen=frames_seen),
+        )
+
+    def _check_state(self, state: StreamState | None, b: int) -> Tensor | None:
+        if state is None:
+            return None
+        want = (b, self.config.num_queries, self.config.width)
+        if not isinstance(state, StreamState) or tuple(state.queries.shape) != want:
+            got = tuple(state.queries.shape) if isinstance(state, StreamState) else type(state).__name__
+            raise ValueError(f"state.queries must have shape (B, K, E) = {want}, got {got}")
+        return state.queries
+
+    def tokenize_video(
+        self,
+        frames: Tensor,
+        *,
+        clip_len: int | None = None,
+        tokens_per_trajectory: int | None = None,
+        features: Tensor | None = None,
+        max_tokens: int | None = None,
+        token_mode: str | None = None,
+        return_masks: bool = False,
+    ) -> TrajectoryTokens:
+        """Tokenize a long video clip by clip with carried queries: one token set per trajectory, not per clip.
+
+        The final query states of clip i initialise clip i + 1, so query k is the same trajectory across the
+        video. Each trajectory's encoder init is its running soft-mask-weighted mean over all clips so far; its
+        refined latents are averaged over the clips in which it won pixels, then projected. Token count = distinct
+        present trajectories x n (bounded by K x n); memory is bounded by clip_len.
+
+        Args:
+            frames: (T, C, H, W) or (B, T, C, H, W), uint8 or float in [0, 1].
+            clip_len: frames per clip (default config.clip_len).
+            features: optional external features per frame, (T, h_e, w_e, D) or (B, T, h_e, w_e, D).
+            return_masks: also return soft_masks / logits of the whole video (large); otherwise those two are
+                empty tensors with T = 0 (assignment is always returned).
+        Returns:
+            TrajectoryTokens with B = 1 for (T, C, H, W) input; first_last are video frame indices.
+        """
+        if isinstance(frames, Tensor) and frames.ndim == 4:
+            frames = frames.unsqueeze(0)
+            if features is not None and isinstance(features, Tensor) and features.ndim == 4:
+                features = features.unsqueeze(0)
+        self._check_pixels(frames)
+        b, t = frames.shape[:2]
+        if features is not None:
+            self._check_features(features, b, t)
+        clip_len = clip_len if clip_len is not None else self.config.clip_len
+        if clip_len < 1:
+            raise ValueError(f"clip_len must be >= 1, got {clip_len}")
+        mode = token_mode if token_mode is not None else self.config.token_mode
+        if mode not in ("adaptive", "fixed"):
+            raise ValueError(f"token_mode must be 'adaptive' or 'fixed', got {mode!r}")
+        budget = max_tokens if max_tokens is not None else self.config.max_tokens
+        n = self._tokens_per_trajectory(tokens_per_trajectory)
+        k = self.config.num_queries
+
+        queries = None
+        sums = mass = latent_sum = clips_on = stats = None
+        assignment, soft_list, logit_list = [], [], []
+        for s in range(0, t, clip_len):
+            clip_feats = features[:, s : s + clip_len] if features is not None else None
+            c = self._clip(frames[:, s : s + clip_len], clip_feats, queries)
+            queries = c["queries"]
+            clip_stats = _extent_stats(c["hard"], k, t_offset=s)
+            stats = _merge_stats(stats, clip_stats)
+            sums = c["sums"] if sums is None else sums + c["sums"]
+            mass = c["mass"] if mass is None else mass + c["mass"]
+            traj_init = sums / mass.clamp_min(1e-6)[..., None]  # (B, K, E) running soft-mask mean
+            hard_flat = c["hard"].reshape(b, -1)
+            latents = self.encoder.refine(traj_init, c["enc_feats"], hard_flat, n, c["positions"])  # (B, K, n, E)
+            on = (clip_stats["counts"] > 0).to(latents.dtype)  # (B, K) trajectory has pixels in this clip
+            weighted = latents * on[:, :, None, None]
+            latent_sum = weighted if latent_sum is None else latent_sum + weighted
+            clips_on = on if clips_on is None else clips_on + on
+            assignment.append(c["hard"])
+            if return_masks:
+                soft_list.append(c["soft"])
+                logit_list.append(c["logits"])
+
+        h, w = assignment[0].shape[-2:]
+        present = stats["counts"] >= self.config.min_pixels
+        latents = latent_sum / clips_on.clamp_min(1.0)[:, :, None, None]  # (B, K, n, E)
+        tokens = self.encoder.project(latents)  # (B, K, n, D_out)
+        out, valid, traj, num = _assemble(tokens, present, stats["counts"], mode, budget)
+        boxes, first_last = _boxes(stats, present, h, w)
+        if return_masks:
+            soft_masks, logits = torch.cat(soft_list, dim=2), torch.cat(logit_list, dim=2)
+        else:
+            g = self.config.grid_size
+            soft_masks = out.new_zeros(b, k, 0, h, w)
+            logits = out.new_zeros(b, k, 0, g, g)
+        return TrajectoryTokens(
+            tokens=out,
+            valid=valid,
+            token_trajectory=traj,
+            assignment=torch.cat(assignment, dim=1),
+            soft_masks=soft_masks,
+            logits=logits,
+            present=present,
+            boxes=boxes,
+            first_last=first_last,
+            num_tokens=num,
+            state=StreamState(queries=queries, frames_seen=t),
+        )
+
+
+def tiny_model(seed: int = 0, **overrides: Any) -> TrajTok:
+    """A seeded tiny random TrajTok (``TrajTokConfig.tiny``) for tests, docs and the quick start."""
+    torch.manual_seed(seed)
+    return TrajTok(TrajTokConfig.tiny(**overrides))

@@ -1,0 +1,1 @@
+"""Building blocks of the TrajTok model: backbone wrapper, Perceivers, positions, segmenter, trajectory encoder."""

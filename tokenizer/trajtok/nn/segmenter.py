@@ -1,0 +1,77 @@
+"""The unified segmenter: K queries cluster all pixels of a clip, over space and time at once, into trajectories."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from trajtok.nn.perceiver import MLP, Perceiver
+from trajtok.nn.positions import grid_positions, query_fourier_bank
+
+
+class Head(nn.Module):
+    """LayerNorm + 2-layer MLP into the shared assignment space."""
+
+    def __init__(self, width: int, out: int, eps: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(width, eps=eps)
+        self.mlp = MLP(width, width, out=out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.mlp(self.norm(x))
+
+
+class Segmenter(nn.Module):
+    """Queries read the features through a Perceiver; logit = cosine(query, feature) x learnable scale.
+
+    There is no tracker: one query index is one trajectory in every frame of the clip.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        num_queries: int,
+        depth: int,
+        heads: int,
+        head_dim: int,
+        assign_dim: int,
+        mlp_ratio: float,
+        dropout: float,
+        eps: float,
+        rope_base: float,
+        init_logit_scale: float,
+        max_logit_scale: float,
+    ):
+        super().__init__()
+        self.queries = nn.Parameter(query_fourier_bank(num_queries, width))  # (K, E)
+        self.perceiver = Perceiver(width, depth, heads, head_dim, mlp_ratio, dropout, eps, rope_base)
+        self.query_head = Head(width, assign_dim, eps)
+        self.feature_head = Head(width, assign_dim, eps)
+        # scale = softplus(s) + 1, so s = softplus^-1(init - 1)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(math.expm1(init_logit_scale - 1.0))))
+        self.max_logit_scale = max_logit_scale
+
+    def scale(self) -> Tensor:
+        return (F.softplus(self.logit_scale) + 1.0).clamp(max=self.max_logit_scale)
+
+    def forward(self, features: Tensor, init_queries: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """
+        Args:
+            features: (B, T, h, w, E) (already detached by the caller when the stop-gradient is on).
+            init_queries: (B, K, E) query states to start from (streaming), or None for the learned queries.
+        Returns:
+            queries: (B, K, E) final query states (un-normalised; carried to the next clip when streaming).
+            logits: (B, K, T, h, w) assignment logits.
+        """
+        b, t, h, w, e = features.shape
+        flat = features.reshape(b, t * h * w, e)  # (B, P, E)
+        q0 = self.queries.unsqueeze(0).expand(b, -1, -1) if init_queries is None else init_queries
+        positions = grid_positions(t, h, w, device=features.device)  # (P, 3)
+        queries = self.perceiver(q0, flat, positions)  # (B, K, E)
+        qa = F.normalize(self.query_head(queries), dim=-1)  # (B, K, A)
+        fa = F.normalize(self.feature_head(flat), dim=-1)  # (B, P, A)
+        logits = torch.einsum("bka,bpa->bkp", qa, fa) * self.scale()  # (B, K, P)
+        return queries, logits.view(b, -1, t, h, w)  # (B, K, T, h, w)
