@@ -1,0 +1,195 @@
+"""Pseudo-label pipeline benchmark: key-frame detection against shot-cut answer keys, trajectory quality (J) on
+DAVIS clips, and seconds per frame of each stage.
+
+    python eval/bench/bench_pseudolabel.py --data ../shared/data [--size 240] [--json out.json]
+
+Key frames: the hard cuts of ``cuts/`` (bikes.mp4, goldeneye-vfr-drop3.mp4), precision / recall with a detection
+counted when within 1 frame of a true cut; ``testvideo.mp4`` joins its shots by fades to black (no hard cut), so
+its row lists what each rule reports there. Both readings of the histogram rule are measured ("exact":
+correlation < 0.15; "pyscenedetect": PySceneDetect's threshold 0.15, i.e. correlation <= 0.85).
+
+J: for each ground-truth object, the space-time IoU (intersection and union summed over the frames where the
+object is annotated) of the best-matching predicted trajectory; mean over the objects of a clip, then over clips.
+Predictions are made at the processing size and resized (nearest) to the annotation size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+CUTS = {  # clip -> (hard cuts, note)
+    "bikes.mp4": ([30, 76, 137, 187, 242], ""),
+    "goldeneye-vfr-drop3.mp4": ([60, 140], ""),
+    "testvideo.mp4": ([], "fades: scene starts 201, 382 (fade-ins 217, 400; fade-outs 185, 364, 697)"),
+}
+DAVIS = ("blackswan", "car-shadow", "motocross-jump", "judo", "bike")
+
+
+def load_frames(path: Path, size: int | None) -> np.ndarray:
+    from trajtok.video import load_video
+
+    return load_video(path, size=size).frames.permute(0, 2, 3, 1).numpy()  # (T, H, W, 3)
+
+
+def bench_cuts(data: Path, size: int) -> list[dict]:
+    from trajtok.pseudolabel.keyframes import KeyframeConfig, detect_keyframes, match_cuts
+
+    rows = []
+    for clip, (truth, note) in CUTS.items():
+        frames = load_frames(data / "cuts" / clip, size)
+        for rule in ("exact", "pyscenedetect"):
+            t0 = time.perf_counter()
+            res = detect_keyframes(frames, KeyframeConfig(histogram_rule=rule))
+            dt = time.perf_counter() - t0
+            found = [c for c in res.cuts if c != 0]
+            tp, fp, fn = match_cuts(found, truth, tolerance=1)
+            rows.append(
+                {
+                    "clip": clip,
+                    "rule": rule,
+                    "frames": int(frames.shape[0]),
+                    "true_cuts": truth,
+                    "found": found,
+                    "tp": tp,
+                    "fp": fp,
+                    "fn": fn,
+                    "precision": tp / max(tp + fp, 1) if found else float("nan"),
+                    "recall": tp / len(truth) if truth else float("nan"),
+                    "s_per_frame": dt / frames.shape[0],
+                    "note": note,
+                }
+            )
+    return rows
+
+
+def load_davis(folder: Path) -> tuple[Path, dict[int, np.ndarray]]:
+    """(video source, {frame index: (H, W) int instance ids}) of a DAVIS-style clip folder."""
+    from PIL import Image
+
+    source = folder / "video.mp4" if (folder / "video.mp4").is_file() else folder / "frames"
+    gt = {}
+    for png in sorted((folder / "masks").glob("*.png")):
+        img = Image.open(png)
+        a = np.asarray(img)
+        if img.mode != "P":  # binary 0/255 masks: one object
+            a = (a > 128).astype(np.int32) if a.ndim == 2 else (a[..., 0] > 128).astype(np.int32)
+        gt[int(re.sub(r"\D", "", png.stem))] = a.astype(np.int32)
+    return source, gt
+
+
+def j_scores(masks: np.ndarray, gt: dict[int, np.ndarray]) -> dict[int, float]:
+    """Per-object space-time IoU of the best-matching trajectory; ``masks`` (T, h, w) trajectory numbers."""
+    M = int(masks.max()) + 1
+    inter: dict[int, np.ndarray] = {}
+    area_p: dict[int, np.ndarray] = {}
+    area_g: dict[int, int] = {}
+    for t, g in gt.items():
+        if t >= masks.shape[0]:
+            continue
+        H, W = g.shape
+        rows = (np.arange(H) * masks.shape[1]) // H
+        cols = (np.arange(W) * masks.shape[2]) // W
+        p = masks[t][rows[:, None], cols[None, :]]  # (H, W) nearest resize to the annotation size
+        ap = np.bincount(p.ravel(), minlength=M)
+        for o in np.unique(g[g != 0]).tolist():
+            obj = g == o
+            inter[o] = inter.get(o, 0) + np.bincount(p[obj], minlength=M)
+            area_p[o] = area_p.get(o, 0) + ap
+            area_g[o] = area_g.get(o, 0) + int(obj.sum())
+    out = {}
+    for o in inter:
+        iou = inter[o][1:] / np.maximum(area_p[o][1:] + area_g[o] - inter[o][1:], 1)
+        out[o] = float(iou.max()) if iou.size else 0.0
+    return out
+
+
+def bench_davis(data: Path, config) -> list[dict]:
+    from trajtok.pseudolabel.pipeline import PseudoLabeler
+
+    labeler = PseudoLabeler(config)
+    rows = []
+    for clip in DAVIS:
+        folder = data / "masks" / clip
+        if not folder.is_dir():
+            continue
+        source, gt = load_davis(folder)
+        frames = load_frames(source, config.size)
+        t0 = time.perf_counter()
+        res = labeler(frames)
+        total = time.perf_counter() - t0
+        js = j_scores(res.masks, gt)
+        T = frames.shape[0]
+        rows.append(
+            {
+                "clip": clip,
+                "frames": T,
+                "objects": len(js),
+                "J": float(np.mean(list(js.values()))),
+                "J_per_object": js,
+                "trajectories": int(res.graph.shape[0]),
+                "keyframes": res.keyframes,
+                "s_per_frame": {k: v / T for k, v in res.seconds.items()},
+                "s_per_frame_total": total / T,
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    here = Path(__file__).resolve()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=here.parents[2].parent / "shared" / "data")
+    parser.add_argument("--size", type=int, default=240, help="processing shorter side")
+    parser.add_argument("--granularity", default=None, help="cpu segmenter granularity (name or float)")
+    parser.add_argument("--skip-cuts", action="store_true")
+    parser.add_argument("--skip-davis", action="store_true")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(here.parents[2] / "tokenizer"))
+    from trajtok.pseudolabel.pipeline import PseudoLabelConfig
+
+    config = PseudoLabelConfig(size=args.size)
+    if args.granularity is not None:
+        g = args.granularity
+        config.segmenter = replace(config.segmenter, granularity=float(g) if g[0].isdigit() else g)
+    results: dict = {"size": args.size}
+    if not args.skip_cuts:
+        rows = results["cuts"] = bench_cuts(args.data, args.size)
+        print("| clip | rule | true cuts | found | TP | FP | FN | precision | recall | s/frame |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(
+                f"| {r['clip']} | {r['rule']} | {r['true_cuts'] or r['note']} | {r['found']} | {r['tp']} | {r['fp']} "
+                f"| {r['fn']} | {r['precision']:.2f} | {r['recall']:.2f} | {r['s_per_frame']:.4f} |"
+            )
+        print()
+    if not args.skip_davis:
+        rows = results["davis"] = bench_davis(args.data, config)
+        print(
+            "| clip | frames | objects | J | trajectories | key frames | s/frame keyframes | segmentation "
+            "| tracking | merging | total |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            s = r["s_per_frame"]
+            print(
+                f"| {r['clip']} | {r['frames']} | {r['objects']} | {r['J']:.3f} | {r['trajectories']} "
+                f"| {len(r['keyframes'])} | {s['keyframes']:.4f} | {s['segmentation']:.4f} | {s['tracking']:.4f} "
+                f"| {s['merging']:.4f} | {r['s_per_frame_total']:.4f} |"
+            )
+        print(f"| **mean** | | | **{np.mean([r['J'] for r in rows]):.3f}** | | | | | | | |")
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""Pseudo-label pipeline: key frames, segmentation, tracking, merging, the label npz and the CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from trajtok.labels import load_labels, save_labels
+from trajtok.pseudolabel import (
+    CpuSegmenter,
+    FlowTracker,
+    KeyframeConfig,
+    PseudoLabelConfig,
+    PseudoLabeler,
+    TrajectoryLinker,
+    build_segmenter,
+    build_tracker,
+    detect_keyframes,
+    match_cuts,
+    match_segments,
+    to_masks_and_graph,
+)
+
+pytest.importorskip("cv2")
+pytest.importorskip("skimage")
+
+
+def textured(rng: np.random.Generator, T: int, H: int, W: int, base: tuple[int, int, int]) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames: a smooth colour texture around ``base`` drifting one pixel per frame, plus noise."""
+    from scipy.ndimage import gaussian_filter
+
+    tex = np.clip(np.array(base) + gaussian_filter(rng.normal(0, 80, (H, W + T, 3)), (2, 2, 0)), 0, 255)
+    frames = np.stack([tex[:, t : t + W] for t in range(T)]) + rng.normal(0, 2, (T, H, W, 3))
+    return np.clip(frames, 0, 255).astype(np.uint8)
+
+
+def moving_square_video(T: int = 8, H: int = 48, W: int = 64, step: tuple[int, int] = (2, 3), seed: int = 0):
+    """A textured square moving by ``step`` (dy, dx) per frame over a smooth background; returns frames, squares."""
+    rng = np.random.default_rng(seed)
+    bg = np.zeros((H, W, 3), np.float64)
+    bg[..., 0] = np.linspace(40, 90, W)[None, :]
+    bg[..., 1] = np.linspace(60, 100, H)[:, None]
+    bg[..., 2] = 70
+    square = np.clip(np.array([230, 80, 40]) + rng.normal(0, 25, (14, 14, 3)), 0, 255)
+    frames = np.empty((T, H, W, 3), np.uint8)
+    truth = np.zeros((T, H, W), bool)
+    for t in range(T):
+        y, x = 8 + step[0] * t, 6 + step[1] * t
+        img = bg.copy()
+        img[y : y + 14, x : x + 14] = square
+        frames[t] = np.clip(img, 0, 255).astype(np.uint8)
+        truth[t, y : y + 14, x : x + 14] = True
+    return frames, truth
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# key frames
+
+
+def test_keyframes_find_synthetic_hard_cut_with_both_rules():
+    rng = np.random.default_rng(0)
+    frames = np.concatenate([textured(rng, 10, 40, 56, (40, 60, 150)), textured(rng, 10, 40, 56, (220, 200, 60))])
+    for rule in ("exact", "pyscenedetect"):
+        res = detect_keyframes(frames, KeyframeConfig(histogram_rule=rule))
+        assert res.keyframes == [0, 10], rule
+        assert res.votes[10] >= 2 and res.votes[1:10].max() == 0
+    assert res.content[10] > 27 and res.intensity_jump[10] > 12
+
+
+def test_keyframes_exact_rule_misses_equal_brightness_cut_that_pyscenedetect_reading_finds():
+    # Red to blue at similar mean intensity: content fires, the intensity jump does not, the luma histograms
+    # decorrelate only partly (0.15 < corr <= 0.85): the exact rule sees 1 vote, the PySceneDetect reading 2.
+    rng = np.random.default_rng(1)
+    a = textured(rng, 6, 40, 56, (200, 60, 60))
+    b = textured(rng, 6, 40, 56, (60, 90, 200))
+    frames = np.concatenate([a, b])
+    exact = detect_keyframes(frames, KeyframeConfig(histogram_rule="exact"))
+    loose = detect_keyframes(frames, KeyframeConfig(histogram_rule="pyscenedetect"))
+    assert exact.content[6] > 27 and exact.intensity_jump[6] < 12 and 0.15 < exact.correlation[6] <= 0.85
+    assert exact.keyframes == [0] and exact.votes[6] == 1
+    assert loose.keyframes == [0, 6] and loose.votes[6] == 2
+    assert detect_keyframes(frames, KeyframeConfig(min_votes=1)).keyframes == [0, 6]
+
+
+def test_keyframes_spacing_options_and_validation():
+    rng = np.random.default_rng(2)
+    colours = [(40, 60, 150), (220, 200, 60), (20, 20, 20), (250, 250, 250)]
+    frames = np.concatenate([textured(rng, n, 32, 32, c) for n, c in zip([5, 2, 5, 5], colours, strict=True)])
+    assert detect_keyframes(frames).keyframes == [0, 5, 7, 12]
+    assert detect_keyframes(frames, KeyframeConfig(min_spacing=3)).cuts == [0, 5, 12]
+    res = detect_keyframes(frames, KeyframeConfig(max_spacing=4))
+    assert res.keyframes == [0, 4, 5, 7, 11, 12, 16] and res.cuts == [0, 5, 7, 12]
+    with pytest.raises(ValueError, match="histogram_rule"):
+        KeyframeConfig(histogram_rule="nope")
+    with pytest.raises(ValueError, match="uint8"):
+        detect_keyframes(frames.astype(np.float32))
+
+
+def test_match_cuts_counts_within_tolerance():
+    assert match_cuts([0, 29, 77, 100], [30, 76, 137]) == (2, 1, 1)
+    assert match_cuts([31, 32], [30], tolerance=1) == (1, 1, 0)
+
+
+def test_keyframes_on_real_clip_window(shared_data):
+    from trajtok.video import load_video
+
+    # bikes.mp4 frames 0..49 at 25 fps: one hard cut, at decoded frame 30.
+    frames = load_video(shared_data / "cuts" / "bikes.mp4", size=96, end=2.0).frames.permute(0, 2, 3, 1).numpy()
+    assert frames.shape[0] == 50
+    for rule in ("exact", "pyscenedetect"):
+        assert detect_keyframes(frames, KeyframeConfig(histogram_rule=rule)).cuts == [0, 30], rule
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# segmentation
+
+
+def test_cpu_segmenter_separates_two_colours_and_granularity_orders_region_counts():
+    rng = np.random.default_rng(3)
+    img = np.zeros((40, 60, 3), np.uint8)
+    img[:, :30] = (30, 90, 200)
+    img[:, 30:] = (220, 180, 40)
+    img = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+    seg = CpuSegmenter(granularity="medium", min_area=0.01)(img)
+    assert seg.dtype == np.int32 and seg.shape == (40, 60)
+    assert seg.min() == 1 and seg.max() == 2
+    assert len(np.unique(seg[:, :28])) == 1 and len(np.unique(seg[:, 32:])) == 1 and seg[0, 0] != seg[0, -1]
+    natural = textured(rng, 1, 48, 64, (120, 120, 120))[0]
+    counts = [CpuSegmenter(granularity=g, min_area=0.0)(natural).max() for g in (0.0, 0.5, 1.0)]
+    assert counts[0] <= counts[1] <= counts[2] and counts[2] > counts[0]
+    with pytest.raises(ValueError, match="granularity"):
+        CpuSegmenter(granularity="tiny")
+
+
+def test_segmenter_registry_and_sam2_unavailable_error(tmp_path):
+    # The sam2 backend needs the sam2 package, a checkpoint and a GPU, none of which exist here: this only checks
+    # that asking for it fails with a clear install / weights error.
+    with pytest.raises(ValueError, match="choose one of"):
+        build_segmenter("nope")
+    with pytest.raises(ValueError, match="choose one of"):
+        build_tracker("nope")
+    if importlib.util.find_spec("sam2") is None:
+        for build in (build_segmenter, build_tracker):
+            with pytest.raises(ImportError, match=r"pip install 'trajtok\[sam2\]'"):
+                build("sam2", checkpoint=str(tmp_path / "sam2.pt"), config="configs/sam2.1/sam2.1_hiera_s.yaml")
+        with pytest.raises(ImportError, match="sam2"):
+            PseudoLabeler(PseudoLabelConfig(backend="sam2"))
+    else:
+        with pytest.raises(FileNotFoundError, match="checkpoint"):
+            build_segmenter("sam2", checkpoint=str(tmp_path / "missing.pt"), config="c.yaml")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# tracking and merging
+
+
+def test_flow_tracker_follows_moving_square():
+    frames, truth = moving_square_video(T=6, step=(2, 3))
+    labels = np.where(truth[0], 2, 1).astype(np.int32)
+    tracked = FlowTracker()(frames, labels)
+    assert tracked.shape == (6, 48, 64) and tracked.dtype == np.int32
+    assert (tracked[0] == labels).all()
+    for t in range(1, 6):
+        pred = tracked[t] == 2
+        iou = (pred & truth[t]).sum() / (pred | truth[t]).sum()
+        assert iou > 0.75, (t, iou)
+    with pytest.raises(ValueError, match="labels"):
+        FlowTracker()(frames, labels[:10])
+
+
+def test_match_segments_and_linker_continue_or_start_trajectories():
+    tracked = np.zeros((10, 10), np.int32)
+    tracked[:, :5] = 5
+    tracked[:, 5:] = 7
+    seg = np.ones((10, 10), np.int32)
+    seg[:, 3:] = 2  # region 1 = cols 0..2: IoU 3/5 with tracked 5
+    seg[:, 8:] = 3  # region 2 = cols 3..7 (IoU 3/7 with 7), region 3 = cols 8..9 (IoU 2/5 with 7)
+    assert match_segments(tracked, seg, 0.5) == {1: 5}
+    assert match_segments(tracked, seg, 0.4) == {1: 5, 2: 7}
+    linker = TrajectoryLinker(0.5)
+    first = linker.link(tracked)  # first key frame: all new ids
+    assert sorted(np.unique(first).tolist()) == [1, 2]
+    linked = linker.link(seg, tracked)
+    assert (linked[:, :3] == 5).all()
+    assert set(np.unique(linked[:, 3:]).tolist()) == {3, 4}  # two fresh trajectories
+    assert linker.continued == 1 and linker.started == 4
+    with pytest.raises(ValueError, match="iou_threshold"):
+        TrajectoryLinker(0.0)
+
+
+def test_to_masks_and_graph_numbers_trajectories_by_first_appearance():
+    ids = np.zeros((3, 2, 2), np.int32)
+    ids[0] = [[9, 9], [4, 0]]
+    ids[1] = [[4, 4], [4, 0]]
+    ids[2] = [[6, 6], [9, 9]]
+    masks, graph = to_masks_and_graph(ids)
+    # first frame, then id order: 4 -> 1, 9 -> 2, 6 -> 3
+    assert graph.tolist() == [[1, 1, 0], [2, 0, 2], [0, 0, 3]]
+    assert masks[0].tolist() == [[2, 2], [1, 0]] and masks[2].tolist() == [[3, 3], [2, 2]]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# whole pipeline, npz format, CLI
+
+
+def two_shot_video() -> np.ndarray:
+    a, _ = moving_square_video(T=6, H=48, W=64, step=(1, 2), seed=4)
+    b, _ = moving_square_video(T=4, H=48, W=64, step=(2, 0), seed=5)
+    return np.concatenate([a, 255 - b])  # inverted second shot: a hard cut at frame 6
+
+
+def test_pipeline_output_is_standard_label_npz(tmp_path):
+    frames = two_shot_video()
+    result = PseudoLabeler(PseudoLabelConfig(size=None, link_across_cuts=False))(frames)
+    assert result.keyframes == [0, 6]
+    T, M = frames.shape[0], result.graph.shape[0]
+    assert result.masks.shape == (T, 48, 64) and result.graph.shape == (M, T)
+    assert set(result.seconds) == {"keyframes", "segmentation", "tracking", "merging"}
+    # no trajectory crosses the cut when linking across cuts is off
+    assert not (result.graph[:, :6].any(1) & result.graph[:, 6:].any(1)).any()
+    save_labels(tmp_path / "v.npz", result.masks, result.graph)
+    labels = load_labels(tmp_path / "v.npz")
+    ids = labels.trajectory_ids()
+    assert (ids == result.masks).all() and (ids > 0).all()  # every pixel is in exactly one trajectory
+    for t in range(T):
+        assert set(np.unique(ids[t]).tolist()) == {m + 1 for m in np.nonzero(labels.graph[:, t])[0]}
+    # downscaling: labels at the processing resolution
+    small = PseudoLabeler(PseudoLabelConfig(size=24))(frames)
+    assert small.masks.shape == (T, 24, 32)
+
+
+def test_cli_resumes_and_lists_failures(tmp_path):
+    from trajtok.cli import main
+    from trajtok.videowriter import write_video
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "good.mp4", two_shot_video(), fps=10)
+    (videos / "bad.mp4").write_bytes(b"\x00not a video" * 50)
+    llava = tmp_path / "train.json"
+    llava.write_text(json.dumps([{"id": "a", "video": "good.mp4"}, {"id": "b", "video": "good.mp4"}]))
+    out = tmp_path / "labels"
+    argv = ["pseudolabel", str(videos / "bad.mp4"), str(llava), "--video-root", str(videos), "--out", str(out)]
+    assert main([*argv, "--size", "32", "--viz"]) == 0
+    assert load_labels(out / "good.npz").masks.shape[:2] == (10, 32)  # labels at the processing size
+    index = json.loads((out / "labels.json").read_text())
+    assert index == {str(videos / "good.mp4"): "good.npz"}
+    failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    assert [f["video"] for f in failures] == [str(videos / "bad.mp4")] and "Error" in failures[0]["error"]
+    if importlib.util.find_spec("PIL") is not None:
+        assert (out / "viz" / "good.png").is_file()
+    # resume: the finished npz is kept as is, the bad file is tried (and listed) again
+    stamp = (out / "good.npz").stat().st_mtime_ns
+    assert main([*argv, "--size", "32"]) == 0
+    assert (out / "good.npz").stat().st_mtime_ns == stamp
+    assert len((out / "failures.jsonl").read_text().splitlines()) == 2
+    assert json.loads((out / "labels.json").read_text()) == index
+    # every input failing is a failed run
+    assert main(["pseudolabel", str(videos / "bad.mp4"), "--out", str(tmp_path / "o2")]) == 1
