@@ -355,8 +355,7 @@ class TrajTok(nn.Module):
         cfg = self.config
         feats = self.encode_pixels(pixel_values)  # (B, T, h0, w0, E)
         b, t, h0, w0, e = feats.shape
-        seg_in = feats.detach() if cfg.detach_features else feats
-        queries, logits = self.segmenter(seg_in, init_queries)  # (B, K, E), (B, K, T, h0, w0)
+        queries, logits = self.segmenter(feats, init_queries, detach_perceiver=cfg.detach_features)  # (B, K, E), (B, K, T, h0, w0)
         k = logits.shape[1]
         soft = logits.softmax(dim=1)  # (B, K, T, h0, w0)
         if features is None:
@@ -509,6 +508,8 @@ class TrajTok(nn.Module):
         queries = None
         sums = mass = latent_sum = clips_on = stats = None
         assignment, soft_list, logit_list = [], [], []
+        # Frame positions (rotary t) restart at 0 in every clip, as in training on single clips; identity across
+        # clips comes from the carried queries alone.
         for s in range(0, t, clip_len):
             clip_feats = features[:, s : s + clip_len] if features is not None else None
             c = self._clip(frames[:, s : s + clip_len], clip_feats, queries)

@@ -57,10 +57,15 @@ class Segmenter(nn.Module):
     def scale(self) -> Tensor:
         return (F.softplus(self.logit_scale) + 1.0).clamp(max=self.max_logit_scale)
 
-    def forward(self, features: Tensor, init_queries: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, features: Tensor, init_queries: Tensor | None = None, *, detach_perceiver: bool = True
+    ) -> tuple[Tensor, Tensor]:
         """
         Args:
-            features: (B, T, h, w, E) (already detached by the caller when the stop-gradient is on).
+            features: (B, T, h, w, E) fused backbone features.
+            detach_perceiver: stop-gradient on the features the query Perceiver reads (the paper's largest ablation:
+                without it the queries can move the features to suit themselves). The feature-side assignment head
+                still reads the live features, so the segmentation loss trains the backbone through it.
             init_queries: (B, K, E) query states to start from (streaming), or None for the learned queries.
         Returns:
             queries: (B, K, E) final query states (un-normalised; carried to the next clip when streaming).
@@ -70,7 +75,7 @@ class Segmenter(nn.Module):
         flat = features.reshape(b, t * h * w, e)  # (B, P, E)
         q0 = self.queries.unsqueeze(0).expand(b, -1, -1) if init_queries is None else init_queries
         positions = grid_positions(t, h, w, device=features.device)  # (P, 3)
-        queries = self.perceiver(q0, flat, positions)  # (B, K, E)
+        queries = self.perceiver(q0, flat.detach() if detach_perceiver else flat, positions)  # (B, K, E)
         qa = F.normalize(self.query_head(queries), dim=-1)  # (B, K, A)
         fa = F.normalize(self.feature_head(flat), dim=-1)  # (B, P, A)
         logits = torch.einsum("bka,bpa->bkp", qa, fa) * self.scale()  # (B, K, P)
