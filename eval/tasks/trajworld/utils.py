@@ -1,0 +1,115 @@
+"""lmms-eval task `trajworld`: multiple-choice long-video QA on the synthetic world's test split (no download).
+
+    trajtok synth --out data/synth
+    TRAJWORLD_DIR=data/synth python -m lmms_eval --model trajvlm --model_args pretrained=MODEL \
+        --tasks trajworld --include_path eval/tasks --output_path runs/eval
+
+Questions come from ``$TRAJWORLD_DIR/{split}/qa.json`` (``split`` = ``$TRAJWORLD_SPLIT``, default ``test``), or from
+``$TRAJWORLD_DIR/qa.json`` when the variable names a split folder. Metrics: ``accuracy`` (%) over all questions,
+``acc_<qtype>`` per question type (NaN when the split has none of that type) and ``failed`` (samples the model could
+not run, counted as wrong).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from loguru import logger as eval_logger
+
+from trajvlm.integrations.lmms_eval_tasks import (
+    accuracy_where,
+    as_loglikelihood,
+    data_dir,
+    docs_dataset,
+    failed_count,
+    lettered,
+    overall_with_breakdown,
+    read_records,
+    score_choice,
+)
+
+QTYPES = ("count", "order", "exit_side", "attribute", "collision", "first_event", "event_count", "change")
+LAYOUT = "TRAJWORLD_DIR/{test,val,train}/qa.json + the videos it names (the output of `trajtok synth --out DIR`)"
+
+
+def qa_file() -> Path:
+    """The qa.json the task reads."""
+    root = data_dir("TRAJWORLD_DIR", LAYOUT)
+    if (root / "qa.json").is_file():
+        return root / "qa.json"
+    return root / os.environ.get("TRAJWORLD_SPLIT", "test") / "qa.json"
+
+
+def load_docs() -> list[dict]:
+    """One document per question: id, video path (absolute), question, options, answer letter, qtype, ..."""
+    path = qa_file()
+    docs = []
+    for row in read_records(path):
+        docs.append(
+            {
+                "id": str(row["id"]),
+                "video_path": str((path.parent / row["video"]).resolve()),
+                "question": str(row["question"]),
+                "options": [str(o) for o in row["options"]],
+                "answer": str(row["answer"]),
+                "qtype": str(row.get("qtype", "")),
+                "evidence": [int(x) for x in row.get("evidence", [])],
+                "first_frame_answerable": bool(row.get("first_frame_answerable", False)),
+            }
+        )
+    return docs
+
+
+def trajworld_process_docs(dataset):
+    path = qa_file()
+    return docs_dataset(load_docs(), path)
+
+
+def trajworld_doc_to_visual(doc):
+    return [doc["video_path"]]
+
+
+def trajworld_doc_to_text(doc, lmms_eval_specific_kwargs=None):
+    kwargs = lmms_eval_specific_kwargs or {}
+    options = "\n".join(lettered(doc["options"]))
+    return f"{kwargs.get('pre_prompt', '')}{doc['question']}\n{options}{kwargs.get('post_prompt', '')}"
+
+
+def trajworld_doc_to_choice(doc):
+    return [chr(ord("A") + i) for i in range(len(doc["options"]))]
+
+
+def trajworld_doc_to_index(doc):
+    return ord(doc["answer"]) - ord("A")
+
+
+def _fields(doc) -> dict:
+    return {"id": doc["id"], "qtype": doc["qtype"], "first_frame_answerable": doc["first_frame_answerable"]}
+
+
+def trajworld_process_results(doc, results):
+    letters = "".join(trajworld_doc_to_choice(doc))
+    scored = score_choice(results[0], doc["answer"], letters, **_fields(doc))
+    return {"accuracy": scored, "failed": scored, **{f"acc_{q}": scored for q in QTYPES}}
+
+
+def trajworld_mc_process_results(doc, results):
+    """Log-likelihood scoring: the option with the highest log-likelihood; all -inf means the sample failed."""
+    lls = [as_loglikelihood(r)[0] for r in results]
+    failed = all(ll == float("-inf") for ll in lls)
+    pred = None if failed else chr(ord("A") + max(range(len(lls)), key=lls.__getitem__))
+    scored = {"correct": pred == doc["answer"], "failed": failed, "pred": pred, "answer": doc["answer"], **_fields(doc)}
+    return {"accuracy": scored, "failed": scored}
+
+
+trajworld_accuracy = overall_with_breakdown("trajworld", ["qtype", "first_frame_answerable"], eval_logger.info)
+failed = failed_count
+acc_count = accuracy_where("qtype", "count")
+acc_order = accuracy_where("qtype", "order")
+acc_exit_side = accuracy_where("qtype", "exit_side")
+acc_attribute = accuracy_where("qtype", "attribute")
+acc_collision = accuracy_where("qtype", "collision")
+acc_first_event = accuracy_where("qtype", "first_event")
+acc_event_count = accuracy_where("qtype", "event_count")
+acc_change = accuracy_where("qtype", "change")

@@ -1,0 +1,234 @@
+"""The lmms-eval model `trajvlm`: the real CLI end to end on the tiny model, and its methods in process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trajvlm.integrations.lmms_eval_tasks import FAILED_ANSWER, as_loglikelihood, parse_choice, score_choice
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _two_question_world(synth_world: Path, tmp_path: Path) -> Path:
+    """A split folder with two questions: one on the real video, one on a corrupt file."""
+    rows = json.loads((synth_world / "test" / "qa.json").read_text())
+    split = tmp_path / "world"
+    split.mkdir()
+    good = dict(rows[0], video=str(synth_world / "test" / rows[0]["video"]))
+    broken = dict(rows[1], id="broken_q0", video="broken.mp4")
+    (split / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    (split / "qa.json").write_text(json.dumps([good, broken]))
+    return split
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_records_failed_sample(tiny_model_dir, synth_world, tmp_path):
+    world = _two_question_world(synth_world, tmp_path)
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "TRAJWORLD_DIR": str(world),
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "lmms_eval",
+        "--model",
+        "trajvlm",
+        "--model_args",
+        f"pretrained={tiny_model_dir},batch_size=2",
+        "--tasks",
+        "trajworld,trajworld_mc",
+        "--include_path",
+        str(ROOT / "eval" / "tasks"),
+        "--output_path",
+        str(out),
+        "--log_samples",
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "Error during evaluation" not in log, log[-3000:]  # lmms-eval exits 0 even when evaluation fails
+
+    (results_file,) = out.rglob("*_results.json")
+    results = json.loads(results_file.read_text())["results"]
+    gen, mc = results["trajworld"], results["trajworld_mc"]
+    assert gen["failed,none"] == 1 and mc["failed,none"] == 1
+    assert gen["accuracy,none"] in (0.0, 50.0)  # the failed question is wrong; the other may be right
+    assert 0.0 <= mc["accuracy,none"] <= 50.0
+
+    samples = [json.loads(line) for f in out.rglob("*_samples_trajworld.jsonl") for line in f.read_text().splitlines()]
+    by_id = {s["accuracy"]["id"]: s for s in samples}
+    assert by_id["broken_q0"]["filtered_resps"] == FAILED_ANSWER
+    assert by_id["broken_q0"]["accuracy"]["failed"] is True
+    assert by_id[json.loads((world / "qa.json").read_text())[0]["id"]]["filtered_resps"] != FAILED_ANSWER
+
+    failures = [json.loads(line) for line in (out / "failed_samples.jsonl").read_text().splitlines()]
+    assert {f["task"] for f in failures} == {"trajworld", "trajworld_mc"}
+    assert all("broken.mp4" in f["reason"] for f in failures)
+    assert sum(f["request_type"] == "loglikelihood" for f in failures) == 4  # one per option
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# in process
+
+
+class _Req:
+    """The part of lmms_eval.api.instance.Instance the model reads."""
+
+    def __init__(self, *args):
+        self.args = args
+
+
+@pytest.fixture(scope="module")
+def lmm(tiny_model_dir, tmp_path_factory):
+    from trajvlm.integrations.lmms_eval import TrajVLMLmms
+
+    failures = tmp_path_factory.mktemp("fail") / "failed.jsonl"
+    model = TrajVLMLmms.create_from_arg_string(
+        f"pretrained={tiny_model_dir},batch_size=2,failures_path={failures}", {"batch_size": "1", "device": None}
+    )
+    return model
+
+
+def _docs(synth_world: Path) -> list[dict]:
+    video = str(synth_world / "test" / "test_00000.mp4")
+    return [
+        {"video": video, "question": "How many objects?"},
+        {"video": "/nonexistent/clip.mp4", "question": "What colour?"},
+        {"video": video, "question": "Which side?"},
+    ]
+
+
+def test_generate_until_batched_with_failure(lmm, synth_world):
+    lmm.task_dict = {"t": {"test": _docs(synth_world)}}
+    visual = lambda doc: [doc["video"]]  # noqa: E731
+    gen = {"max_new_tokens": 3, "temperature": 0, "until": ["\n\n"]}
+    reqs = [_Req(d["question"], dict(gen), visual, i, "t", "test") for i, d in enumerate(_docs(synth_world))]
+    before = lmm.num_failed
+    out = lmm.generate_until(reqs)
+    assert len(out) == 3 and out[1] == FAILED_ANSWER
+    assert out[0] != FAILED_ANSWER and out[2] != FAILED_ANSWER
+    assert lmm.num_failed == before + 1
+    rows = [json.loads(line) for line in lmm.failures_path.read_text().splitlines()]
+    assert rows[-1]["doc_id"] == 1 and "/nonexistent/clip.mp4" in rows[-1]["reason"]
+    assert lmm.batch_size == 2  # model_args win over the CLI's --batch_size
+
+
+def test_generate_until_matches_chat_path(lmm, synth_world):
+    """Evaluation and chat share one generate path: same prompt, same greedy answer."""
+    from trajvlm.inference import VideoChat
+
+    docs = _docs(synth_world)
+    lmm.task_dict = {"t": {"test": docs}}
+    (answer,) = lmm.generate_until(
+        [_Req(docs[0]["question"], {"max_new_tokens": 4}, lambda d: [d["video"]], 0, "t", "test")]
+    )
+    chat = VideoChat(lmm.model, lmm.processor, video=docs[0]["video"])
+    assert chat.ask(docs[0]["question"], max_new_tokens=4).text == answer
+
+
+def test_loglikelihood_and_failure(lmm, synth_world):
+    lmm.task_dict = {"t": {"test": _docs(synth_world)}}
+    visual = lambda doc: [doc["video"]]  # noqa: E731
+    reqs = [
+        _Req("Pick one.\nA. red\nB. blue", "A", visual, 0, "t", "test"),
+        _Req("Pick one.\nA. red\nB. blue", lambda doc: "B", visual, 0, "t", "test"),
+        _Req("Pick one.", "A", visual, 1, "t", "test"),
+    ]
+    (ll_a, _), (ll_b, _), (ll_bad, greedy_bad) = lmm.loglikelihood(reqs)
+    assert ll_a < 0 and ll_b < 0 and ll_a != ll_b
+    assert ll_bad == float("-inf") and greedy_bad is False
+
+
+def test_multi_round(lmm, synth_world):
+    docs = _docs(synth_world)
+    lmm.task_dict = {"t": {"test": docs}}
+    seen = []
+
+    def doc_to_text(doc, previous_output=None, round_idx=None, previous_round_info=None):
+        seen.append(list(previous_output))
+        terminal = round_idx >= 2
+        return None, f"Round {round_idx}: and then?", terminal, previous_output, {"round": round_idx}
+
+    (rounds,) = lmm.generate_until_multi_round(
+        [_Req("What happens?", {"max_new_tokens": 3}, lambda d: [d["video"]], doc_to_text, 0, "t", "test")]
+    )
+    assert len(rounds) == 2 and all(r != FAILED_ANSWER for r in rounds)
+    assert seen == [rounds[:1], rounds[:2]]
+    (failed,) = lmm.generate_until_multi_round(
+        [_Req("What happens?", {"max_new_tokens": 3}, lambda d: [d["video"]], doc_to_text, 1, "t", "test")]
+    )
+    assert failed == [FAILED_ANSWER]
+
+
+def test_unknown_model_args(tiny_model_dir):
+    from trajvlm.integrations.lmms_eval import TrajVLMLmms
+
+    with pytest.raises(ValueError, match="unknown model_args for trajvlm: \\['max_frames_num'\\]"):
+        TrajVLMLmms(pretrained=str(tiny_model_dir), max_frames_num=8)
+    with pytest.raises(FileNotFoundError, match="model directory not found"):
+        TrajVLMLmms(pretrained=str(tiny_model_dir / "missing"))
+
+
+def test_entry_point_registered():
+    from lmms_eval.models import get_model
+
+    from trajvlm.integrations.lmms_eval import TrajVLMLmms
+
+    assert get_model("trajvlm") is TrajVLMLmms
+
+
+def test_failures_file_location(tmp_path):
+    from trajvlm.integrations.lmms_eval import failures_file
+
+    assert failures_file(str(tmp_path / "f.jsonl")) == tmp_path / "f.jsonl"
+    assert failures_file(str(tmp_path)) == tmp_path / "failed_samples.jsonl"
+    assert failures_file(None, ["lmms_eval", "--output_path", "runs/x"]) == Path("runs/x/failed_samples.jsonl")
+    assert failures_file(None, ["lmms_eval", "--output_path=runs/r.json"]) == Path("runs/failed_samples.jsonl")
+    assert failures_file(None, ["lmms_eval"]) is None
+
+
+@pytest.mark.parametrize(
+    ("response", "letter"),
+    [
+        ("B", "B"),
+        ("B.", "B"),
+        ("(C) a red circle", "C"),
+        ("The answer is D", "D"),
+        ("Best option: (A", "A"),
+        ("  c", None),
+        ("I think it is B because", "B"),
+        ("no idea", None),
+        (FAILED_ANSWER, None),
+        ("E", None),
+    ],
+)
+def test_parse_choice(response, letter):
+    assert parse_choice(response, "ABCD") == letter
+
+
+def test_score_choice_and_loglikelihood_text():
+    assert score_choice("B", "B", qtype="count") == {
+        "correct": True,
+        "failed": False,
+        "pred": "B",
+        "answer": "B",
+        "qtype": "count",
+    }
+    failed = score_choice(FAILED_ANSWER, "A")
+    assert failed["failed"] and not failed["correct"]
+    assert as_loglikelihood("(-2.5, True)") == (-2.5, True)
+    assert as_loglikelihood("(-inf, False)") == (float("-inf"), False)
+    with pytest.raises(ValueError, match="not a loglikelihood response"):
+        as_loglikelihood("B")

@@ -1,0 +1,592 @@
+"""The one generation path of TrajVLM: ``trajvlm chat`` and the lmms-eval model both call these functions.
+
+    from trajvlm.inference import load_model, VideoChat
+    model, processor = load_model("runs/stage2/merged", num_frames=32)
+    chat = VideoChat(model, processor, video="clip.mp4")
+    print(chat.ask("What happens in the video?", max_new_tokens=64).text)
+
+- :func:`load_model` loads a saved TrajVLM, a llava-hf LLaVA-OneVision base (a connector is attached) or a LoRA
+  checkpoint (merged on load), and the processor synced to the model's connector.
+- :class:`VideoChat` keeps a multi-turn conversation about one video (or none) and streams answers.
+- :func:`generate_batch` answers many independent requests, batched with left padding (evaluation).
+- :func:`loglikelihood` scores continuations given a video and a context (multiple-choice evaluation).
+
+Every prompt is built the same way: the chat template of the processor, one ``<video>`` part in the first user
+message, then the model's own video splicing (:meth:`trajvlm.modeling.TrajVLMModel.merge_video_tokens`). The LLM
+sequence (text + visual tokens + new tokens) is checked against the context size before generating; an over-long
+request raises :class:`ContextLengthError` naming the sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers.generation.streamers import TextStreamer
+
+logger = logging.getLogger(__name__)
+
+# Video inputs: a path (decoded with the processor's sampling settings) or uint8 frames (T, C, H, W) / (T, H, W, C).
+VideoInput = str | Path | torch.Tensor
+# One request of generate_batch: (video(s) or None, prompt text or chat messages, generation kwargs).
+Request = tuple[VideoInput | Sequence[VideoInput] | None, str | list[dict], dict[str, Any]]
+
+DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+}
+# Generation settings passed on to ``model.generate``; anything else in a request's kwargs is ignored (logged).
+GENERATE_KEYS: frozenset[str] = frozenset(
+    {
+        "max_new_tokens",
+        "min_new_tokens",
+        "do_sample",
+        "temperature",
+        "top_p",
+        "top_k",
+        "num_beams",
+        "repetition_penalty",
+        "length_penalty",
+        "no_repeat_ngram_size",
+    }
+)
+DEFAULT_MAX_NEW_TOKENS = 256
+
+
+class ContextLengthError(ValueError):
+    """The prompt (text + visual tokens) plus the tokens to generate do not fit the model's context."""
+
+
+@dataclass
+class Answer:
+    """One generated answer and what it cost."""
+
+    text: str  # the decoded answer (special tokens removed, cut at the first stop string)
+    visual_tokens: int  # visual tokens the LLM read for the video(s) of this prompt (0 without video)
+    prompt_tokens: int  # LLM sequence length of the prompt: text + visual tokens
+    new_tokens: int  # tokens generated (the end-of-sequence token included when it was reached)
+    time_to_first_token_s: float  # seconds from the call until the first new token existed
+    total_s: float  # seconds for the whole call (video decoding excluded: it happens once per video)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# loading
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` -> the first CUDA GPU if there is one, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``None`` / ``"auto"`` -> bfloat16 on GPU, float32 on CPU; names like ``bf16``, ``float16`` are accepted."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPES)} or 'auto'")
+    return DTYPES[dtype]
+
+
+def load_model(
+    path: str | Path,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    connector: str | None = None,
+    *,
+    num_frames: int | None = None,
+    fps: float | None = None,
+    max_frames: int | None = None,
+    **kw: Any,
+):
+    """Load ``(model, processor)`` for inference from a model directory.
+
+    ``path`` is a saved TrajVLM (``model_type: trajvlm``), a llava-hf LLaVA-OneVision / LLaVA-Video checkpoint
+    (``connector`` is attached: default ``pool``, i.e. the unmodified model) or a LoRA checkpoint of ``trajvlm
+    train`` (merged into the base on load). ``connector`` given for a saved TrajVLM replaces its connector.
+    ``num_frames`` / ``fps`` / ``max_frames`` override the processor's saved video sampling. Other ``kw`` go to
+    ``TrajVLMForConditionalGeneration.from_llava`` (``trajtok=``, ``token_mode=``, ``video_token_budget=``, ...).
+
+    Raises:
+        FileNotFoundError: ``path`` is not a directory with a ``config.json`` (or an adapter checkpoint).
+    """
+    from trajvlm.modeling import TrajVLMForConditionalGeneration
+    from trajvlm.processing import TrajVLMProcessor
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"model directory not found: {path} (expected a TrajVLM or llava-hf LLaVA-OneVision checkpoint directory)"
+        )
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    processor_dir = path
+    if (path / "adapter_config.json").is_file():  # a LoRA checkpoint of `trajvlm train`
+        from trajvlm.export import load_trained
+        from trajvlm.train_config import TrainConfig
+
+        model = load_trained(path, merge=True)
+        if not (path / "processor_config.json").is_file():
+            processor_dir = Path(TrainConfig.from_json(path).base_model)
+    elif not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"no config.json in {path}: expected a TrajVLM or llava-hf LLaVA-OneVision checkpoint directory"
+        )
+    else:
+        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+        if model_type == "trajvlm" and (connector is None or _saved_connector(path) == connector) and not kw:
+            model = TrajVLMForConditionalGeneration.from_pretrained(path, dtype=torch_dtype)
+        else:
+            chosen = connector or (_saved_connector(path) if model_type == "trajvlm" else "pool")
+            model = TrajVLMForConditionalGeneration.from_llava(path, connector=chosen, dtype=torch_dtype, **kw)
+            if chosen != "pool" and model_type != "trajvlm":
+                logger.warning("the %r connector on %s is newly initialised (untrained)", chosen, path)
+    model = model.to(device=device, dtype=torch_dtype).eval()
+    processor = TrajVLMProcessor.from_pretrained(processor_dir).for_model(model.config)
+    if num_frames is not None or fps is not None:
+        processor.num_frames, processor.fps = num_frames, fps
+    if max_frames is not None:
+        processor.max_frames = max_frames
+    processor.tokenizer.padding_side = "left"
+    logger.info(
+        "loaded %s (connector %r, %s, %s)", path, model.config.connector, device, str(torch_dtype).split(".")[-1]
+    )
+    return model, processor
+
+
+def _saved_connector(path: Path) -> str:
+    return json.loads((path / "config.json").read_text()).get("connector", "pool")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# prompts, videos, generation settings
+
+
+def load_frames(processor, video: VideoInput) -> torch.Tensor:
+    """A video as uint8 frames (T, C, H, W): paths are decoded with the processor's sampling settings.
+
+    Raises ``trajtok.video.VideoDecodeError`` (a ValueError naming the path and the reason) for a missing or
+    unreadable file.
+    """
+    if isinstance(video, (str, Path)):
+        return processor.load_video(video)
+    if isinstance(video, torch.Tensor):
+        return video
+    raise ValueError(f"a video must be a path or a uint8 frame tensor (T, C, H, W), got {type(video).__name__}")
+
+
+def user_message(text: str, num_videos: int = 0) -> dict[str, Any]:
+    """A chat message of the user with ``num_videos`` video parts (rendered as ``<video>`` before the text)."""
+    return {"role": "user", "content": [*([{"type": "video"}] * num_videos), {"type": "text", "text": text}]}
+
+
+def assistant_message(text: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+
+
+def build_prompt(processor, prompt: str | list[dict], num_videos: int) -> str:
+    """Chat-template text for a plain prompt (one user turn with the videos) or a message list, ready to answer.
+
+    A plain prompt that already holds ``<video>`` placeholders is used as the user text as it is.
+    """
+    if isinstance(prompt, str):
+        if processor.video_token in prompt:
+            messages = [{"role": "user", "content": prompt}]
+        else:
+            messages = [user_message(prompt, num_videos)]
+    else:
+        messages = list(prompt)
+    return processor.apply_chat_template(messages, add_generation_prompt=True)
+
+
+def split_generation_kwargs(gen_kwargs: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
+    """lmms-eval / user generation kwargs -> (kwargs for ``model.generate``, stop strings).
+
+    ``temperature`` 0 (or ``do_sample`` false) means greedy decoding: sampling settings are dropped.
+    """
+    kwargs = dict(gen_kwargs or {})
+    until = kwargs.pop("until", None) or []
+    stops = [until] if isinstance(until, str) else [s for s in until if s]
+    out = {k: v for k, v in kwargs.items() if k in GENERATE_KEYS and v is not None}
+    ignored = sorted(k for k in kwargs if k not in GENERATE_KEYS)
+    if ignored:
+        logger.debug("ignoring generation settings %s", ignored)
+    out["max_new_tokens"] = int(out.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
+    if out["max_new_tokens"] < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {out['max_new_tokens']}")
+    sample = out.get("do_sample")
+    if sample is None:
+        sample = float(out.get("temperature", 0) or 0) > 0
+    out["do_sample"] = bool(sample)
+    if not out["do_sample"]:
+        for key in ("temperature", "top_p", "top_k"):
+            out.pop(key, None)
+    if "num_beams" in out:
+        out["num_beams"] = int(out["num_beams"])
+    return out, stops
+
+
+def cut_at_stops(text: str, stops: Sequence[str]) -> str:
+    """``text`` up to the first occurrence of any stop string."""
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
+    return text[:cut]
+
+
+def context_limit(model, max_context: int | None = None) -> int:
+    """Most LLM positions a request may use: the LLM's ``max_position_embeddings``, or ``max_context`` if smaller."""
+    limit = int(getattr(model.config.text_config, "max_position_embeddings", 0) or 0) or math.inf
+    if max_context is not None:
+        if max_context < 1:
+            raise ValueError(f"max_context must be a positive number of tokens, got {max_context}")
+        limit = min(limit, int(max_context))
+    return int(limit) if limit != math.inf else 2**62
+
+
+def _too_long_message(total: int, visual: int, new: int, limit: int, num_frames: int | None) -> str:
+    frames = f" (now {num_frames} per video)" if num_frames else ""
+    fixes = "lower max_new_tokens or shorten the conversation"
+    if visual:
+        fixes = f"sample fewer frames{frames}, " + fixes
+    return (
+        f"context too long: the prompt takes {total} tokens ({visual} visual + {total - visual} text) and up to "
+        f"{new} new tokens follow, {total + new} > {limit}, the model's context (max_position_embeddings or "
+        f"max_context); {fixes}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the generation core
+
+
+class _TimedStreamer(TextStreamer):
+    """Records when the first new token appears and forwards finished text pieces to ``callback``.
+
+    The prompt is passed as ``inputs_embeds``, so ``generate`` first "puts" an empty prompt; it is skipped.
+    """
+
+    def __init__(self, tokenizer, callback: Callable[[str], None] | None, start: float) -> None:
+        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        self.callback = callback
+        self.start = start
+        self.first_token_s: float | None = None
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.next_tokens_are_prompt and self.first_token_s is None and value.numel():
+            self.first_token_s = time.perf_counter() - self.start
+        super().put(value)
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        if self.callback is not None and text:
+            self.callback(text)
+
+
+@dataclass
+class _Prepared:
+    """LLM inputs of a batch after the videos were spliced in."""
+
+    inputs_embeds: torch.Tensor  # (B, L, D)
+    attention_mask: torch.Tensor  # (B, L)
+    visual_tokens: list[int]  # per row
+    num_frames: int | None  # frames per video of the batch (None without video)
+    lengths: list[int] = field(default_factory=list)  # attended prompt tokens per row
+
+
+@torch.no_grad()
+def prepare_inputs(model, processor, texts: list[str], videos: list[list[torch.Tensor]]) -> _Prepared:
+    """Chat-templated ``texts`` (B) + each row's videos (uint8 frames) -> embedded LLM inputs, left padded."""
+    processor.tokenizer.padding_side = "left"
+    flat = [v for row in videos for v in row]
+    batch = processor(text=texts, videos=flat or None, return_tensors="pt", padding=True)
+    device = model.device
+    input_ids = batch["input_ids"].to(device)
+    attention_mask = batch["attention_mask"].to(device)
+    if flat:
+        pixels = batch["pixel_values_videos"].to(device=device, dtype=model.dtype)  # (V, T, C, H, W)
+        merged = model.model.merge_video_tokens(input_ids, pixels, attention_mask)
+        embeds, mask = merged.inputs_embeds, merged.attention_mask
+        counts = iter(merged.visual_token_counts)
+        visual = [sum(next(counts) for _ in row) for row in videos]
+        num_frames = int(pixels.shape[1])
+    else:
+        embeds, mask = model.get_input_embeddings()(input_ids), attention_mask
+        model.model.last_visual_token_counts = []
+        visual, num_frames = [0] * len(texts), None
+    return _Prepared(embeds, mask, visual, num_frames, [int(n) for n in mask.sum(-1).tolist()])
+
+
+def _select_rows(prep: _Prepared, rows: list[int]) -> _Prepared:
+    """Keep ``rows`` of a left-padded batch and drop the padding columns no remaining row needs."""
+    mask = prep.attention_mask[rows]
+    used = mask.any(0).nonzero()
+    start = int(used[0]) if used.numel() else 0
+    return _Prepared(
+        prep.inputs_embeds[rows, start:],
+        mask[:, start:],
+        [prep.visual_tokens[r] for r in rows],
+        prep.num_frames,
+        [prep.lengths[r] for r in rows],
+    )
+
+
+@torch.no_grad()
+def _generate(model, processor, prep: _Prepared, gen: dict[str, Any], streamer=None) -> torch.Tensor:
+    """(B, new) generated token ids (only the new tokens)."""
+    tokenizer = processor.tokenizer
+    eos = model.generation_config.eos_token_id
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if isinstance(eos, list) else eos)
+    out = model.generate(
+        inputs_embeds=prep.inputs_embeds,
+        attention_mask=prep.attention_mask,
+        pad_token_id=pad,
+        eos_token_id=eos,
+        streamer=streamer,
+        **gen,
+    )
+    if out.shape[1] > gen["max_new_tokens"]:  # a model that echoes the prompt: keep the new part only
+        out = out[:, prep.inputs_embeds.shape[1] :]
+    return out
+
+
+def _count_new(row: torch.Tensor, eos: int | list[int] | None) -> int:
+    """Generated tokens in one output row, up to and including the first end-of-sequence token."""
+    ends = set(eos if isinstance(eos, list) else [eos]) - {None}
+    for i, token in enumerate(row.tolist()):
+        if token in ends:
+            return i + 1
+    return int(row.numel())
+
+
+def check_context(prep: _Prepared, max_new_tokens: int, limit: int) -> list[str | None]:
+    """Per row: None when prompt + ``max_new_tokens`` fits ``limit``, else the error message."""
+    return [
+        _too_long_message(n, v, max_new_tokens, limit, prep.num_frames) if n + max_new_tokens > limit else None
+        for n, v in zip(prep.lengths, prep.visual_tokens, strict=True)
+    ]
+
+
+def generate_batch(
+    model,
+    processor,
+    requests: Sequence[Request],
+    *,
+    batch_size: int | None = None,
+    max_context: int | None = None,
+    failures: dict[int, str] | None = None,
+) -> list[str]:
+    """Answer independent requests ``(video(s) or None, prompt, gen_kwargs)``; returns one string per request.
+
+    Requests are batched (left padding) in groups with equal generation settings and equal frame counts, at most
+    ``batch_size`` (default: all) per forward. ``prompt`` is the user's text (or a chat message list); the
+    ``until`` stop strings of ``gen_kwargs`` cut the answers. Without ``failures`` any unreadable video or
+    over-long request raises; with a dict, those requests get ``""`` and ``failures[index] = reason`` instead.
+    """
+    results: list[str] = [""] * len(requests)
+    groups: dict[tuple, list[tuple[int, str, list[torch.Tensor], dict, list[str]]]] = {}
+    for i, (video, prompt, gen_kwargs) in enumerate(requests):
+        videos = [] if video is None else list(video) if isinstance(video, (list, tuple)) else [video]
+        gen, stops = split_generation_kwargs(gen_kwargs)
+        try:
+            frames = [load_frames(processor, v) for v in videos]
+            text = build_prompt(processor, prompt, len(frames))
+        except ValueError as e:  # VideoDecodeError is a ValueError naming the path and the reason
+            if failures is None:
+                raise
+            failures[i] = str(e)
+            logger.warning("request %d failed: %s", i, e)
+            continue
+        key = (json.dumps(gen, sort_keys=True, default=str), int(frames[0].shape[0]) if frames else None)
+        groups.setdefault(key, []).append((i, text, frames, gen, stops))
+    for gen_key, frames_key in [k for k in groups if k[1] is None]:  # text-only requests join a video group
+        host = next((k for k in groups if k[0] == gen_key and k[1] is not None), None)
+        if host is not None:
+            groups[host] = sorted(groups[host] + groups.pop((gen_key, frames_key)), key=lambda item: item[0])
+    limit = context_limit(model, max_context)
+    for items in groups.values():
+        size = batch_size or len(items)
+        for start in range(0, len(items), size):
+            chunk = items[start : start + size]
+            for i, answer in _generate_chunk(model, processor, chunk, limit, failures):
+                results[i] = answer
+    return results
+
+
+def _generate_chunk(model, processor, chunk, limit: int, failures: dict[int, str] | None) -> list[tuple[int, str]]:
+    gen, stops = chunk[0][3], chunk[0][4]
+    prep = prepare_inputs(model, processor, [c[1] for c in chunk], [c[2] for c in chunk])
+    problems = check_context(prep, gen["max_new_tokens"], limit)
+    keep = [r for r, p in enumerate(problems) if p is None]
+    for r, problem in enumerate(problems):
+        if problem is not None:
+            if failures is None:
+                raise ContextLengthError(problem)
+            failures[chunk[r][0]] = problem
+            logger.warning("request %d failed: %s", chunk[r][0], problem)
+    if not keep:
+        return []
+    if len(keep) < len(chunk):
+        prep = _select_rows(prep, keep)
+    out = _generate(model, processor, prep, gen)
+    texts = processor.tokenizer.batch_decode(out, skip_special_tokens=True)
+    return [(chunk[r][0], cut_at_stops(t, stops).strip()) for r, t in zip(keep, texts, strict=True)]
+
+
+@torch.no_grad()
+def loglikelihood(
+    model,
+    processor,
+    requests: Sequence[tuple[VideoInput | Sequence[VideoInput] | None, str, str]],
+    *,
+    max_context: int | None = None,
+) -> list[tuple[float, bool]]:
+    """Score ``(video(s) or None, context, continuation)``: (sum of log-probs of the continuation, is greedy).
+
+    The context is the user's text (chat-templated with the videos, as in :func:`generate_batch`); the
+    continuation follows the assistant prefix directly. Requests run one at a time (exact, no padding effects).
+    Unreadable videos raise ``VideoDecodeError``; an over-long request raises :class:`ContextLengthError`.
+    """
+    results = []
+    limit = context_limit(model, max_context)
+    tokenizer = processor.tokenizer
+    for video, context, continuation in requests:
+        videos = [] if video is None else list(video) if isinstance(video, (list, tuple)) else [video]
+        frames = [load_frames(processor, v) for v in videos]
+        prompt = build_prompt(processor, context, len(frames))
+        n_prompt = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        n_cont = len(tokenizer(prompt + continuation, add_special_tokens=False)["input_ids"]) - n_prompt
+        if n_cont < 1:
+            raise ValueError(f"the continuation {continuation!r} adds no tokens to the context; nothing to score")
+        prep = prepare_inputs(model, processor, [prompt + continuation], [frames])
+        problem = check_context(prep, 0, limit)[0]
+        if problem is not None:
+            raise ContextLengthError(problem)
+        logits = model(
+            inputs_embeds=prep.inputs_embeds, attention_mask=prep.attention_mask, logits_to_keep=n_cont + 1
+        ).logits  # (1, n_cont + 1, V)
+        targets = _continuation_ids(model, processor, prompt + continuation, n_cont)  # (n_cont,)
+        scores = torch.log_softmax(logits[0, -n_cont - 1 : -1].float(), dim=-1)  # (n_cont, V)
+        logprob = float(scores.gather(-1, targets[:, None]).sum())
+        greedy = bool((scores.argmax(-1) == targets).all())
+        results.append((logprob, greedy))
+    return results
+
+
+def _continuation_ids(model, processor, text: str, n_cont: int) -> torch.Tensor:
+    ids = processor.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+    return ids[-n_cont:].to(model.device)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# conversations
+
+
+class VideoChat:
+    """A multi-turn conversation about one video (or none).
+
+    The video is decoded once (with the processor's sampling settings); every turn re-encodes the whole
+    conversation, with the video in the first user message, through the same path as :func:`generate_batch`.
+    """
+
+    def __init__(
+        self,
+        model,
+        processor,
+        *,
+        video: VideoInput | None = None,
+        system_prompt: str | None = None,
+        max_context: int | None = None,
+    ) -> None:
+        self.model = model
+        self.processor = processor
+        self.system_prompt = system_prompt
+        self.max_context = max_context
+        self.frames: torch.Tensor | None = None  # (T, C, H, W) uint8
+        self.video_path: str | None = None
+        self.messages: list[dict[str, Any]] = []
+        if video is not None:
+            self.set_video(video)
+
+    def set_video(self, video: VideoInput | None) -> None:
+        """Decode ``video`` (raises VideoDecodeError for a bad file) and start a new conversation about it."""
+        self.frames = None if video is None else load_frames(self.processor, video)
+        self.video_path = str(video) if isinstance(video, (str, Path)) else None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the conversation; the video stays."""
+        self.messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+
+    @property
+    def num_turns(self) -> int:
+        return sum(m["role"] == "assistant" for m in self.messages)
+
+    def ask(
+        self,
+        text: str,
+        *,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        stream_callback: Callable[[str], None] | None = None,
+        **gen_kwargs: Any,
+    ) -> Answer:
+        """Answer ``text`` in the context of the conversation so far; the answer is appended to it.
+
+        ``stream_callback`` receives the answer in pieces as they are generated. ``gen_kwargs``: ``do_sample``,
+        ``temperature``, ``top_p``, ... Raises :class:`ContextLengthError` (the conversation is left unchanged).
+        """
+        start = time.perf_counter()
+        first = not any(m["role"] == "user" for m in self.messages)
+        videos = [self.frames] if (first and self.frames is not None) else []
+        message = user_message(text, len(videos))
+        messages = [*self.messages, message]
+        gen, stops = split_generation_kwargs({**gen_kwargs, "max_new_tokens": max_new_tokens})
+        all_videos = [self.frames] if self.frames is not None else []
+        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        prep = prepare_inputs(self.model, self.processor, [prompt], [all_videos])
+        problem = check_context(prep, gen["max_new_tokens"], context_limit(self.model, self.max_context))[0]
+        if problem is not None:
+            raise ContextLengthError(problem)
+        streamer = _TimedStreamer(self.processor.tokenizer, stream_callback, start)
+        out = _generate(self.model, self.processor, prep, gen, streamer=streamer)
+        answer = cut_at_stops(self.processor.tokenizer.decode(out[0], skip_special_tokens=True), stops).strip()
+        total = time.perf_counter() - start
+        self.messages = [*messages, assistant_message(answer)]
+        eos = self.model.generation_config.eos_token_id or self.processor.tokenizer.eos_token_id
+        return Answer(
+            text=answer,
+            visual_tokens=prep.visual_tokens[0],
+            prompt_tokens=prep.lengths[0],
+            new_tokens=_count_new(out[0], eos),
+            time_to_first_token_s=streamer.first_token_s if streamer.first_token_s is not None else total,
+            total_s=total,
+        )
+
+
+__all__ = [
+    "Answer",
+    "ContextLengthError",
+    "VideoChat",
+    "build_prompt",
+    "context_limit",
+    "cut_at_stops",
+    "generate_batch",
+    "load_frames",
+    "load_model",
+    "loglikelihood",
+    "prepare_inputs",
+    "split_generation_kwargs",
+]

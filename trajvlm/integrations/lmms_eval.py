@@ -1,0 +1,338 @@
+"""The lmms-eval model ``trajvlm``: TrajVLM through the same inference path as ``trajvlm chat``.
+
+    python -m lmms_eval --model trajvlm \
+        --model_args pretrained=runs/stage2/merged,num_frames=32,batch_size=4 \
+        --tasks trajworld --include_path eval/tasks --output_path runs/eval --log_samples
+
+Registered through the ``lmms_eval.models`` entry point (``trajvlm.integrations.lmms_eval_manifest:MANIFEST``), so a
+plain ``pip install`` of trajvlm makes ``--model trajvlm`` available.
+
+model_args: ``pretrained`` (model directory: TrajVLM, llava-hf base, LoRA checkpoint), ``connector`` (for a llava-hf
+base: ``pool`` (default) or ``trajtok``...), ``num_frames`` / ``fps`` / ``max_frames`` (video sampling; default: the
+processor's saved settings), ``batch_size``, ``device``, ``dtype`` (``bf16``, ``fp16``, ``fp32``), ``max_context``
+(cap on prompt + answer tokens), ``system_prompt``, ``failures_path`` (where ``failed_samples.jsonl`` goes; default:
+the run's ``--output_path``).
+
+A sample whose video is missing or unreadable, or whose prompt does not fit the context, does not stop the run: it
+is answered with :data:`~trajvlm.integrations.lmms_eval_tasks.FAILED_ANSWER` (log-likelihood ``-inf``), logged
+with the reason, and appended to ``failed_samples.jsonl``; the project's tasks score it as wrong and count it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lmms_eval.api.instance import Instance
+from lmms_eval.api.model import lmms
+from tqdm import tqdm
+
+from trajvlm.inference import (
+    ContextLengthError,
+    generate_batch,
+    load_frames,
+    load_model,
+    loglikelihood,
+    user_message,
+)
+from trajvlm.integrations.lmms_eval_tasks import FAILED_ANSWER
+
+logger = logging.getLogger(__name__)
+
+FAILURES_FILE = "failed_samples.jsonl"
+
+
+def output_path_from_argv(argv: Sequence[str] | None = None) -> Path | None:
+    """The ``--output_path`` of the lmms-eval command line, if any (lmms-eval does not pass it to models)."""
+    argv = list(sys.argv if argv is None else argv)
+    for i, arg in enumerate(argv):
+        if arg == "--output_path" and i + 1 < len(argv):
+            return Path(argv[i + 1])
+        if arg.startswith("--output_path="):
+            return Path(arg.split("=", 1)[1])
+    return None
+
+
+def failures_file(failures_path: str | None, argv: Sequence[str] | None = None) -> Path | None:
+    """Where failed samples are recorded: ``failures_path`` (a .jsonl file or a folder), else next to the output."""
+    if failures_path:
+        path = Path(failures_path)
+        return path if path.suffix == ".jsonl" else path / FAILURES_FILE
+    out = output_path_from_argv(argv)
+    if out is None:
+        return None
+    return (out.parent if out.suffix in (".json", ".jsonl") else out) / FAILURES_FILE
+
+
+def _as_int(name: str, value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"model_args {name} must be an integer, got {value!r}") from None
+
+
+class TrajVLMLmms(lmms):
+    """lmms-eval model: ``generate_until`` (batched), ``generate_until_multi_round`` and ``loglikelihood``."""
+
+    is_simple = True
+
+    def __init__(
+        self,
+        pretrained: str,
+        connector: str | None = None,
+        num_frames: int | str | None = None,
+        fps: float | str | None = None,
+        max_frames: int | str | None = None,
+        batch_size: int | str | None = 1,
+        device: str | None = None,
+        dtype: str | None = None,
+        max_context: int | str | None = None,
+        system_prompt: str | None = None,
+        failures_path: str | None = None,
+        max_batch_size: int | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if kwargs:
+            raise ValueError(
+                f"unknown model_args for trajvlm: {sorted(kwargs)}; valid: pretrained, connector, num_frames, fps, "
+                "max_frames, batch_size, device, dtype, max_context, system_prompt, failures_path"
+            )
+        if batch_size == "auto" or (isinstance(batch_size, str) and batch_size.startswith("auto")):
+            logger.info("batch_size=auto is not supported by trajvlm; using 1")
+            batch_size = 1
+        self._batch_size = _as_int("batch_size", batch_size) or 1
+        if self._batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self._batch_size}")
+        self.max_context = _as_int("max_context", max_context)
+        self.system_prompt = self._resolve_system_prompt(system_prompt) if system_prompt else None
+        self.model, self.processor = load_model(
+            pretrained,
+            device=_distributed_device(device),
+            dtype=dtype,
+            connector=connector,
+            num_frames=_as_int("num_frames", num_frames),
+            fps=float(fps) if fps not in (None, "") else None,
+            max_frames=_as_int("max_frames", max_frames),
+        )
+        self.failures_path = failures_file(failures_path)
+        self.num_failed = 0
+        self._frame_cache: tuple[str, Any] | None = None
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):
+        """model_args win over the CLI's ``--batch_size`` / ``--device`` (lmms-eval passes both, which would clash)."""
+        from lmms_eval import utils
+
+        args = utils.simple_parse_args_string(arg_string)
+        extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k not in args}
+        return cls(**args, **extra)
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @property
+    def device(self):
+        return self.model.device
+
+    # -----------------------------------------------------------------------------------------------------------
+    # failures
+
+    def record_failure(self, request_type: str, task: str, split: str, doc_id: int, visuals: Any, reason: str) -> None:
+        """Log a failed sample and append it to ``failed_samples.jsonl`` (when a path is known)."""
+        self.num_failed += 1
+        logger.warning("%s doc %s failed: %s", task, doc_id, reason)
+        if self.failures_path is None:
+            return
+        row = {
+            "task": task,
+            "split": split,
+            "doc_id": doc_id,
+            "request_type": request_type,
+            "visuals": [str(v) for v in visuals] if isinstance(visuals, (list, tuple)) else str(visuals),
+            "reason": reason,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        self.failures_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.failures_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def _visuals(self, doc_to_visual: Callable, task: str, split: str, doc_id: int) -> list[Any]:
+        """The videos of a document: paths (or frame tensors); ValueError for anything else (images, ...)."""
+        if doc_to_visual is None:
+            return []
+        visuals = doc_to_visual(self.task_dict[task][split][doc_id])
+        flat: list[Any] = []
+        for v in visuals if isinstance(visuals, (list, tuple)) else [visuals]:
+            if v is None:
+                continue
+            if isinstance(v, (list, tuple)):
+                flat.extend(v)
+            elif isinstance(v, dict) and ("path" in v or "url" in v):
+                flat.append(v.get("path") or v.get("url"))
+            else:
+                flat.append(v)
+        for v in flat:
+            if not isinstance(v, (str, Path)) and not hasattr(v, "shape"):
+                raise ValueError(f"trajvlm reads videos (file paths); this task gives a {type(v).__name__}")
+        return flat
+
+    def _doc_visuals(self, doc_to_visual, task, split, doc_id) -> tuple[list[Any] | None, str | None]:
+        """(videos, None) or (None, reason) when the task's doc_to_visual itself fails."""
+        try:
+            return self._visuals(doc_to_visual, task, split, doc_id), None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            return None, f"doc_to_visual failed: {type(e).__name__}: {e}"
+
+    def _messages(self, context: str, num_videos: int) -> str | list[dict]:
+        """The user turn: plain text (build_prompt adds the videos), or a message list with a system prompt."""
+        if not self.system_prompt:
+            return context
+        return [{"role": "system", "content": self.system_prompt}, user_message(context, num_videos)]
+
+    # -----------------------------------------------------------------------------------------------------------
+    # lmms-eval API
+
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        """Batched generation; each request's args: (context, gen_kwargs, doc_to_visual, doc_id, task, split)."""
+        results: list[str] = [FAILED_ANSWER] * len(requests)
+        order = sorted(range(len(requests)), key=lambda i: json.dumps(requests[i].args[1], sort_keys=True, default=str))
+        bar = tqdm(total=len(requests), disable=self.rank != 0, desc="trajvlm generate")
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            batch, where = [], []
+            for i in chunk:
+                context, gen_kwargs, doc_to_visual, doc_id, task, split = requests[i].args
+                videos, problem = self._doc_visuals(doc_to_visual, task, split, doc_id)
+                if problem is not None:
+                    self.record_failure("generate_until", task, split, doc_id, [], problem)
+                    continue
+                batch.append((videos or None, self._messages(context, len(videos)), dict(gen_kwargs or {})))
+                where.append(i)
+            failures: dict[int, str] = {}
+            answers = generate_batch(
+                self.model,
+                self.processor,
+                batch,
+                batch_size=self.batch_size,
+                max_context=self.max_context,
+                failures=failures,
+            )
+            for k, i in enumerate(where):
+                _, _, _, doc_id, task, split = requests[i].args
+                if k in failures:
+                    self.record_failure("generate_until", task, split, doc_id, batch[k][0] or [], failures[k])
+                else:
+                    results[i] = answers[k]
+                    self.cache_hook.add_partial(
+                        "generate_until", (requests[i].args[0], requests[i].args[1]), answers[k]
+                    )
+            bar.update(len(chunk))
+        bar.close()
+        self._log_failures()
+        return results
+
+    def generate_until_multi_round(self, requests: list[Instance]) -> list[list[str]]:
+        """Multi-round tasks: args (context, gen_kwargs, doc_to_visual, doc_to_text, doc_id, task, split).
+
+        After round r the task's ``doc_to_text(doc, previous_output=..., round_idx=r+1, previous_round_info=...)``
+        returns (visuals, context, terminal, round results, round info); each round is generated like
+        ``generate_until``. A failure ends that sample's rounds with :data:`FAILED_ANSWER`.
+        """
+        results: list[list[str]] = []
+        for request in tqdm(requests, disable=self.rank != 0, desc="trajvlm multi-round"):
+            context, gen_kwargs, doc_to_visual, doc_to_text, doc_id, task, split = request.args
+            doc = self.task_dict[task][split][doc_id]
+            videos, problem = self._doc_visuals(doc_to_visual, task, split, doc_id)
+            rounds: list[str] = []
+            info = None
+            round_idx = 0
+            while True:
+                if round_idx > 0:
+                    visuals, context, terminal, _, info = doc_to_text(
+                        doc, previous_output=list(rounds), round_idx=round_idx, previous_round_info=info
+                    )
+                    if terminal:
+                        break
+                    if visuals is not None:
+                        videos = [v for v in (visuals if isinstance(visuals, (list, tuple)) else [visuals]) if v]
+                if problem is None:
+                    failures: dict[int, str] = {}
+                    req = (videos or None, self._messages(context, len(videos or [])), dict(gen_kwargs or {}))
+                    answer = generate_batch(
+                        self.model, self.processor, [req], max_context=self.max_context, failures=failures
+                    )[0]
+                    problem = failures.get(0)
+                if problem is not None:
+                    self.record_failure("generate_until_multi_round", task, split, doc_id, videos or [], problem)
+                    rounds.append(FAILED_ANSWER)
+                    break
+                rounds.append(answer)
+                round_idx += 1
+            results.append(rounds)
+        self._log_failures()
+        return results
+
+    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        """(log-likelihood of the continuation, is greedy); args (context, continuation, doc_to_visual, doc_id,
+        task, split). Decoded frames are reused across consecutive requests of the same video (the choices)."""
+        results: list[tuple[float, bool]] = []
+        for request in tqdm(requests, disable=self.rank != 0, desc="trajvlm loglikelihood"):
+            context, continuation, doc_to_visual, doc_id, task, split = request.args
+            if callable(continuation):
+                continuation = continuation(self.task_dict[task][split][doc_id])
+            videos, problem = self._doc_visuals(doc_to_visual, task, split, doc_id)
+            if problem is None:
+                try:
+                    frames = [self._frames(v) for v in videos]
+                    results.append(
+                        loglikelihood(
+                            self.model,
+                            self.processor,
+                            [(frames or None, self._messages(context, len(frames)), str(continuation))],
+                            max_context=self.max_context,
+                        )[0]
+                    )
+                    continue
+                except (ContextLengthError, ValueError) as e:  # VideoDecodeError is a ValueError
+                    problem = str(e)
+            self.record_failure("loglikelihood", task, split, doc_id, videos or [], problem)
+            results.append((float("-inf"), False))
+        self._log_failures()
+        return results
+
+    def _frames(self, video: Any):
+        """Decoded frames of ``video``; the last decoded path is kept for the next request."""
+        if not isinstance(video, (str, Path)):
+            return load_frames(self.processor, video)
+        key = str(video)
+        if self._frame_cache is None or self._frame_cache[0] != key:
+            self._frame_cache = (key, load_frames(self.processor, video))
+        return self._frame_cache[1]
+
+    def _log_failures(self) -> None:
+        if self.num_failed:
+            where = f"; see {self.failures_path}" if self.failures_path else ""
+            logger.warning("%d samples failed so far%s", self.num_failed, where)
+
+
+def _distributed_device(device: str | None) -> str | None:
+    """Under ``accelerate launch`` / ``torchrun`` each process takes the GPU of its LOCAL_RANK."""
+    import os
+
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and torch.cuda.is_available() and device in (None, "cuda"):
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return device
+
+
+__all__ = ["FAILURES_FILE", "TrajVLMLmms", "failures_file", "output_path_from_argv"]

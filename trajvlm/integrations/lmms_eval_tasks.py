@@ -1,0 +1,274 @@
+"""Helpers shared by the lmms-eval task folders under ``eval/tasks/`` (plain Python: no torch, no lmms_eval).
+
+The tasks read LOCAL copies of their data: a folder named by an environment variable (``TRAJWORLD_DIR``,
+``VIDEOMME_DIR``, ...) holding the benchmark's own annotation file and videos. The task YAML loads a one-row
+placeholder file (lmms-eval needs ``dataset_path`` + ``data_files`` fixed in the YAML); the task's
+``process_docs`` replaces it with the records read here. A video that is missing is NOT an error at this point:
+its path goes to the model, which records the sample as failed (answer :data:`FAILED_ANSWER`) and the run goes on;
+the task scores it as wrong and counts it in its ``failed`` metric.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# What the trajvlm lmms-eval model answers for a sample it could not run (unreadable video, over-long context).
+# It holds no letter A-E in either case, so no multiple-choice parser can read an option out of it.
+FAILED_ANSWER = "[no output]"
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".MP4", ".mkv", ".webm", ".avi", ".mov")
+LETTERS = "ABCDEFGHIJ"
+
+# Phrases models put before the letter; removed before parsing.
+_ANSWER_PREFIXES = (
+    "the best answer is",
+    "the correct answer is",
+    "the answer is",
+    "the best option is",
+    "the correct option is",
+    "best answer:",
+    "best option:",
+    "answer:",
+    "option",
+)
+
+
+def is_failed(response: Any) -> bool:
+    """True for the model's failed-sample answer."""
+    return isinstance(response, str) and response.strip() == FAILED_ANSWER
+
+
+def _missing(message: str) -> FileNotFoundError:
+    # lmms-eval retries dataset loading and then reports only the exception's type: log the reason too.
+    logger.error(message)
+    return FileNotFoundError(message)
+
+
+def data_dir(env_var: str, layout: str) -> Path:
+    """The local data folder named by ``env_var``; FileNotFoundError describing ``layout`` when unset or missing."""
+    value = os.environ.get(env_var, "").strip()
+    if not value:
+        raise _missing(f"set {env_var} to the local data folder of this task; expected layout: {layout}")
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise _missing(f"{env_var}={value} is not a directory; expected layout: {layout}")
+    return path
+
+
+def find_annotation(root: Path, env_var: str, candidates: Sequence[str], layout: str) -> Path:
+    """The annotation file: ``$env_var`` if set, else the first of ``candidates`` (globs, relative to ``root``)."""
+    explicit = os.environ.get(env_var, "").strip()
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise _missing(f"{env_var}={explicit} is not a file; expected layout: {layout}")
+        return path
+    for pattern in candidates:
+        found = sorted(root.glob(pattern))
+        if found:
+            return found[0]
+    raise _missing(f"no annotation file in {root} (looked for {list(candidates)}); expected layout: {layout}")
+
+
+def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a ``.json`` (a list, or a dict of lists/rows), ``.jsonl`` or ``.parquet`` annotation file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    if suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if suffix == ".json":
+        data = json.loads(path.read_text())
+        if isinstance(data, list):
+            return data
+        if isinstance(data, dict):  # {"test": [...]} or {key: row}
+            lists = [v for v in data.values() if isinstance(v, list)]
+            if len(lists) == 1:
+                return lists[0]
+            return [dict(v, _key=k) if isinstance(v, dict) else {"_key": k, "value": v} for k, v in data.items()]
+    raise ValueError(f"cannot read annotations from {path}: expected .json, .jsonl or .parquet")
+
+
+def find_video(folder: str | os.PathLike, name: str, extensions: Iterable[str] = VIDEO_EXTENSIONS) -> str:
+    """Path of video ``name`` in ``folder`` (tries ``extensions`` when ``name`` has none or is missing).
+
+    Returns the first candidate even when nothing exists: the model then records the sample as failed.
+    """
+    folder = Path(folder)
+    direct = folder / name
+    if direct.suffix and direct.exists():
+        return str(direct)
+    stem = direct.with_suffix("") if direct.suffix.lower() in {e.lower() for e in extensions} else direct
+    for ext in extensions:
+        candidate = stem.with_name(stem.name + ext)
+        if candidate.exists():
+            return str(candidate)
+    return str(direct if direct.suffix else stem.with_name(stem.name + next(iter(extensions))))
+
+
+def lettered(options: Sequence[str], style: str = "{letter}. {text}") -> list[str]:
+    """Options as ``A. text`` lines (options that already start with their letter are kept as they are)."""
+    lines = []
+    for i, text in enumerate(options):
+        letter = LETTERS[i]
+        text = str(text).strip()
+        if re.match(rf"^\(?{letter}[.):]\s", text + " "):
+            lines.append(text)
+        else:
+            lines.append(style.format(letter=letter, text=text))
+    return lines
+
+
+def parse_choice(response: Any, letters: str = "ABCD") -> str | None:
+    """The option letter a response picks, or None.
+
+    Accepts ``B``, ``B.``, ``(B)``, ``B) text``, ``The answer is B``, ``Best option: (B``; when several letters
+    appear standalone, the first one in the text wins. Lowercase words (``a``) are not read as options.
+    """
+    if not isinstance(response, str) or is_failed(response):
+        return None
+    s = response.strip()
+    lowered = s.lower()
+    for prefix in _ANSWER_PREFIXES:
+        if lowered.startswith(prefix):
+            s = s[len(prefix) :].strip()
+            lowered = s.lower()
+    s = s.lstrip("(:[ ").strip()
+    valid = re.escape(letters)
+    head = re.match(rf"^([{valid}])(?:$|[\s.,:;)\]])", s)
+    if head:
+        return head.group(1)
+    anywhere = re.search(rf"(?:^|[\s(\[])([{valid}])(?=$|[\s.,:;)\]])", s)
+    return anywhere.group(1) if anywhere else None
+
+
+def as_loglikelihood(result: Any) -> tuple[float, bool]:
+    """A loglikelihood response as (log-prob, is greedy).
+
+    lmms-eval 0.7.3 turns every non-string model response into ``str(response)`` before scoring, so a
+    ``(-1.5, False)`` tuple reaches the task as the text ``"(-1.5, False)"``; both forms are accepted.
+    """
+    if isinstance(result, (tuple, list)) and len(result) == 2:
+        return float(result[0]), bool(result[1])
+    match = re.fullmatch(r"\(\s*([-+0-9.eEinfa]+)\s*,\s*(True|False)\s*\)", str(result).strip())
+    if match is None:
+        raise ValueError(f"not a loglikelihood response (log-prob, is_greedy): {result!r}")
+    return float(match.group(1)), match.group(2) == "True"
+
+
+def score_choice(response: Any, answer: str, letters: str = "ABCD", **fields: Any) -> dict[str, Any]:
+    """One scored multiple-choice sample: ``correct``, ``failed``, ``pred``, ``answer`` and the grouping ``fields``."""
+    failed = is_failed(response)
+    pred = None if failed else parse_choice(response, letters)
+    correct = pred is not None and pred == answer
+    return {"correct": correct, "failed": failed, "pred": pred, "answer": answer, **fields}
+
+
+def accuracy(results: Sequence[dict[str, Any]], **where: Any) -> float:
+    """Accuracy in percent over the results whose fields equal ``where`` (failed samples count as wrong); NaN if none."""
+    chosen = [r for r in results if all(r.get(k) == v for k, v in where.items())]
+    if not chosen:
+        return math.nan
+    return 100.0 * sum(bool(r["correct"]) for r in chosen) / len(chosen)
+
+
+def failed_count(results: Sequence[dict[str, Any]]) -> int:
+    """Number of failed samples (logged with the reason by the model; see ``failed_samples.jsonl``)."""
+    n = sum(bool(r.get("failed")) for r in results)
+    if n:
+        logger.warning(
+            "%d of %d samples failed (unreadable video or over-long context); scored as wrong", n, len(results)
+        )
+    return n
+
+
+def breakdown(results: Sequence[dict[str, Any]], key: str) -> dict[str, tuple[float, int]]:
+    """{group: (accuracy %, samples)} over the values of ``key``."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in results:
+        values = r.get(key)
+        for value in values if isinstance(values, list) else [values]:
+            groups[str(value)].append(r)
+    return {g: (accuracy(rs), len(rs)) for g, rs in sorted(groups.items())}
+
+
+def overall_with_breakdown(
+    name: str, keys: Sequence[str], log: Callable[[str], Any] | None = None
+) -> Callable[[Sequence[dict[str, Any]]], float]:
+    """An aggregation: overall accuracy (%), logging (``log``, default this module's logger) the accuracy per value
+    of each of ``keys``."""
+    log = log or logger.info
+
+    def aggregate(results: Sequence[dict[str, Any]]) -> float:
+        for key in keys:
+            for group, (acc, n) in breakdown(results, key).items():
+                log(f"{name} {key}={group}: {acc:.2f}% of {n}")
+        return accuracy(results)
+
+    aggregate.__name__ = f"{name}_accuracy"
+    return aggregate
+
+
+def accuracy_where(key: str, value: Any) -> Callable[[Sequence[dict[str, Any]]], float]:
+    """An aggregation: accuracy (%) over the samples with ``result[key] == value`` (NaN when there are none)."""
+
+    def aggregate(results: Sequence[dict[str, Any]]) -> float:
+        return accuracy(results, **{key: value})
+
+    aggregate.__name__ = f"accuracy_{key}_{value}"
+    return aggregate
+
+
+def group_mean_accuracy(key: str) -> Callable[[Sequence[dict[str, Any]]], float]:
+    """An aggregation: the mean over the values of ``key`` of each group's accuracy (%) (e.g. MLVU's M-Avg)."""
+
+    def aggregate(results: Sequence[dict[str, Any]]) -> float:
+        groups = breakdown(results, key)
+        return sum(acc for acc, _ in groups.values()) / len(groups) if groups else math.nan
+
+    aggregate.__name__ = f"mean_accuracy_over_{key}"
+    return aggregate
+
+
+def docs_dataset(records: list[dict[str, Any]], source: Path):
+    """A ``datasets.Dataset`` of ``records`` (lmms-eval's document type); ValueError when there are none."""
+    import datasets
+
+    if not records:
+        raise ValueError(f"no samples in {source}")
+    return datasets.Dataset.from_list(records)
+
+
+__all__ = [
+    "FAILED_ANSWER",
+    "accuracy",
+    "accuracy_where",
+    "as_loglikelihood",
+    "breakdown",
+    "data_dir",
+    "docs_dataset",
+    "failed_count",
+    "find_annotation",
+    "find_video",
+    "group_mean_accuracy",
+    "is_failed",
+    "lettered",
+    "overall_with_breakdown",
+    "parse_choice",
+    "read_records",
+    "score_choice",
+]
