@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Multi-GPU (or multi-process CPU) training with the DeepSpeed launcher.
+#   bash scripts/train_deepspeed.sh NUM_PROCS PRESET.yaml [key=value ...] [--resume]
+#   bash scripts/train_deepspeed.sh 8 trajvlm/presets/stage2_lora.yaml deepspeed=zero3
+#   bash scripts/train_deepspeed.sh 2 trajvlm/presets/demo_pool.yaml deepspeed=zero2 use_cpu=true   # CPU, gloo
+# The preset's `deepspeed:` field (or a deepspeed=... override) picks the ZeRO JSON (zero2, zero3, *_offload).
+# Extra launcher flags go in DS_ARGS, e.g. DS_ARGS="--master_port 29501".
+set -euo pipefail
+if [ $# -lt 2 ]; then
+    echo "usage: $0 NUM_PROCS PRESET.yaml [key=value ...] [--resume]" >&2
+    exit 2
+fi
+nproc="$1"; config="$2"; shift 2
+root="$(cd "$(dirname "$0")/.." && pwd)"
+DEEPSPEED="${DEEPSPEED:-$(command -v deepspeed || echo "$root/.venv/bin/deepspeed")}"
+# --no_local_rank: the LOCAL_RANK environment variable is what the training reads
+# shellcheck disable=SC2086
+exec "$DEEPSPEED" ${DS_ARGS:-} --no_local_rank --num_gpus "$nproc" --module trajvlm.cli train --config "$config" "$@"

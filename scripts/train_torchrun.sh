@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Multi-GPU (or multi-process CPU) training with torchrun (DDP, or DeepSpeed when the preset names a ZeRO JSON).
+#   bash scripts/train_torchrun.sh NUM_PROCS PRESET.yaml [key=value ...] [--resume]
+#   bash scripts/train_torchrun.sh 8 trajvlm/presets/stage2_lora.yaml
+#   bash scripts/train_torchrun.sh 2 trajvlm/presets/demo_pool.yaml use_cpu=true    # CPU, gloo
+# Extra torchrun flags go in TORCHRUN_ARGS, e.g. TORCHRUN_ARGS="--master_port 29501" or multi-node settings.
+set -euo pipefail
+if [ $# -lt 2 ]; then
+    echo "usage: $0 NUM_PROCS PRESET.yaml [key=value ...] [--resume]" >&2
+    exit 2
+fi
+nproc="$1"; config="$2"; shift 2
+root="$(cd "$(dirname "$0")/.." && pwd)"
+TORCHRUN="${TORCHRUN:-$(command -v torchrun || echo "$root/.venv/bin/torchrun")}"
+# shellcheck disable=SC2086
+exec "$TORCHRUN" ${TORCHRUN_ARGS:-} --nproc_per_node "$nproc" -m trajvlm.cli train --config "$config" "$@"

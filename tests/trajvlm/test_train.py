@@ -1,0 +1,312 @@
+"""The training recipe: presets and config checks, what each stage trains, QLoRA on CPU, save -> resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.trajvlm.train_fixtures import make_config, tiny_batch, tiny_trajtok_path, train_data  # noqa: F401
+from trajvlm.train_config import PRESET_DIR, TrainConfig
+
+PRESETS = sorted(PRESET_DIR.glob("*.yaml"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# config
+
+
+def test_presets_are_shipped():
+    names = {p.stem for p in PRESETS}
+    assert {"stage1_align", "stage2_lora", "stage2_qlora", "stage2_full", "demo_trajtok", "demo_pool"} <= names
+    assert {p.stem for p in (PRESET_DIR / "deepspeed").glob("*.json")} == {
+        "zero2",
+        "zero2_offload",
+        "zero3",
+        "zero3_offload",
+    }
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_every_preset_validates(preset, capsys):
+    from trajvlm.cli import main
+
+    cfg = TrainConfig.from_yaml(preset)
+    header = preset.read_text().split("\nbase_model")[0]
+    assert re.search(rf"(trajvlm train --config|scripts/train_\w+\.sh \d+) trajvlm/presets/{preset.name}", header)
+    assert main(["validate", "--config", str(preset), "--no-files"]) == 0
+    assert f"stage: {cfg.stage}" in capsys.readouterr().out
+
+
+def test_deepspeed_configs_use_auto_values_and_gather_on_save():
+    for path in (PRESET_DIR / "deepspeed").glob("*.json"):
+        ds = json.loads(path.read_text())
+        assert ds["train_micro_batch_size_per_gpu"] == "auto" and ds["gradient_accumulation_steps"] == "auto"
+        assert "optimizer" not in ds  # the Trainer's torch optimizer (param groups, no CPU Adam build)
+        zero = ds["zero_optimization"]
+        assert zero["stage"] == (3 if path.stem.startswith("zero3") else 2)
+        if zero["stage"] == 3:
+            assert zero["stage3_gather_16bit_weights_on_model_save"] is True
+        if "offload" in path.stem:
+            assert zero["offload_optimizer"]["device"] == "cpu" and ds["zero_force_ds_cpu_optimizer"] is False
+
+
+BAD = [
+    ({"stage": "finetune", "full_finetune": True, "quantization": "4bit"}, ValueError, "full_finetune"),
+    ({"stage": "finetune", "quantization": "4bit", "deepspeed": "zero3"}, ValueError, "ZeRO-3"),
+    ({"stage": "align", "full_finetune": True}, ValueError, "stage: finetune"),
+    ({"connector": "patches"}, ValueError, "connector must be one of"),
+    ({"connector": "pool", "trajtok": "x"}, ValueError, "connector is 'pool'"),
+    ({"quantization": "2bit"}, ValueError, "quantization must be one of"),
+    ({"deepspeed": "zero9"}, FileNotFoundError, "shipped configs"),
+    ({"lora_r": 0}, ValueError, "lora_r must be a positive"),
+    ({"max_skip_fraction": 1.5}, ValueError, "max_skip_fraction"),
+    ({"report_to": ["mlflow"]}, ValueError, "report_to"),
+]
+
+
+@pytest.mark.parametrize("overrides, error, match", BAD, ids=[m for _, _, m in BAD])
+def test_config_rejects_bad_values_and_combinations(overrides, error, match):
+    with pytest.raises(error, match=match):
+        TrainConfig(base_model="b", train_json="t", **overrides)
+
+
+def test_config_errors_for_flash_attention_unknown_fields_and_bad_json(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("flash_attn") is None:
+        with pytest.raises(ValueError, match="pip install 'trajvlm\\[gpu\\]'"):
+            TrainConfig(base_model="b", train_json="t", attn_implementation="flash_attention_2")
+    with pytest.raises(ValueError, match="unknown TrainConfig fields \\['lora_rank'\\]"):
+        TrainConfig.from_dict({"base_model": "b", "train_json": "t", "lora_rank": 8})
+    bad = tmp_path / "ds.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        TrainConfig(base_model="b", train_json="t", deepspeed=str(bad))
+    preset = tmp_path / "p.yaml"
+    preset.write_text("base_model: b\ntrain_json: t\n")
+    cfg = TrainConfig.from_yaml(preset, ["max_steps=7", "report_to=[jsonl, tensorboard]", "deepspeed=zero2"])
+    assert cfg.max_steps == 7 and cfg.report_to == ["jsonl", "tensorboard"]
+    assert Path(cfg.deepspeed) == PRESET_DIR / "deepspeed" / "zero2.json"
+    with pytest.raises(FileNotFoundError, match="base_model has no config.json"):
+        cfg.check_files()
+
+
+def test_validate_cli_fails_on_missing_files(tmp_path):
+    from trajvlm.cli import main
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text(f"base_model: {tmp_path / 'missing'}\ntrain_json: t\n")
+    assert main(["validate", "--config", str(preset)]) == 1
+    assert main(["validate", "--config", str(preset), "--no-files"]) == 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# what each stage trains
+
+
+def _model(cfg):
+    from trajvlm.train import build_model, setup_trainable
+
+    return setup_trainable(build_model(cfg), cfg)
+
+
+def _processor(cfg, model):
+    from trajvlm.train import load_processor
+
+    return load_processor(cfg, model.config)
+
+
+@pytest.fixture(params=["pool", "trajtok"])
+def connector_overrides(request):
+    if request.param == "pool":
+        return {"connector": "pool"}
+    return {"connector": "trajtok", "trajtok": str(request.getfixturevalue("tiny_trajtok_path"))}
+
+
+def test_lora_trains_only_adapters_connector_and_projector(tiny_base_path, train_data, tmp_path, connector_overrides):  # noqa: F811
+    from trajvlm.train import trainable_parameter_names
+
+    cfg = make_config(tiny_base_path, train_data, tmp_path, **connector_overrides)
+    model = _model(cfg)
+    names = trainable_parameter_names(model)
+    lora = [n for n in names if ".lora_" in n]
+    saved = [n for n in names if ".modules_to_save." in n]
+    assert sorted(lora + saved) == sorted(names)
+    assert lora and all(".language_model." in n for n in lora)  # never the tower or the connector
+    assert all(".vision_tower." not in n for n in names)
+    assert any(".multi_modal_projector.modules_to_save." in n for n in saved)
+    if cfg.connector == "trajtok":
+        assert any(".connector.modules_to_save." in n for n in saved)
+    # one optimizer step changes exactly trainable tensors, never a frozen one
+    batch = tiny_batch(_processor(cfg, model), train_data)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    model(**batch).loss.backward()
+    optimizer.step()
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed <= set(names), sorted(changed - set(names))
+    assert any(".lora_B." in k for k in changed) and any(
+        ".multi_modal_projector.modules_to_save." in k for k in changed
+    )
+
+
+def test_stage_align_freezes_llm_and_tower(tiny_base_path, train_data, tmp_path, tiny_trajtok_path):  # noqa: F811
+    from trajvlm.train import trainable_parameter_names
+
+    cfg = make_config(
+        tiny_base_path, train_data, tmp_path, stage="align", connector="trajtok", trajtok=str(tiny_trajtok_path)
+    )
+    model = _model(cfg)
+    names = trainable_parameter_names(model)
+    assert names and all(n.startswith(("model.multi_modal_projector.", "model.connector.")) for n in names)
+    assert any(n.startswith("model.connector.") for n in names)
+    n_connector = sum(p.numel() for n, p in model.named_parameters() if n.startswith("model.connector."))
+    n_proj = sum(p.numel() for n, p in model.named_parameters() if n.startswith("model.multi_modal_projector."))
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == n_connector + n_proj
+
+
+def test_full_finetune_trains_llm_but_not_tower(tiny_base_path, train_data, tmp_path):  # noqa: F811
+    from trajvlm.train import trainable_parameter_names
+
+    cfg = make_config(tiny_base_path, train_data, tmp_path, full_finetune=True)
+    names = set(trainable_parameter_names(_model(cfg)))
+    assert "lm_head.weight" in names and "model.language_model.embed_tokens.weight" in names
+    assert not any(".lora_" in n or "vision_tower" in n for n in names)
+    assert any(n.startswith("model.multi_modal_projector.") for n in names)
+
+
+def test_connector_gets_its_own_learning_rate(tiny_base_path, train_data, tmp_path):  # noqa: F811
+    from trajvlm.train import TrajVLMTrainer, present_trainable_modules, training_arguments
+
+    cfg = make_config(tiny_base_path, train_data, tmp_path, learning_rate=1e-3, connector_learning_rate=5e-5)
+    model = _model(cfg)
+    trainer = TrajVLMTrainer(
+        model=model,
+        args=training_arguments(cfg),
+        connector_modules=present_trainable_modules(model, cfg),
+        connector_lr=cfg.connector_learning_rate,
+    )
+    optimizer = trainer.create_optimizer()
+    by_lr: dict[float, set[int]] = {}
+    for group in optimizer.param_groups:
+        by_lr.setdefault(group["lr"], set()).update(id(p) for p in group["params"])
+    named = {id(p): n for n, p in model.named_parameters() if p.requires_grad}
+    assert set(by_lr) == {1e-3, 5e-5}
+    assert {named[i] for i in by_lr[5e-5]} == {n for n in named.values() if "multi_modal_projector" in n}
+    assert all(".lora_" in named[i] for i in by_lr[1e-3])
+    assert set().union(*by_lr.values()) == set(named)
+
+
+@pytest.mark.parametrize("bits", ["4bit", "8bit"])
+def test_quantized_lora_forward_backward_on_cpu(tiny_base_path, train_data, tmp_path, bits):  # noqa: F811
+    import bitsandbytes as bnb
+
+    cfg = make_config(tiny_base_path, train_data, tmp_path, quantization=bits)
+    from trajvlm.train import build_model, setup_trainable
+
+    base = build_model(cfg)
+    quant_cls = bnb.nn.Linear4bit if bits == "4bit" else bnb.nn.Linear8bitLt
+    q_proj = base.model.language_model.layers[0].self_attn.q_proj
+    assert isinstance(q_proj, quant_cls)
+    for module in (base.model.multi_modal_projector.linear_1, base.lm_head):
+        assert type(module) is torch.nn.Linear  # kept unquantised
+    assert not any(isinstance(m, quant_cls) for m in base.model.vision_tower.modules())
+    model = setup_trainable(base, cfg)
+    batch = tiny_batch(_processor(cfg, model), train_data)
+    model.train()  # no no-grad forward first: bitsandbytes' CPU 4-bit layers with a bias fail after one
+    loss = model(**batch).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
+    assert any(".lora_B." in n and g.abs().sum() > 0 for n, g in grads.items())
+    assert any("multi_modal_projector.modules_to_save" in n and g.abs().sum() > 0 for n, g in grads.items())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a real run: checkpoints, resume, final model
+
+
+def _adapter(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(path / "adapter_model.safetensors")
+
+
+def test_train_save_resume_round_trip(tiny_base_path, train_data, tmp_path, tiny_trajtok_path):  # noqa: F811
+    from trajvlm.export import is_adapter_checkpoint
+    from trajvlm.train import train
+    from trajvlm.train_config import CONFIG_NAME
+
+    run_a = tmp_path / "a"
+    cfg = make_config(
+        tiny_base_path,
+        train_data,
+        run_a,
+        connector="trajtok",
+        trajtok=str(tiny_trajtok_path),
+        max_steps=3,
+        lora_dropout=0.1,
+    )
+    train(cfg)
+    for step in (1, 2, 3):
+        ckpt = run_a / f"checkpoint-{step}"
+        assert is_adapter_checkpoint(ckpt) and (ckpt / CONFIG_NAME).is_file()
+        assert (ckpt / "processor_config.json").is_file() and (ckpt / "optimizer.pt").is_file()
+        keys = _adapter(ckpt).keys()
+        assert any("connector" in k for k in keys) and any("multi_modal_projector" in k for k in keys)
+    assert (run_a / "final" / "config.json").is_file() and (run_a / "final" / CONFIG_NAME).is_file()
+    assert not is_adapter_checkpoint(run_a / "final")
+    records = [json.loads(line) for line in (run_a / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3]
+
+    # resume from step 2 in a fresh run dir: step 3 must reproduce the uninterrupted run exactly
+    run_b = tmp_path / "b"
+    run_b.mkdir()
+    shutil.copytree(run_a / "checkpoint-2", run_b / "checkpoint-2")
+    train(dataclasses.replace(cfg, output_dir=str(run_b), export_final=False), resume=True)
+    a3, b3 = _adapter(run_a / "checkpoint-3"), _adapter(run_b / "checkpoint-3")
+    assert a3.keys() == b3.keys()
+    a2 = _adapter(run_a / "checkpoint-2")
+    assert any(not torch.equal(a2[k], a3[k]) for k in a3)  # step 3 did change the weights
+    for key in a3:
+        torch.testing.assert_close(b3[key], a3[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_resume_without_checkpoint_fails(tiny_base_path, train_data, tmp_path):  # noqa: F811
+    from trajvlm.train import train
+
+    with pytest.raises(FileNotFoundError, match="no checkpoint-N directory"):
+        train(make_config(tiny_base_path, train_data, tmp_path / "empty"), resume=True)
+
+
+def test_stage_align_run_writes_a_loadable_final_model(tiny_base_path, train_data, tmp_path):  # noqa: F811
+    from trajvlm.modeling import TrajVLMForConditionalGeneration
+    from trajvlm.train import train
+
+    cfg = make_config(
+        tiny_base_path,
+        train_data,
+        tmp_path,
+        stage="align",
+        max_steps=1,
+        save_steps=10,
+        eval_json=str(train_data / "qa.json"),
+        eval_steps=1,
+    )
+    train(cfg)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any(math.isfinite(r.get("eval_loss", math.nan)) for r in records)
+    model = TrajVLMForConditionalGeneration.from_pretrained(tmp_path / "final")
+    base = TrajVLMForConditionalGeneration.from_llava(tiny_base_path, connector="pool")
+    trained, start = model.state_dict(), base.state_dict()
+    changed = {k for k in start if not torch.equal(start[k], trained[k])}
+    assert changed and all(k.startswith("model.multi_modal_projector.") for k in changed)
