@@ -1,0 +1,73 @@
+"""``trajtok tokenize``: tokenize one video with a checkpoint; print its trajectories and tokens, draw them.
+
+    trajtok tokenize clip.mp4 --checkpoint runs/quickstart --viz clip_tokens.gif --num-frames 64 --clip-len 16
+
+The video is streamed clip by clip with carried queries (``TrajTok.tokenize_video``), so a trajectory that goes
+on across clips is one trajectory (and one set of tokens) for the whole video. ``--viz`` writes the predicted
+trajectories over the frames: a PNG contact sheet for ``.png``, an animation for ``.gif`` / ``.mp4``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("video", help="video file or folder of frames")
+    parser.add_argument(
+        "--checkpoint", required=True, help="checkpoint folder (save_pretrained) or training run folder"
+    )
+    parser.add_argument("--viz", default=None, help="write an overlay: out.png (contact sheet), out.gif or out.mp4")
+    parser.add_argument("--num-frames", type=int, default=None, help="sample N frames evenly (default: every frame)")
+    parser.add_argument("--max-frames", type=int, default=None, help="at most N frames (thinned evenly)")
+    parser.add_argument("--clip-len", type=int, default=None, help="frames per streamed clip (default: the model's)")
+    parser.add_argument("--tokens-per-trajectory", type=int, default=None, help="1, 2 or 4 (default: the model's)")
+    parser.add_argument("--fps", type=float, default=None, help="frame rate of an animated --viz (default: source)")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from trajtok.evaluate import resolve_checkpoint
+    from trajtok.modeling import TrajTok
+    from trajtok.video import load_video
+
+    ckpt = resolve_checkpoint(args.checkpoint)
+    model = TrajTok.from_pretrained(ckpt).to(args.device)
+    size = model.config.image_size
+    video = load_video(args.video, num_frames=args.num_frames, max_frames=args.max_frames)
+    frames = video.frames  # (T, C, H, W) uint8 at the source size, for drawing
+    pixels = frames
+    if min(frames.shape[-2:]) != size or frames.shape[-2] != frames.shape[-1]:
+        pixels = torch.nn.functional.interpolate(
+            frames.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )  # (T, C, S, S); the model resizes anyway, this bounds the memory of long videos
+        pixels = pixels.round().clamp(0, 255).to(torch.uint8)
+    with torch.no_grad():
+        out = model.tokenize_video(
+            pixels.to(args.device), clip_len=args.clip_len, tokens_per_trajectory=args.tokens_per_trajectory
+        )
+    t = frames.shape[0]
+    trajectories = int(out.present[0].sum())
+    tokens = int(out.num_tokens[0])
+    print(f"video: {video.path} ({t} frames at {video.fps:.2f} fps, {frames.shape[-1]}x{frames.shape[-2]})")
+    print(f"trajectories: {trajectories}")
+    print(f"tokens: {tokens} ({tokens / t:.3f} per frame)")
+    if args.viz:
+        from trajtok import viz
+
+        ids = out.assignment[0].cpu() + 1  # (T, h, w): query k -> id k + 1 (0 is "none" for the drawing)
+        ids = torch.nn.functional.interpolate(ids[None].float(), size=tuple(frames.shape[-2:]), mode="nearest-exact")[0]
+        ids = ids.long().numpy()  # (T, H, W) at the frame size
+        path = Path(args.viz)
+        if path.suffix.lower() == ".png":
+            viz.contact_sheet(frames, ids, path)
+        else:
+            viz.animate(frames, ids, path, fps=args.fps or video.fps)
+        print(f"overlay: {path}")
+    return 0
