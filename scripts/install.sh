@@ -17,7 +17,11 @@ if [ ! -x .venv/bin/python ]; then
     echo "[install] creating .venv with $($PY --version)"
     "$PY" -m venv .venv
 fi
-pip=(.venv/bin/python -m pip install -q)
+# pip install, quiet; drops the "Location ... is ignored" lines some pip configurations print per package
+pipi() {
+    .venv/bin/python -m pip install -q "$@" 2>&1 | { grep -v "is ignored" || true; }
+    return "${PIPESTATUS[0]}"
+}
 
 # Re-install only when the dependency declarations change.
 stamp=.venv/.trajvlm-install-stamp
@@ -27,16 +31,16 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 
 echo "[install] torch (CPU build) ..."
-"${pip[@]}" "torch==2.13.0"
+pipi "torch==2.13.0"
 echo "[install] trajtok + trajvlm [train,dev] ..."
-"${pip[@]}" -e "./tokenizer[pseudolabel,plot]" -e ".[train,dev]" 2>&1 | grep -v "is ignored" || true
+pipi -e "./tokenizer[pseudolabel,plot]" -e ".[train,dev]"
 # PySceneDetect (key-frame detection) depends on the GUI OpenCV; install it without deps beside the headless one
-"${pip[@]}" --no-deps "scenedetect>=0.6" platformdirs click
+pipi --no-deps "scenedetect>=0.6" platformdirs click
 echo "[install] lmms-eval (no deps) + its runtime dependencies ..."
-"${pip[@]}" --no-deps "lmms-eval==0.7.3"
-"${pip[@]}" matplotlib datasets evaluate loguru jsonlines pytablewriter sacrebleu tenacity httpx aiohttp numexpr \
+pipi --no-deps "lmms-eval==0.7.3"
+pipi matplotlib datasets evaluate loguru jsonlines pytablewriter sacrebleu tenacity httpx aiohttp numexpr \
     pybind11 scikit-learn ftfy sentencepiece zstandard sympy jinja2 openpyxl pydantic packaging protobuf \
-    python-dotenv tqdm-multiprocess openai tiktoken 2>&1 | grep -v "is ignored" || true
+    python-dotenv tqdm-multiprocess openai tiktoken
 for bad in torchvision timm open_clip_torch; do
     if .venv/bin/python -m pip show "$bad" >/dev/null 2>&1; then
         echo "[install] removing $bad (breaks imports on the CPU torch build)"
