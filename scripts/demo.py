@@ -30,7 +30,15 @@ PRESETS: dict[str, dict] = {
     # about 25 minutes on 2 CPU cores
     "small": {
         "synth": ["--num-videos", "train=160,val=8,test=32", "--frames", "32-96", "--size", "64", "--objects", "2-6"],
-        "tokenizer_overrides": ["steps=300"],
+        # the quickstart preset shortened to fit the demo's budget: 64 px, 8-frame clips, 300 steps
+        "tokenizer_overrides": [
+            "steps=300",
+            "clip_len=8",
+            "lr=2.0e-3",
+            "multires=false",
+            "model.image_size=64",
+            "model.clip_len=8",
+        ],
         "vlm_overrides": ["max_steps=60"],
         "frames": 32,
         "trajtok_sweep": [16, 64],
