@@ -165,3 +165,19 @@ def test_smollm2_resolves_without_import_and_builds_a_base(tmp_path):
     answer = tok.decode(out_ids[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer, answer
     print(f"smollm2 base built and answered in {time.time() - t0:.0f} s")
+
+
+def test_build_base_takes_a_pretrained_tower(tmp_path):
+    from transformers import LlavaOnevisionForConditionalGeneration, SiglipVisionModel
+
+    from trajvlm.base import build_llm_base
+    from trajvlm.tower import TowerConfig
+
+    torch.manual_seed(3)
+    tower = SiglipVisionModel(TowerConfig(hidden_size=32, num_heads=1, num_layers=1).vision_config())
+    tower.save_pretrained(tmp_path / "tower" / "vision")
+    out = build_llm_base(tmp_path / "base", tiny_causal_lm(tmp_path / "lm"), tower=tmp_path / "tower")
+    base = LlavaOnevisionForConditionalGeneration.from_pretrained(out)
+    assert base.config.vision_config.hidden_size == 32
+    for name, value in tower.state_dict().items():
+        torch.testing.assert_close(base.model.vision_tower.state_dict()[name], value)
