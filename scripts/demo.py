@@ -265,15 +265,11 @@ def lmms_eval(name: str, out: Path, data: Path, model: Path, num_frames: int) ->
     return metrics, samples
 
 
-def bootstrap(samples: list[dict], qtype: str | None = None, reps: int = 2000, seed: int = 0) -> dict:
+def bootstrap(samples: list[dict], qtype: str | None = None) -> dict:
     """Accuracy % and its 95 % bootstrap interval (resampling questions), over all questions or one type."""
-    xs = [s["correct"] for s in samples if qtype is None or s["qtype"] == qtype]
-    if not xs:
-        return {"acc": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0}
-    rng = random.Random(seed)
-    n = len(xs)
-    stats = sorted(100.0 * sum(rng.choices(xs, k=n)) / n for _ in range(reps))
-    return {"acc": 100.0 * sum(xs) / n, "lo": stats[int(0.025 * reps)], "hi": stats[int(0.975 * reps) - 1], "n": n}
+    from trajvlm.integrations.lmms_eval_tasks import bootstrap_accuracy
+
+    return bootstrap_accuracy(samples) if qtype is None else bootstrap_accuracy(samples, qtype=qtype)
 
 
 def measure(model: Path, video: Path, num_frames: int) -> dict:
@@ -338,8 +334,6 @@ def object_names(record: dict) -> set[str]:
 
 def describe_eval(model: Path, data: Path, num_frames: int, count: int, out_json: Path) -> dict:
     """Share of held-out videos whose description names at least one of their objects (colour + shape) correctly."""
-    from trajtok.synth.world import COLOURS, SHAPES
-
     if not out_json.exists():
         ids = sorted(json.loads((data / "manifest.json").read_text())["splits"]["test"]["videos"])[:count]
         videos = [str(data / "test" / f"{i}.mp4") for i in ids]
@@ -358,20 +352,25 @@ def describe_eval(model: Path, data: Path, num_frames: int, count: int, out_json
             "cpu_s": round(_children_cpu() - c0, 1),
         }
     saved = json.loads(out_json.read_text())
+    truths = [object_names(json.loads((data / "test" / f"{vid}.json").read_text())) for vid in saved["ids"]]
+    return {**score_descriptions(saved["answers"], truths), "example": saved["answers"][0] if saved["answers"] else ""}
+
+
+def score_descriptions(texts: list[str], truths: list[set[str]]) -> dict:
+    """Share of descriptions naming >= 1 true 'colour shape' (a texture word may sit between), and name precision."""
+    from trajtok.synth.world import COLOURS, SHAPES
+
     pattern = re.compile(rf"\b({'|'.join(COLOURS)})\s+(?:\w+\s+)?({'|'.join(SHAPES)})s?\b")
     hit = named = right = 0
-    for vid, text in zip(saved["ids"], saved["answers"], strict=True):
-        truth = object_names(json.loads((data / "test" / f"{vid}.json").read_text()))
+    for text, truth in zip(texts, truths, strict=True):
         said = {f"{c} {s}" for c, s in pattern.findall(text.lower())}
         hit += bool(said & truth)
         named += len(said)
         right += len(said & truth)
-    n = len(saved["ids"])
     return {
-        "videos": n,
-        "names_a_correct_object_pct": 100.0 * hit / max(1, n),
+        "videos": len(texts),
+        "names_a_correct_object_pct": 100.0 * hit / max(1, len(texts)),
         "named_objects_correct_pct": 100.0 * right / max(1, named),
-        "example": saved["answers"][0] if saved["answers"] else "",
     }
 
 
