@@ -72,6 +72,7 @@ PRESETS: dict[str, dict] = {
         "stage1_samples": 2000,
         "stage2_qa": 1200,
         "stage2_captions": 300,
+        "stage2_open": 150,
         "frames": 8,
         "trajtok_sweep": [16],
         "describe_videos": 40,
@@ -97,6 +98,7 @@ PRESETS: dict[str, dict] = {
         "stage1_samples": 8000,
         "stage2_qa": 20000,
         "stage2_captions": 4000,
+        "stage2_open": 2000,
         "frames": 16,
         "trajtok_sweep": [32, 64],
         "describe_videos": 200,
@@ -193,7 +195,17 @@ def write_stage_data(data: Path, out: Path, p: dict, seed: int) -> tuple[Path, P
         for q in json.loads((data / "train" / "qa.json").read_text())
     ]
     rng.shuffle(qa)
-    mix = qa[: p["stage2_qa"]] + captions[: p["stage2_captions"]]
+    # open questions with a sentence as the answer (from the world's ground truth): without the options and the
+    # letter instruction the model answers in words
+    words = "zero one two three four five six seven eight nine ten eleven twelve".split()
+    open_qa = []
+    for row in captions[: p.get("stage2_open", 0)]:
+        n = len(json.loads((data / "train" / row["video"].replace(".mp4", ".json")).read_text())["objects"])
+        answer = f"{words[n].capitalize() if n < len(words) else n} object{'s' * (n != 1)} appear in the video."
+        human = "<video>\nHow many different objects appear in the video?"
+        turns = [{"from": "human", "value": human}, {"from": "gpt", "value": answer}]
+        open_qa.append({"id": f"{row['id']}_open", "video": row["video"], "conversations": turns})
+    mix = qa[: p["stage2_qa"]] + captions[: p["stage2_captions"]] + open_qa
     rng.shuffle(mix)
     stage1.write_text(json.dumps(captions[: p["stage1_samples"]]))
     stage2.write_text(json.dumps(mix))
