@@ -286,8 +286,12 @@ def bootstrap(samples: list[dict], qtype: str | None = None) -> dict:
     return bootstrap_accuracy(samples) if qtype is None else bootstrap_accuracy(samples, qtype=qtype)
 
 
-def measure(model: Path, video: Path, num_frames: int) -> dict:
-    """Visual tokens, LLM prefill time and peak memory of one prompt, in a fresh process (clean peak RSS)."""
+def measure(model: Path, video: Path, num_frames: int, cache: Path | None = None) -> dict:
+    """Visual tokens, LLM prefill time and peak memory of one prompt, in a fresh process (clean peak RSS).
+
+    With ``cache`` (a JSON file) a measurement is taken once and read back on later runs."""
+    if cache is not None and cache.exists():
+        return json.loads(cache.read_text())
     code = MEASURE.format(model=str(model), video=str(video), num_frames=num_frames)
     proc = subprocess.run([PY, "-c", code], cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -297,7 +301,11 @@ def measure(model: Path, video: Path, num_frames: int) -> dict:
         raise StageFailed(
             f"stage 'measure {model.name} at {num_frames} frames' failed with exit {proc.returncode}; read {log}"
         )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    cost = json.loads(proc.stdout.strip().splitlines()[-1])
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(cost))
+    return cost
 
 
 # Runs in a subprocess: the LLM prefill is timed by hooks on the language model inside a real forward.
@@ -636,7 +644,7 @@ def run(argv: list[str]) -> int:
     rows: list[dict] = []
 
     def evaluate(label: str, key: str, conn: str, n: int) -> dict:
-        cost = measure(models[key], test_video, n)
+        cost = measure(models[key], test_video, n, cache=out / "eval" / f"{key}-{n}f" / "cost.json")
         metrics, samples = lmms_eval(f"{key}-{n}f", out, data, models[key], n)
         row = {
             "label": label,
@@ -673,11 +681,15 @@ def run(argv: list[str]) -> int:
         conn: describe_eval(models[conn], data, frames, p["describe_videos"], out / "eval" / f"describe-{conn}.json")
         for conn in (connectors if p["describe_all"] else connectors[:1])
     }
-    chats = {"synthetic": chat(models[ref], test_video, ["Describe the video.", "How many objects appear?"], frames)}
-    real = sorted(SHARED_CLIPS.glob("*.mp4"))[:1] if SHARED_CLIPS.is_dir() else []
-    if real:
-        chats["real"] = chat(models[ref], real[0], ["Describe the video.", "What is happening?"], frames)
-    (out / "chat.txt").write_text("\n\n".join(f"[{k}]\n{v}" for k, v in chats.items()) + "\n")
+    if not (out / "chat.txt").exists():
+        prompts = ["Describe the video.", "How many objects appear?"]
+        chats = {"synthetic": chat(models[ref], test_video, prompts, frames)}
+        real = sorted(SHARED_CLIPS.glob("*.mp4"))[:1] if SHARED_CLIPS.is_dir() else []
+        if real:
+            chats[f"real: {real[0].name}"] = chat(
+                models[ref], real[0], ["Describe the video.", "What is happening?"], frames
+            )
+        (out / "chat.txt").write_text("\n\n".join(f"[{k}]\n{v}" for k, v in chats.items()) + "\n")
 
     # 8. results.json, report.md, plot
     tok_eval = json.loads((out / "tokenizer_eval.json").read_text())
