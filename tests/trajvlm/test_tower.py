@@ -51,7 +51,6 @@ def test_sigmoid_loss_prefers_matching_pairs_and_training_lowers_it():
 
 def test_pretrain_tower_writes_a_loadable_tower_and_metrics(tmp_path):
     from trajtok.synth import write_dataset
-
     from trajvlm.tower import load_tower
 
     data = tmp_path / "synth"
