@@ -99,8 +99,8 @@ def probe_video(source: str | os.PathLike, *, count_frames: bool = False, folder
     container's own count is missing or unreliable (Matroska, WebM, MPEG-TS).
     """
     path = _check_exists(source)
-    if path.is_dir():
-        files = _list_images(path)
+    if path.is_dir() or is_image_file(path):
+        files = _list_images(path) if path.is_dir() else [path]
         h, w = _read_image(files[0], None).shape[:2]
         return VideoInfo(str(path), len(files), True, folder_fps, len(files) / folder_fps, h, w, 0, "image", 0)
     with _open(path) as src:
@@ -149,6 +149,11 @@ def load_video(
     path = _check_exists(source)
     if path.is_dir():
         return _load_folder(path, num_frames, fps, max_frames, size, start, end, folder_fps)
+    if is_image_file(path):
+        video = _load_images(path, [path], num_frames, fps, max_frames, size, start, end, folder_fps)
+        if video.frames.shape[0] > 1:
+            logger.warning("%s is a still image, not a video: read as %d copies of it", path, video.frames.shape[0])
+        return video
     with _open(path) as src:
         lo = 0.0 if start is None else float(start)
         hi = math.inf if end is None else float(end)
@@ -648,6 +653,12 @@ def _keyframe_before(keyframes: Sequence[float] | None, t: float) -> float:
 # ------------------------------------------------------------------------------------------- image folders
 
 
+def is_image_file(path: str | os.PathLike) -> bool:
+    """True for a still image file (.jpg, .jpeg, .png) that ``load_video`` reads as a one-frame video."""
+    path = Path(path)
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
 def _list_images(path: Path) -> list[Path]:
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
@@ -685,7 +696,21 @@ def _load_folder(
     end: float | None,
     folder_fps: float,
 ) -> Video:
-    files = _list_images(path)
+    return _load_images(path, _list_images(path), num_frames, fps, max_frames, size, start, end, folder_fps)
+
+
+def _load_images(
+    path: Path,
+    files: list[Path],
+    num_frames: int | None,
+    fps: float | None,
+    max_frames: int | None,
+    size: int | tuple[int, int] | None,
+    start: float | None,
+    end: float | None,
+    folder_fps: float,
+) -> Video:
+    """Image files read as consecutive frames at ``folder_fps`` (a folder, or one still image)."""
     period = 1.0 / folder_fps
     times = np.arange(len(files)) * period
     lo = 0.0 if start is None else float(start)
