@@ -13,7 +13,10 @@ from the container, which may be missing (0) or wrong:
 Two decoding strategies give the same frames: ``sequential`` decodes straight through the window and keeps the
 wanted frames; ``seek`` jumps to the key frame before each target (when one lies between the current position and
 the target) and decodes forward from there. ``auto`` estimates the number of frames each would decode from the
-key-frame index and picks the cheaper. Either way only the sampled frames are held, resized as they are decoded.
+key-frame index and picks the cheaper. Either way only the sampled frames are held, resized (``size``) by the
+decoder's own scaler as they are converted, so memory follows the sampled frames at the requested size whatever the
+source resolution. Frames decoded only to reach a later target skip non-reference frames when the container's index
+gives every frame's position (mp4/mov), with threaded decoding throughout.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ DEFAULT_GOP_FRAMES = 250
 _TIE_FRACTION = 0.02
 # FFmpeg decoder threading ("AUTO" = frame + slice threads).
 THREAD_TYPE = "AUTO"
+# Frames that are decoded only to reach a later target need not all be decoded: while the next target is further
+# away than a margin, the decoder skips non-reference frames (FFmpeg's skip_frame NONREF: B-frames no other frame
+# predicts from; they change nothing that is decoded later). The margin covers the frames already in flight when
+# skipping stops: one per decoder thread, the codec's reordering delay (at most 16 for H.264) and a few spare.
+SKIP_MARGIN_FRAMES = 16 + 4
 
 
 class VideoDecodeError(ValueError):
@@ -395,6 +403,17 @@ class _Source:
         else:
             self.num_frames, self.num_frames_exact = max(1, int(round(duration * self.fps))), False
         self._read_index()
+        # Skipping frames is safe only where a frame's index comes from its timestamp (full index), not a count.
+        self.can_skip = self.dts_table is not None
+        self.skipping = False
+        threads = max(1, int(stream.codec_context.thread_count or 1))
+        self.skip_margin = (threads + SKIP_MARGIN_FRAMES) / self.fps  # seconds
+
+    def set_skip(self, skip: bool) -> None:
+        """Skip (True) or decode (False) non-reference frames from the next packet on."""
+        if skip != self.skipping:
+            self.stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
+            self.skipping = skip
 
     def _first_frame(self):
         try:
@@ -418,12 +437,19 @@ class _Source:
     def _seconds(self, pts: int) -> float:
         return (pts - self.stream_start) * self.time_base
 
-    def index_of(self, pts: int) -> int:
-        """Source frame index of a frame from its pts (used after seeking, where frames cannot be counted)."""
+    def exact_index(self, pts: int) -> int | None:
+        """Source frame index of a frame from its pts when the full index holds that pts, else None."""
         if self.dts_table is not None:
             k = bisect.bisect_left(self.dts_table, pts)
             if k < len(self.dts_table) and self.dts_table[k] == pts:
                 return k - self.delay
+        return None
+
+    def index_of(self, pts: int) -> int:
+        """Source frame index of a frame from its pts (used after seeking, where frames cannot be counted)."""
+        exact = self.exact_index(pts)
+        if exact is not None:
+            return exact
         return int(round((pts - self.first_pts) * self.time_base * self.fps))
 
     @property
@@ -530,9 +556,11 @@ def _decode_sequential(src: _Source, picker: _Picker, lo: float, hi: float) -> N
         stream = _numbered(src, _seek_to(src, lo))
     else:
         src.seek(0.0)
-        stream = _enumerate_frames(src.frames())
+        counted = not src.can_skip or picker.targets is None  # every frame decoded: counting is exact
+        stream = _enumerate_frames(src.frames()) if counted else _numbered(src, src.frames())
     index, last_time, reached_end = 0, None, True
     for index, time, frame in stream:
+        _update_skip(src, picker, time)
         if time < lo - picker.tie:
             continue
         if time >= hi:
@@ -562,6 +590,7 @@ def _decode_seek(src: _Source, picker: _Picker, lo: float, hi: float) -> None:
             picker.reset()
         for index, time, frame in stream:
             position = time
+            _update_skip(src, picker, time)
             if time < lo - picker.tie:
                 continue
             if time >= hi:
@@ -605,12 +634,24 @@ def _enumerate_frames(frames: Iterator[tuple[float, Any]]) -> Iterator[tuple[int
 
 
 def _numbered(src: _Source, frames: Iterator[tuple[float, Any]]) -> Iterator[tuple[int, float, Any]]:
-    """Number frames decoded after a seek: the key frame's index from the container index, then count on."""
-    base = None
+    """Number frames decoded after a seek: the key frame's index from the container index, then count on (or, where
+    frames may be skipped, every frame's index from the index)."""
+    base, previous = None, None
     for k, (time, frame) in enumerate(frames):
+        if src.can_skip:  # the last few frames' pts may be missing from the dts table: count on from the previous
+            exact = src.exact_index(frame.pts)
+            previous = exact if exact is not None else previous + 1 if previous is not None else src.index_of(frame.pts)
+            yield previous, time, frame
+            continue
         if base is None:
             base = src.index_of(frame.pts)
         yield base + k, time, frame
+
+
+def _update_skip(src: _Source, picker: _Picker, time: float) -> None:
+    """Skip non-reference frames while the next target is more than the margin ahead of the decoded frame."""
+    if src.can_skip and picker.targets is not None and not picker.done:
+        src.set_skip(picker.next_target() - time > src.skip_margin)
 
 
 def _prepend(head, rest: Iterator) -> Iterator:
