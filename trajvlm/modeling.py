@@ -381,6 +381,11 @@ class TrajVLMForConditionalGeneration(_ConnectorInitMixin, LlavaOnevisionForCond
         """
         kwargs.pop("return_dict", None)
         counts = None
+        # Pool videos go through the parent's own video path, which records the counts on the model; no output
+        # field is read for this (their names and deprecations move between transformers releases).
+        pool_videos = pixel_values_videos is not None and self.config.connector == "pool"
+        if past_key_values is not None:  # transformers < 5.24 name; later releases pass `cache` in kwargs
+            kwargs["past_key_values"] = past_key_values
         if pixel_values_videos is not None and self.config.connector != "pool":
             if inputs_embeds is not None:
                 raise ValueError("pass input_ids (with <video> placeholders), not inputs_embeds, together with videos")
@@ -396,8 +401,6 @@ class TrajVLMForConditionalGeneration(_ConnectorInitMixin, LlavaOnevisionForCond
             inputs_embeds, attention_mask = merged.inputs_embeds, merged.attention_mask
             position_ids, labels = merged.position_ids, merged.labels
             counts = merged.visual_token_counts
-        elif pixel_values_videos is not None:
-            counts = None  # set by get_video_features during the parent's forward
         out = super().forward(
             input_ids=input_ids,
             pixel_values=pixel_values,
@@ -406,7 +409,6 @@ class TrajVLMForConditionalGeneration(_ConnectorInitMixin, LlavaOnevisionForCond
             image_sizes_videos=image_sizes_videos,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             vision_feature_layer=vision_feature_layer,
             vision_feature_select_strategy=vision_feature_select_strategy,
@@ -418,7 +420,7 @@ class TrajVLMForConditionalGeneration(_ConnectorInitMixin, LlavaOnevisionForCond
             return_dict=True,
             **kwargs,
         )
-        if counts is None and out.video_hidden_states is not None:
+        if pool_videos:
             counts = list(self.model.last_visual_token_counts)
         return TrajVLMCausalLMOutputWithPast(**out, visual_token_counts=counts)
 
