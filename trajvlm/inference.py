@@ -280,7 +280,9 @@ class _BatchStreamer:
     back until the next token completes it. Also records when the first new token existed.
     """
 
-    def __init__(self, tokenizer, eos: int | list[int] | None, callback: Callable[[int, str], None] | None, start: float):
+    def __init__(
+        self, tokenizer, eos: int | list[int] | None, callback: Callable[[int, str], None] | None, start: float
+    ):
         self.tokenizer = tokenizer
         self.ends = set(eos if isinstance(eos, list) else [eos]) - {None}
         self.callback = callback
