@@ -510,7 +510,7 @@ def _generate_chunk(
         prep = _select_rows(prep, keep)
     eos = model.generation_config.eos_token_id or processor.tokenizer.eos_token_id
     streamer = None
-    if answers is not None or on_text is not None:
+    if on_text is not None or (answers is not None and int(gen.get("num_beams", 1)) == 1):  # no streamer with beams
         callback = None if on_text is None else lambda row, piece: on_text(chunk[keep[row]][0], piece)
         streamer = _BatchStreamer(processor.tokenizer, eos, callback, start)
     out = _generate(model, processor, prep, gen, streamer=streamer)

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("fastapi", reason="the server needs fastapi: pip install 'trajvlm[serve]'")
 pytest.importorskip("uvicorn", reason="the server needs uvicorn: pip install 'trajvlm[serve]'")
@@ -133,6 +134,78 @@ def expected_answer(loaded, video_path: Path, text: str = QUESTION, max_new_toke
     return generate_batch(model, processor, [(frames, messages, {"max_new_tokens": max_new_tokens})])[0]
 
 
+# --------------------------------------------------------------------------------------------- the shared path
+
+
+def test_generate_batch_reports_answers_and_streams_each_request(loaded, media_root):
+    """The hook the server batches through: per-request token counts equal a single VideoChat turn's, and each
+    request's streamed pieces make up its answer."""
+    from trajvlm.inference import VideoChat
+
+    model, processor = loaded
+    frames = processor.load_video(media_root / "clip.mp4")
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": QUESTION}]}]
+    requests = [
+        (frames, messages, {"max_new_tokens": 7}),
+        (None, "Hi", {"max_new_tokens": 7}),
+        (random_video(num_frames=4, seed=2), "Describe it.", {"max_new_tokens": 7}),
+    ]
+    answers, pieces = {}, {}
+    texts = generate_batch(
+        model, processor, requests, answers=answers, on_text=lambda i, p: pieces.setdefault(i, []).append(p)
+    )
+    assert sorted(answers) == [0, 1, 2] and [a.text for a in (answers[0], answers[1], answers[2])] == texts
+    for i, text in enumerate(texts):
+        assert "".join(pieces[i]).strip() == text
+    alone = VideoChat(model, processor, video=frames).ask(QUESTION, max_new_tokens=7)
+    got = answers[0]
+    assert (got.text, got.visual_tokens, got.prompt_tokens, got.new_tokens) == (
+        alone.text,
+        alone.visual_tokens,
+        alone.prompt_tokens,
+        alone.new_tokens,
+    )
+    assert answers[1].visual_tokens == 0 and answers[2].visual_tokens > 0
+    assert 0 < got.time_to_first_token_s <= got.total_s
+
+
+def test_engine_isolates_a_request_that_breaks_its_batch(loaded):
+    """A request whose frames make the batched forward raise fails alone (500); its batch-mates are answered."""
+    import asyncio
+
+    from trajvlm.serve.engine import Engine, Job
+
+    model, processor = loaded
+    engine = Engine(model, processor, ServeConfig(max_concurrency=4, batch_wait_ms=200))
+    good = random_video(num_frames=4, seed=1)
+    bad = torch.zeros(4, 2, 8, 8, dtype=torch.uint8)  # two channels: the video processor raises inside the batch
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": QUESTION}]}]
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        jobs = [Job(v, messages, {"max_new_tokens": 4}, loop) for v in (good, bad, good)]
+        for job in jobs:
+            engine.submit(job)
+        outcomes = []
+        for job in jobs:
+            while True:
+                kind, value = await asyncio.wait_for(job.events.get(), timeout=60)
+                if kind != "text":
+                    outcomes.append((kind, value))
+                    break
+        return outcomes
+
+    engine.start()
+    try:
+        outcomes = asyncio.run(scenario())
+    finally:
+        engine.stop()
+    assert [k for k, _ in outcomes] == ["done", "error", "done"]
+    assert outcomes[1][1].status == 500 and "channels" in outcomes[1][1].message
+    assert outcomes[0][1].text == outcomes[2][1].text
+    assert engine.largest_batch == 3  # they were one batch first
+
+
 # --------------------------------------------------------------------------------------------- answers
 
 
@@ -141,6 +214,9 @@ def test_models_and_health(client, server):
     assert [m.id for m in models.data] == [NAME]
     card = models.data[0].model_dump()
     assert card["connector"] == "trajtok" and card["trajectory_overlay"] is True and card["max_frames"] == 64
+    assert client.models.retrieve(NAME).id == NAME
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("other")
     health = httpx.get(f"{server}/health").json()
     assert health["status"] == "ok" and health["model"] == NAME
 
@@ -261,13 +337,24 @@ def test_concurrent_requests_are_batched(client, server, media_root):
         out = client.chat.completions.create(model=NAME, messages=video_message(url, questions[k]), max_tokens=6)
         results[k] = out.choices[0].message.content
 
+    refused: list[int] = []
+
+    def ask_badly(url: str) -> None:  # bad requests arriving at the same time must not disturb the good ones
+        try:
+            client.chat.completions.create(model=NAME, messages=video_message(url), max_tokens=6)
+        except openai.APIStatusError as e:
+            refused.append(e.status_code)
+
+    bad_urls = [(media_root / "broken.mp4").as_uri(), (media_root / "link.mp4").as_uri()]
     threads = [threading.Thread(target=ask, args=(k,)) for k in range(6)]
+    threads += [threading.Thread(target=ask_badly, args=(u,)) for u in bad_urls]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=60)
     after = httpx.get(f"{server}/health").json()
     assert [results[k] for k in range(6)] == alone
+    assert sorted(refused) == [403, 422]
     assert after["served"] - before["served"] == 6
     assert after["batches"] - before["batches"] < 6 and after["largest_batch"] >= 2  # some requests shared a forward
     assert after["admitted"] == 0
@@ -346,6 +433,17 @@ def test_oversize_upload_is_413_before_the_body_is_read(client, server):
         head = sock.recv(65536).decode()
     assert head.startswith("HTTP/1.1 413")
     assert json.loads(head.split("\r\n\r\n", 1)[1])["error"]["code"] == "request_too_large"
+    # Without a Content-Length (chunked), reading stops as soon as the bytes pass the limit.
+    piece = b"A" * (256 * 1024)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        for _ in range(12):  # 3 MiB > the 2.3 MiB body limit of a 1 MiB upload
+            sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        head = sock.recv(65536).decode()
+    assert head.startswith("HTTP/1.1 413")
 
 
 def test_corrupt_video_is_422_naming_the_reason(client, media_root):
@@ -361,7 +459,7 @@ def test_corrupt_video_is_422_naming_the_reason(client, media_root):
 def test_full_queue_is_429_and_timeout_is_504(loaded, media_root):
     """With the model busy (its lock held), one request runs, one waits, the next is refused; waiting past the
     request timeout answers 504; the server answers normally afterwards."""
-    app = make_app(loaded, media_root, max_concurrency=1, max_queue=1, request_timeout_s=3.0)
+    app = make_app(loaded, media_root, max_concurrency=1, max_queue=1, request_timeout_s=1.5)
     engine = app.state.engine
     with live_server(app) as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=30)
@@ -390,6 +488,25 @@ def test_full_queue_is_429_and_timeout_is_504(loaded, media_root):
         out = client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
         assert out.choices[0].message.content is not None
         _wait_for(lambda: engine.stats()["admitted"] == 0)
+
+
+def test_client_leaving_a_stream_frees_its_place(server, media_root):
+    url = (media_root / "clip.mp4").as_uri()
+    body = {"model": NAME, "messages": video_message(url), "max_tokens": 64, "stream": True}
+    with httpx.stream("POST", f"{server}/v1/chat/completions", json=body, timeout=30) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        first = next(response.iter_lines())
+        assert json.loads(first.removeprefix("data: "))["choices"][0]["delta"]["role"] == "assistant"
+    _wait_for(lambda: httpx.get(f"{server}/health").json()["admitted"] == 0)
+
+
+def test_cli_refuses_a_missing_model(tmp_path, capsys):
+    from trajvlm.cli import main
+
+    assert main(["serve", "--model", str(tmp_path / "nothing")]) == 2
+    assert "error: model directory not found" in capsys.readouterr().err
+    assert main(["serve", "--model", str(tmp_path), "--media-root", str(tmp_path / "none")]) == 2
+    assert "media root is not a directory" in capsys.readouterr().err
 
 
 def test_server_survives_every_error(server, client):

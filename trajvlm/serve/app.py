@@ -99,9 +99,8 @@ def create_app(model, processor, cfg: ServeConfig) -> FastAPI:
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": name, **engine.stats()}
 
-    @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
-        card = {
+    def model_card() -> dict[str, Any]:
+        return {
             "id": name,
             "object": "model",
             "created": created,
@@ -113,7 +112,21 @@ def create_app(model, processor, cfg: ServeConfig) -> FastAPI:
             "max_frames": cfg.max_frames,
             "media_root": cfg.media_root is not None,
         }
-        return {"object": "list", "data": [card]}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [model_card()]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model_info(model_id: str) -> dict[str, Any]:
+        if model_id != name:
+            raise APIError(
+                404,
+                f"the model {model_id!r} does not exist; this server serves {name!r}",
+                code="model_not_found",
+                param="model",
+            )
+        return model_card()
 
     @app.get("/v1/media")
     async def media() -> dict[str, Any]:

@@ -181,13 +181,13 @@ def load_video_url(url: str, processor, cfg: ServeConfig, sampling: Sampling) ->
             code="remote_url_refused",
             param="messages",
         )
-    settings: dict[str, Any] = {"max_frames": sampling.max_frames}
+    # the request's count or rate replaces the model's saved sampling; both bounds (saved, server) apply
+    bounds = [b for b in (processor.max_frames, sampling.max_frames) if b is not None]
+    settings: dict[str, Any] = {"max_frames": min(bounds) if bounds else None}
     if sampling.num_frames is not None:
         settings["num_frames"] = sampling.num_frames
     if sampling.fps is not None:
         settings["fps"] = sampling.fps
-    if processor.max_frames is not None:
-        settings["max_frames"] = min(processor.max_frames, sampling.max_frames or processor.max_frames)
     if scheme == "file":
         path = resolve_file_url(url, cfg.media_root)
         try:
