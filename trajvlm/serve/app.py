@@ -229,7 +229,9 @@ def create_app(model, processor, cfg: ServeConfig) -> FastAPI:
     async def trajectory_overlay(request: Request) -> dict[str, Any]:
         """TrajTok's trajectories drawn over the sampled frames, as an animated GIF data URL."""
         data = await read_json(request, cfg.max_body_bytes)
-        if not isinstance(data, dict) or not isinstance(data.get("video_url"), (dict, str)):
+        video = data.get("video_url") if isinstance(data, dict) else None
+        url = video.get("url") if isinstance(video, dict) else video
+        if not isinstance(url, str):
             raise APIError(400, 'expected {"video_url": {"url": ...}, "media_io_kwargs": {...}}', param="video_url")
         if connector != "trajtok":
             raise APIError(
@@ -238,7 +240,6 @@ def create_app(model, processor, cfg: ServeConfig) -> FastAPI:
                 "forms no trajectories (serve a TrajVLM with the trajtok connector)",
                 code="overlay_unavailable",
             )
-        url = data["video_url"]["url"] if isinstance(data["video_url"], dict) else data["video_url"]
         sampling = parse_sampling(data.get("media_io_kwargs"), cfg)
         engine.admit()
         try:

@@ -125,7 +125,12 @@ def resolve_file_url(url: str, media_root: Path | None) -> Path:
     raw = unquote(parsed.path)
     if "\x00" in raw or not raw.startswith("/"):
         raise APIError(400, f"file URL must hold an absolute path, got {url!r}", param="messages")
-    path = Path(raw).resolve()  # removes '..' and follows every symlink, so the check below sees the real target
+    try:
+        path = Path(raw).resolve()  # removes '..' and follows every symlink, so the check below sees the real target
+    except (OSError, RuntimeError) as e:  # a symlink loop
+        raise APIError(
+            403, f"{raw} cannot be resolved inside the media root ({e})", code="outside_media_root", param="messages"
+        ) from e
     if not path.is_relative_to(media_root):
         raise APIError(
             403,
