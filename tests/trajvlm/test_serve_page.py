@@ -26,10 +26,11 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 @pytest.fixture(scope="module")
 def browser():
-    if CHROMIUM is None or CHROMEDRIVER is None:
+    missing = [name for name, path in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)) if path is None]
+    if missing:
         pytest.skip(
-            "headless browser tests need Chromium and chromedriver on PATH "
-            "(Debian: apt-get install chromium chromium-driver); none found"
+            f"headless browser tests need {' and '.join(missing)} on PATH, not found "
+            "(Debian: apt-get install chromium chromium-driver)"
         )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
