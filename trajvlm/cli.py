@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("trajvlm.train_config", "check a training preset, its data and its connector without training"),
     "export": ("trajvlm.export", "merge LoRA into a standalone model directory"),
     "chat": ("trajvlm.chat", "chat about a video (interactive, or one-shot with --prompt)"),
+    "serve": ("trajvlm.serve.cli", "serve a model over an OpenAI-compatible HTTP API with a web page"),
 }
 
 # ValueError covers VideoDecodeError, ContextLengthError and json.JSONDecodeError (re-raised with the file name).
