@@ -6,7 +6,7 @@ model size, not the source resolution.
 Writes (once, cached in --workdir) a 3-second 4K H.264 clip (30 fps, x264 ultrafast, moving shapes over a gradient),
 the tiny LLaVA-OneVision base (``trajvlm build-base``), a tiny TrajTok checkpoint and a label npz at 384x216 (the
 size a pseudo-label run would write). Then each command runs in a fresh process and reports its peak resident set
-size (ru_maxrss, which counts FFmpeg's and torch's C allocations):
+size (VmHWM, which counts FFmpeg's and torch's C allocations):
 
 - ``trajvlm chat --model BASE --video clip --num-frames 32 --prompt ...`` (the base's ``pool`` connector)
 - ``trajvlm chat`` as above with ``--connector trajtok`` (default paper-size TrajTok, randomly initialised)
@@ -91,8 +91,18 @@ def child(argv: list[str]) -> None:
         import importlib
 
         rc = importlib.import_module(module).main(args)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rc": rc, "rss_mib": rss}))
+    print(json.dumps({"rc": rc, "rss_mib": peak_rss_mib()}))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size. VmHWM belongs to the process image (reset by exec); ru_maxrss is not:
+    Linux carries the parent's high-water mark over fork + exec, so a child of a big parent would report the parent."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(argv: list[str]) -> dict:
