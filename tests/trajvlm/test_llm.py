@@ -131,11 +131,14 @@ def test_build_base_around_a_causal_lm_loads_like_llava_hf_with_identical_text_l
     assert sum(model.last_visual_token_counts) == 4 * 16 + 1  # pool: 4 frames x (8x8 grid pooled to 4x4) + newline
 
 
-def test_build_base_cli_rejects_tiny_only_options(tmp_path):
+def test_build_base_cli_rejects_bad_llm_options(tmp_path, capsys):
     from trajvlm.cli import main
 
-    with pytest.raises(ValueError, match="--vocab-from"):
-        main(["build-base", "--out", str(tmp_path / "b"), "--llm", "x", "--vocab-from", str(tmp_path)])
+    assert main(["build-base", "--out", str(tmp_path / "b"), "--llm", "x", "--vocab-from", str(tmp_path)]) == 2
+    assert "--vocab-from" in capsys.readouterr().err
+    assert main(["build-base", "--out", str(tmp_path / "b"), "--llm", str(tmp_path / "absent")]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "absent" in err and "Traceback" not in err
 
 
 @pytest.mark.slow
