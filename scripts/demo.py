@@ -165,8 +165,16 @@ def step(name: str, done: Path, cmd: list[str], env: dict | None = None, *, erro
         raise StageFailed(f"stage '{name}' exited 0 but logged an error ({marker[:120]}); read {log}")
     if not done.exists() and done.name != "done":
         raise StageFailed(f"stage '{name}' exited 0 but wrote no {done}; read {log}")
-    TIMES[name] = {"wall_s": round(time.time() - t0, 1), "cpu_s": round(_children_cpu() - c0, 1)}
+    record_time(name, time.time() - t0, _children_cpu() - c0)
     print(f"[demo] {name}: {TIMES[name]['wall_s']:.0f} s ({TIMES[name]['cpu_s']:.0f} CPU s)", flush=True)
+
+
+def record_time(name: str, wall_s: float, cpu_s: float) -> None:
+    """Keep a stage's wall and CPU seconds in :data:`TIMES` and in ``<out>/stage_times.json`` (across reruns)."""
+    TIMES[name] = {"wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1)}
+    path = LOG_DIR.parent / "stage_times.json"
+    past = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**past, name: TIMES[name]}, indent=2))
 
 
 def latest_checkpoint(run: Path) -> Path:
@@ -223,6 +231,7 @@ def train_metrics(run: Path) -> dict:
     return {
         "steps": int(final.get("step", 0)),
         "train_s": float(final.get("train_runtime", final.get("time_s", 0.0))),
+        "tflop": float(final.get("total_flos", 0.0)) / 1e12,  # the Trainer's 6 * params * tokens estimate
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
     }
@@ -369,10 +378,7 @@ def describe_eval(model: Path, data: Path, num_frames: int, count: int, out_json
             raise StageFailed(f"stage 'describe {model.name}' failed with exit {proc.returncode}; read {log}")
         answers = json.loads(proc.stdout.strip().splitlines()[-1])
         out_json.write_text(json.dumps({"ids": ids, "answers": answers}, indent=1))
-        TIMES[f"describe {model.name}"] = {
-            "wall_s": round(time.time() - t0, 1),
-            "cpu_s": round(_children_cpu() - c0, 1),
-        }
+        record_time(f"describe {model.name}", time.time() - t0, _children_cpu() - c0)
     saved = json.loads(out_json.read_text())
     truths = [object_names(json.loads((data / "test" / f"{vid}.json").read_text())) for vid in saved["ids"]]
     return {**score_descriptions(saved["answers"], truths), "example": saved["answers"][0] if saved["answers"] else ""}
@@ -694,10 +700,7 @@ def run(argv: list[str]) -> int:
     # 8. results.json, report.md, plot
     tok_eval = json.loads((out / "tokenizer_eval.json").read_text())
     tower_metrics = json.loads((tower / "tower_metrics.json").read_text())
-    TIMES["total (this invocation)"] = {
-        "wall_s": round(time.time() - t_start, 1),
-        "cpu_s": round(_children_cpu() - c_start, 1),
-    }
+    record_time("total (this invocation)", time.time() - t_start, _children_cpu() - c_start)
     results = {
         "preset": args.preset,
         "connectors": connectors,
@@ -710,10 +713,7 @@ def run(argv: list[str]) -> int:
         "stage_times": TIMES,
         "minutes": (time.time() - t_start) / 60,
     }
-    times_path = out / "stage_times.json"
-    past = json.loads(times_path.read_text()) if times_path.exists() else {}
-    times_path.write_text(json.dumps({**past, **TIMES}, indent=2))
-    results["stage_times"] = {**past, **TIMES}
+    results["stage_times"] = json.loads((out / "stage_times.json").read_text())
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot(rows, out / "accuracy_vs_tokens.png")
     n_test = rows[0]["ci"]["all"]["n"] if rows else 0
@@ -734,6 +734,15 @@ def run(argv: list[str]) -> int:
         "intervals over questions; steps = stage 1 + stage 2; train s = wall seconds of both stages:",
         "",
         table(rows),
+        "",
+        "Training (stage 1 + stage 2; wall seconds on this machine, the Trainer's FLOP estimate, first -> last "
+        "logged loss): "
+        + "; ".join(
+            f"{k}: {v['steps']} steps, {v['train_s']:.0f} s, "
+            f"{sum(v[s]['tflop'] for s in ('stage1', 'stage2') if s in v):.1f} TFLOP, stage-2 loss "
+            f"{v['stage2']['first_loss'] or float('nan'):.2f} -> {v['stage2']['last_loss'] or float('nan'):.2f}"
+            for k, v in training.items()
+        ),
         "",
         "Question types no model learned (every row's 95 % interval reaches chance): "
         + (", ".join(results["unlearned_types"]) or "none"),
