@@ -457,7 +457,10 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     markers = "os^vDPX*"
     for k, conn in enumerate(dict.fromkeys(r["connector"] for r in rows)):
-        pts = sorted((r["visual_tokens"], r["ci"]["all"], r["label"]) for r in rows if r["connector"] == conn)
+        pts = sorted(
+            ((r["visual_tokens"], r["ci"]["all"], r["label"]) for r in rows if r["connector"] == conn),
+            key=lambda pt: pt[0],
+        )
         xs, ys = [p[0] for p in pts], [p[1]["acc"] for p in pts]
         err = [[p[1]["acc"] - p[1]["lo"] for p in pts], [p[1]["hi"] - p[1]["acc"] for p in pts]]
         ax.errorbar(xs, ys, yerr=err, marker=markers[k % len(markers)], capsize=3, label=conn)
