@@ -248,3 +248,31 @@ def test_plain_ddp_two_processes_gloo(tmp_path):
     start = tiny_model(seed=0).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)  # replicas stayed in sync
     assert not torch.equal(a["model.encoder.offsets"], start["encoder.offsets"])  # and trained
+
+
+def test_multi_clip_training_trains_the_carry_gate_with_truncation():
+    from trajtok.train import SegmentationLogits, load_config
+
+    cfg = load_config("stream")
+    assert cfg.stream_clips >= 2 and cfg.model_config().carry == "gated"
+    x = frames(6, seed=1)[None]
+
+    def second_clip_grads(backprop_clips: int) -> tuple[torch.Tensor, torch.Tensor]:
+        m = tiny_model(seed=0, carry_backprop_clips=backprop_clips).train()
+        logits = SegmentationLogits(m, clip_len=2)(x)  # (1, K, 6, h, w)
+        assert logits.shape[2] == 6
+        logits[:, :, 2:4].logsumexp(1).sum().backward()  # a loss on the second clip only
+        return m.segmenter.carry_gate.grad, m.segmenter.perceiver.layers[0].to_q.weight.grad
+
+    # reference: the first clip without gradient, its state handed on detached
+    ref = tiny_model(seed=0).train()
+    with torch.no_grad():
+        state = ref(x[:, :2]).state
+    ref(x[:, 2:4], state=state).logits.logsumexp(1).sum().backward()
+    ref_grad = ref.segmenter.perceiver.layers[0].to_q.weight.grad
+
+    gate, truncated = second_clip_grads(1)
+    assert gate.abs() > 0  # the carry gate is trained by the multi-clip loss
+    torch.testing.assert_close(truncated, ref_grad)  # truncation: no gradient into the first clip
+    _, full = second_clip_grads(3)
+    assert not torch.allclose(full, ref_grad)  # without it, the loss reaches the first clip through the state
