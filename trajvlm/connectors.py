@@ -275,9 +275,13 @@ if set(CONNECTORS) != set(CONNECTOR_NAMES):
 def trajtok_config_for(config):
     """The ``TrajTokConfig`` of a TrajVLM config, with ``external_dim = output_dim = `` the LLM width."""
     from trajtok import TrajTokConfig
+    from trajtok.configuration import LEGACY_DEFAULTS
 
     width = config.text_config.hidden_size
     data = dict(config.trajtok) if config.trajtok is not None else TrajTokConfig().to_dict()
+    # A trajtok dict saved before a field existed gets the value that reproduces that checkpoint (to_dict() always
+    # writes every field, so only older configs lack one).
+    data = {**{k: v for k, v in LEGACY_DEFAULTS.items() if k not in data}, **data}
     data["external_dim"] = width
     data["output_dim"] = width
     return TrajTokConfig.from_dict(data)
