@@ -200,15 +200,16 @@ def print_report(rows: list[dict], args) -> dict:
     for source in dict.fromkeys(r["source"] for r in rows):
         sub = [r for r in rows if r["source"] == source]
         print(f"\n### {source}: mean over videos per length (n = 1 token per trajectory)\n")
-        print("| frames | mode | videos | tokens | association | mIoU | state norm | s |")
-        print("|---:|---|---:|---:|---:|---:|---:|---:|")
+        print("| frames | mode | videos | GT objects | tokens | association | mIoU | state norm | s |")
+        print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
         for f in sorted({r["frames"] for r in sub}):
             for mode in MODES:
                 rs = [r for r in sub if r["frames"] == f and r["mode"] == mode]
                 if not rs:
                     continue
                 print(
-                    f"| {f} | {mode} | {len(rs)} | {fmt(mean(r['tokens'] for r in rs), 1)} | "
+                    f"| {f} | {mode} | {len(rs)} | {fmt(mean(r.get('gt_objects') for r in rs), 1)} | "
+                    f"{fmt(mean(r['tokens'] for r in rs), 1)} | "
                     f"{fmt(mean(r.get('association') for r in rs))} | {fmt(mean(r.get('miou') for r in rs))} | "
                     f"{fmt(mean(r.get('state_norm') for r in rs), 2)} | {fmt(mean(r['seconds'] for r in rs), 2)} |"
                 )
@@ -223,7 +224,7 @@ def print_report(rows: list[dict], args) -> dict:
                 r.get("association") for r in sub if r["mode"] == mode and r.get("association") is not None
             )
     learned = mean(r.get("learned_norm") for r in rows)
-    print(f"\nlearned queries' mean norm: {fmt(learned, 2)}")
+    print(f"\nlearned queries' mean norm: {fmt(learned, 2)}; state norm = the final query states' mean norm")
     print("\n| summary | value |\n|---|---:|")
     for k, v in summary.items():
         print(f"| {k} | {fmt(v)} |")
@@ -244,7 +245,13 @@ def main() -> int:
     parser.add_argument("--no-synthetic", action="store_true", help="only the real clips")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and the summary here")
+    parser.add_argument("--report", type=Path, default=None, help="only print the tables of a --json file")
     args = parser.parse_args()
+    if args.report is not None:
+        saved = json.loads(args.report.read_text())
+        args.frames = parse_ints(str(saved["settings"]["frames"]).strip("[]").replace(" ", ""))
+        print_report(saved["rows"], args)
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args.frames = parse_ints(args.frames)
     args.objects = parse_ints(args.objects)
