@@ -58,10 +58,11 @@ import torch
 logger = logging.getLogger("bench_vlm")
 
 CONFIGS = ("tiny", "mid")
-CONNECTORS = ("pool", "trajtok", "trajtok-tower")
+CONNECTORS = ("pool", "trajtok", "trajtok-tower", "trajtok-tower-s2")
 # Connector rows -> the registry connector they run; "trajtok-tower" is trajtok whose segmenter reads the tower's own
 # projected features (TrajTok backbone "external": no second image model).
-REGISTRY_NAME = {"pool": "pool", "trajtok": "trajtok", "trajtok-tower": "trajtok"}
+# "trajtok-tower-s2" also lets the segmenter's queries read 2x2-pooled features (seg_read_stride = 2).
+REGISTRY_NAME = {"pool": "pool", "trajtok": "trajtok", "trajtok-tower": "trajtok", "trajtok-tower-s2": "trajtok"}
 QUESTION = "How many different objects appear in the video?"
 RATIO_FRAMES = 128  # the project's reference length: 128 frames in at most ~1/10 of pooling's tokens
 TOKEN_TARGET = 1 / 10  # trajtok tokens / pool tokens
@@ -85,7 +86,11 @@ def trajtok_config_for_base(config_name: str, variant: str = "trajtok"):
     """
     from trajtok import TrajTokConfig
 
-    extra = {"backbone": "external", "external_dim": 1} if variant == "trajtok-tower" else {}
+    extra: dict = {}
+    if variant.startswith("trajtok-tower"):
+        extra = {"backbone": "external", "external_dim": 1}
+    if variant == "trajtok-tower-s2":
+        extra["seg_read_stride"] = 2
     if config_name == "tiny":
         return TrajTokConfig.tiny(**extra)
     return TrajTokConfig.paper(**extra)  # ConvNeXt-Tiny (or none), E = 512, K = 128, 224 px
@@ -329,7 +334,7 @@ def sweep(args: argparse.Namespace) -> list[dict]:
             trajtok = None
             if connector == "trajtok":
                 trajtok = str(args.trajtok_checkpoint or ensure_trajtok(workdir, config_name, base, args.seed))
-            elif connector == "trajtok-tower":
+            elif connector.startswith("trajtok-tower"):
                 trajtok = str(ensure_trajtok(workdir, config_name, base, args.seed, connector))
             previous: dict | None = None
             for frames in sorted(args.frames):
@@ -393,7 +398,7 @@ def ratios(rows: list[dict], frames: int) -> list[dict]:
     by_key = {(r["config"], r["connector"], r["frames"]): r for r in rows}
     for config_name in dict.fromkeys(r["config"] for r in rows):
         pool = by_key.get((config_name, "pool", frames), {})
-        for variant in ("trajtok", "trajtok-tower"):
+        for variant in ("trajtok", "trajtok-tower", "trajtok-tower-s2"):
             traj = by_key.get((config_name, variant, frames))
             if traj is None:
                 continue

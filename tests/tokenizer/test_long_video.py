@@ -276,3 +276,16 @@ def test_multi_clip_training_trains_the_carry_gate_with_truncation():
     torch.testing.assert_close(truncated, ref_grad)  # truncation: no gradient into the first clip
     _, full = second_clip_grads(3)
     assert not torch.allclose(full, ref_grad)  # without it, the loss reaches the first clip through the state
+
+
+def test_segmenter_can_read_pooled_features():
+    full = tiny_model(seed=0).eval()
+    pooled = tiny_model(seed=0, seg_read_stride=2).eval()
+    x = frames(3, seed=6)[None]
+    with torch.no_grad():
+        a, b = full(x), pooled(x)
+    assert b.logits.shape == a.logits.shape == (1, 16, 3, 16, 16)  # logits stay on the full grid
+    assert b.state.queries.shape == a.state.queries.shape
+    assert not torch.allclose(a.state.queries, b.state.queries)  # the queries read other (pooled) inputs
+    with pytest.raises(ValueError, match="seg_read_stride"):
+        TrajTokConfig.tiny(seg_read_stride=0)

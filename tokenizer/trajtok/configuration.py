@@ -43,6 +43,8 @@ class TrajTokConfig:
     seg_heads: int = 8  # attention heads of the segmenter
     seg_head_dim: int = 64  # width of one segmenter head (even: rotary position needs pairs)
     assign_dim: int | None = None  # width of the shared query/feature space of the assignment MLPs (None: width // 4)
+    seg_read_stride: int = 1  # the query Perceiver reads s x s average-pooled features (s^2 fewer keys / values;
+    # cheaper on long video); the assignment logits stay on the full feature grid. 1 = the paper
     detach_features: bool = True  # stop-gradient of the features into the segmenter (keep True; ablation switch)
     init_logit_scale: float = 10.0  # initial value of the assignment scale softplus(s) + 1
     max_logit_scale: float = 20.0  # cap of the assignment scale (cosine similarity x scale = logit)
@@ -108,6 +110,8 @@ class TrajTokConfig:
             # rotary position over (t, y, x) splits a head into three parts of rotated pairs
             if getattr(self, name) % 2 != 0 or getattr(self, name) < 6:
                 raise ValueError(f"{name} must be even and >= 6 (rotary over t, y, x), got {getattr(self, name)}")
+        if self.seg_read_stride < 1:
+            raise ValueError(f"seg_read_stride must be >= 1, got {self.seg_read_stride}")
         if self.assign_dim is not None and self.assign_dim < 1:
             raise ValueError(f"assign_dim must be >= 1 or None, got {self.assign_dim}")
         if not self.init_logit_scale > 1.0:

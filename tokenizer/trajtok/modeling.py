@@ -313,6 +313,7 @@ class TrajTok(nn.Module):
             config.rope_base,
             config.init_logit_scale,
             config.max_logit_scale,
+            config.seg_read_stride,
         )
         self.external_proj = nn.Linear(config.external_dim, e) if config.external_dim is not None else None
         self.encoder = TrajectoryEncoder(

@@ -44,8 +44,10 @@ class Segmenter(nn.Module):
         rope_base: float,
         init_logit_scale: float,
         max_logit_scale: float,
+        read_stride: int = 1,
     ):
         super().__init__()
+        self.read_stride = read_stride
         self.queries = nn.Parameter(query_fourier_bank(num_queries, width))  # (K, E)
         self.perceiver = Perceiver(width, depth, heads, head_dim, mlp_ratio, dropout, eps, rope_base)
         self.query_head = Head(width, assign_dim, eps)
@@ -102,8 +104,17 @@ class Segmenter(nn.Module):
         b, t, h, w, e = features.shape
         flat = features.reshape(b, t * h * w, e)  # (B, P, E)
         q0 = self.queries.unsqueeze(0).expand(b, -1, -1) if init_queries is None else init_queries
-        positions = grid_positions(t, h, w, device=features.device)  # (P, 3)
-        queries = self.perceiver(q0, flat.detach() if detach_perceiver else flat, positions)  # (B, K, E)
+        read = flat.detach() if detach_perceiver else flat
+        if self.read_stride > 1:  # the queries read s x s average-pooled features; logits stay on the full grid
+            s = self.read_stride
+            x = read.view(b * t, h, w, e).permute(0, 3, 1, 2)  # (B*T, E, h, w)
+            x = F.avg_pool2d(x, s, ceil_mode=True)  # (B*T, E, h', w')
+            h2, w2 = x.shape[-2:]
+            read = x.permute(0, 2, 3, 1).reshape(b, t * h2 * w2, e)  # (B, P', E)
+            positions = grid_positions(t, h2, w2, ref_hw=(h, w), device=features.device)  # full-grid units
+        else:
+            positions = grid_positions(t, h, w, device=features.device)  # (P, 3)
+        queries = self.perceiver(q0, read, positions)  # (B, K, E)
         # The heads may run under autocast; the cosine logits are computed in fp32 (in bf16 near-equal logits of
         # neighbouring queries would flip the argmax).
         qa = self.query_head(queries)  # (B, K, A)
