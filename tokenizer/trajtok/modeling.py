@@ -565,11 +565,8 @@ class TrajTok(nn.Module):
             soft_masks, logits = torch.cat(acc.soft, dim=2), torch.cat(acc.logits, dim=2)
         else:
             soft_masks = out.new_zeros(b, k, 0, h, w)
-            logits = (
-                out.new_zeros(b, k, 0, *acc.assignment[0].shape[-2:])
-                if self.features is None
-                else (out.new_zeros(b, k, 0, self.config.grid_size, self.config.grid_size))
-            )
+            grid = (h, w) if self.features is None else (self.config.grid_size, self.config.grid_size)
+            logits = out.new_zeros(b, k, 0, *grid)  # the segmenter's own grid
         return TrajectoryTokens(
             tokens=out,
             valid=valid,
