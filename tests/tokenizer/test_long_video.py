@@ -258,14 +258,14 @@ def test_multi_clip_training_trains_the_carry_gate_with_truncation():
     x = frames(6, seed=1)[None]
 
     def second_clip_grads(backprop_clips: int) -> tuple[torch.Tensor, torch.Tensor]:
-        m = tiny_model(seed=0, carry_backprop_clips=backprop_clips).train()
+        m = tiny_model(seed=0, carry="gated", carry_backprop_clips=backprop_clips).train()
         logits = SegmentationLogits(m, clip_len=2)(x)  # (1, K, 6, h, w)
         assert logits.shape[2] == 6
         logits[:, :, 2:4].logsumexp(1).sum().backward()  # a loss on the second clip only
         return m.segmenter.carry_gate.grad, m.segmenter.perceiver.layers[0].to_q.weight.grad
 
     # reference: the first clip without gradient, its state handed on detached
-    ref = tiny_model(seed=0).train()
+    ref = tiny_model(seed=0, carry="gated").train()
     with torch.no_grad():
         state = ref(x[:, :2]).state
     ref(x[:, 2:4], state=state).logits.logsumexp(1).sum().backward()

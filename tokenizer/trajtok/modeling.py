@@ -5,9 +5,10 @@ Perceiver over the stop-gradient features, cosine assignment logits) -> soft / h
 (soft-mask-mean init, n sub-latents, hard-mask Perceiver) -> tokens (B, N, D_out) + validity (B, N).
 
 Long video: every entry point (``forward`` on one clip, ``tokenize_video``, the VLM connector) runs the same clip
-step (:meth:`TrajTok._step`) on a :class:`_VideoAccumulator`. A video is cut into ``clip_len``-frame clips; clip
-i+1's queries start from clip i's final states (bounded: norm-matched and gated with the learned queries, see
-``Segmenter.initial_queries``), so query k stays one trajectory across clips. A trajectory has a token if it is
+step (:meth:`TrajTok._step`) on a :class:`_VideoAccumulator`. A video is cut into ``clip_len``-frame clips and
+query k stays one trajectory across clips: clip i+1's queries restart from the learned queries (``carry="restart"``,
+identity from each query's spatial prior) or start from clip i's final states (``carry="gated"``: norm-matched and
+gated with the learned queries, so bounded; see ``Segmenter.initial_queries``). A trajectory has a token if it is
 present (enough pixels) in at least one clip; its latents are averaged over those clips and get a time encoding
 of its first / last frame in the video. A query absent for ``release_after`` clips closes its trajectory (kept as
 a finished token) and returns to its learned query, free to claim a new object. Memory is one clip plus the
