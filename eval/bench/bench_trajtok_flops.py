@@ -13,6 +13,10 @@ width ``--llm-width`` (the projected tower features, 3584 for a 7B Qwen2 LLM) on
 
 each with the sparse (gathered) and the dense-mask encoder attention. CPU wall time is the median of
 ``--repeats`` clips with ``--threads`` threads (on a shared machine: indicative only).
+
+``--vlm-base DIR --vlm-trajtok DIR --vlm-frames 64`` (a ``bench_vlm.py`` work dir's base and TrajTok) also times,
+interleaved in one process so that load on a shared machine hits both alike, the tower + projector alone (pool's
+vision path; its pooling is negligible) against the tower + streamed trajtok connector on the same video.
 """
 
 from __future__ import annotations
@@ -97,6 +101,27 @@ def siglip_cpu_seconds(repeats: int) -> float:
     return statistics.median(times)
 
 
+@torch.no_grad()
+def vlm_vision_times(base: Path, trajtok: Path, frames: int, repeats: int) -> dict:
+    """Median seconds of tower + projector vs tower + trajtok connector (streamed) on one random video."""
+    from trajvlm.modeling import TrajVLMForConditionalGeneration
+
+    model = TrajVLMForConditionalGeneration.from_llava(base, connector="trajtok", trajtok=str(trajtok)).eval()
+    size = model.config.vision_config.image_size
+    torch.manual_seed(0)
+    pixels = torch.rand(1, frames, 3, size, size) * 2 - 1
+    tower, both = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model.model.video_patch_features(pixels, return_dict=True)
+        tower.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        model.model.encode_videos(pixels)
+        both.append(time.perf_counter() - t0)
+    t, b = statistics.median(tower), statistics.median(both)
+    return {"frames": frames, "tower_s": t, "tower_connector_s": b, "ratio": b / t}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clip-len", type=int, default=16, help="frames per clip")
@@ -106,8 +131,22 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=1, help="timed clips per variant (median)")
     parser.add_argument("--no-siglip-time", action="store_true", help="skip the SigLIP CPU timing (~10-30 s)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--vlm-base", type=Path, default=None, help="a base (bench_vlm work dir base-mid)")
+    parser.add_argument("--vlm-trajtok", type=Path, default=None, help="its TrajTok (e.g. trajtok-tower-mid-seed0)")
+    parser.add_argument("--vlm-frames", type=int, default=64, help="frames of the VLM timing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.vlm_base is not None:
+        if args.vlm_trajtok is None:
+            parser.error("--vlm-base needs --vlm-trajtok")
+        r = vlm_vision_times(args.vlm_base, args.vlm_trajtok, args.vlm_frames, max(args.repeats, 2))
+        print(f"\n### tower + connector vs tower alone, {r['frames']} frames, interleaved medians\n")
+        print("| tower + projector s | tower + trajtok s | ratio |\n|---:|---:|---:|")
+        print(f"| {r['tower_s']:.2f} | {r['tower_connector_s']:.2f} | {r['ratio']:.2f} |")
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "vlm": r}))
+        return 0
     siglip = siglip_flops_per_frame() / 1e9
     siglip_s = None if args.no_siglip_time else siglip_cpu_seconds(args.repeats)
     rows = [{"model": "SigLIP-so400m/14 tower, 384 px", "gflops_per_frame": siglip, "cpu_s_per_frame": siglip_s}]
