@@ -254,8 +254,7 @@ class CoordTok(_Persistence, nn.Module):
         self.num_plane_tokens = sum(x.shape[0] for x in coords)
         # learned queries start from the sin/cos of their plane coordinates + a plane-type offset
         init = torch.cat([sincos(x, c.width) for x in coords])  # (N, E)
-        kind = torch.cat([torch.full((x.shape[0],), i) for i, x in enumerate(coords)])
-        self.register_buffer("plane_kind", kind, persistent=False)
+        self.plane_counts = [x.shape[0] for x in coords]  # positions per plane (xy, yt, xt)
         self.queries = nn.Parameter(init * 0.1 + torch.randn_like(init) * 0.02)
         self.kind_embed = nn.Embedding(3, c.width)
         self.encoder = transformer(c.width, c.depth, c.heads, c.mlp_ratio)
@@ -279,7 +278,11 @@ class CoordTok(_Persistence, nn.Module):
         x, (nt, nh, nw) = to_tubelets(video.to(self.queries.dtype), c.tubelet_frames, c.tubelet_size)
         pos = grid_coords(nt, nh, nw, device=x.device).to(x.dtype)  # (t*h*w, 3)
         x = self.embed(x * 2 - 1) + sincos(pos, c.width)  # (B, t*h*w, E)
-        q = (self.queries + self.kind_embed(self.plane_kind))[None].expand(x.shape[0], -1, -1)  # (B, N, E)
+        # plane type of each query (computed, not a buffer: loading code never has to restore it)
+        kind = torch.repeat_interleave(
+            torch.arange(3, device=x.device), torch.tensor(self.plane_counts, device=x.device)
+        )
+        q = (self.queries + self.kind_embed(kind))[None].expand(x.shape[0], -1, -1)  # (B, N, E)
         h = self.encoder(torch.cat([x, q], dim=1))[:, x.shape[1] :]  # (B, N, E)
         return self.to_latent(self.enc_norm(h))  # (B, N, C)
 

@@ -237,7 +237,7 @@ def train(cfg: CoordTokTrainConfig, out_dir: str | os.PathLike, resume: bool = F
             elapsed = time.perf_counter() - t_start
             out_of_time = cfg.max_seconds is not None and elapsed > cfg.max_seconds
             if done % cfg.log_every == 0 or done == cfg.steps or out_of_time:
-                row = {"step": done, "loss": float(loss), "grad_norm": float(grad), "lr": scheduler.get_last_lr()[0],
+                row = {"step": done, "loss": loss.item(), "grad_norm": grad.item(), "lr": scheduler.get_last_lr()[0],
                        "seconds": round(elapsed, 2)}  # fmt: skip
                 metrics.write(json.dumps(row) + "\n")
                 metrics.flush()
