@@ -501,10 +501,11 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
                     metrics.write(json.dumps(row) + "\n")
                     metrics.flush()
             finished = step == cfg.steps
-            if cfg.val_split and ((cfg.eval_every and step % cfg.eval_every == 0) or finished):
-                validate(model, cfg, step, metrics, dist, time.perf_counter() - start_time)
+            # Save before validating: a validation failure (unreadable validation data) never costs a checkpoint.
             if (cfg.save_every and step % cfg.save_every == 0) or step == last:
                 ckpt = save_checkpoint(run_dir, step, model, optimizer, scheduler, cfg, dist)
+            if cfg.val_split and ((cfg.eval_every and step % cfg.eval_every == 0) or finished):
+                validate(model, cfg, step, metrics, dist, time.perf_counter() - start_time)
     finally:
         bar.close()
         if metrics:
@@ -522,9 +523,22 @@ def validate(model: Any, cfg: TrainConfig, step: int, metrics: Any, dist: Dist, 
     from trajtok.evaluate import evaluate_model
 
     if dist.main:
-        r = evaluate_model(
-            model, cfg.data, cfg.val_split, max_videos=cfg.eval_videos, max_skip_fraction=cfg.max_skip_fraction
-        )
+        was_training = model.training
+        try:
+            r = evaluate_model(
+                model, cfg.data, cfg.val_split, max_videos=cfg.eval_videos, max_skip_fraction=cfg.max_skip_fraction
+            )
+        except (OSError, ValueError) as e:  # unreadable validation data: report it, keep training and checkpoints
+            logger.error("step %d: validation on %s/%s failed: %s", step, cfg.data, cfg.val_split, e)
+            if metrics:
+                metrics.write(json.dumps({"step": step, "val_error": str(e), "time": elapsed}) + "\n")
+                metrics.flush()
+            r = None
+        finally:
+            model.train(was_training)
+        if r is None:
+            dist.barrier()
+            return
         row = {"step": step, "val_miou": r["miou"], "val_association": r["association"]}
         row.update(val_tokens=r["tokens_mean"], val_gt_objects=r["gt_objects_mean"], time=elapsed)
         logger.info(
