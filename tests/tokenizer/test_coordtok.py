@@ -110,14 +110,15 @@ def test_cli_train_and_exact_resume(tmp_path):
     assert saved["model"]["plane_size"] == 2 and saved["steps"] == 3
     model = CoordTok.from_pretrained(full / "checkpoints" / "step_0000003")
     assert model.num_tokens == 2 * 2 + 2 * 2 * 2
-    with pytest.raises(ValueError, match="already has checkpoints; pass --resume"):
-        main(["coordtok-train", "--out", str(full), "steps=3", *args])
+    assert main(["coordtok-train", "--out", str(full), "steps=3", *args]) == 2  # no silent overwrite
 
 
 def test_cli_errors(tmp_path, capsys):
     from trajtok.cli import main
 
     assert main(["coordtok-train", "--out", str(tmp_path / "x"), "model.kind=vq"]) == 2
-    assert "kind must be one of" in capsys.readouterr().out
+    assert "error: kind must be one of" in capsys.readouterr().err
     assert main(["coordtok-train", "--out", str(tmp_path / "x"), "data=/nowhere"]) == 2
-    assert "data folder not found: /nowhere" in capsys.readouterr().out
+    assert "error: data folder not found: /nowhere" in capsys.readouterr().err
+    assert main(["coordtok-train", "--out", str(tmp_path / "y"), "--resume"]) == 2
+    assert "no checkpoint in" in capsys.readouterr().err

@@ -261,11 +261,7 @@ def run(args: argparse.Namespace) -> int:
     config = args.config
     if config is None and args.resume and (Path(args.out) / CONFIG_NAME).is_file():
         config = Path(args.out) / CONFIG_NAME
-    try:
-        cfg = load_config(config, args.overrides)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}")
-        return 2
+    cfg = load_config(config, args.overrides)  # bad settings: ValueError / FileNotFoundError (the CLI prints them)
     ckpt = train(cfg, args.out, resume=args.resume)
     print(f"checkpoint: {ckpt}")
     return 0
