@@ -58,11 +58,12 @@ import torch
 logger = logging.getLogger("bench_vlm")
 
 CONFIGS = ("tiny", "mid")
-CONNECTORS = ("pool", "trajtok", "trajtok-tower", "trajtok-tower-s2")
-# Connector rows -> the registry connector they run; "trajtok-tower" is trajtok whose segmenter reads the tower's own
-# projected features (TrajTok backbone "external": no second image model).
-# "trajtok-tower-s2" also lets the segmenter's queries read 2x2-pooled features (seg_read_stride = 2).
-REGISTRY_NAME = {"pool": "pool", "trajtok": "trajtok", "trajtok-tower": "trajtok", "trajtok-tower-s2": "trajtok"}
+# the middle four: registry defaults; "trajtok-tower" is trajtok whose segmenter reads the tower's own projected
+# features (TrajTok backbone "external": no second image model); "trajtok-tower-s2" also lets the segmenter's queries
+# read 2x2-pooled features (seg_read_stride = 2).
+CONNECTORS = ("pool", "trajtok", "vtok", "tome", "trajvit", "coordtok", "trajtok-tower", "trajtok-tower-s2")
+# Connector rows -> the registry connector they run (rows not listed run the connector of their own name).
+REGISTRY_NAME = {"trajtok-tower": "trajtok", "trajtok-tower-s2": "trajtok"}
 QUESTION = "How many different objects appear in the video?"
 RATIO_FRAMES = 128  # the project's reference length: 128 frames in at most ~1/10 of pooling's tokens
 TOKEN_TARGET = 1 / 10  # trajtok tokens / pool tokens
@@ -227,9 +228,12 @@ def measure(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
     torch.manual_seed(spec["seed"])
-    kwargs: dict[str, Any] = {"connector": REGISTRY_NAME[spec["connector"]]}
-    if REGISTRY_NAME[spec["connector"]] == "trajtok":
+    registry_name = REGISTRY_NAME.get(spec["connector"], spec["connector"])
+    kwargs: dict[str, Any] = {"connector": registry_name}
+    if registry_name == "trajtok":
         kwargs.update(trajtok=spec["trajtok"], token_mode="adaptive")
+    elif spec["connector"] != "pool":  # other tokenizers: registry defaults, adaptive, randomly initialised
+        kwargs.update(token_mode="adaptive")
     model = TrajVLMForConditionalGeneration.from_llava(spec["base"], **kwargs).eval().to(device)
     processor = TrajVLMProcessor.from_pretrained(spec["base"]).for_model(model.config)
     llm = LLMTimer(model.model.language_model, device)
