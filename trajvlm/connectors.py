@@ -148,13 +148,20 @@ class PoolConnector(Connector):
 
 
 class TrajTokConnector(Connector):
-    """Trajectory tokens: ``trajtok.TrajTok`` in external-features mode.
+    """Trajectory tokens: ``trajtok.TrajTok`` in external-features mode, streamed clip by clip.
 
-    The segmenter runs on the raw frames (recovered from the tower's normalised input); the trajectory encoder
-    attends, under the hard masks, to the projected tower features on the ``h x w`` patch grid. Adaptive mode
-    returns each video's valid tokens; fixed mode returns ``video_token_budget`` tokens per video with
-    ``extra["valid"]`` (V, budget) marking real ones. kwargs: ``image_mean`` / ``image_std`` of the tower (SigLIP
-    0.5 / 0.5).
+    The video is cut into the TrajTok config's ``clip_len``-frame clips and goes through
+    ``TrajTok.tokenize_video`` (the same code as the standalone tokenizer): the carried query state links
+    trajectories across clips, and tokens carry when their trajectory exists. Called through
+    :meth:`encode_streaming` (what ``TrajVLMModel.encode_videos`` does), the tower + projector also run one clip
+    at a time, so memory is one clip plus the carried state whatever the number of frames.
+
+    The segmenter runs on the raw frames (recovered from the tower's normalised input, one clip at a time), or
+    with the TrajTok config's ``backbone="external"`` on the projected tower features themselves (no second image
+    model); the trajectory encoder attends, under the hard masks, to the projected tower features on the
+    ``h x w`` patch grid. Adaptive mode returns each video's valid tokens; fixed mode returns
+    ``video_token_budget`` tokens per video with ``extra["valid"]`` (V, budget) marking real ones. kwargs:
+    ``image_mean`` / ``image_std`` of the tower (SigLIP 0.5 / 0.5).
     """
 
     name = "trajtok"
@@ -173,19 +180,40 @@ class TrajTokConnector(Connector):
         self.tokens_per_trajectory = config.tokens_per_trajectory
 
     def forward(self, features, pixel_values_videos, num_frames, *, newline=None) -> ConnectorOutput:
+        """Features of the whole video already computed: (V*T, h*w, D); still tokenized clip by clip."""
         num_videos = self._check(features, pixel_values_videos, num_frames)
         feats = features.view(num_videos, num_frames, self.grid, self.grid, -1)  # (V, T, h, w, D)
+        return self._tokenize(pixel_values_videos, feats)
+
+    def encode_streaming(self, pixel_values_videos, feature_fn, *, newline=None) -> ConnectorOutput:
+        """Tower + connector clip by clip: ``feature_fn`` maps one clip's normalised frames (V, t, C, H, W) to its
+        projected features (V*t, h*w, D) and is called once per clip, so no all-frames tensor is ever built."""
+        num_videos, num_frames = pixel_values_videos.shape[:2]
+
+        def clip_features(start: int, stop: int) -> torch.Tensor:
+            feats = feature_fn(pixel_values_videos[:, start:stop])
+            self._check(feats, pixel_values_videos[:, start:stop], stop - start)
+            return feats.view(num_videos, stop - start, self.grid, self.grid, -1)  # (V, t, h, w, D)
+
+        return self._tokenize(pixel_values_videos, clip_features)
+
+    def _tokenize(self, pixel_values_videos, features) -> ConnectorOutput:
+        num_videos = pixel_values_videos.shape[0]
         mean, std = self.image_mean.to(pixel_values_videos), self.image_std.to(pixel_values_videos)
-        pixels = (pixel_values_videos * std + mean).clamp(0.0, 1.0)  # (V, T, 3, H, W) in [0, 1]
-        out = self.trajtok(
-            pixels.to(features.dtype),
-            features=feats,
+
+        def to_unit(clip: torch.Tensor) -> torch.Tensor:
+            return (clip * std + mean).clamp(0.0, 1.0)  # (V, t, 3, H, W) in [0, 1]
+
+        out = self.trajtok.tokenize_video(
+            pixel_values_videos,
+            features=features,
+            frame_transform=to_unit,
             tokens_per_trajectory=self.tokens_per_trajectory,
             max_tokens=self.budget,
             token_mode=self.token_mode,
         )
         tokens, valid = out.tokens, out.valid  # (V, N, D), (V, N)
-        extra: dict[str, Any] = {"assignment": out.assignment, "present": out.present}
+        extra: dict[str, Any] = {"assignment": out.assignment, "present": out.present, "first_last": out.first_last}
         if self.token_mode == "adaptive":
             per_video = [tokens[i][valid[i]] for i in range(num_videos)]
         else:
@@ -240,16 +268,42 @@ CONNECTORS: dict[str, type[Connector]] = {
     "trajtok": TrajTokConnector,
     "resampler": ResamplerConnector,
 }
-if set(CONNECTORS) != set(CONNECTOR_NAMES):
+
+
+# The other video tokenizers, each in its own module: name -> (module, class). A module imported before this one
+# registers its class itself at its end (here it is still partially initialised).
+OTHER_CONNECTORS: dict[str, tuple[str, str]] = {
+    "vtok": ("trajvlm.vtok", "VTokConnector"),
+    "tome": ("trajvlm.tome", "ToMeConnector"),
+    "trajvit": ("trajvlm.trajvit_connector", "TrajViTConnector"),
+    "coordtok": ("trajvlm.coordtok_connector", "CoordTokConnector"),
+}
+
+
+def _register_other_tokenizers() -> None:
+    import importlib
+
+    for name, (module, cls) in OTHER_CONNECTORS.items():
+        found = getattr(importlib.import_module(module), cls, None)
+        if found is not None:
+            CONNECTORS[name] = found
+
+
+_register_other_tokenizers()
+if set(CONNECTORS) | set(OTHER_CONNECTORS) != set(CONNECTOR_NAMES):
     raise ImportError(f"CONNECTORS {sorted(CONNECTORS)} and configuration.CONNECTOR_NAMES {CONNECTOR_NAMES} disagree")
 
 
 def trajtok_config_for(config):
     """The ``TrajTokConfig`` of a TrajVLM config, with ``external_dim = output_dim = `` the LLM width."""
     from trajtok import TrajTokConfig
+    from trajtok.configuration import LEGACY_DEFAULTS
 
     width = config.text_config.hidden_size
     data = dict(config.trajtok) if config.trajtok is not None else TrajTokConfig().to_dict()
+    # A trajtok dict saved before a field existed gets the value that reproduces that checkpoint (to_dict() always
+    # writes every field, so only older configs lack one).
+    data = {**{k: v for k, v in LEGACY_DEFAULTS.items() if k not in data}, **data}
     data["external_dim"] = width
     data["output_dim"] = width
     return TrajTokConfig.from_dict(data)

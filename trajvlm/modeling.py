@@ -163,14 +163,24 @@ class TrajVLMModel(_ConnectorInitMixin, LlavaOnevisionModel):
             raise ValueError(
                 f"pixel_values_videos must be (V, T, C, H, W), got shape {tuple(pixel_values_videos.shape)}"
             )
-        features = self.video_patch_features(
-            pixel_values_videos,
-            vision_feature_layer=vision_feature_layer,
-            vision_feature_select_strategy=vision_feature_select_strategy,
-            return_dict=True,
-            **kwargs,
-        ).pooler_output
-        out = self.connector(features, pixel_values_videos, pixel_values_videos.shape[1], newline=self.image_newline)
+
+        def patch_features(videos: torch.Tensor) -> torch.Tensor:
+            return self.video_patch_features(
+                videos,
+                vision_feature_layer=vision_feature_layer,
+                vision_feature_select_strategy=vision_feature_select_strategy,
+                return_dict=True,
+                **kwargs,
+            ).pooler_output
+
+        streaming = getattr(self.connector, "encode_streaming", None)
+        if streaming is not None:  # the connector runs the tower clip by clip: memory bounded by one clip
+            out = streaming(pixel_values_videos, patch_features, newline=self.image_newline)
+        else:
+            features = patch_features(pixel_values_videos)
+            out = self.connector(
+                features, pixel_values_videos, pixel_values_videos.shape[1], newline=self.image_newline
+            )
         self.last_visual_token_counts = list(out.extra.get("valid_counts", out.num_tokens))
         return out
 

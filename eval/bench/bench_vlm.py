@@ -58,7 +58,12 @@ import torch
 logger = logging.getLogger("bench_vlm")
 
 CONFIGS = ("tiny", "mid")
-CONNECTORS = ("pool", "trajtok")
+# the middle four: registry defaults; "trajtok-tower" is trajtok whose segmenter reads the tower's own projected
+# features (TrajTok backbone "external": no second image model); "trajtok-tower-s2" also lets the segmenter's queries
+# read 2x2-pooled features (seg_read_stride = 2).
+CONNECTORS = ("pool", "trajtok", "vtok", "tome", "trajvit", "coordtok", "trajtok-tower", "trajtok-tower-s2")
+# Connector rows -> the registry connector they run (rows not listed run the connector of their own name).
+REGISTRY_NAME = {"trajtok-tower": "trajtok", "trajtok-tower-s2": "trajtok"}
 QUESTION = "How many different objects appear in the video?"
 RATIO_FRAMES = 128  # the project's reference length: 128 frames in at most ~1/10 of pooling's tokens
 TOKEN_TARGET = 1 / 10  # trajtok tokens / pool tokens
@@ -74,13 +79,22 @@ def parse_list(values: list[str], cast=str) -> list:
 # setup: bases, TrajTok connectors and the video, cached in the work dir
 
 
-def trajtok_config_for_base(config_name: str):
-    """The random TrajTok benchmarked on a base: the tiny preset on ``tiny``, the paper's size on ``mid``."""
+def trajtok_config_for_base(config_name: str, variant: str = "trajtok"):
+    """The random TrajTok benchmarked on a base: the tiny preset on ``tiny``, the paper's size on ``mid``.
+
+    ``trajtok-tower``: the same sizes with backbone "external" (segmenter on the tower's features). Both stream the
+    video in 16-frame clips (the config's clip_len) through the connector.
+    """
     from trajtok import TrajTokConfig
 
+    extra: dict = {}
+    if variant.startswith("trajtok-tower"):
+        extra = {"backbone": "external", "external_dim": 1}
+    if variant == "trajtok-tower-s2":
+        extra["seg_read_stride"] = 2
     if config_name == "tiny":
-        return TrajTokConfig.tiny()
-    return TrajTokConfig.paper()  # ConvNeXt-Tiny, E = 512, K = 128, 224 px
+        return TrajTokConfig.tiny(**extra)
+    return TrajTokConfig.paper(**extra)  # ConvNeXt-Tiny (or none), E = 512, K = 128, 224 px
 
 
 def ensure_base(workdir: Path, config_name: str, seed: int) -> Path:
@@ -94,7 +108,7 @@ def ensure_base(workdir: Path, config_name: str, seed: int) -> Path:
     return path
 
 
-def ensure_trajtok(workdir: Path, config_name: str, base: Path, seed: int) -> Path:
+def ensure_trajtok(workdir: Path, config_name: str, base: Path, seed: int, variant: str = "trajtok") -> Path:
     """``workdir/trajtok-{config}-seed{seed}``: a random TrajTok whose widths match the base's LLM (built if missing).
 
     Saved once so that every subprocess (every frame count) loads the very same connector weights.
@@ -103,10 +117,10 @@ def ensure_trajtok(workdir: Path, config_name: str, base: Path, seed: int) -> Pa
 
     from trajtok import TrajTok
 
-    path = workdir / f"trajtok-{config_name}-seed{seed}"
+    path = workdir / f"{variant}-{config_name}-seed{seed}"
     if not (path / "config.json").is_file():
         width = AutoConfig.from_pretrained(base).text_config.hidden_size
-        cfg = trajtok_config_for_base(config_name).replace(external_dim=width, output_dim=width)
+        cfg = trajtok_config_for_base(config_name, variant).replace(external_dim=width, output_dim=width)
         torch.manual_seed(seed)
         TrajTok(cfg).save_pretrained(path)
         logger.info("saved a random TrajTok for the %s base to %s", config_name, path)
@@ -214,9 +228,12 @@ def measure(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
     torch.manual_seed(spec["seed"])
-    kwargs: dict[str, Any] = {"connector": spec["connector"]}
-    if spec["connector"] == "trajtok":
+    registry_name = REGISTRY_NAME.get(spec["connector"], spec["connector"])
+    kwargs: dict[str, Any] = {"connector": registry_name}
+    if registry_name == "trajtok":
         kwargs.update(trajtok=spec["trajtok"], token_mode="adaptive")
+    elif spec["connector"] != "pool":  # other tokenizers: registry defaults, adaptive, randomly initialised
+        kwargs.update(token_mode="adaptive")
     model = TrajVLMForConditionalGeneration.from_llava(spec["base"], **kwargs).eval().to(device)
     processor = TrajVLMProcessor.from_pretrained(spec["base"]).for_model(model.config)
     llm = LLMTimer(model.model.language_model, device)
@@ -321,6 +338,8 @@ def sweep(args: argparse.Namespace) -> list[dict]:
             trajtok = None
             if connector == "trajtok":
                 trajtok = str(args.trajtok_checkpoint or ensure_trajtok(workdir, config_name, base, args.seed))
+            elif connector.startswith("trajtok-tower"):
+                trajtok = str(ensure_trajtok(workdir, config_name, base, args.seed, connector))
             previous: dict | None = None
             for frames in sorted(args.frames):
                 row: dict[str, Any] = {"config": config_name, "connector": connector, "frames": frames}
@@ -378,17 +397,32 @@ def fmt(value: Any, digits: int = 2) -> str:
 
 
 def ratios(rows: list[dict], frames: int) -> list[dict]:
-    """trajtok / pool at ``frames`` for each config: tokens and LLM prefill (the project's two targets)."""
+    """trajtok / pool at ``frames`` for each config and trajtok variant: tokens, LLM prefill, TTFT, tower+connector."""
     out = []
     by_key = {(r["config"], r["connector"], r["frames"]): r for r in rows}
     for config_name in dict.fromkeys(r["config"] for r in rows):
         pool = by_key.get((config_name, "pool", frames), {})
-        traj = by_key.get((config_name, "trajtok", frames), {})
-        entry: dict[str, Any] = {"config": config_name, "frames": frames}
-        for key in ("visual_tokens", "llm_seq_len", "prefill_s", "ttft_s", "peak_mem_mib"):
-            a, b = traj.get(key), pool.get(key)
-            entry[key] = a / b if a is not None and b else None
-        out.append(entry)
+        for variant in ("trajtok", "trajtok-tower", "trajtok-tower-s2"):
+            traj = by_key.get((config_name, variant, frames))
+            if traj is None:
+                continue
+            entry: dict[str, Any] = {"config": config_name, "connector": variant, "frames": frames}
+            for key in ("visual_tokens", "llm_seq_len", "prefill_s", "ttft_s", "vision_s", "peak_mem_mib"):
+                a, b = traj.get(key), pool.get(key)
+                entry[key] = a / b if a is not None and b else None
+            out.append(entry)
+    return out
+
+
+def memory_growth(rows: list[dict], short: int, long: int) -> list[dict]:
+    """Peak memory at ``long`` frames / at ``short`` frames per (config, connector)."""
+    out = []
+    by_key = {(r["config"], r["connector"], r["frames"]): r for r in rows}
+    for config_name, connector in dict.fromkeys((r["config"], r["connector"]) for r in rows):
+        a = by_key.get((config_name, connector, long), {}).get("peak_mem_mib")
+        b = by_key.get((config_name, connector, short), {}).get("peak_mem_mib")
+        if a is not None and b:
+            out.append({"config": config_name, "connector": connector, "short": short, "long": long, "ratio": a / b})
     return out
 
 
@@ -412,18 +446,32 @@ def print_report(rows: list[dict], args: argparse.Namespace) -> None:
                 f"{fmt(r.get('prefill_s'), 3)} | {fmt(r.get('ttft_s'), 3)} | {fmt(r.get('vision_s'), 3)} | {mem} | "
                 f"{fmt(r.get('runs'))} | {'; '.join(r.get('notes', []))} |"
             )
-    print(f"\n### trajtok / pool at {args.ratio_frames} frames\n")
-    print("| config | visual tokens | LLM seq | LLM prefill | TTFT | peak mem | token target | prefill target |")
-    print("|---|---:|---:|---:|---:|---:|---|---|")
-    for e in ratios(rows, args.ratio_frames):
+    for frames in sorted({args.ratio_frames, *args.extra_ratio_frames}):
+        print_ratios(rows, frames)
+    growth = memory_growth(rows, *args.memory_frames)
+    if growth:
+        print(f"\n### peak memory at {args.memory_frames[1]} frames / at {args.memory_frames[0]} frames\n")
+        print("| config | connector | ratio |\n|---|---|---:|")
+        for g in growth:
+            print(f"| {g['config']} | {g['connector']} | {fmt(g['ratio'], 3)} |")
+
+
+def print_ratios(rows: list[dict], frames: int) -> None:
+    print(f"\n### trajtok / pool at {frames} frames\n")
+    print(
+        "| config | connector | visual tokens | LLM seq | LLM prefill | TTFT | tower+connector | peak mem | "
+        "token target | prefill target |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|---|")
+    for e in ratios(rows, frames):
         tok, pre = e["visual_tokens"], e["prefill_s"]
         tok_ok = "-" if tok is None else ("met" if tok <= TOKEN_TARGET else "missed") + f" (<= {TOKEN_TARGET:.2f})"
         pre_ok = "-" if pre is None else ("met" if pre <= PREFILL_TARGET else "missed") + f" (<= {PREFILL_TARGET:.2f})"
         if e["config"] != "mid":
             pre_ok += " (target is for mid)" if pre is not None else ""
         print(
-            f"| {e['config']} | {fmt(tok, 4)} | {fmt(e['llm_seq_len'], 4)} | {fmt(pre, 4)} | {fmt(e['ttft_s'], 4)} | "
-            f"{fmt(e['peak_mem_mib'], 3)} | {tok_ok} | {pre_ok} |"
+            f"| {e['config']} | {e['connector']} | {fmt(tok, 4)} | {fmt(e['llm_seq_len'], 4)} | {fmt(pre, 4)} | "
+            f"{fmt(e['ttft_s'], 4)} | {fmt(e['vision_s'], 3)} | {fmt(e['peak_mem_mib'], 3)} | {tok_ok} | {pre_ok} |"
         )
 
 
@@ -475,6 +523,12 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, default=60.0, help="budget of one measurement (s), see above")
     parser.add_argument("--min-time", type=float, default=1.0, help="repeat fast runs until they total this (s)")
     parser.add_argument("--ratio-frames", type=int, default=RATIO_FRAMES, help="frames at which ratios are reported")
+    parser.add_argument(
+        "--extra-ratio-frames", default="64", help="more frame counts with a trajtok / pool table (comma list)"
+    )
+    parser.add_argument(
+        "--memory-frames", default="32,256", help="short,long: report peak memory at long / at short frames"
+    )
     parser.add_argument("--scene-frames", type=int, default=256, help="length of the scene frames are sampled from")
     parser.add_argument("--objects", type=int, default=6, help="objects in the synthetic scene")
     parser.add_argument("--question", default=QUESTION, help="the question after the video")
@@ -493,6 +547,10 @@ def main() -> int:
     args.configs = parse_list(args.configs)
     args.connectors = parse_list(args.connectors)
     args.frames = parse_list(args.frames, int)
+    args.extra_ratio_frames = parse_list([args.extra_ratio_frames], int)
+    args.memory_frames = parse_list([args.memory_frames], int)
+    if len(args.memory_frames) != 2:
+        parser.error(f"--memory-frames needs two counts short,long, got {args.memory_frames}")
     for name in args.configs:
         if name not in CONFIGS:
             parser.error(f"unknown config {name!r}; choose from {', '.join(CONFIGS)}")
@@ -514,7 +572,8 @@ def main() -> int:
             "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "worker"},
             "torch": torch.__version__,
             "rows": rows,
-            "ratios": ratios(rows, args.ratio_frames),
+            "ratios": [e for f in sorted({args.ratio_frames, *args.extra_ratio_frames}) for e in ratios(rows, f)],
+            "memory_growth": memory_growth(rows, *args.memory_frames),
         }
         args.json.write_text(json.dumps(payload, indent=1) + "\n")
     if args.plot is not None:

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BACKBONES = ("convnext", "resnet")
+BACKBONES = ("convnext", "resnet", "external")
+CARRY_MODES = ("gated", "restart")
+# Fields added after the first release, with the value that reproduces a checkpoint saved before them (applied by
+# ``TrajTokConfig.load`` when a saved config.json lacks the key). Old checkpoints carried the raw final query
+# states, which was measured to be no better than restarting every clip, so they stream with "restart".
+LEGACY_DEFAULTS: dict[str, Any] = {"time_encoding": False, "carry": "restart"}
 TOKEN_MODES = ("adaptive", "fixed")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -29,7 +34,8 @@ BACKBONE_DEFAULTS: dict[str, dict[str, list[int]]] = {
 @dataclass
 class TrajTokConfig:
     # --- backbone ---
-    backbone: str = "convnext"  # transformers backbone family built with AutoBackbone: "convnext" | "resnet"
+    backbone: str = "convnext"  # "convnext" | "resnet" (a transformers backbone run on the frames) | "external":
+    # no image model of its own; segmenter and encoder read the features passed to forward (e.g. a VLM tower's)
     backbone_config: dict = field(default_factory=dict)  # overrides for the transformers config (depths, hidden_sizes)
     backbone_pretrained: str | None = None  # local path or hub id of pretrained backbone weights (None = random init)
     image_size: int = 224  # frames are resized to image_size x image_size; the feature grid is image_size / 4
@@ -43,6 +49,8 @@ class TrajTokConfig:
     seg_heads: int = 8  # attention heads of the segmenter
     seg_head_dim: int = 64  # width of one segmenter head (even: rotary position needs pairs)
     assign_dim: int | None = None  # width of the shared query/feature space of the assignment MLPs (None: width // 4)
+    seg_read_stride: int = 1  # the query Perceiver reads s x s average-pooled features (s^2 fewer keys / values;
+    # cheaper on long video); the assignment logits stay on the full feature grid. 1 = the paper
     detach_features: bool = True  # stop-gradient of the features into the segmenter (keep True; ablation switch)
     init_logit_scale: float = 10.0  # initial value of the assignment scale softplus(s) + 1
     max_logit_scale: float = 20.0  # cap of the assignment scale (cosine similarity x scale = logit)
@@ -62,8 +70,24 @@ class TrajTokConfig:
     output_dim: int | None = None  # width of the output tokens (None: external_dim if set, else width)
     token_mode: str = "adaptive"  # "adaptive": only valid tokens, padded to the batch max | "fixed": N = max_tokens
     max_tokens: int | None = None  # fixed mode: pad / truncate to this many tokens (truncation keeps the biggest)
-    min_pixels: int = 1  # a query that wins fewer hard-mask pixels than this is empty (no token)
-    clip_len: int = 16  # frames per clip when streaming long video (tokenize_video)
+    min_pixels: int = 1  # a query that wins fewer hard-mask pixels than this in a clip is absent from that clip
+    presence_fraction: float = 0.001  # ... or fewer than this fraction of the clip's T*h*w pixels (the larger
+    # threshold applies); a trajectory has a token if it is present in at least one clip (not: >= 1 pixel summed
+    # over all clips, which lets stray pixels of a long video add tokens)
+    clip_len: int = 16  # frames per clip when streaming long video (tokenize_video, the VLM connector)
+    # --- long video ---
+    carry: str = "restart"  # how clip i+1's queries start: "restart" (the learned queries; identity across clips
+    # from each query's spatial prior) | "gated" (the final states of clip i, each rescaled to its learned query's
+    # norm and mixed with it by a learned gate: bounded). Default restart: on held-out noisy moving synthetic videos
+    # (32-512 frames) a gated carry trained on 4 consecutive clips did not beat it on association (README)
+    release_after: int = 4  # clips a carried query may stay absent before it returns to its learned query and its
+    # trajectory is closed (a new object can then claim it as a new trajectory); 0 = never
+    carry_backprop_clips: int = 2  # training: gradients flow back through at most this many carried states
+    # (truncated backpropagation through time); the state is detached after every such group of clips
+    time_encoding: bool = True  # add a sin-cos encoding of each trajectory's first and last frame in the video
+    # (a learned projection of it) to its tokens, so tokens say when their trajectory exists
+    sparse_attention: bool = True  # encoder: each trajectory gathers only its own pixels (O(P) memory) instead of
+    # a dense (K*n) x P attention mask; both give the same result
 
     def __post_init__(self) -> None:
         # JSON / YAML give lists; keep tuples so configs compare equal after a round trip.
@@ -99,6 +123,8 @@ class TrajTokConfig:
             # rotary position over (t, y, x) splits a head into three parts of rotated pairs
             if getattr(self, name) % 2 != 0 or getattr(self, name) < 6:
                 raise ValueError(f"{name} must be even and >= 6 (rotary over t, y, x), got {getattr(self, name)}")
+        if self.seg_read_stride < 1:
+            raise ValueError(f"seg_read_stride must be >= 1, got {self.seg_read_stride}")
         if self.assign_dim is not None and self.assign_dim < 1:
             raise ValueError(f"assign_dim must be >= 1 or None, got {self.assign_dim}")
         if not self.init_logit_scale > 1.0:
@@ -135,6 +161,18 @@ class TrajTokConfig:
             raise ValueError(f"min_pixels must be >= 1, got {self.min_pixels}")
         if self.clip_len < 1:
             raise ValueError(f"clip_len must be >= 1, got {self.clip_len}")
+        if not 0.0 <= self.presence_fraction < 1.0:
+            raise ValueError(f"presence_fraction must be in [0, 1), got {self.presence_fraction}")
+        if self.carry not in CARRY_MODES:
+            raise ValueError(f"carry must be one of {CARRY_MODES}, got {self.carry!r}")
+        if self.release_after < 0:
+            raise ValueError(f"release_after must be >= 0 clips (0 = never release), got {self.release_after}")
+        if self.carry_backprop_clips < 1:
+            raise ValueError(f"carry_backprop_clips must be >= 1, got {self.carry_backprop_clips}")
+        if self.backbone == "external" and self.external_dim is None:
+            raise ValueError(
+                "backbone='external' reads features passed to forward and needs their width: set external_dim"
+            )
 
     # --- derived sizes ---
     @property
@@ -208,6 +246,7 @@ class TrajTokConfig:
             raise ValueError(f"{path}: not valid JSON ({e})") from e
         if not isinstance(d, dict):
             raise ValueError(f"{path}: expected a JSON object of TrajTokConfig fields, got {type(d).__name__}")
+        d = {**{k: v for k, v in LEGACY_DEFAULTS.items() if k not in d}, **d}
         return cls.from_dict(d, **overrides)
 
     @classmethod
@@ -241,6 +280,7 @@ class TrajTokConfig:
             enc_heads=2,
             enc_head_dim=32,
             mlp_ratio=2.0,
+            presence_fraction=0.0,  # tiny test clips have 16x16 grids: a single pixel is a real trajectory there
         )
         return cls.from_dict(base, **overrides)
 

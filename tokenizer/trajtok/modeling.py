@@ -4,6 +4,16 @@ Pipeline (DESIGN.md section 3): per-frame backbone features F (B, T*h*w, E) -> u
 Perceiver over the stop-gradient features, cosine assignment logits) -> soft / hard masks -> trajectory encoder
 (soft-mask-mean init, n sub-latents, hard-mask Perceiver) -> tokens (B, N, D_out) + validity (B, N).
 
+Long video: every entry point (``forward`` on one clip, ``tokenize_video``, the VLM connector) runs the same clip
+step (:meth:`TrajTok._step`) on a :class:`_VideoAccumulator`. A video is cut into ``clip_len``-frame clips and
+query k stays one trajectory across clips: clip i+1's queries restart from the learned queries (``carry="restart"``,
+identity from each query's spatial prior) or start from clip i's final states (``carry="gated"``: norm-matched and
+gated with the learned queries, so bounded; see ``Segmenter.initial_queries``). A trajectory has a token if it is
+present (enough pixels) in at least one clip; its latents are averaged over those clips and get a time encoding
+of its first / last frame in the video. A query absent for ``release_after`` clips closes its trajectory (kept as
+a finished token) and returns to its learned query, free to claim a new object. Memory is one clip plus the
+carried state; time is linear in frames.
+
 Shapes: B batch, T frames, C channels, H x W pixels, h x w feature grid (image_size / 4, or the external
 features' grid), K queries, n tokens per trajectory, N output tokens, E width, D_out output width.
 """
@@ -13,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +34,7 @@ from torch import Tensor, nn
 
 from trajtok.configuration import TrajTokConfig
 from trajtok.nn.backbone import FeatureBackbone, architecture_dict
-from trajtok.nn.encoder import TrajectoryEncoder, soft_mask_sums
+from trajtok.nn.encoder import TrajectoryEncoder, soft_mask_sums, upgrade_legacy_offsets
 from trajtok.nn.positions import grid_positions
 from trajtok.nn.segmenter import Segmenter
 
@@ -40,7 +51,8 @@ class StreamState:
     """What one clip hands to the next when streaming a long video."""
 
     queries: Tensor  # (B, K, E) final query states of the previous clip (initialise the next clip's queries)
-    frames_seen: int = 0  # frames processed so far (all clips)
+    frames_seen: int = 0  # frames processed so far (all clips); time stamps of the next clip start here
+    absent: Tensor | None = None  # (B, K) long: consecutive clips each query has been absent (release counter)
 
 
 @dataclass
@@ -53,11 +65,12 @@ class TrajectoryTokens:
     assignment: Tensor  # (B, T, h, w) long: hard argmax over K (external grid if features were given)
     soft_masks: Tensor  # (B, K, T, h, w) float softmax over K (same grid as assignment)
     logits: Tensor  # (B, K, T, h0, w0) assignment logits on the segmenter's own grid (for the losses)
-    present: Tensor  # (B, K) bool: query won >= min_pixels pixels
-    boxes: Tensor  # (B, K, 4) float normalised (y0, x0, y1, x1) union box over time (zeros if empty)
-    first_last: Tensor  # (B, K, 2) long first / last frame where present (-1 if empty)
+    present: Tensor  # (B, M) bool: trajectory present in >= 1 clip (M = K, plus trajectories closed by release)
+    boxes: Tensor  # (B, M, 4) float normalised (y0, x0, y1, x1) union box over time (zeros if empty)
+    first_last: Tensor  # (B, M, 2) long first / last frame (in the video) where it won pixels (-1 if empty)
     num_tokens: Tensor  # (B,) long valid token count
     state: StreamState | None = None  # final query states (for streaming)
+    trajectory_query: Tensor | None = None  # (B, M) long: the query each trajectory row belongs to (-1 = padding)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -118,7 +131,7 @@ def _boxes(stats: dict[str, Tensor], present: Tensor, h: int, w: int) -> tuple[T
 
 
 def _assemble(
-    tokens: Tensor, present: Tensor, counts: Tensor, mode: str, max_tokens: int | None
+    tokens: Tensor, present: Tensor, counts: Tensor, mode: str, max_tokens: int | None, row_query: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gather the tokens of present trajectories into a padded batch.
 
@@ -127,6 +140,7 @@ def _assemble(
         present: (B, K) bool.
         counts: (B, K) hard-mask pixel counts (truncation in fixed mode keeps the biggest trajectories).
         mode: "adaptive" (N = most valid tokens in the batch) or "fixed" (N = max_tokens).
+        row_query: (B, K) query index of each trajectory row (default: the row index).
     Returns:
         tokens (B, N, D), valid (B, N), token_trajectory (B, N), num_tokens (B,); tokens in query order.
     """
@@ -155,8 +169,107 @@ def _assemble(
     valid = torch.zeros(b, size, dtype=torch.bool, device=tokens.device)
     valid[bi, pos[bi, li]] = True
     traj = torch.full((b, size), -1, dtype=torch.long, device=tokens.device)
-    traj[bi, pos[bi, li]] = li // n
+    traj[bi, pos[bi, li]] = li // n if row_query is None else row_query[bi, li // n]
     return out, valid, traj, num_tokens
+
+
+_BIG = torch.iinfo(torch.long).max
+
+
+class _VideoAccumulator:
+    """Everything one video (batch of videos) carries from clip to clip; fed by ``TrajTok._step``.
+
+    Per query k of the current trajectory segment: extent stats, soft-mask sums / mass (the encoder's running
+    init), summed refined latents and the number of clips it was present in. When a query is released, its
+    segment is closed into the ``finished`` lists and its accumulators restart empty.
+    """
+
+    def __init__(self, state: StreamState | None, return_masks: bool) -> None:
+        self.queries = state.queries if state is not None else None
+        self.absent = state.absent if state is not None else None
+        self.frames_seen = state.frames_seen if state is not None else 0
+        self.return_masks = return_masks
+        self.stats: dict[str, Tensor] | None = None
+        self.sums = self.mass = self.latent_sum = self.clips_on = None
+        self.assignment: list[Tensor] = []
+        self.soft: list[Tensor] = []
+        self.logits: list[Tensor] = []
+        self.finished: list[dict[str, Tensor]] = []  # each: b (R,), k (R,), latent_sum (R, n, E), clips (R,), stats
+
+    def released(self, release_after: int) -> Tensor | None:
+        """(B, K) bool: queries that start this clip from their learned value again."""
+        if self.absent is None or release_after <= 0:
+            return None
+        return self.absent >= release_after
+
+    def add(self, clip_stats: dict[str, Tensor], on: Tensor, sums: Tensor, mass: Tensor, latents: Tensor) -> None:
+        weighted = latents * on.to(latents.dtype)[:, :, None, None]  # (B, K, n, E)
+        on_f = on.to(latents.dtype)
+        if self.stats is None:
+            self.stats, self.sums, self.mass, self.latent_sum, self.clips_on = clip_stats, sums, mass, weighted, on_f
+        else:
+            self.stats = _merge_stats(self.stats, clip_stats)
+            self.sums, self.mass = self.sums + sums, self.mass + mass
+            self.latent_sum, self.clips_on = self.latent_sum + weighted, self.clips_on + on_f
+
+    def update_absence(self, on: Tensor, release_after: int) -> None:
+        """Count absent clips; a query absent for exactly ``release_after`` clips closes its segment."""
+        absent = self.absent if self.absent is not None else torch.zeros_like(on, dtype=torch.long)
+        self.absent = torch.where(on, torch.zeros_like(absent), absent + 1)
+        if release_after <= 0:
+            return
+        close = (self.absent == release_after) & (self.clips_on > 0)  # (B, K)
+        if not bool(close.any()):
+            return
+        bi, ki = close.nonzero(as_tuple=True)
+        self.finished.append(
+            {
+                "b": bi,
+                "k": ki,
+                "latent_sum": self.latent_sum[bi, ki],
+                "clips": self.clips_on[bi, ki],
+                "stats": {name: v[bi, ki] for name, v in self.stats.items()},
+            }
+        )
+        keep = ~close
+        self.sums = self.sums * keep[..., None].to(self.sums.dtype)
+        self.mass = self.mass * keep.to(self.mass.dtype)
+        self.latent_sum = self.latent_sum * keep[..., None, None].to(self.latent_sum.dtype)
+        self.clips_on = self.clips_on * keep.to(self.clips_on.dtype)
+        empty = {"counts": 0, "t0": _BIG, "y0": _BIG, "x0": _BIG, "t1": -1, "y1": -1, "x1": -1}
+        self.stats = {name: v.masked_fill(close, empty[name]) for name, v in self.stats.items()}
+
+    def rows(self) -> tuple[Tensor, Tensor, dict[str, Tensor], Tensor]:
+        """Active queries then closed segments, per video: (latent_sum (B, M, n, E), clips (B, M),
+        stats (B, M) each, row_query (B, M) long (-1 = padding row))."""
+        b, k = self.clips_on.shape
+        dev = self.clips_on.device
+        row_query = torch.arange(k, device=dev).expand(b, -1)
+        if not self.finished:
+            return self.latent_sum, self.clips_on, self.stats, row_query
+        fb = torch.cat([f["b"] for f in self.finished])
+        per_video = torch.bincount(fb, minlength=b)  # (B,) closed segments per video
+        m = k + int(per_video.max())
+        slot = torch.zeros_like(fb)
+        for i in range(b):  # position of each closed segment among its video's extra rows (closing order)
+            sel = (fb == i).nonzero().flatten()
+            slot[sel] = torch.arange(sel.numel(), device=dev)
+        rows = k + slot
+
+        def extend(active: Tensor, closed: Tensor, fill) -> Tensor:
+            out = active.new_full((b, m, *active.shape[2:]), fill)
+            out = torch.cat([active, out[:, k:]], dim=1)
+            return out.index_put((fb, rows), closed)
+
+        latent = extend(self.latent_sum, torch.cat([f["latent_sum"] for f in self.finished]), 0.0)
+        clips = extend(self.clips_on, torch.cat([f["clips"] for f in self.finished]), 0.0)
+        empty = {"counts": 0, "t0": _BIG, "y0": _BIG, "x0": _BIG, "t1": -1, "y1": -1, "x1": -1}
+        stats = {
+            name: extend(v, torch.cat([f["stats"][name] for f in self.finished]), empty[name])
+            for name, v in self.stats.items()
+        }
+        rq = extend(row_query, torch.cat([f["k"] for f in self.finished]), -1)
+        return latent, clips, stats, rq
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -177,8 +290,12 @@ class TrajTok(nn.Module):
             raise ValueError(f"config must be a TrajTokConfig, got {type(config).__name__}")
         pretrained = config.backbone_pretrained if load_backbone_weights else None
         e = config.width
-        self.features = FeatureBackbone(config.backbone, config.backbone_config, pretrained, e, config.layer_norm_eps)
-        if pretrained is not None:
+        self.features = None  # backbone "external": no image model; the features given to forward are projected
+        if config.backbone != "external":
+            self.features = FeatureBackbone(
+                config.backbone, config.backbone_config, pretrained, e, config.layer_norm_eps
+            )
+        if pretrained is not None and self.features is not None:
             # Record the loaded architecture so save_pretrained / from_pretrained rebuild it without the weights.
             config = config.replace(backbone_config=architecture_dict(self.features.backbone))
         self.config = config
@@ -197,6 +314,7 @@ class TrajTok(nn.Module):
             config.rope_base,
             config.init_logit_scale,
             config.max_logit_scale,
+            config.seg_read_stride,
         )
         self.external_proj = nn.Linear(config.external_dim, e) if config.external_dim is not None else None
         self.encoder = TrajectoryEncoder(
@@ -210,6 +328,8 @@ class TrajTok(nn.Module):
             config.dropout,
             config.layer_norm_eps,
             config.rope_base,
+            time_encoding=config.time_encoding,
+            sparse_attention=config.sparse_attention,
         )
 
     # --- construction / persistence -------------------------------------------------------------------
@@ -257,8 +377,18 @@ class TrajTok(nn.Module):
         return model
 
     def load_state_dict_strict(self, state: dict[str, Tensor], source: str = "state dict") -> None:
-        """``load_state_dict`` that names every missing, unexpected and mis-shaped key in its ValueError."""
+        """``load_state_dict`` that names every missing, unexpected and mis-shaped key in its ValueError.
+
+        Checkpoints saved before the nested sub-latent table and the carry gate are upgraded (logged): the largest
+        per-choice offset table becomes the nested table, and the gate starts at its initial value.
+        """
         own = self.state_dict()
+        state = dict(state)
+        converted = upgrade_legacy_offsets(state)
+        if converted:
+            logger.warning("%s: per-choice sub-latent tables %s converted into the nested table", source, converted)
+            if "segmenter.carry_gate" not in state:
+                state["segmenter.carry_gate"] = own["segmenter.carry_gate"].clone()
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
         shapes = sorted(
@@ -335,6 +465,8 @@ class TrajTok(nn.Module):
 
     def encode_pixels(self, pixel_values: Tensor) -> Tensor:
         """(B, T, C, H, W) uint8 / [0, 1] float -> features (B, T, h0, w0, E) on the image_size / 4 grid."""
+        if self.features is None:
+            raise ValueError("this TrajTok has backbone='external': it reads features passed to forward, not pixels")
         b, t, c, h, w = pixel_values.shape
         x = pixel_values.reshape(b * t, c, h, w)  # (B*T, C, H, W)
         x = x.to(self.dtype) / 255.0 if x.dtype == torch.uint8 else x.to(self.dtype)
@@ -345,19 +477,20 @@ class TrajTok(nn.Module):
         feats = self.features(x)  # (B*T, h0, w0, E)
         return feats.view(b, t, *feats.shape[1:])  # (B, T, h0, w0, E)
 
-    def _clip(
-        self,
-        pixel_values: Tensor,
-        features: Tensor | None,
-        init_queries: Tensor | None,
-    ) -> dict[str, Tensor]:
+    def _clip(self, pixel_values: Tensor | None, features: Tensor | None, init_queries: Tensor) -> dict[str, Tensor]:
         """Segmenter + assignment of one clip; everything the encoder needs (no token assembly)."""
         cfg = self.config
-        feats = self.encode_pixels(pixel_values)  # (B, T, h0, w0, E)
+        if self.features is None:  # external backbone: segmenter and encoder read the given features
+            feats = self.external_proj(features.to(self.dtype))  # (B, T, h, w, E)
+            features = None
+        else:
+            feats = self.encode_pixels(pixel_values)  # (B, T, h0, w0, E)
         b, t, h0, w0, e = feats.shape
-        queries, logits = self.segmenter(feats, init_queries, detach_perceiver=cfg.detach_features)  # (B, K, E), (B, K, T, h0, w0)
+        queries, logits = self.segmenter(
+            feats, init_queries, detach_perceiver=cfg.detach_features
+        )  # (B, K, E), (B, K, T, h0, w0) fp32
         k = logits.shape[1]
-        soft = logits.softmax(dim=1)  # (B, K, T, h0, w0)
+        soft = logits.softmax(dim=1)  # (B, K, T, h0, w0) fp32
         if features is None:
             enc_feats = feats.reshape(b, t * h0 * w0, e)  # (B, P, E)
             hard = logits.argmax(dim=1)  # (B, T, h0, w0)
@@ -377,7 +510,7 @@ class TrajTok(nn.Module):
             else:
                 hard = logits.argmax(dim=1)
             positions = grid_positions(t, h, w, ref_hw=(h0, w0), device=feats.device)
-        sums, mass = soft_mask_sums(soft.reshape(b, k, -1), enc_feats)  # (B, K, E), (B, K)
+        sums, mass = soft_mask_sums(soft.reshape(b, k, -1).to(enc_feats.dtype), enc_feats)  # (B, K, E), (B, K)
         return {
             "queries": queries,
             "logits": logits,
@@ -389,7 +522,75 @@ class TrajTok(nn.Module):
             "mass": mass,
         }
 
+    def _step(self, acc: _VideoAccumulator, pixel_values: Tensor | None, features: Tensor | None, n: int) -> None:
+        """One clip of a video: queries from the carried state, segmenter, presence, encoder, accumulation.
+
+        The single implementation behind ``forward``, ``tokenize_video`` and the VLM connector.
+        """
+        cfg = self.config
+        source = features if pixel_values is None else pixel_values
+        b, t = source.shape[:2]
+        released = acc.released(cfg.release_after)
+        init = self.segmenter.initial_queries(b, acc.queries, released, carry=cfg.carry == "gated")
+        c = self._clip(pixel_values, features, init)
+        k = cfg.num_queries
+        h, w = c["hard"].shape[-2:]
+        clip_stats = _extent_stats(c["hard"], k, t_offset=acc.frames_seen)
+        threshold = max(float(cfg.min_pixels), cfg.presence_fraction * t * h * w)
+        on = clip_stats["counts"] >= threshold  # (B, K) present in this clip
+        sums = c["sums"] if acc.sums is None else acc.sums + c["sums"]
+        mass = c["mass"] if acc.mass is None else acc.mass + c["mass"]
+        traj_init = sums / mass.clamp_min(1e-6)[..., None]  # (B, K, E) running soft-mask mean
+        hard_flat = c["hard"].reshape(b, -1)  # (B, P)
+        latents = self.encoder.refine(traj_init, c["enc_feats"], hard_flat, n, c["positions"])  # (B, K, n, E)
+        acc.add(clip_stats, on, c["sums"], c["mass"], latents)
+        acc.update_absence(on, cfg.release_after)
+        acc.queries = c["queries"]
+        acc.frames_seen += t
+        acc.assignment.append(c["hard"])
+        if acc.return_masks:
+            acc.soft.append(c["soft"])
+            acc.logits.append(c["logits"])
+
+    def _finish(self, acc: _VideoAccumulator, mode: str, budget: int | None) -> TrajectoryTokens:
+        """Tokens of every trajectory (present in >= 1 clip) of the accumulated video."""
+        latent_sum, clips, stats, row_query = acc.rows()
+        h, w = acc.assignment[0].shape[-2:]
+        present = clips > 0  # (B, M)
+        latents = latent_sum / clips.clamp_min(1.0)[:, :, None, None]  # (B, M, n, E) mean over present clips
+        boxes, first_last = _boxes(stats, present, h, w)
+        tokens = self.encoder.project(latents, first_last)  # (B, M, n, D_out)
+        out, valid, traj, num = _assemble(tokens, present, stats["counts"], mode, budget, row_query)
+        b, k = present.shape[0], self.config.num_queries
+        if acc.return_masks:
+            soft_masks, logits = torch.cat(acc.soft, dim=2), torch.cat(acc.logits, dim=2)
+        else:
+            soft_masks = out.new_zeros(b, k, 0, h, w)
+            grid = (h, w) if self.features is None else (self.config.grid_size, self.config.grid_size)
+            logits = out.new_zeros(b, k, 0, *grid)  # the segmenter's own grid
+        return TrajectoryTokens(
+            tokens=out,
+            valid=valid,
+            token_trajectory=traj,
+            assignment=torch.cat(acc.assignment, dim=1),
+            soft_masks=soft_masks,
+            logits=logits,
+            present=present,
+            boxes=boxes,
+            first_last=first_last,
+            num_tokens=num,
+            state=StreamState(queries=acc.queries, frames_seen=acc.frames_seen, absent=acc.absent),
+            trajectory_query=torch.where(present, row_query, torch.full_like(row_query, -1)),
+        )
+
     # --- public API ---------------------------------------------------------------------------------------
+
+    def _resolve(self, token_mode: str | None, max_tokens: int | None, n: int | None) -> tuple[str, int | None, int]:
+        mode = token_mode if token_mode is not None else self.config.token_mode
+        if mode not in ("adaptive", "fixed"):
+            raise ValueError(f"token_mode must be 'adaptive' or 'fixed', got {mode!r}")
+        budget = max_tokens if max_tokens is not None else self.config.max_tokens
+        return mode, budget, self._tokens_per_trajectory(n)
 
     def forward(
         self,
@@ -401,55 +602,35 @@ class TrajTok(nn.Module):
         token_mode: str | None = None,
         state: StreamState | None = None,
     ) -> TrajectoryTokens:
-        """Tokenize a batch of clips.
+        """Tokenize a batch of clips (one clip step; ``tokenize_video`` streams many).
 
         Args:
             pixel_values: (B, T, C, H, W) float in [0, 1] or uint8; any H, W >= 32 (resized to image_size).
             features: optional external features (B, T, h_e, w_e, external_dim); the encoder reads them on their
-                grid (the segmenter still runs on the pixels; its masks are resized to (h_e, w_e)).
+                grid (the segmenter still runs on the pixels; its masks are resized to (h_e, w_e)). Required with
+                ``backbone='external'`` (then the segmenter reads them too and the pixels only give B and T).
             tokens_per_trajectory: n; default: sampled from config.tokens_per_trajectory in training, else
                 config.inference_tokens_per_trajectory.
             max_tokens / token_mode: override the config's ("fixed" pads / truncates to max_tokens).
-            state: StreamState of the previous clip (its final queries initialise this clip's queries).
+            state: StreamState of the previous clip (its final queries initialise this clip's queries, its
+                frames_seen offsets the time stamps).
         Returns:
-            TrajectoryTokens (see its fields).
+            TrajectoryTokens (see its fields); the tokens of this clip's trajectories.
         """
         self._check_pixels(pixel_values)
         b, t = pixel_values.shape[:2]
+        self._require_features(features, b, t)
+        mode, budget, n = self._resolve(token_mode, max_tokens, tokens_per_trajectory)
+        self._check_state(state, b)
+        acc = _VideoAccumulator(state, return_masks=True)
+        self._step(acc, pixel_values if self.features is not None else None, features, n)
+        return self._finish(acc, mode, budget)
+
+    def _require_features(self, features: Tensor | None, b: int, t: int) -> None:
         if features is not None:
             self._check_features(features, b, t)
-        mode = token_mode if token_mode is not None else self.config.token_mode
-        if mode not in ("adaptive", "fixed"):
-            raise ValueError(f"token_mode must be 'adaptive' or 'fixed', got {mode!r}")
-        budget = max_tokens if max_tokens is not None else self.config.max_tokens
-        n = self._tokens_per_trajectory(tokens_per_trajectory)
-        init = self._check_state(state, b)
-
-        c = self._clip(pixel_values, features, init)
-        k = self.config.num_queries
-        h, w = c["hard"].shape[-2:]
-        stats = _extent_stats(c["hard"], k)
-        present = stats["counts"] >= self.config.min_pixels
-        traj_init = c["sums"] / c["mass"].clamp_min(1e-6)[..., None]  # (B, K, E) soft-mask means
-        hard_flat = c["hard"].reshape(b, -1)  # (B, P)
-        latents = self.encoder.refine(traj_init, c["enc_feats"], hard_flat, n, c["positions"])  # (B, K, n, E)
-        tokens = self.encoder.project(latents)  # (B, K, n, D_out)
-        out, valid, traj, num = _assemble(tokens, present, stats["counts"], mode, budget)
-        boxes, first_last = _boxes(stats, present, h, w)
-        frames_seen = (state.frames_seen if state is not None else 0) + t
-        return TrajectoryTokens(
-            tokens=out,
-            valid=valid,
-            token_trajectory=traj,
-            assignment=c["hard"],
-            soft_masks=c["soft"],
-            logits=c["logits"],
-            present=present,
-            boxes=boxes,
-            first_last=first_last,
-            num_tokens=num,
-            state=StreamState(queries=c["queries"], frames_seen=frames_seen),
-        )
+        elif self.features is None:
+            raise ValueError("this TrajTok has backbone='external': pass features= (B, T, h, w, external_dim)")
 
     def _check_state(self, state: StreamState | None, b: int) -> Tensor | None:
         if state is None:
@@ -466,95 +647,72 @@ class TrajTok(nn.Module):
         *,
         clip_len: int | None = None,
         tokens_per_trajectory: int | None = None,
-        features: Tensor | None = None,
+        features: Tensor | Callable[[int, int], Tensor] | None = None,
         max_tokens: int | None = None,
         token_mode: str | None = None,
         return_masks: bool = False,
+        frame_transform: Callable[[Tensor], Tensor] | None = None,
+        state: StreamState | None = None,
     ) -> TrajectoryTokens:
-        """Tokenize a long video clip by clip with carried queries: one token set per trajectory, not per clip.
+        """Tokenize a long video clip by clip with a carried state: one token set per trajectory, not per clip.
 
-        The final query states of clip i initialise clip i + 1, so query k is the same trajectory across the
-        video. Each trajectory's encoder init is its running soft-mask-weighted mean over all clips so far; its
-        refined latents are averaged over the clips in which it won pixels, then projected. Token count = distinct
-        present trajectories x n (bounded by K x n); memory is bounded by clip_len.
+        Each clip is one ``_step`` (the same code as ``forward``). Query k is the same trajectory across clips;
+        its encoder init is its running soft-mask-weighted mean over the clips so far, its refined latents are
+        averaged over the clips it was present in, then projected with the time encoding of its first / last
+        frame. Token count = trajectories present in >= 1 clip x n (at most K x n, plus trajectories closed by
+        release). Memory is bounded by one clip: with ``features`` given as a callable, the features of a clip
+        are computed only when it is processed. In training, gradients flow through at most
+        ``config.carry_backprop_clips`` carried states (truncated backpropagation).
 
         Args:
-            frames: (T, C, H, W) or (B, T, C, H, W), uint8 or float in [0, 1].
+            frames: (T, C, H, W) or (B, T, C, H, W), uint8 or float in [0, 1] (after ``frame_transform``).
             clip_len: frames per clip (default config.clip_len).
-            features: optional external features per frame, (T, h_e, w_e, D) or (B, T, h_e, w_e, D).
+            features: optional external features per frame, (T, h_e, w_e, D) or (B, T, h_e, w_e, D), or a callable
+                ``(start, stop) -> (B, stop - start, h_e, w_e, D)`` giving them clip by clip.
             return_masks: also return soft_masks / logits of the whole video (large); otherwise those two are
                 empty tensors with T = 0 (assignment is always returned).
+            frame_transform: applied to each clip's frames before the backbone (e.g. undoing a VLM's
+                normalisation), so the whole video is never converted at once.
+            state: continue from the state of an earlier call (frames then continue its time line).
         Returns:
             TrajectoryTokens with B = 1 for (T, C, H, W) input; first_last are video frame indices.
         """
         if isinstance(frames, Tensor) and frames.ndim == 4:
             frames = frames.unsqueeze(0)
-            if features is not None and isinstance(features, Tensor) and features.ndim == 4:
+            if isinstance(features, Tensor) and features.ndim == 4:
                 features = features.unsqueeze(0)
         self._check_pixels(frames)
         b, t = frames.shape[:2]
-        if features is not None:
+        if isinstance(features, Tensor):
             self._check_features(features, b, t)
+        elif features is None and self.features is None:
+            raise ValueError("this TrajTok has backbone='external': pass features= (B, T, h, w, external_dim)")
+        elif features is not None and not callable(features):
+            raise ValueError(f"features must be a tensor or a callable (start, stop) -> tensor, got {type(features)}")
         clip_len = clip_len if clip_len is not None else self.config.clip_len
         if clip_len < 1:
             raise ValueError(f"clip_len must be >= 1, got {clip_len}")
-        mode = token_mode if token_mode is not None else self.config.token_mode
-        if mode not in ("adaptive", "fixed"):
-            raise ValueError(f"token_mode must be 'adaptive' or 'fixed', got {mode!r}")
-        budget = max_tokens if max_tokens is not None else self.config.max_tokens
-        n = self._tokens_per_trajectory(tokens_per_trajectory)
-        k = self.config.num_queries
-
-        queries = None
-        sums = mass = latent_sum = clips_on = stats = None
-        assignment, soft_list, logit_list = [], [], []
-        # Frame positions (rotary t) restart at 0 in every clip, as in training on single clips; identity across
-        # clips comes from the carried queries alone.
-        for s in range(0, t, clip_len):
-            clip_feats = features[:, s : s + clip_len] if features is not None else None
-            c = self._clip(frames[:, s : s + clip_len], clip_feats, queries)
-            queries = c["queries"]
-            clip_stats = _extent_stats(c["hard"], k, t_offset=s)
-            stats = _merge_stats(stats, clip_stats)
-            sums = c["sums"] if sums is None else sums + c["sums"]
-            mass = c["mass"] if mass is None else mass + c["mass"]
-            traj_init = sums / mass.clamp_min(1e-6)[..., None]  # (B, K, E) running soft-mask mean
-            hard_flat = c["hard"].reshape(b, -1)
-            latents = self.encoder.refine(traj_init, c["enc_feats"], hard_flat, n, c["positions"])  # (B, K, n, E)
-            on = (clip_stats["counts"] > 0).to(latents.dtype)  # (B, K) trajectory has pixels in this clip
-            weighted = latents * on[:, :, None, None]
-            latent_sum = weighted if latent_sum is None else latent_sum + weighted
-            clips_on = on if clips_on is None else clips_on + on
-            assignment.append(c["hard"])
-            if return_masks:
-                soft_list.append(c["soft"])
-                logit_list.append(c["logits"])
-
-        h, w = assignment[0].shape[-2:]
-        present = stats["counts"] >= self.config.min_pixels
-        latents = latent_sum / clips_on.clamp_min(1.0)[:, :, None, None]  # (B, K, n, E)
-        tokens = self.encoder.project(latents)  # (B, K, n, D_out)
-        out, valid, traj, num = _assemble(tokens, present, stats["counts"], mode, budget)
-        boxes, first_last = _boxes(stats, present, h, w)
-        if return_masks:
-            soft_masks, logits = torch.cat(soft_list, dim=2), torch.cat(logit_list, dim=2)
-        else:
-            g = self.config.grid_size
-            soft_masks = out.new_zeros(b, k, 0, h, w)
-            logits = out.new_zeros(b, k, 0, g, g)
-        return TrajectoryTokens(
-            tokens=out,
-            valid=valid,
-            token_trajectory=traj,
-            assignment=torch.cat(assignment, dim=1),
-            soft_masks=soft_masks,
-            logits=logits,
-            present=present,
-            boxes=boxes,
-            first_last=first_last,
-            num_tokens=num,
-            state=StreamState(queries=queries, frames_seen=t),
-        )
+        mode, budget, n = self._resolve(token_mode, max_tokens, tokens_per_trajectory)
+        self._check_state(state, b)
+        acc = _VideoAccumulator(state, return_masks)
+        truncate = self.config.carry_backprop_clips
+        for i, s in enumerate(range(0, t, clip_len)):
+            stop = min(s + clip_len, t)
+            if features is None:
+                clip_feats = None
+            elif isinstance(features, Tensor):
+                clip_feats = features[:, s:stop]
+            else:
+                clip_feats = features(s, stop)
+                self._check_features(clip_feats, b, stop - s)
+            pixels = None
+            if self.features is not None:
+                pixels = frames[:, s:stop]
+                pixels = frame_transform(pixels) if frame_transform is not None else pixels
+            self._step(acc, pixels, clip_feats, n)
+            if torch.is_grad_enabled() and (i + 1) % truncate == 0:
+                acc.queries = acc.queries.detach()  # truncated backpropagation through the carried state
+        return self._finish(acc, mode, budget)
 
 
 def tiny_model(seed: int = 0, **overrides: Any) -> TrajTok:

@@ -59,8 +59,9 @@ class TrainConfig:
     train_split: str = "train"  # split of a synth dataset used for training
     val_split: str | None = "val"  # split used for validation during training (None: no validation)
     clip_len: int = 16  # frames per training clip
-    stream_clips: int = 1  # consecutive clips per sample, each starting from the previous one's final queries
-    # (as tokenize_video streams long video); the loss matches trajectories over all stream_clips x clip_len frames
+    stream_clips: int = 1  # consecutive clips per sample, each starting from the previous one's carried state (as
+    # tokenize_video streams long video); the loss matches trajectories over all stream_clips x clip_len frames, so
+    # identities must survive the carry (2-4 trains the carry gate; gradients cross model.carry_backprop_clips clips)
     label_size: int | None = None  # side of the target ids (None: the model's image_size)
     hflip: bool = True  # random horizontal flips of training clips
     max_videos: int | None = None  # use only the first N training videos (None: all)
@@ -367,13 +368,18 @@ class SegmentationLogits(torch.nn.Module):
         self.clip_len = clip_len
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        from trajtok.modeling import StreamState
+
         t = pixel_values.shape[1]
         step = self.clip_len or t
+        truncate = self.model.config.carry_backprop_clips
         logits, state = [], None
-        for s in range(0, t, step):
+        for i, s in enumerate(range(0, t, step)):
             out = self.model(pixel_values[:, s : s + step], state=state)
             logits.append(out.logits)  # (B, K, t_s, h0, w0)
             state = out.state
+            if (i + 1) % truncate == 0:  # truncated backpropagation through the carried state
+                state = StreamState(state.queries.detach(), state.frames_seen, state.absent)
         return torch.cat(logits, dim=2)  # (B, K, T, h0, w0)
 
 

@@ -6,9 +6,10 @@ import torch
 from torch import Tensor, nn
 
 from trajtok.nn.perceiver import Perceiver
-from trajtok.nn.positions import ring_fourier_bank
+from trajtok.nn.positions import nested_fourier_bank, time_features, van_der_corput
 
 OFFSET_SCALE = 0.1  # sub-latent offsets are small next to the soft-mean init; they only need to break symmetry
+TIME_DIM = 32  # sin-cos features per time stamp (first frame, last frame) of a trajectory
 
 
 def soft_mask_sums(soft: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
@@ -48,13 +49,19 @@ class TrajectoryEncoder(nn.Module):
         dropout: float,
         eps: float,
         rope_base: float,
+        *,
+        time_encoding: bool = False,
+        sparse_attention: bool = False,
     ):
         super().__init__()
-        # One table of distinct Fourier offsets per tokens-per-trajectory choice (keys "1", "2", "4", ...).
-        self.offsets = nn.ParameterDict(
-            {str(n): nn.Parameter(ring_fourier_bank(n, width) * OFFSET_SCALE) for n in token_choices}
-        )
+        self.token_choices = tuple(sorted(token_choices))
+        # ONE nested table of sub-latent offsets: n tokens per trajectory use its first n rows, so every choice
+        # trains the same parameters (and DDP sees a gradient for the whole table on every step).
+        self.offsets = nn.Parameter(nested_fourier_bank(max(self.token_choices), width) * OFFSET_SCALE)  # (n_max, E)
         self.perceiver = Perceiver(width, depth, heads, head_dim, mlp_ratio, dropout, eps, rope_base)
+        # (first, last) frame of a trajectory -> a width-E vector added to its latents before the output projection
+        self.time_proj = nn.Linear(2 * TIME_DIM, width) if time_encoding else None
+        self.sparse_attention = sparse_attention
         self.out_norm = nn.LayerNorm(width, eps=eps)
         self.out_proj = nn.Linear(width, output_dim)
 
@@ -69,19 +76,49 @@ class TrajectoryEncoder(nn.Module):
         Returns:
             (B, K, n, E) refined latents.
         """
-        if str(n) not in self.offsets:
+        if n not in self.token_choices:
             raise ValueError(f"tokens_per_trajectory={n} has no sub-latent offsets; valid choices: {self.choices}")
         b, k, e = init.shape
-        latents = init[:, :, None, :] + self.offsets[str(n)].to(init.dtype)  # (B, K, n, E)
+        latents = init[:, :, None, :] + self.offsets[:n].to(init.dtype)  # (B, K, n, E)
         latents = latents.reshape(b, k * n, e)  # (B, K * n, E)
-        mask = hard_mask_attention_mask(hard, k, n)
-        latents = self.perceiver(latents, features, positions, attn_mask=mask)
+        if self.sparse_attention:
+            latents = self.perceiver(latents, features, positions, groups=(hard, n))
+        else:
+            latents = self.perceiver(latents, features, positions, attn_mask=hard_mask_attention_mask(hard, k, n))
         return latents.view(b, k, n, e)  # (B, K, n, E)
 
-    def project(self, latents: Tensor) -> Tensor:
-        """(..., E) -> (..., D_out)."""
+    def time_embedding(self, first_last: Tensor) -> Tensor | None:
+        """(B, M, 2) first / last frame in the video -> (B, M, 1, E) to add to the latents (None when disabled)."""
+        if self.time_proj is None:
+            return None
+        feats = time_features(first_last.clamp_min(0), TIME_DIM)  # (B, M, 2, TIME_DIM)
+        w = self.time_proj.weight
+        return self.time_proj(feats.flatten(-2).to(w.dtype))[:, :, None, :]  # (B, M, 1, E)
+
+    def project(self, latents: Tensor, first_last: Tensor | None = None) -> Tensor:
+        """(B, M, n, E) -> (B, M, n, D_out); ``first_last`` (B, M, 2) adds the time encoding."""
+        if first_last is not None:
+            t = self.time_embedding(first_last)
+            if t is not None:
+                latents = latents + t.to(latents.dtype)
         return self.out_proj(self.out_norm(latents))
 
     @property
     def choices(self) -> list[int]:
-        return sorted(int(n) for n in self.offsets)
+        return list(self.token_choices)
+
+
+def upgrade_legacy_offsets(state: dict[str, Tensor], prefix: str = "encoder.") -> list[str]:
+    """Convert the per-choice offset tables of old checkpoints (``offsets.1``, ``offsets.2``, ...) in place into
+    the nested table (``offsets``): the largest table, rows reordered so that every power-of-two prefix is evenly
+    spread. Exact for the largest choice; smaller choices now use its first rows. Returns the converted keys."""
+    old = {int(k[len(prefix) + len("offsets.") :]): k for k in state if k.startswith(prefix + "offsets.")}
+    if not old:
+        return []
+    table = state[old[max(old)]]
+    n = table.shape[0]
+    order = [round(float(v) * n) for v in van_der_corput(n)] if n & (n - 1) == 0 else list(range(n))
+    for key in old.values():
+        del state[key]
+    state[prefix + "offsets"] = table[order].clone()
+    return sorted(old.values())

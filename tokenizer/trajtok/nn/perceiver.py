@@ -20,6 +20,43 @@ class MLP(nn.Module):
         return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
 
 
+def grouped_attention(q: Tensor, k_l: Tensor, v_l: Tensor, k_i: Tensor, v_i: Tensor, groups: Tensor, n: int) -> Tensor:
+    """Sparse hard-mask attention: latent (k, j) attends to the n latents of trajectory k and to the inputs whose
+    group is k, and to nothing else; each input is scored only against its own trajectory's n latents.
+
+    Equal to dense attention under ``hard_mask_attention_mask`` but with O(P * n) scores instead of O(K * n * P).
+    The softmax runs in fp32 (a segment softmax: scatter max, exp, scatter sum).
+
+    Args:
+        q, k_l, v_l: (B, heads, K * n, Dh) latent queries, keys, values (latents of one trajectory are contiguous).
+        k_i, v_i: (B, heads, P, Dh) input keys and values.
+        groups: (B, P) long trajectory index (0..K-1) of each input.
+        n: latents per trajectory.
+    Returns:
+        (B, heads, K * n, Dh).
+    """
+    b, h, length, d = q.shape
+    k = length // n
+    p = k_i.shape[2]
+    scale = d**-0.5
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        q5 = q.float().view(b, h, k, n, d)
+        s_ll = torch.einsum("bhkid,bhkjd->bhkij", q5, k_l.float().view(b, h, k, n, d)) * scale  # (B, heads, K, n, n)
+        gather_q = groups[:, None, :, None, None].expand(b, h, p, n, d)
+        q_p = torch.gather(q5, 2, gather_q)  # (B, heads, P, n, Dh): each input's own trajectory's latents
+        s_p = torch.einsum("bhpnd,bhpd->bhpn", q_p, k_i.float()) * scale  # (B, heads, P, n)
+        g = groups[:, None, :, None].expand(b, h, p, n)
+        with torch.no_grad():  # the stabiliser only shifts the exponent; no gradient needed
+            m = s_ll.amax(-1).scatter_reduce(2, g, s_p, reduce="amax", include_self=True)  # (B, heads, K, n)
+        e_ll = (s_ll - m[..., None]).exp()  # (B, heads, K, n, n)
+        e_p = (s_p - torch.gather(m, 2, g)).exp()  # (B, heads, P, n)
+        denom = e_ll.sum(-1).scatter_add(2, g, e_p)  # (B, heads, K, n)
+        num = torch.einsum("bhkij,bhkjd->bhkid", e_ll, v_l.float().view(b, h, k, n, d))  # (B, heads, K, n, Dh)
+        contrib = e_p[..., None] * v_i.float()[:, :, :, None, :]  # (B, heads, P, n, Dh)
+        num = num.scatter_add(2, gather_q, contrib)
+    return (num / denom[..., None]).to(q.dtype).reshape(b, h, length, d)
+
+
 class PerceiverLayer(nn.Module):
     """latents <- latents + Attn(latents, [latents; inputs]); latents <- latents + MLP(latents).
 
@@ -46,7 +83,12 @@ class PerceiverLayer(nn.Module):
         return x.view(b, n, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, n, Dh)
 
     def forward(
-        self, latents: Tensor, inputs: Tensor, angles: Tensor | None = None, attn_mask: Tensor | None = None
+        self,
+        latents: Tensor,
+        inputs: Tensor,
+        angles: Tensor | None = None,
+        attn_mask: Tensor | None = None,
+        groups: tuple[Tensor, int] | None = None,
     ) -> Tensor:
         """
         Args:
@@ -54,6 +96,7 @@ class PerceiverLayer(nn.Module):
             inputs: (B, P, E).
             angles: (P, head_dim / 2) rotary angles of the inputs, or None.
             attn_mask: (B, 1 or heads, L, L + P) bool, True = may attend; every row needs at least one True.
+            groups: (hard (B, P) long, n): sparse hard-mask attention instead of a mask (see grouped_attention).
         Returns:
             (B, L, E) updated latents.
         """
@@ -65,9 +108,12 @@ class PerceiverLayer(nn.Module):
         k_i = self._heads(k_i)  # (B, heads, P, Dh)
         if angles is not None:
             k_i = Rotary3D.apply(k_i, angles)
-        k = torch.cat([self._heads(k_l), k_i], dim=2)  # (B, heads, L + P, Dh)
-        v = torch.cat([self._heads(v_l), self._heads(v_i)], dim=2)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, heads, L, Dh)
+        if groups is not None:
+            out = grouped_attention(q, self._heads(k_l), self._heads(v_l), k_i, self._heads(v_i), *groups)
+        else:
+            k = torch.cat([self._heads(k_l), k_i], dim=2)  # (B, heads, L + P, Dh)
+            v = torch.cat([self._heads(v_l), self._heads(v_i)], dim=2)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, heads, L, Dh)
         out = out.transpose(1, 2).flatten(2)  # (B, L, heads * Dh)
         latents = latents + self.drop(self.to_out(out))
         return latents + self.mlp(self.norm_mlp(latents))
@@ -95,10 +141,15 @@ class Perceiver(nn.Module):
         )
 
     def forward(
-        self, latents: Tensor, inputs: Tensor, positions: Tensor | None = None, attn_mask: Tensor | None = None
+        self,
+        latents: Tensor,
+        inputs: Tensor,
+        positions: Tensor | None = None,
+        attn_mask: Tensor | None = None,
+        groups: tuple[Tensor, int] | None = None,
     ) -> Tensor:
-        """latents (B, L, E), inputs (B, P, E), positions (P, 3) (t, y, x) -> (B, L, E)."""
+        """latents (B, L, E), inputs (B, P, E), positions (P, 3) (t, y, x) -> (B, L, E); see PerceiverLayer."""
         angles = self.rotary.angles(positions) if positions is not None else None
         for layer in self.layers:
-            latents = layer(latents, inputs, angles, attn_mask)
+            latents = layer(latents, inputs, angles, attn_mask, groups)
         return latents

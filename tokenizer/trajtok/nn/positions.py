@@ -69,6 +69,50 @@ def ring_fourier_bank(n: int, dim: int, max_freq: int = 4) -> Tensor:
     return out.float()
 
 
+def van_der_corput(n: int) -> Tensor:
+    """(n,) float64 base-2 van der Corput sequence 0, 1/2, 1/4, 3/4, 1/8, ...: every prefix of length 2^j is the
+    evenly spaced set {i / 2^j}."""
+    out = torch.zeros(n, dtype=torch.float64)
+    for i in range(n):
+        x, denom, v = i, 1.0, 0.0
+        while x:
+            denom *= 2.0
+            v += (x & 1) / denom
+            x >>= 1
+        out[i] = v
+    return out
+
+
+def nested_fourier_bank(n: int, dim: int, max_freq: int = 4) -> Tensor:
+    """(n, dim) sub-latent offsets whose first m rows suit every m: row j is the ring pattern of angle
+    2 pi vdc(j), so the first 1, 2, 4, ... rows are exactly ``ring_fourier_bank(m, dim)`` (in another row order).
+
+    One table serves every tokens-per-trajectory choice (slice its first m rows), so all choices train the same
+    parameters.
+    """
+    theta = van_der_corput(n) * (2 * math.pi)  # (n,)
+    f = torch.arange(1, max_freq + 1, dtype=torch.float64)
+    base = torch.cat([(theta[:, None] * f).sin(), (theta[:, None] * f).cos()], dim=-1)  # (n, 2 * max_freq)
+    reps = -(-dim // base.shape[1])
+    out = base.repeat(1, reps)[:, :dim]  # (n, dim)
+    out = out / out.pow(2).mean(dim=-1, keepdim=True).sqrt().clamp_min(1e-6)
+    return out.float()
+
+
+def time_features(frames: Tensor, dim: int, min_period: float = 4.0, max_period: float = 4096.0) -> Tensor:
+    """Sin-cos features of frame indices: (...,) -> (..., dim), periods geometric from min_period to max_period
+    frames (distinct for every frame of videos up to max_period frames long; nearby frames stay similar)."""
+    nf = max(1, dim // 2)
+    periods = torch.logspace(
+        math.log10(min_period), math.log10(max_period), nf, dtype=torch.float32, device=frames.device
+    )  # (nf,)
+    ang = frames.float()[..., None] * (2 * math.pi / periods)  # (..., nf)
+    out = torch.cat([ang.sin(), ang.cos()], dim=-1)  # (..., 2 nf)
+    if out.shape[-1] < dim:
+        out = torch.nn.functional.pad(out, (0, dim - out.shape[-1]))
+    return out
+
+
 class Rotary3D:
     """Rotary position embedding over (t, y, x): a head of width d is split into three even parts, one per axis.
 

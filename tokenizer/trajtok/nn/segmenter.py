@@ -44,8 +44,10 @@ class Segmenter(nn.Module):
         rope_base: float,
         init_logit_scale: float,
         max_logit_scale: float,
+        read_stride: int = 1,
     ):
         super().__init__()
+        self.read_stride = read_stride
         self.queries = nn.Parameter(query_fourier_bank(num_queries, width))  # (K, E)
         self.perceiver = Perceiver(width, depth, heads, head_dim, mlp_ratio, dropout, eps, rope_base)
         self.query_head = Head(width, assign_dim, eps)
@@ -53,6 +55,34 @@ class Segmenter(nn.Module):
         # scale = softplus(s) + 1, so s = softplus^-1(init - 1)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(math.expm1(init_logit_scale - 1.0))))
         self.max_logit_scale = max_logit_scale
+        # Carried state: sigmoid(carry_gate) of the previous clip's (norm-matched) final state, the rest the learned
+        # query. 0 -> an even mix at init; training on consecutive clips learns how much to carry.
+        self.carry_gate = nn.Parameter(torch.zeros(()))
+
+    def initial_queries(
+        self, b: int, previous: Tensor | None = None, released: Tensor | None = None, carry: bool = True
+    ) -> Tensor:
+        """Queries a clip starts from, (B, K, E).
+
+        Without ``previous`` (first clip) or with ``carry=False`` (restart): the learned queries. Otherwise each
+        query is its previous final state rescaled to the RMS of its learned query, mixed with the learned query by
+        the gate: a convex combination of two vectors of the learned norm, so the carried state stays bounded over
+        any number of clips (the raw final states grow without bound). ``released`` (B, K) bool queries go back to
+        their learned value (free to claim a new object). Computed in fp32.
+        """
+        learned = self.queries.float()  # (K, E)
+        gate = torch.sigmoid(self.carry_gate.float())
+        if previous is None or not carry:
+            # The gate joins the graph with weight 0, so DDP sees a (zero) gradient for it on every step.
+            q = (learned + 0.0 * gate).unsqueeze(0).expand(b, -1, -1)
+            return q.to(self.queries.dtype)
+        prev = previous.float()  # (B, K, E)
+        rms = learned.pow(2).mean(-1, keepdim=True).sqrt()  # (K, 1)
+        normed = prev * torch.rsqrt(prev.pow(2).mean(-1, keepdim=True) + 1e-12) * rms  # (B, K, E)
+        q = learned + gate * (normed - learned)  # (B, K, E)
+        if released is not None:
+            q = torch.where(released[..., None], learned.expand_as(q), q)
+        return q.to(self.queries.dtype)
 
     def scale(self) -> Tensor:
         return (F.softplus(self.logit_scale) + 1.0).clamp(max=self.max_logit_scale)
@@ -74,9 +104,23 @@ class Segmenter(nn.Module):
         b, t, h, w, e = features.shape
         flat = features.reshape(b, t * h * w, e)  # (B, P, E)
         q0 = self.queries.unsqueeze(0).expand(b, -1, -1) if init_queries is None else init_queries
-        positions = grid_positions(t, h, w, device=features.device)  # (P, 3)
-        queries = self.perceiver(q0, flat.detach() if detach_perceiver else flat, positions)  # (B, K, E)
-        qa = F.normalize(self.query_head(queries), dim=-1)  # (B, K, A)
-        fa = F.normalize(self.feature_head(flat), dim=-1)  # (B, P, A)
-        logits = torch.einsum("bka,bpa->bkp", qa, fa) * self.scale()  # (B, K, P)
+        read = flat.detach() if detach_perceiver else flat
+        if self.read_stride > 1:  # the queries read s x s average-pooled features; logits stay on the full grid
+            s = self.read_stride
+            x = read.view(b * t, h, w, e).permute(0, 3, 1, 2)  # (B*T, E, h, w)
+            x = F.avg_pool2d(x, s, ceil_mode=True)  # (B*T, E, h', w')
+            h2, w2 = x.shape[-2:]
+            read = x.permute(0, 2, 3, 1).reshape(b, t * h2 * w2, e)  # (B, P', E)
+            positions = grid_positions(t, h2, w2, ref_hw=(h, w), device=features.device)  # full-grid units
+        else:
+            positions = grid_positions(t, h, w, device=features.device)  # (P, 3)
+        queries = self.perceiver(q0, read, positions)  # (B, K, E)
+        # The heads may run under autocast; the cosine logits are computed in fp32 (in bf16 near-equal logits of
+        # neighbouring queries would flip the argmax).
+        qa = self.query_head(queries)  # (B, K, A)
+        fa = self.feature_head(flat)  # (B, P, A)
+        with torch.autocast(device_type=flat.device.type, enabled=False):
+            qa = F.normalize(qa.float(), dim=-1)
+            fa = F.normalize(fa.float(), dim=-1)
+            logits = torch.einsum("bka,bpa->bkp", qa, fa) * self.scale().float()  # (B, K, P) fp32
         return queries, logits.view(b, -1, t, h, w)  # (B, K, T, h, w)
