@@ -505,13 +505,23 @@ def run(argv: list[str]) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-v", "--verbose", action="store_true", help="tracebacks of the demo's own errors")
     ap.add_argument(
+        "--stage-steps", default=None, help="S1,S2: optimizer steps of stage 1 and stage 2 (default: the preset's)"
+    )
+    ap.add_argument(
         "--stop-after", choices=("train", "eval"), default=None, help="stop after training / after the evaluations"
     )
     ap.add_argument(
         "--connectors", default="trajtok,pool", help="comma-separated registered connector names (first = reference)"
     )
     args = ap.parse_args(argv)
-    p = PRESETS[args.preset]
+    p = dict(PRESETS[args.preset])
+    if args.stage_steps:
+        try:
+            s1, s2 = (int(x) for x in args.stage_steps.split(","))
+        except ValueError:
+            raise ValueError(f"--stage-steps must be two integers S1,S2, got {args.stage_steps!r}") from None
+        p["stage1_overrides"] = [*p["stage1_overrides"], f"max_steps={s1}"]
+        p["stage2_overrides"] = [*p["stage2_overrides"], f"max_steps={s2}"]
     connectors = [c.strip() for c in args.connectors.split(",") if c.strip()]
     sys.path.insert(0, str(ROOT))
     from trajvlm.configuration import CONNECTOR_NAMES
