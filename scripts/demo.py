@@ -66,8 +66,8 @@ PRESETS: dict[str, dict] = {
         ],
         "tower_overrides": ["steps=200", "batch_size=64", "frames=2", "max_videos=1000"],
         "llm": "smollm2",
-        "stage1_overrides": ["max_steps=20"],
-        "stage2_overrides": ["max_steps=40"],
+        "stage1_overrides": ["max_steps=40"],
+        "stage2_overrides": ["max_steps=45"],
         # training samples: one caption per video for stage 1; stage 2 = QA + captions (same for every connector)
         "stage1_samples": 2000,
         "stage2_qa": 1200,
