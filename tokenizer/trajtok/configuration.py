@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 BACKBONES = ("convnext", "resnet")
+ENCODER_TRAINERS = ("clip", "probe")  # objectives that can have trained the trajectory encoder
 TOKEN_MODES = ("adaptive", "fixed")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -58,6 +59,9 @@ class TrajTokConfig:
     max_tokens: int | None = None  # fixed mode: pad / truncate to this many tokens (truncation keeps the biggest)
     min_pixels: int = 1  # a query that wins fewer hard-mask pixels than this is empty (no token)
     clip_len: int = 16  # frames per clip when streaming long video (tokenize_video)
+    # --- provenance ---
+    encoder_trained_by: str | None = None  # what trained the trajectory encoder: None = nothing (random init, e.g.
+    # after segmentation-only pretraining), "clip" = TrajViT2 co-training, "probe" = a TrajAdapter probe's loss
 
     def __post_init__(self) -> None:
         # JSON / YAML give lists; keep tuples so configs compare equal after a round trip.
@@ -124,6 +128,10 @@ class TrajTokConfig:
             raise ValueError(f"min_pixels must be >= 1, got {self.min_pixels}")
         if self.clip_len < 1:
             raise ValueError(f"clip_len must be >= 1, got {self.clip_len}")
+        if self.encoder_trained_by is not None and self.encoder_trained_by not in ENCODER_TRAINERS:
+            raise ValueError(
+                f"encoder_trained_by must be None or one of {ENCODER_TRAINERS}, got {self.encoder_trained_by!r}"
+            )
 
     # --- derived sizes ---
     @property
