@@ -32,6 +32,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
 
 
+ENCODER_PROVENANCE = {
+    None: "untrained (random init: the checkpoint was pretrained for segmentation only, so its tokens come from "
+    "a random trajectory encoder; co-train it, e.g. trajtok train --config trajvit2_quick)",
+    "clip": "trained by the TrajViT2 video-text contrastive objective",
+    "probe": "trained by a TrajAdapter probe's loss",
+}
+
+
+def encoder_provenance(trained_by: str | None) -> str:
+    """One line saying what trained a checkpoint's trajectory encoder (``TrajTokConfig.encoder_trained_by``)."""
+    return ENCODER_PROVENANCE.get(trained_by, f"trained by {trained_by}")
+
+
 def run(args: argparse.Namespace) -> int:
     from trajtok.evaluate import resolve_checkpoint
     from trajtok.modeling import TrajTok
@@ -56,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     trajectories = int(out.present[0].sum())
     tokens = int(out.num_tokens[0])
     print(f"video: {video.path} ({t} frames at {video.fps:.2f} fps, {frames.shape[-1]}x{frames.shape[-2]})")
+    print(f"trajectory encoder: {encoder_provenance(model.config.encoder_trained_by)}")
     print(f"trajectories: {trajectories}")
     print(f"tokens: {tokens} ({tokens / t:.3f} per frame)")
     if args.viz:
