@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BACKBONES = ("convnext", "resnet")
+BACKBONES = ("convnext", "resnet", "dinov3_convnext")  # dinov3_convnext: only with segmenter_variant="release"
+SEGMENTER_VARIANTS = ("trajtok", "release")
 ENCODER_TRAINERS = ("clip", "probe")  # objectives that can have trained the trajectory encoder
 TOKEN_MODES = ("adaptive", "fixed")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -59,6 +60,8 @@ class TrajTokConfig:
     max_tokens: int | None = None  # fixed mode: pad / truncate to this many tokens (truncation keeps the biggest)
     min_pixels: int = 1  # a query that wins fewer hard-mask pixels than this is empty (no token)
     clip_len: int = 16  # frames per clip when streaming long video (tokenize_video)
+    segmenter_variant: str = "trajtok"  # "trajtok": this package's backbone fusion + segmenter | "release": the
+    # authors' released segmenter layout (trajtok.nn.release_segmenter; weights via `trajtok convert-release`)
     # --- provenance ---
     encoder_trained_by: str | None = None  # what trained the trajectory encoder: None = nothing (random init, e.g.
     # after segmentation-only pretraining), "clip" = TrajViT2 co-training, "probe" = a TrajAdapter probe's loss
@@ -128,6 +131,17 @@ class TrajTokConfig:
             raise ValueError(f"min_pixels must be >= 1, got {self.min_pixels}")
         if self.clip_len < 1:
             raise ValueError(f"clip_len must be >= 1, got {self.clip_len}")
+        if self.segmenter_variant not in SEGMENTER_VARIANTS:
+            raise ValueError(f"segmenter_variant must be one of {SEGMENTER_VARIANTS}, got {self.segmenter_variant!r}")
+        if (self.segmenter_variant == "release") != (self.backbone == "dinov3_convnext"):
+            raise ValueError(
+                "backbone='dinov3_convnext' goes with segmenter_variant='release' (and only there), got "
+                f"backbone={self.backbone!r}, segmenter_variant={self.segmenter_variant!r}"
+            )
+        if self.segmenter_variant == "release" and self.backbone_pretrained is not None:
+            raise ValueError(
+                "segmenter_variant='release' loads its weights with `trajtok convert-release`, not backbone_pretrained"
+            )
         if self.encoder_trained_by is not None and self.encoder_trained_by not in ENCODER_TRAINERS:
             raise ValueError(
                 f"encoder_trained_by must be None or one of {ENCODER_TRAINERS}, got {self.encoder_trained_by!r}"
@@ -238,6 +252,22 @@ class TrajTokConfig:
             enc_heads=2,
             enc_head_dim=32,
             mlp_ratio=2.0,
+        )
+        return cls.from_dict(base, **overrides)
+
+    @classmethod
+    def release(cls, **overrides: Any) -> TrajTokConfig:
+        """The authors' released segmenter: DINOv3 ConvNeXt-Small, 224 px, E = 512, K = 128, 8 heads x 64."""
+        base: dict[str, Any] = dict(
+            backbone="dinov3_convnext",
+            backbone_config={"depths": [3, 3, 27, 3], "hidden_sizes": [96, 192, 384, 768]},
+            segmenter_variant="release",
+            image_size=224,
+            width=512,
+            num_queries=128,
+            seg_depth=2,
+            seg_heads=8,
+            seg_head_dim=64,
         )
         return cls.from_dict(base, **overrides)
 

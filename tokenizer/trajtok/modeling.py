@@ -177,7 +177,12 @@ class TrajTok(nn.Module):
             raise ValueError(f"config must be a TrajTokConfig, got {type(config).__name__}")
         pretrained = config.backbone_pretrained if load_backbone_weights else None
         e = config.width
-        self.features = FeatureBackbone(config.backbone, config.backbone_config, pretrained, e, config.layer_norm_eps)
+        if config.segmenter_variant == "release":  # the authors' released layout, to hold their weights exactly
+            from trajtok.nn.release_segmenter import ReleaseFeatures
+
+            self.features = ReleaseFeatures(config)
+        else:
+            self.features = FeatureBackbone(config.backbone, config.backbone_config, pretrained, e, config.layer_norm_eps)
         if pretrained is not None:
             # Record the loaded architecture so save_pretrained / from_pretrained rebuild it without the weights.
             config = config.replace(backbone_config=architecture_dict(self.features.backbone))
@@ -198,6 +203,10 @@ class TrajTok(nn.Module):
             config.init_logit_scale,
             config.max_logit_scale,
         )
+        if config.segmenter_variant == "release":
+            from trajtok.nn.release_segmenter import ReleaseSegmenter
+
+            self.segmenter = ReleaseSegmenter(config)
         self.external_proj = nn.Linear(config.external_dim, e) if config.external_dim is not None else None
         self.encoder = TrajectoryEncoder(
             e,
