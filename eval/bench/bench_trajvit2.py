@@ -3,13 +3,17 @@
 TrajViT2 against ViT3D and TrajViT, and TrajAdapter against linear / attentive probes, on a synthetic world
 generated from ``--seed`` (``trajtok synth``: videos with captions and exact trajectory labels):
 
-1. Retrieval. Each video encoder (``trajtok`` = TrajViT2, ``vit3d``, ``trajvit``) is trained with the same
-   ``trajtok train`` recipe (preset ``trajvit2_quick``: same steps, batch, schedule, transformer and text tower),
-   then evaluated on the held-out test split: text->video and video->text R@1/5/10 (each video's first caption),
-   zero-shot object counting by text prompts, video tokens per clip, training time and inference time per video.
-2. Probes. A classification task of the world (number of objects in the clip) on the frozen dense features of the
-   trained ViT3D: linear probe, attentive probe, and TrajAdapter (TrajViT2's pretrained segmenter, frozen; encoder
-   and head trained by the probe's loss) with 1 / 2 / 4 tokens per trajectory.
+0. Segmentation-only pretraining of the same tiny TrajTok (``objective=segmentation``, same steps): the
+   pretrained segmenter of TrajAdapter and the starting point of ``trajvit2_segpre``.
+1. Retrieval. Each video encoder is trained with the same ``trajtok train`` recipe (preset ``trajvit2_quick``:
+   same steps, batch, schedule, transformer and text tower): ``trajvit2`` (TrajTok co-trained from scratch),
+   ``trajvit2_segpre`` (TrajTok started from step 0's segmenter, then co-trained), ``vit3d`` (space-time patches),
+   ``trajvit`` (one token per ground-truth trajectory). Evaluated on the held-out test split: text->video and
+   video->text R@1/5/10 (each video's first caption), zero-shot object counting by text prompts, video tokens per
+   clip, training time (``trajvit2_segpre``: with its pretraining) and inference time per video.
+2. Probes. A classification task of the world (number of objects visible in the clip) on the frozen dense features
+   of the trained ViT3D: linear probe, attentive probe, and TrajAdapter (step 0's segmenter, frozen; encoder and
+   head trained by the probe's loss) with 1 / 2 / 4 tokens per trajectory.
 3. Whether TrajViT2 trained the trajectory encoder (its tensors against the seed's initialisation).
 
 Writes ``--json``: {"retrieval": [{"model", "r1_t2v", "r5_t2v", "r10_t2v", "r1_v2t", "r5_v2t", "r10_v2t",
@@ -29,14 +33,20 @@ import sys
 import time
 from pathlib import Path
 
-ENCODERS = ("trajtok", "vit3d", "trajvit")
-MODEL_NAMES = {"trajtok": "trajvit2", "vit3d": "vit3d", "trajvit": "trajvit"}
+# retrieval rows: name -> (video encoder, tokenizer initialised from the segmentation-pretrained run)
+MODELS = {
+    "trajvit2": ("trajtok", False),
+    "trajvit2_segpre": ("trajtok", True),
+    "vit3d": ("vit3d", False),
+    "trajvit": ("trajvit", False),
+}
 
 SIZES = {
     # world: videos per split; frames / objects ranges; steps: CLIP training steps per model; probe_steps per probe
     "quick": dict(videos="train=160,val=8,test=48", frames=(8, 16), objects=(1, 5), steps=200, probe_steps=150),
     "full": dict(videos="train=800,val=32,test=128", frames=(8, 24), objects=(1, 6), steps=1500, probe_steps=600),
 }
+PROBE_BATCH = 16
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,24 +69,15 @@ def make_world(root: Path, size: dict, seed: int) -> Path:
     return root
 
 
-def train_model(encoder: str, data: Path, run: Path, steps: int, seed: int, threads: int) -> tuple[Path, float]:
+def train_model(run: Path, overrides: list[str], data: Path, steps: int, seed: int, threads: int) -> tuple[Path, float]:
+    """One ``trajtok train`` run of the ``trajvit2_quick`` recipe (reused when its folder is complete)."""
     from trajtok.train import latest_checkpoint, load_config, train
 
     done = run / "train_s.txt"
     if done.is_file() and latest_checkpoint(run) is not None:
         return latest_checkpoint(run), float(done.read_text())
-    cfg = load_config(
-        "trajvit2_quick",
-        [
-            f"data={data}",
-            f"steps={steps}",
-            f"seed={seed}",
-            f"threads={threads}",
-            "val_split=null",
-            "save_every=null",
-            f"trajvit2.video_encoder={encoder}",
-        ],
-    )
+    common = [f"data={data}", f"steps={steps}", f"seed={seed}", f"threads={threads}", "val_split=null"]
+    cfg = load_config("trajvit2_quick", [*common, "save_every=null", *overrides])
     start = time.perf_counter()
     ckpt = train(cfg, run)
     elapsed = time.perf_counter() - start
@@ -129,7 +130,7 @@ def probe_data(vit3d, root: Path, split: str, clip_len: int, windows: int, seed:
     return ProbeData(feats, pixels, torch.tensor(labels))
 
 
-def run_probes(work: Path, vit3d_ckpt: Path, trajvit2_ckpt: Path, steps: int, seed: int) -> list[dict]:
+def run_probes(work: Path, vit3d_ckpt: Path, segmenter_ckpt: Path, steps: int, seed: int) -> list[dict]:
     import torch
 
     from trajtok.adapter import build_probe, fit_probe, probe_accuracy
@@ -139,7 +140,7 @@ def run_probes(work: Path, vit3d_ckpt: Path, trajvit2_ckpt: Path, steps: int, se
     vit3d = TrajViT2.from_pretrained(vit3d_ckpt)
     for p in vit3d.parameters():
         p.requires_grad_(False)
-    tokenizer = TrajTok.from_pretrained(trajvit2_ckpt)
+    tokenizer = TrajTok.from_pretrained(segmenter_ckpt)
     data = work / "data"
     train = probe_data(vit3d, data, "train", 4, 2, seed)
     test = probe_data(vit3d, data, "test", 4, 1, seed)
@@ -151,7 +152,7 @@ def run_probes(work: Path, vit3d_ckpt: Path, trajvit2_ckpt: Path, steps: int, se
         torch.manual_seed(seed)
         probe = build_probe(kind, dim, num_classes, tokenizer=tokenizer, tokens_per_trajectory=max(n, 1))
         start = time.perf_counter()
-        losses = fit_probe(probe, train, steps=steps, seed=seed)
+        losses = fit_probe(probe, train, steps=steps, batch_size=PROBE_BATCH, seed=seed)
         elapsed = time.perf_counter() - start
         acc = probe_accuracy(probe, test)
         rows.append(
@@ -188,14 +189,22 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     data = make_world(work / "data", size, args.seed)
 
+    # segmentation-only pretraining of the same tiny TrajTok (same steps): the TrajAdapter's segmenter and the
+    # starting point of trajvit2_segpre; the trajectory encoder is not run there (it stays at init)
+    seg_overrides = ["objective=segmentation", "trajvit2=null", "focal_weight=1.0", "dice_weight=2.0"]
+    seg_ckpt, seg_s = train_model(work / "run_segmentation", seg_overrides, data, steps, args.seed, args.threads)
+
     retrieval, ckpts = [], {}
-    for enc in ENCODERS:
-        ckpt, train_s = train_model(enc, data, work / f"run_{enc}", steps, args.seed, args.threads)
-        ckpts[enc] = ckpt
+    for name, (enc, segpre) in MODELS.items():
+        overrides = [f"trajvit2.video_encoder={enc}"] + ([f"trajvit2.init_tokenizer={seg_ckpt}"] if segpre else [])
+        ckpt, train_s = train_model(work / f"run_{name}", overrides, data, steps, args.seed, args.threads)
+        ckpts[name] = ckpt
         model = TrajViT2.from_pretrained(ckpt)
         r = evaluate_clip(model, data, "test", clip_len=4)
-        row = {"model": MODEL_NAMES[enc], **{k: r[k] for k in ("r1_t2v", "r5_t2v", "r10_t2v", "r1_v2t", "r5_v2t")}}
-        row.update(r10_v2t=r["r10_v2t"], tokens_mean=r["tokens_mean"], train_s=train_s, steps=steps)
+        row = {"model": name, **{k: r[k] for k in ("r1_t2v", "r5_t2v", "r10_t2v", "r1_v2t", "r5_v2t")}}
+        # train_s of trajvit2_segpre includes its segmentation pretraining
+        row.update(r10_v2t=r["r10_v2t"], tokens_mean=r["tokens_mean"], train_s=train_s + (seg_s if segpre else 0.0))
+        row.update(steps=steps + (steps if segpre else 0))
         row.update(
             chance_r1=r["chance_r1"],
             zero_shot_count_accuracy=r["zero_shot_count_accuracy"],
@@ -203,12 +212,12 @@ def main(argv: list[str] | None = None) -> int:
             infer_s_per_video=r["infer_s_per_video"],
             test_videos=r["videos"],
         )
-        if enc == "trajtok":
+        if enc == "trajtok" and not segpre:
             row.update(encoder_change(ckpt, args.seed))
         retrieval.append(row)
         logging.info("%s: %s", enc, row)
 
-    probes = run_probes(work, ckpts["vit3d"], ckpts["trajtok"], probe_steps, args.seed)
+    probes = run_probes(work, ckpts["vit3d"], seg_ckpt, probe_steps, args.seed)
     result = {"retrieval": retrieval, "probe": probes}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -274,3 +274,18 @@ def test_tokenize_prints_provenance_line(synth, tmp_path, capsys):
     video = next((synth / "test").glob("*.mp4"))
     assert trajtok_main(["tokenize", str(video), "--checkpoint", str(ckpt)]) == 0
     assert re.search(r"trajectory encoder: trained by a TrajAdapter", capsys.readouterr().out)
+
+
+def test_tokenizer_can_start_from_a_pretrained_segmenter(tmp_path):
+    pretrained = tiny_model(seed=3)
+    pretrained.save_pretrained(tmp_path / "seg")
+    fields = {"width": 32, "heads": 2, "embed_dim": 16, "text_width": 32, "text_heads": 2}
+    torch.manual_seed(0)
+    model = build_for_training({**fields, "init_tokenizer": str(tmp_path / "seg")}, TrajTokConfig.tiny(), CAPTIONS)
+    for k, v in pretrained.state_dict().items():
+        assert torch.equal(model.trajtok.state_dict()[k], v), k
+    tiny_model(seed=0, num_queries=8).save_pretrained(tmp_path / "other")
+    with pytest.raises(ValueError, match="shape mismatches"):
+        build_for_training({**fields, "init_tokenizer": str(tmp_path / "other")}, TrajTokConfig.tiny(), CAPTIONS)
+    with pytest.raises(ValueError, match="init_tokenizer is for video_encoder='trajtok'"):
+        TrajViT2Config(video_encoder="vit3d", init_tokenizer=str(tmp_path / "seg"))

@@ -61,6 +61,8 @@ class TrajViT2Config:
     video_encoder: str = "trajtok"  # "trajtok" (TrajViT2) | "vit3d" (patch tokens) | "trajvit" (GT trajectories)
     trajtok: dict = field(default_factory=dict)  # TrajTokConfig fields (the tokenizer; its image_size / pixel stats
     # also set the geometry and normalisation of the vit3d and trajvit baselines)
+    init_tokenizer: str | None = None  # trajtok only: a TrajTok checkpoint (folder or run) whose weights start the
+    # tokenizer (e.g. a segmentation-pretrained segmenter); None = random init, everything learned together
     # --- video transformer ---
     width: int = 128  # width of the video transformer
     depth: int = 2  # transformer layers
@@ -106,6 +108,8 @@ class TrajViT2Config:
                 "temperatures must satisfy 0 < min_temperature <= init_temperature <= max_temperature, got "
                 f"{self.min_temperature}, {self.init_temperature}, {self.max_temperature}"
             )
+        if self.init_tokenizer is not None and self.video_encoder != "trajtok":
+            raise ValueError(f"init_tokenizer is for video_encoder='trajtok', got video_encoder={self.video_encoder!r}")
         tok = self.trajtok_config()
         if tok.image_size % self.patch_size:
             raise ValueError(f"image_size ({tok.image_size}) must be a multiple of patch_size ({self.patch_size})")
@@ -554,7 +558,17 @@ def build_for_training(fields: dict[str, Any], tokenizer_config: TrajTokConfig, 
             "beside the labels; the training videos have none"
         )
     text = TextTokenizer.train(captions, config.text_vocab_size, config.text_max_len)
-    return TrajViT2(config, text)
+    model = TrajViT2(config, text)
+    if config.init_tokenizer is not None:
+        from safetensors.torch import load_file
+
+        from trajtok.evaluate import resolve_checkpoint
+        from trajtok.modeling import WEIGHTS_NAME as TRAJTOK_WEIGHTS
+
+        path = resolve_checkpoint(config.init_tokenizer) / TRAJTOK_WEIGHTS
+        model.trajtok.load_state_dict_strict(load_file(str(path)), source=str(path))
+        logger.info("tokenizer initialised from %s", path)
+    return model
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
