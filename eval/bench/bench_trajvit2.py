@@ -143,7 +143,7 @@ def run_probes(work: Path, vit3d_ckpt: Path, segmenter_ckpt: Path, steps: int, s
     tokenizer = TrajTok.from_pretrained(segmenter_ckpt)
     data = work / "data"
     train = probe_data(vit3d, data, "train", 4, 2, seed)
-    test = probe_data(vit3d, data, "test", 4, 1, seed)
+    test = probe_data(vit3d, data, "test", 4, 3, seed)
     num_classes = int(max(train.labels.max(), test.labels.max())) + 1
     majority = float(torch.bincount(test.labels).max() / len(test.labels) * 100)
     dim = train.features.shape[-1]

@@ -97,8 +97,11 @@ def test_segmentation_pretraining_skips_the_encoder_and_says_so(synth, tmp_path,
 
 
 def test_trajvit2_trains_encoder_with_the_recipe_and_records_it(synth, tmp_path, capsys):
-    ckpt = train(clip_cfg(synth, "steps=3", "lr=1e-2"), tmp_path / "tv2")
+    ckpt = train(clip_cfg(synth, "steps=3", "lr=1e-2", "val_split=val", "eval_videos=2"), tmp_path / "tv2")
     rows = [json.loads(x) for x in (tmp_path / "tv2" / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in rows if "val_r5_t2v" in r]
+    assert len(val) == 1 and val[0]["val_videos"] == 2 and 0 <= val[0]["val_r1_v2t"] <= 100
+    rows = [r for r in rows if "loss" in r]
     assert [r["step"] for r in rows] == [1, 2, 3]
     for r in rows:
         assert {"loss", "clip", "focal", "dice", "temperature", "tokens"} <= set(r)
