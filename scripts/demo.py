@@ -64,16 +64,53 @@ PRESETS: dict[str, dict] = {
 QTYPES = ("count", "order", "exit_side", "attribute", "collision", "first_event", "event_count", "change")
 
 
-def step(name: str, done: Path, cmd: list[str], env: dict | None = None) -> None:
-    """Run one stage unless its output exists; fail loudly with the command on error."""
+class StageFailed(Exception):
+    """A stage of the demo failed; the message is the one line the user reads."""
+
+
+LOG_DIR: Path = ROOT / "runs" / "demo" / "logs"  # set in main() to <out>/logs
+# lmms-eval 0.7.3 logs evaluation errors and still exits 0: these lines in its log mean the stage failed
+LMMS_EVAL_ERRORS = ("Traceback (most recent call last)", "Error during evaluation")
+
+
+def step(name: str, done: Path, cmd: list[str], env: dict | None = None, *, error_markers: tuple = ()) -> None:
+    """Run one stage unless its output exists; its output goes to the console and to ``<out>/logs/<stage>.log``.
+
+    A stage fails on a non-zero exit, on a line of ``error_markers`` in its output (for tools that exit 0 on
+    errors), or when it did not write ``done``; the demo then stops with one line naming the stage, the exit status
+    and the log, and a rerun continues from this stage.
+    """
     if done.exists():
         print(f"[demo] {name}: already done ({done})", flush=True)
         return
-    print(f"[demo] {name}: {shlex.join(cmd)}", flush=True)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log = LOG_DIR / ("".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") + ".log")
+    print(f"[demo] {name}: {shlex.join(cmd)}  (log: {log})", flush=True)
     t0 = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})})
-    if proc.returncode != 0:
-        raise SystemExit(f"[demo] {name} failed (exit {proc.returncode}); run the same command again to continue")
+    marker = None
+    with open(log, "w") as fh:
+        fh.write(f"$ {shlex.join(cmd)}\n")
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            fh.write(line)
+            if marker is None and any(m in line for m in error_markers):
+                marker = line.strip()
+        code = proc.wait()
+    if code != 0:
+        raise StageFailed(f"stage '{name}' failed with exit status {code}; read {log}")
+    if marker is not None:
+        raise StageFailed(f"stage '{name}' exited 0 but logged an error ({marker[:120]}); read {log}")
+    if not done.exists() and done.name != "done":
+        raise StageFailed(f"stage '{name}' exited 0 but wrote no {done}; read {log}")
     print(f"[demo] {name}: {time.time() - t0:.0f} s", flush=True)
 
 
@@ -81,7 +118,7 @@ def latest_checkpoint(run: Path) -> Path:
     """Newest `step_*` folder of a `trajtok train` run."""
     steps = sorted(run.glob("step_*")) or sorted(run.glob("checkpoints/step_*"))
     if not steps:
-        raise SystemExit(f"[demo] no checkpoint in {run}")
+        raise StageFailed(f"no checkpoint in {run}; delete {run} and rerun to train again")
     return steps[-1]
 
 
@@ -106,11 +143,12 @@ def lmms_eval(name: str, out: Path, data: Path, model: Path, num_frames: int) ->
         "--batch_size",
         "8",
     ]
-    step(f"evaluate {name}", run_dir / "done", cmd, env={"TRAJWORLD_DIR": str(data), "TRAJWORLD_SPLIT": "test"})
-    (run_dir / "done").touch()
+    env = {"TRAJWORLD_DIR": str(data), "TRAJWORLD_SPLIT": "test"}
+    step(f"evaluate {name}", run_dir / "done", cmd, env=env, error_markers=LMMS_EVAL_ERRORS)
     results = sorted(run_dir.rglob("*_results.json"))
     if not results:
-        raise SystemExit(f"[demo] lmms-eval wrote no results under {run_dir}")
+        raise StageFailed(f"stage 'evaluate {name}': lmms-eval wrote no results under {run_dir}; read {LOG_DIR}")
+    (run_dir / "done").touch()
     metrics = json.loads(results[-1].read_text())["results"]["trajworld"]
     return {k.split(",")[0]: v for k, v in metrics.items() if not k.endswith("_stderr,none") and k != "alias"}
 
@@ -120,7 +158,12 @@ def measure(model: Path, video: Path, num_frames: int) -> dict:
     code = MEASURE.format(model=str(model), video=str(video), num_frames=num_frames)
     proc = subprocess.run([PY, "-c", code], cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f"[demo] measurement failed for {model}:\n{proc.stderr[-2000:]}")
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        log = LOG_DIR / f"measure-{model.name}-{num_frames}f.log"
+        log.write_text(proc.stdout + proc.stderr)
+        raise StageFailed(
+            f"stage 'measure {model.name} at {num_frames} frames' failed with exit {proc.returncode}; read {log}"
+        )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -194,14 +237,33 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the demo; a failed stage prints one line (a traceback only with -v) and exits 1."""
+    argv = sys.argv[1:] if argv is None else argv
+    verbose = "-v" in argv or "--verbose" in argv
+    try:
+        return run(argv)
+    except StageFailed as exc:
+        print(f"[demo] error: {exc}; rerun the same command to continue from this stage", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the demo's own bug or environment problem: one line, -v for more
+        if verbose:
+            raise
+        print(f"[demo] error: {type(exc).__name__}: {exc} (rerun with -v for the traceback)", file=sys.stderr)
+        return 1
+
+
+def run(argv: list[str]) -> int:
+    global LOG_DIR
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", choices=sorted(PRESETS), default="small")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "demo")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("-v", "--verbose", action="store_true", help="tracebacks of the demo's own errors")
     args = ap.parse_args(argv)
     p = PRESETS[args.preset]
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    LOG_DIR = out / "logs"
     data, frames = out / "data", p["frames"]
     t_start = time.time()
 

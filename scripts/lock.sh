@@ -4,9 +4,11 @@
 # Inputs: tokenizer/pyproject.toml, pyproject.toml (their extras), requirements/cpu.in (what scripts/install.sh adds
 # beside them) and requirements/no-deps.in (packages installed with --no-deps). The output pins every package of the
 # CPU install to an exact version; scripts/install.sh passes it to every pip call.
+#   LOCK_OUT=path bash scripts/lock.sh --upgrade   # the newest versions the ranges allow, elsewhere (drift check)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+out="${LOCK_OUT:-constraints.txt}"
 UV="${UV:-}"
 if [ -z "$UV" ]; then
     if [ -x .venv/bin/uv ]; then UV=.venv/bin/uv; elif command -v uv >/dev/null; then UV=uv; else
@@ -38,5 +40,5 @@ tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
     echo
     echo "# installed with --no-deps"
     grep -v -e '^#' "$tmp/nodeps.txt"
-} > constraints.txt
-echo "[lock] wrote constraints.txt ($(grep -c '==' constraints.txt) pins)"
+} > "$out"
+echo "[lock] wrote $out ($(grep -c '==' "$out") pins)"

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("trajvlm.train_config", "check a training preset without building the model"),
     "export": ("trajvlm.export", "merge LoRA into a standalone model directory"),
     "chat": ("trajvlm.chat", "chat about a video (interactive, or one-shot with --prompt)"),
+    "serve": ("trajvlm.serve.cli", "serve a model over an OpenAI-compatible HTTP API with a web page"),
 }
 
 

@@ -272,6 +272,59 @@ def _too_long_message(total: int, visual: int, new: int, limit: int, num_frames:
 # the generation core
 
 
+class _BatchStreamer:
+    """Streams every row of a batched ``generate``: ``callback(row, text)`` with each row's newly decoded text.
+
+    ``generate`` puts the (empty) prompt first, then one token per row (B,) per step; a row stops streaming after its
+    end-of-sequence token (the padding that follows is not text). Text ending in an incomplete character is held
+    back until the next token completes it. Also records when the first new token existed.
+    """
+
+    def __init__(
+        self, tokenizer, eos: int | list[int] | None, callback: Callable[[int, str], None] | None, start: float
+    ):
+        self.tokenizer = tokenizer
+        self.ends = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self.callback = callback
+        self.start = start
+        self.first_token_s: float | None = None
+        self.prompt_seen = False
+        self.tokens: list[list[int]] = []
+        self.sent: list[int] = []  # characters of each row's decoded text already given to the callback
+        self.done: list[bool] = []
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:  # the prompt (empty with inputs_embeds)
+            self.prompt_seen = True
+            return
+        column = value.reshape(-1).tolist()  # (B,)
+        if self.first_token_s is None:
+            self.first_token_s = time.perf_counter() - self.start
+            self.tokens = [[] for _ in column]
+            self.sent = [0] * len(column)
+            self.done = [False] * len(column)
+        for row, token in enumerate(column):
+            if self.done[row]:
+                continue
+            self.tokens[row].append(int(token))
+            self.done[row] = token in self.ends
+            self._flush(row, final=self.done[row])
+
+    def end(self) -> None:
+        for row in range(len(self.tokens)):
+            self._flush(row, final=True)
+
+    def _flush(self, row: int, final: bool) -> None:
+        if self.callback is None:
+            return
+        text = self.tokenizer.decode(self.tokens[row], skip_special_tokens=True)
+        if not final and text.endswith("\ufffd"):  # a multi-byte character is not complete yet
+            return
+        if len(text) > self.sent[row]:
+            piece, self.sent[row] = text[self.sent[row] :], len(text)
+            self.callback(row, piece)
+
+
 class _TimedStreamer(TextStreamer):
     """Records when the first new token appears and forwards finished text pieces to ``callback``.
 
@@ -388,6 +441,8 @@ def generate_batch(
     batch_size: int | None = None,
     max_context: int | None = None,
     failures: dict[int, str] | None = None,
+    answers: dict[int, Answer] | None = None,
+    on_text: Callable[[int, str], None] | None = None,
 ) -> list[str]:
     """Answer independent requests ``(video(s) or None, prompt, gen_kwargs)``; returns one string per request.
 
@@ -395,6 +450,9 @@ def generate_batch(
     ``batch_size`` (default: all) per forward. ``prompt`` is the user's text (or a chat message list); the
     ``until`` stop strings of ``gen_kwargs`` cut the answers. Without ``failures`` any unreadable video or
     over-long request raises; with a dict, those requests get ``""`` and ``failures[index] = reason`` instead.
+    With ``answers``, ``answers[index]`` receives each answered request's :class:`Answer` (token counts, timing;
+    ``total_s`` is its batch's). ``on_text(index, piece)`` streams each request's raw decoded text as it is
+    generated, before stop strings cut it (servers stream through this).
     """
     results: list[str] = [""] * len(requests)
     groups: dict[tuple, list[tuple[int, str, list[torch.Tensor], dict, list[str]]]] = {}
@@ -421,12 +479,21 @@ def generate_batch(
         size = batch_size or len(items)
         for start in range(0, len(items), size):
             chunk = items[start : start + size]
-            for i, answer in _generate_chunk(model, processor, chunk, limit, failures):
+            for i, answer in _generate_chunk(model, processor, chunk, limit, failures, answers, on_text):
                 results[i] = answer
     return results
 
 
-def _generate_chunk(model, processor, chunk, limit: int, failures: dict[int, str] | None) -> list[tuple[int, str]]:
+def _generate_chunk(
+    model,
+    processor,
+    chunk,
+    limit: int,
+    failures: dict[int, str] | None,
+    answers: dict[int, Answer] | None = None,
+    on_text: Callable[[int, str], None] | None = None,
+) -> list[tuple[int, str]]:
+    start = time.perf_counter()
     gen, stops = chunk[0][3], chunk[0][4]
     prep = prepare_inputs(model, processor, [c[1] for c in chunk], [c[2] for c in chunk])
     problems = check_context(prep, gen["max_new_tokens"], limit)
@@ -441,9 +508,27 @@ def _generate_chunk(model, processor, chunk, limit: int, failures: dict[int, str
         return []
     if len(keep) < len(chunk):
         prep = _select_rows(prep, keep)
-    out = _generate(model, processor, prep, gen)
+    eos = model.generation_config.eos_token_id or processor.tokenizer.eos_token_id
+    streamer = None
+    if on_text is not None or (answers is not None and int(gen.get("num_beams", 1)) == 1):  # no streamer with beams
+        callback = None if on_text is None else lambda row, piece: on_text(chunk[keep[row]][0], piece)
+        streamer = _BatchStreamer(processor.tokenizer, eos, callback, start)
+    out = _generate(model, processor, prep, gen, streamer=streamer)
     texts = processor.tokenizer.batch_decode(out, skip_special_tokens=True)
-    return [(chunk[r][0], cut_at_stops(t, stops).strip()) for r, t in zip(keep, texts, strict=True)]
+    results = [(chunk[r][0], cut_at_stops(t, stops).strip()) for r, t in zip(keep, texts, strict=True)]
+    if answers is not None:
+        total = time.perf_counter() - start
+        first = streamer.first_token_s if streamer is not None and streamer.first_token_s is not None else total
+        for row, (i, text) in enumerate(results):
+            answers[i] = Answer(
+                text=text,
+                visual_tokens=prep.visual_tokens[row],
+                prompt_tokens=prep.lengths[row],
+                new_tokens=_count_new(out[row], eos),
+                time_to_first_token_s=first,
+                total_s=total,
+            )
+    return results
 
 
 @torch.no_grad()

@@ -1,0 +1,59 @@
+"""The demo's stage runner: a failed stage stops the demo with one line (stage, exit status, log), no traceback."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def demo(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("demo_script", ROOT / "scripts" / "demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "LOG_DIR", tmp_path / "logs")
+    return module
+
+
+def test_nonzero_exit_names_stage_status_and_log(demo, tmp_path):
+    cmd = [sys.executable, "-c", "import sys; print('working'); sys.exit(3)"]
+    with pytest.raises(demo.StageFailed) as err:
+        demo.step("train the thing", tmp_path / "out.json", cmd)
+    log = tmp_path / "logs" / "train-the-thing.log"
+    assert "stage 'train the thing'" in str(err.value) and "exit status 3" in str(err.value)
+    assert str(log) in str(err.value)
+    assert "working" in log.read_text()
+
+
+def test_exit_zero_with_logged_evaluation_error_fails(demo, tmp_path):
+    # lmms-eval 0.7.3 prints the traceback and "Error during evaluation" but exits 0
+    cmd = [sys.executable, "-c", "print('Error during evaluation: boom. Please set --verbosity=DEBUG')"]
+    with pytest.raises(demo.StageFailed, match="exited 0 but logged an error"):
+        demo.step("evaluate x", tmp_path / "done", cmd, error_markers=demo.LMMS_EVAL_ERRORS)
+    assert not (tmp_path / "done").exists()
+
+
+def test_stage_without_its_output_fails(demo, tmp_path):
+    with pytest.raises(demo.StageFailed, match="wrote no"):
+        demo.step("make file", tmp_path / "result.json", [sys.executable, "-c", "pass"])
+
+
+def test_done_stage_is_skipped(demo, tmp_path, capsys):
+    (tmp_path / "result.json").write_text("{}")
+    demo.step("make file", tmp_path / "result.json", [sys.executable, "-c", "raise SystemExit(1)"])
+    assert "already done" in capsys.readouterr().out
+
+
+def test_main_prints_one_line_and_no_traceback(demo, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(demo, "PY", "false")  # every stage's command fails: the first one stops the demo
+    assert demo.main(["--out", str(tmp_path / "demo")]) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err
+    assert "stage 'synthetic world' failed with exit status 1" in lines[0]
+    assert str(tmp_path / "demo" / "logs") in lines[0] and "rerun" in lines[0]

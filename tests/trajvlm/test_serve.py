@@ -1,0 +1,548 @@
+"""trajvlm serve: the official `openai` client against a live uvicorn server on 127.0.0.1 with a tiny TrajVLM.
+
+Plain and streamed answers (equal to the shared inference path's), file / data-URL / frames inputs, multi-turn,
+batching of concurrent requests, and every error status: 400 403 404 413 422 429 504, the server alive after each.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("fastapi", reason="the server needs fastapi: pip install 'trajvlm[serve]'")
+pytest.importorskip("uvicorn", reason="the server needs uvicorn: pip install 'trajvlm[serve]'")
+openai = pytest.importorskip("openai", reason="the client tests need the openai package")
+httpx = pytest.importorskip("httpx")
+
+from tests.trajvlm.helpers import random_video, tiny_trajvlm  # noqa: E402
+from trajvlm.inference import generate_batch, load_model  # noqa: E402
+from trajvlm.serve import ServeConfig, create_app  # noqa: E402
+
+NAME = "tiny-trajvlm"
+QUESTION = "What happens in the video?"
+
+
+# --------------------------------------------------------------------------------------------- live servers
+
+
+@contextlib.contextmanager
+def live_server(app) -> Iterator[str]:
+    """Run ``app`` with uvicorn in a thread on a free loopback port; yields the base URL, stops on exit."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def write_clip(path: Path, seed: int = 5, frames: int = 6) -> Path:
+    from trajtok.videowriter import write_video
+
+    video = random_video(num_frames=frames, height=48, width=48, seed=seed).permute(0, 2, 3, 1).numpy()  # (T, H, W, 3)
+    return write_video(path, video, fps=10.0)
+
+
+def saved_tiny_model(base_path: Path, out: Path, connector: str = "trajtok") -> Path:
+    """A tiny TrajVLM saved like a real checkpoint, with a 4-frame processor."""
+    model, processor = tiny_trajvlm(base_path, connector=connector)
+    model.save_pretrained(out)
+    processor.num_frames = 4
+    processor.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_base_path, tmp_path_factory) -> Path:
+    return saved_tiny_model(tiny_base_path, tmp_path_factory.mktemp("serve_model"))
+
+
+@pytest.fixture(scope="module")
+def loaded(model_dir):
+    return load_model(model_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def media_root(tmp_path_factory) -> Path:
+    """A media root with a clip and a corrupt file; beside it (outside the root) a secret clip and a symlink to it."""
+    top = tmp_path_factory.mktemp("media")
+    root = top / "root"
+    root.mkdir()
+    write_clip(root / "clip.mp4")
+    (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    write_clip(top / "secret.mp4", seed=9)
+    (root / "link.mp4").symlink_to(top / "secret.mp4")
+    return root
+
+
+def make_app(loaded, media_root: Path | None, **settings):
+    model, processor = loaded
+    cfg = ServeConfig(model=Path(NAME), media_root=media_root, **settings)
+    return create_app(model, processor, cfg)
+
+
+@pytest.fixture(scope="module")
+def server(loaded, media_root) -> Iterator[str]:
+    with live_server(make_app(loaded, media_root, max_upload_mb=1.0, max_concurrency=4)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def video_message(url: str, text: str = QUESTION) -> list[dict]:
+    return [
+        {"role": "user", "content": [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": text}]}
+    ]
+
+
+def data_url(path: Path, media_type: str = "video/mp4") -> str:
+    return f"data:{media_type};base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
+def expected_answer(loaded, video_path: Path, text: str = QUESTION, max_new_tokens: int = 8, **sampling) -> str:
+    """The answer of the shared inference path (what `trajvlm chat` and evaluation give) for the same request."""
+    model, processor = loaded
+    frames = processor.load_video(video_path, **sampling)
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
+    return generate_batch(model, processor, [(frames, messages, {"max_new_tokens": max_new_tokens})])[0]
+
+
+# --------------------------------------------------------------------------------------------- the shared path
+
+
+def test_generate_batch_reports_answers_and_streams_each_request(loaded, media_root):
+    """The hook the server batches through: per-request token counts equal a single VideoChat turn's, and each
+    request's streamed pieces make up its answer."""
+    from trajvlm.inference import VideoChat
+
+    model, processor = loaded
+    frames = processor.load_video(media_root / "clip.mp4")
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": QUESTION}]}]
+    requests = [
+        (frames, messages, {"max_new_tokens": 7}),
+        (None, "Hi", {"max_new_tokens": 7}),
+        (random_video(num_frames=4, seed=2), "Describe it.", {"max_new_tokens": 7}),
+    ]
+    answers, pieces = {}, {}
+    texts = generate_batch(
+        model, processor, requests, answers=answers, on_text=lambda i, p: pieces.setdefault(i, []).append(p)
+    )
+    assert sorted(answers) == [0, 1, 2] and [a.text for a in (answers[0], answers[1], answers[2])] == texts
+    for i, text in enumerate(texts):
+        assert "".join(pieces[i]).strip() == text
+    alone = VideoChat(model, processor, video=frames).ask(QUESTION, max_new_tokens=7)
+    got = answers[0]
+    assert (got.text, got.visual_tokens, got.prompt_tokens, got.new_tokens) == (
+        alone.text,
+        alone.visual_tokens,
+        alone.prompt_tokens,
+        alone.new_tokens,
+    )
+    assert answers[1].visual_tokens == 0 and answers[2].visual_tokens > 0
+    assert 0 < got.time_to_first_token_s <= got.total_s
+
+
+def test_engine_isolates_a_request_that_breaks_its_batch(loaded):
+    """A request whose frames make the batched forward raise fails alone (500); its batch-mates are answered."""
+    import asyncio
+
+    from trajvlm.serve.engine import Engine, Job
+
+    model, processor = loaded
+    engine = Engine(model, processor, ServeConfig(max_concurrency=4, batch_wait_ms=200))
+    good = random_video(num_frames=4, seed=1)
+    bad = torch.zeros(4, 2, 8, 8, dtype=torch.uint8)  # two channels: the video processor raises inside the batch
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": QUESTION}]}]
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        jobs = [Job(v, messages, {"max_new_tokens": 4}, loop) for v in (good, bad, good)]
+        for job in jobs:
+            engine.submit(job)
+        outcomes = []
+        for job in jobs:
+            while True:
+                kind, value = await asyncio.wait_for(job.events.get(), timeout=60)
+                if kind != "text":
+                    outcomes.append((kind, value))
+                    break
+        return outcomes
+
+    engine.start()
+    try:
+        outcomes = asyncio.run(scenario())
+    finally:
+        engine.stop()
+    assert [k for k, _ in outcomes] == ["done", "error", "done"]
+    assert outcomes[1][1].status == 500 and "channels" in outcomes[1][1].message
+    assert outcomes[0][1].text == outcomes[2][1].text
+    assert engine.largest_batch == 3  # they were one batch first
+
+
+# --------------------------------------------------------------------------------------------- answers
+
+
+def test_models_and_health(client, server):
+    models = client.models.list()
+    assert [m.id for m in models.data] == [NAME]
+    card = models.data[0].model_dump()
+    assert card["connector"] == "trajtok" and card["trajectory_overlay"] is True and card["max_frames"] == 64
+    assert client.models.retrieve(NAME).id == NAME
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("other")
+    health = httpx.get(f"{server}/health").json()
+    assert health["status"] == "ok" and health["model"] == NAME
+
+
+def test_file_url_answer_matches_shared_path(client, loaded, media_root):
+    out = client.chat.completions.create(
+        model=NAME, messages=video_message((media_root / "clip.mp4").as_uri()), max_tokens=8, temperature=0
+    )
+    choice = out.choices[0]
+    assert choice.message.role == "assistant"
+    assert choice.message.content == expected_answer(loaded, media_root / "clip.mp4")
+    assert choice.finish_reason in ("stop", "length")
+    usage = out.usage.model_dump()
+    assert usage["video_frames"] == 4  # the model's saved sampling
+    assert usage["visual_tokens"] > 0
+    assert usage["prompt_tokens"] > usage["visual_tokens"]  # text + visual tokens
+    assert 1 <= usage["completion_tokens"] <= 8
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+def test_streaming_equals_plain(client, media_root):
+    messages = video_message((media_root / "clip.mp4").as_uri())
+    plain = client.chat.completions.create(model=NAME, messages=messages, max_tokens=12)
+    stream = client.chat.completions.create(
+        model=NAME, messages=messages, max_tokens=12, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == plain.choices[0].message.content
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) >= 2  # it really streamed in pieces
+    assert chunks[0].choices[0].delta.role == "assistant"
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == [plain.choices[0].finish_reason]
+    assert chunks[-1].choices == [] and chunks[-1].usage.model_dump() == plain.usage.model_dump()
+
+
+def test_stop_strings_cut_plain_and_streamed(client, media_root):
+    messages = video_message((media_root / "clip.mp4").as_uri())
+    full = client.chat.completions.create(model=NAME, messages=messages, max_tokens=12).choices[0].message.content
+    stop = full.split()[1] if len(full.split()) > 1 else full[1:3]
+    cut = client.chat.completions.create(model=NAME, messages=messages, max_tokens=12, stop=[stop])
+    assert cut.choices[0].message.content == full[: full.index(stop)].strip()
+    assert cut.choices[0].finish_reason == "stop"
+    streamed = client.chat.completions.create(model=NAME, messages=messages, max_tokens=12, stop=stop, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == cut.choices[0].message.content
+
+
+def test_data_url_upload_and_sampling(client, loaded, media_root):
+    clip = media_root / "clip.mp4"
+    out = client.chat.completions.create(model=NAME, messages=video_message(data_url(clip)), max_tokens=8)
+    assert out.choices[0].message.content == expected_answer(loaded, clip)
+    two = client.chat.completions.create(
+        model=NAME,
+        messages=video_message(data_url(clip)),
+        max_tokens=8,
+        extra_body={"media_io_kwargs": {"video": {"num_frames": 2}}},
+    )
+    assert two.usage.model_dump()["video_frames"] == 2
+    assert two.choices[0].message.content == expected_answer(loaded, clip, num_frames=2)
+
+
+def test_presampled_jpeg_frames(client):
+    from PIL import Image
+
+    frames = random_video(num_frames=5, height=48, width=48, seed=3).permute(0, 2, 3, 1).numpy()  # (T, H, W, 3)
+    parts = []
+    for frame in frames:
+        buf = io.BytesIO()
+        Image.fromarray(frame).save(buf, format="JPEG", quality=90)
+        parts.append(base64.b64encode(buf.getvalue()).decode())
+    url = "data:video/jpeg;base64," + ",".join(parts)
+    out = client.chat.completions.create(model=NAME, messages=video_message(url), max_tokens=6)
+    usage = out.usage.model_dump()
+    assert usage["video_frames"] == 5 and usage["visual_tokens"] > 0  # every pre-sampled frame is used
+    thinned = client.chat.completions.create(
+        model=NAME,
+        messages=video_message(url),
+        max_tokens=6,
+        extra_body={"media_io_kwargs": {"video": {"num_frames": 3}}},
+    )
+    assert thinned.usage.model_dump()["video_frames"] == 3
+
+
+def test_multi_turn_and_text_only(client, media_root):
+    first_messages = video_message((media_root / "clip.mp4").as_uri())
+    first = client.chat.completions.create(model=NAME, messages=first_messages, max_tokens=6)
+    history = [
+        *first_messages,
+        {"role": "assistant", "content": first.choices[0].message.content},
+        {"role": "user", "content": "And then?"},
+    ]
+    second = client.chat.completions.create(model=NAME, messages=history, max_tokens=6)
+    u1, u2 = first.usage.model_dump(), second.usage.model_dump()
+    assert u2["visual_tokens"] == u1["visual_tokens"]  # the same video, once, in the first user turn
+    assert u2["prompt_tokens"] > u1["prompt_tokens"]  # the history is part of the prompt
+    text = client.chat.completions.create(
+        model=NAME,
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        max_tokens=4,
+    )
+    assert text.usage.model_dump()["visual_tokens"] == 0 and text.choices[0].message.content is not None
+
+
+def test_concurrent_requests_are_batched(client, server, media_root):
+    """Requests that arrive together share generate_batch calls and get the answers they get alone."""
+    url = (media_root / "clip.mp4").as_uri()
+    questions = [f"Question number {k}?" for k in range(6)]
+    alone = [
+        client.chat.completions.create(model=NAME, messages=video_message(url, q), max_tokens=6)
+        .choices[0]
+        .message.content
+        for q in questions
+    ]
+    before = httpx.get(f"{server}/health").json()
+    results: dict[int, str] = {}
+
+    def ask(k: int) -> None:
+        out = client.chat.completions.create(model=NAME, messages=video_message(url, questions[k]), max_tokens=6)
+        results[k] = out.choices[0].message.content
+
+    refused: list[int] = []
+
+    def ask_badly(url: str) -> None:  # bad requests arriving at the same time must not disturb the good ones
+        try:
+            client.chat.completions.create(model=NAME, messages=video_message(url), max_tokens=6)
+        except openai.APIStatusError as e:
+            refused.append(e.status_code)
+
+    bad_urls = [(media_root / "broken.mp4").as_uri(), (media_root / "link.mp4").as_uri()]
+    threads = [threading.Thread(target=ask, args=(k,)) for k in range(6)]
+    threads += [threading.Thread(target=ask_badly, args=(u,)) for u in bad_urls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    after = httpx.get(f"{server}/health").json()
+    assert [results[k] for k in range(6)] == alone
+    assert sorted(refused) == [403, 422]
+    assert after["served"] - before["served"] == 6
+    assert after["batches"] - before["batches"] < 6 and after["largest_batch"] >= 2  # some requests shared a forward
+    assert after["admitted"] == 0
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+
+def _error(response: httpx.Response) -> dict:
+    body = response.json()
+    assert set(body) == {"error"} and {"message", "type", "param", "code"} <= set(body["error"])
+    return body["error"]
+
+
+def test_malformed_requests_are_400(server, client):
+    bad_json = httpx.post(f"{server}/v1/chat/completions", content=b'{"model": "x", "messages": [', timeout=10)
+    assert bad_json.status_code == 400
+    assert "not valid JSON" in _error(bad_json)["message"] and _error(bad_json)["type"] == "invalid_request_error"
+    with pytest.raises(openai.BadRequestError, match="max_tokens"):
+        client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Hi"}], max_tokens=0)
+    with pytest.raises(openai.BadRequestError, match="messages"):
+        client.chat.completions.create(model=NAME, messages=[])
+    with pytest.raises(openai.BadRequestError, match="no network access"):
+        client.chat.completions.create(model=NAME, messages=video_message("https://example.com/v.mp4"))
+    with pytest.raises(openai.BadRequestError, match="num_frames 1000 is over"):
+        client.chat.completions.create(
+            model=NAME,
+            messages=video_message("data:video/mp4;base64,AAAA"),
+            extra_body={"media_io_kwargs": {"video": {"num_frames": 1000}}},
+        )
+    with pytest.raises(openai.BadRequestError, match="not valid base64"):
+        client.chat.completions.create(model=NAME, messages=video_message("data:video/mp4;base64,@@@@"))
+
+
+def test_unknown_model_is_404(client, server):
+    with pytest.raises(openai.NotFoundError, match="does not exist") as info:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+    assert info.value.body["code"] == "model_not_found"
+    assert httpx.get(f"{server}/nowhere").status_code == 404
+
+
+def test_paths_outside_media_root_are_403(client, media_root):
+    outside = [
+        f"file://{media_root}/../secret.mp4",  # '..' out of the root
+        (media_root.parent / "secret.mp4").as_uri(),  # an absolute path beside it
+        (media_root / "link.mp4").as_uri(),  # a symlink inside the root pointing out of it
+        "file:///etc/passwd",
+    ]
+    for url in outside:
+        with pytest.raises(openai.PermissionDeniedError, match="outside the media root") as info:
+            client.chat.completions.create(model=NAME, messages=video_message(url))
+        assert info.value.body["code"] == "outside_media_root"
+    with pytest.raises(openai.NotFoundError, match="video not found"):
+        client.chat.completions.create(model=NAME, messages=video_message((media_root / "nothing.mp4").as_uri()))
+
+
+def test_file_urls_refused_without_media_root(loaded, media_root):
+    with live_server(make_app(loaded, None)) as url:
+        plain = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        with pytest.raises(openai.PermissionDeniedError, match="--media-root"):
+            plain.chat.completions.create(model=NAME, messages=video_message((media_root / "clip.mp4").as_uri()))
+
+
+def test_oversize_upload_is_413_before_the_body_is_read(client, server):
+    big = "data:video/mp4;base64," + "A" * (2 * 1024 * 1024)  # 1.5 MiB decoded > --max-upload-mb 1
+    with pytest.raises(openai.APIStatusError, match="over this server's limit") as info:
+        client.chat.completions.create(model=NAME, messages=video_message(big))
+    assert info.value.status_code == 413
+    # A client that announces 64 MiB and sends only the headers and a few bytes gets the 413 at once.
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 67108864\r\n\r\n{"model": '
+        )
+        head = sock.recv(65536).decode()
+    assert head.startswith("HTTP/1.1 413")
+    assert json.loads(head.split("\r\n\r\n", 1)[1])["error"]["code"] == "request_too_large"
+    # Without a Content-Length (chunked), reading stops as soon as the bytes pass the limit.
+    piece = b"A" * (256 * 1024)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        for _ in range(12):  # 3 MiB > the 2.3 MiB body limit of a 1 MiB upload
+            sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        head = sock.recv(65536).decode()
+    assert head.startswith("HTTP/1.1 413")
+
+
+def test_corrupt_video_is_422_naming_the_reason(client, media_root):
+    with pytest.raises(openai.UnprocessableEntityError, match="cannot decode the video: .*broken.mp4") as info:
+        client.chat.completions.create(model=NAME, messages=video_message((media_root / "broken.mp4").as_uri()))
+    assert info.value.body["code"] == "invalid_video"
+    junk = "data:video/mp4;base64," + base64.b64encode(b"not a video at all" * 50).decode()
+    with pytest.raises(openai.UnprocessableEntityError, match="cannot decode the uploaded video/mp4 video") as info:
+        client.chat.completions.create(model=NAME, messages=video_message(junk))
+    assert "trajvlm-serve-" not in info.value.body["message"]  # the server's temporary paths stay private
+
+
+def test_full_queue_is_429_and_timeout_is_504(loaded, media_root):
+    """With the model busy (its lock held), one request runs, one waits, the next is refused; waiting past the
+    request timeout answers 504; the server answers normally afterwards."""
+    app = make_app(loaded, media_root, max_concurrency=1, max_queue=1, request_timeout_s=1.5)
+    engine = app.state.engine
+    with live_server(app) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=30)
+        errors: dict[int, Exception] = {}
+
+        def ask(k: int) -> None:
+            try:
+                client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
+            except openai.APIStatusError as e:
+                errors[k] = e
+
+        with engine.lock:
+            first = threading.Thread(target=ask, args=(0,))
+            first.start()
+            _wait_for(lambda: engine.stats()["running"] == 1)
+            second = threading.Thread(target=ask, args=(1,))
+            second.start()
+            _wait_for(lambda: engine.stats()["admitted"] == 2)
+            with pytest.raises(openai.RateLimitError, match="busy") as info:
+                client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Hi"}])
+            assert info.value.status_code == 429 and info.value.body["code"] == "queue_full"
+            first.join(timeout=20)
+            second.join(timeout=20)
+        assert {k: e.status_code for k, e in errors.items()} == {0: 504, 1: 504}
+        assert errors[0].body["code"] == "timeout"
+        out = client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
+        assert out.choices[0].message.content is not None
+        _wait_for(lambda: engine.stats()["admitted"] == 0)
+
+
+def test_client_leaving_a_stream_frees_its_place(server, media_root):
+    url = (media_root / "clip.mp4").as_uri()
+    body = {"model": NAME, "messages": video_message(url), "max_tokens": 64, "stream": True}
+    with httpx.stream("POST", f"{server}/v1/chat/completions", json=body, timeout=30) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        first = next(response.iter_lines())
+        assert json.loads(first.removeprefix("data: "))["choices"][0]["delta"]["role"] == "assistant"
+    _wait_for(lambda: httpx.get(f"{server}/health").json()["admitted"] == 0)
+
+
+def test_cli_refuses_a_missing_model(tmp_path, capsys):
+    from trajvlm.cli import main
+
+    assert main(["serve", "--model", str(tmp_path / "nothing")]) == 2
+    assert "error: model directory not found" in capsys.readouterr().err
+    assert main(["serve", "--model", str(tmp_path), "--media-root", str(tmp_path / "none")]) == 2
+    assert "media root is not a directory" in capsys.readouterr().err
+
+
+def test_server_survives_every_error(server, client):
+    assert httpx.get(f"{server}/health").json()["status"] == "ok"
+    out = client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
+    assert out.usage.completion_tokens >= 1
+
+
+def test_trajectory_overlay(server, media_root, loaded):
+    got = httpx.post(
+        f"{server}/v1/trajectory_overlay", json={"video_url": {"url": (media_root / "clip.mp4").as_uri()}}, timeout=60
+    )
+    assert got.status_code == 200
+    body = got.json()
+    assert body["image"].startswith("data:image/gif;base64,") and body["frames"] == 4 and body["trajectories"] >= 1
+    gif = base64.b64decode(body["image"].split(",", 1)[1])
+    assert gif[:6] in (b"GIF87a", b"GIF89a")
+    outside = httpx.post(f"{server}/v1/trajectory_overlay", json={"video_url": {"url": "file:///etc/passwd"}})
+    assert outside.status_code == 403
+
+
+def test_overlay_unavailable_for_pool_model(tiny_base_path, media_root):
+    model, processor = load_model(tiny_base_path, device="cpu", num_frames=2)  # a llava-hf base: pool connector
+    app = create_app(model, processor, ServeConfig(model=Path(NAME), media_root=media_root))
+    with live_server(app) as url:
+        assert httpx.get(f"{url}/v1/models").json()["data"][0]["trajectory_overlay"] is False
+        got = httpx.post(
+            f"{url}/v1/trajectory_overlay", json={"video_url": {"url": (media_root / "clip.mp4").as_uri()}}
+        )
+        assert got.status_code == 400 and _error(got)["code"] == "overlay_unavailable"
+        assert "'pool' connector" in _error(got)["message"]
+
+
+def _wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.01)

@@ -1,0 +1,269 @@
+"""Video URLs of a request -> decoded frames, with the server's safety rules.
+
+Accepted, as vLLM accepts them for video models:
+
+- ``file:///abs/path.mp4`` (or a folder of frames): only inside ``--media-root``; ``..`` and symlinks are resolved
+  first, so nothing outside the root can be named. Without a media root every file URL is refused (403).
+- ``data:video/<type>;base64,<bytes>``: an uploaded video, at most ``--max-upload-mb`` once decoded (413).
+- ``data:video/jpeg;base64,<f1>,<f2>,...`` (or ``video/png``): pre-sampled frames, one base64 image each.
+- ``http(s)://`` is refused (400): the server assumes no network access.
+
+Per-request sampling comes from ``media_io_kwargs: {"video": {"num_frames": n}}`` or ``{"fps": f}``; every video is
+capped at ``--max-frames``. Decoding goes through the processor (``trajtok.video.load_video``), the same path as
+``trajvlm chat`` and evaluation; an undecodable video is a 422 naming the reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import torch
+
+from trajvlm.serve.config import ServeConfig
+from trajvlm.serve.errors import APIError
+
+logger = logging.getLogger(__name__)
+
+# data URL media types of pre-sampled frames, and the image suffix each frame is written with
+FRAME_TYPES = {"video/jpeg": ".jpg", "video/jpg": ".jpg", "video/png": ".png"}
+# data URL media types of whole videos -> the suffix of the temporary file (the decoder probes the content anyway)
+VIDEO_SUFFIXES = {
+    "video/mp4": ".mp4",
+    "video/webm": ".webm",
+    "video/quicktime": ".mov",
+    "video/x-matroska": ".mkv",
+    "video/x-msvideo": ".avi",
+    "video/avi": ".avi",
+    "video/mpeg": ".mpg",
+    "video/ogg": ".ogv",
+}
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".mpg", ".mpeg", ".ogv", ".m4v", ".gif")
+_DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)(?P<params>(;[\w.+-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I)
+
+
+@dataclass
+class Sampling:
+    """How frames are taken from one video: a count or a rate, bounded by ``max_frames``."""
+
+    num_frames: int | None = None
+    fps: float | None = None
+    max_frames: int | None = None
+
+
+def parse_sampling(media_io_kwargs: Any, cfg: ServeConfig) -> Sampling:
+    """``media_io_kwargs`` of a request -> :class:`Sampling` (400 for unknown keys or bad values)."""
+    video = {}
+    if media_io_kwargs is not None:
+        if not isinstance(media_io_kwargs, dict):
+            raise APIError(
+                400, 'media_io_kwargs must be an object like {"video": {"num_frames": 8}}', param="media_io_kwargs"
+            )
+        unknown = sorted(set(media_io_kwargs) - {"video"})
+        if unknown:
+            raise APIError(
+                400, f"media_io_kwargs: unknown media {unknown}; only 'video' is supported", param="media_io_kwargs"
+            )
+        video = media_io_kwargs.get("video") or {}
+        if not isinstance(video, dict):
+            raise APIError(400, "media_io_kwargs.video must be an object", param="media_io_kwargs")
+    unknown = sorted(set(video) - {"num_frames", "fps"})
+    if unknown:
+        raise APIError(
+            400,
+            f"media_io_kwargs.video: unknown keys {unknown}; expected 'num_frames' or 'fps'",
+            param="media_io_kwargs",
+        )
+    num_frames, fps = video.get("num_frames"), video.get("fps")
+    if num_frames is not None and fps is not None:
+        raise APIError(400, "media_io_kwargs.video: give num_frames or fps, not both", param="media_io_kwargs")
+    if num_frames is not None:
+        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+            raise APIError(
+                400,
+                f"media_io_kwargs.video.num_frames must be a positive integer, got {num_frames!r}",
+                param="media_io_kwargs",
+            )
+        if num_frames > cfg.max_frames:
+            raise APIError(
+                400,
+                f"media_io_kwargs.video.num_frames {num_frames} is over this server's limit of "
+                f"{cfg.max_frames} frames per video (--max-frames)",
+                param="media_io_kwargs",
+            )
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 1000):
+        raise APIError(
+            400, f"media_io_kwargs.video.fps must be a number in (0, 1000], got {fps!r}", param="media_io_kwargs"
+        )
+    return Sampling(num_frames=num_frames, fps=None if fps is None else float(fps), max_frames=cfg.max_frames)
+
+
+def resolve_file_url(url: str, media_root: Path | None) -> Path:
+    """A ``file://`` URL -> the resolved path inside ``media_root`` (403 outside it or without a root)."""
+    if media_root is None:
+        raise APIError(
+            403,
+            "file:// video URLs are disabled on this server; start it with --media-root DIR to "
+            "serve videos from DIR, or upload the video as a data:video/<type>;base64 URL",
+            code="media_root_not_set",
+            param="messages",
+        )
+    parsed = urlparse(url)
+    if parsed.netloc not in ("", "localhost"):
+        raise APIError(
+            400,
+            f"file URL with a host {parsed.netloc!r}: only local paths (file:///path) are accepted",
+            param="messages",
+        )
+    raw = unquote(parsed.path)
+    if "\x00" in raw or not raw.startswith("/"):
+        raise APIError(400, f"file URL must hold an absolute path, got {url!r}", param="messages")
+    try:
+        path = Path(raw).resolve()  # removes '..' and follows every symlink, so the check below sees the real target
+    except (OSError, RuntimeError) as e:  # a symlink loop
+        raise APIError(
+            403, f"{raw} cannot be resolved inside the media root ({e})", code="outside_media_root", param="messages"
+        ) from e
+    if not path.is_relative_to(media_root):
+        raise APIError(
+            403,
+            f"{raw} is outside the media root {media_root} (after resolving '..' and symlinks)",
+            code="outside_media_root",
+            param="messages",
+        )
+    if not path.exists():
+        raise APIError(404, f"video not found under the media root: {raw}", code="media_not_found", param="messages")
+    return path
+
+
+def split_data_url(url: str) -> tuple[str, str]:
+    """``data:<type>[;params];base64,<payload>`` -> (lower-case media type, payload) (400 if not base64)."""
+    match = _DATA_URL.match(url)
+    if match is None or not match.group("b64"):
+        raise APIError(400, "a data URL must look like data:video/<type>;base64,<data>", param="messages")
+    return match.group("type").lower(), url[match.end() :]
+
+
+def b64decode(payload: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise APIError(400, f"{what} is not valid base64 ({e})", param="messages") from e
+
+
+def check_upload_size(payload_chars: int, cfg: ServeConfig) -> None:
+    """413 when base64 text of ``payload_chars`` decodes to more than ``--max-upload-mb``, before decoding it."""
+    size = payload_chars * 3 // 4
+    if size > cfg.max_upload_bytes:
+        raise APIError(
+            413,
+            f"uploaded video is {size / 2**20:.1f} MiB, over this server's limit of "
+            f"{cfg.max_upload_mb:g} MiB (--max-upload-mb)",
+            code="upload_too_large",
+            param="messages",
+        )
+
+
+def load_video_url(url: str, processor, cfg: ServeConfig, sampling: Sampling) -> torch.Tensor:
+    """Decode the video a URL names -> uint8 frames (T, C, H, W). Raises :class:`APIError` with the right status."""
+    from trajtok.video import VideoDecodeError, load_video
+
+    if not isinstance(url, str) or not url:
+        raise APIError(400, "video_url.url must be a non-empty string", param="messages")
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme in ("http", "https"):
+        raise APIError(
+            400,
+            f"{scheme} video URLs are not fetched: this server assumes no network access. Send the "
+            "video as data:video/<type>;base64,... or as a file:// path under the server's --media-root",
+            code="remote_url_refused",
+            param="messages",
+        )
+    # the request's count or rate replaces the model's saved sampling; both bounds (saved, server) apply
+    bounds = [b for b in (processor.max_frames, sampling.max_frames) if b is not None]
+    settings: dict[str, Any] = {"max_frames": min(bounds) if bounds else None}
+    if sampling.num_frames is not None:
+        settings["num_frames"] = sampling.num_frames
+    if sampling.fps is not None:
+        settings["fps"] = sampling.fps
+    if scheme == "file":
+        path = resolve_file_url(url, cfg.media_root)
+        try:
+            return processor.load_video(path, **settings)
+        except VideoDecodeError as e:
+            raise APIError(422, f"cannot decode the video: {e}", code="invalid_video", param="messages") from e
+    if scheme != "data":
+        raise APIError(
+            400,
+            f"unsupported video URL scheme {scheme or url[:20]!r}: use data:video/...;base64 or file://",
+            param="messages",
+        )
+    media_type, payload = split_data_url(url)
+    check_upload_size(len(payload), cfg)
+    with tempfile.TemporaryDirectory(prefix="trajvlm-serve-") as tmp:
+        if media_type in FRAME_TYPES:  # pre-sampled frames: every one of them, unless num_frames asks otherwise
+            if sampling.fps is not None:
+                raise APIError(
+                    400,
+                    "fps sampling needs a video with timestamps; pre-sampled frames take num_frames",
+                    param="media_io_kwargs",
+                )
+            parts = [p for p in payload.split(",") if p]
+            if not parts:
+                raise APIError(400, "a frames data URL holds no frames", param="messages")
+            for k, part in enumerate(parts):
+                (Path(tmp) / f"frame_{k:06d}{FRAME_TYPES[media_type]}").write_bytes(b64decode(part, f"frame {k}"))
+            source, label = Path(tmp), f"uploaded frames ({len(parts)} {media_type.split('/')[1]} images)"
+            try:
+                return load_video(source, num_frames=sampling.num_frames, max_frames=sampling.max_frames).frames
+            except VideoDecodeError as e:
+                raise APIError(
+                    422, f"cannot decode {label}: {_hide(e, tmp)}", code="invalid_video", param="messages"
+                ) from e
+        if not media_type.startswith("video/"):
+            raise APIError(
+                400,
+                f"data URL of type {media_type!r}: send a video (data:video/mp4;base64,...) or "
+                "frames (data:video/jpeg;base64,<f1>,<f2>,...)",
+                param="messages",
+            )
+        source = Path(tmp) / f"upload{VIDEO_SUFFIXES.get(media_type, '.bin')}"
+        source.write_bytes(b64decode(payload, "the uploaded video"))
+        try:
+            return processor.load_video(source, **settings)
+        except VideoDecodeError as e:
+            raise APIError(
+                422,
+                f"cannot decode the uploaded {media_type} video: {_hide(e, tmp)}",
+                code="invalid_video",
+                param="messages",
+            ) from e
+
+
+def _hide(error: Exception, tmp: str) -> str:
+    """The decoder's message without the server's temporary path."""
+    return str(error).replace(str(Path(tmp)) + "/", "").replace(tmp, "upload")
+
+
+def list_media(media_root: Path | None, limit: int = 500) -> list[dict[str, Any]]:
+    """Videos under the media root (sorted, at most ``limit``), as ``file://`` URLs the page can send back."""
+    if media_root is None:
+        return []
+    out = []
+    for path in sorted(media_root.rglob("*")):
+        if len(out) >= limit:
+            break
+        if path.suffix.lower() not in VIDEO_EXTENSIONS or not path.is_file():
+            continue
+        real = path.resolve()
+        if not real.is_relative_to(media_root):
+            continue
+        out.append({"name": str(path.relative_to(media_root)), "url": real.as_uri(), "bytes": real.stat().st_size})
+    return out
