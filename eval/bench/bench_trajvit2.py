@@ -8,7 +8,8 @@ generated from ``--seed`` (``trajtok synth``: videos with captions and exact tra
 1. Retrieval. Each video encoder is trained with the same ``trajtok train`` recipe (preset ``trajvit2_quick``:
    same steps, batch, schedule, transformer and text tower): ``trajvit2`` (TrajTok co-trained from scratch),
    ``trajvit2_segpre`` (TrajTok started from step 0's segmenter, then co-trained), ``vit3d`` (space-time patches),
-   ``trajvit`` (one token per ground-truth trajectory). Evaluated on the held-out test split: text->video and
+   ``vit3d_2x`` (twice the steps: as many as trajvit2_segpre's pretraining + training), ``trajvit`` (one token per
+   ground-truth trajectory). Evaluated on the held-out test split: text->video and
    video->text R@1/5/10 (each video's first caption), zero-shot object counting by text prompts, video tokens per
    clip, training time (``trajvit2_segpre``: with its pretraining) and inference time per video.
 2. Probes. A classification task of the world (number of objects visible in the clip) on the frozen dense features
@@ -33,12 +34,13 @@ import sys
 import time
 from pathlib import Path
 
-# retrieval rows: name -> (video encoder, tokenizer initialised from the segmentation-pretrained run)
+# retrieval rows: name -> (video encoder, tokenizer initialised from the segmentation-pretrained run, step factor)
 MODELS = {
-    "trajvit2": ("trajtok", False),
-    "trajvit2_segpre": ("trajtok", True),
-    "vit3d": ("vit3d", False),
-    "trajvit": ("trajvit", False),
+    "trajvit2": ("trajtok", False, 1),
+    "trajvit2_segpre": ("trajtok", True, 1),
+    "vit3d": ("vit3d", False, 1),
+    "vit3d_2x": ("vit3d", False, 2),  # as many optimizer steps as trajvit2_segpre's pretraining + training
+    "trajvit": ("trajvit", False, 1),
 }
 
 SIZES = {
@@ -162,6 +164,8 @@ def run_probes(work: Path, vit3d_ckpt: Path, segmenter_ckpt: Path, steps: int, s
                 "accuracy": acc["accuracy"],
                 "tokens_mean": acc["tokens_mean"],
                 "chance_majority": majority,
+                "predicted_classes": acc["predicted_classes"],
+                "test_classes": torch.bincount(test.labels, minlength=num_classes).tolist(),
                 "train_s": elapsed,
                 "final_loss": sum(losses[-10:]) / len(losses[-10:]),
                 "train_clips": len(train.labels),
@@ -195,16 +199,16 @@ def main(argv: list[str] | None = None) -> int:
     seg_ckpt, seg_s = train_model(work / "run_segmentation", seg_overrides, data, steps, args.seed, args.threads)
 
     retrieval, ckpts = [], {}
-    for name, (enc, segpre) in MODELS.items():
+    for name, (enc, segpre, factor) in MODELS.items():
         overrides = [f"trajvit2.video_encoder={enc}"] + ([f"trajvit2.init_tokenizer={seg_ckpt}"] if segpre else [])
-        ckpt, train_s = train_model(work / f"run_{name}", overrides, data, steps, args.seed, args.threads)
+        ckpt, train_s = train_model(work / f"run_{name}", overrides, data, steps * factor, args.seed, args.threads)
         ckpts[name] = ckpt
         model = TrajViT2.from_pretrained(ckpt)
         r = evaluate_clip(model, data, "test", clip_len=4)
         row = {"model": name, **{k: r[k] for k in ("r1_t2v", "r5_t2v", "r10_t2v", "r1_v2t", "r5_v2t")}}
         # train_s of trajvit2_segpre includes its segmentation pretraining
         row.update(r10_v2t=r["r10_v2t"], tokens_mean=r["tokens_mean"], train_s=train_s + (seg_s if segpre else 0.0))
-        row.update(steps=steps + (steps if segpre else 0))
+        row.update(steps=steps * factor + (steps if segpre else 0))
         row.update(
             chance_r1=r["chance_r1"],
             zero_shot_count_accuracy=r["zero_shot_count_accuracy"],

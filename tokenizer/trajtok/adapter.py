@@ -201,14 +201,19 @@ def fit_probe(
 
 @torch.no_grad()
 def probe_accuracy(probe: nn.Module, data: ProbeData, batch_size: int = 64) -> dict[str, Any]:
-    """Accuracy (percent) and mean tokens the probe read per clip."""
+    """Accuracy (percent), mean tokens the probe read per clip, and how often it predicted each class."""
     probe.eval()
-    correct, tokens = 0, []
+    preds, tokens = [], []
     for s in range(0, data.labels.shape[0], batch_size):
         logits, n = probe(data.features[s : s + batch_size], data.pixels[s : s + batch_size])
-        correct += int((logits.argmax(-1) == data.labels[s : s + batch_size]).sum())
+        preds.append(logits.argmax(-1))
         tokens.append(n.float())
-    return {"accuracy": 100.0 * correct / data.labels.shape[0], "tokens_mean": float(torch.cat(tokens).mean())}
+    pred = torch.cat(preds)
+    return {
+        "accuracy": 100.0 * float((pred == data.labels).float().mean()),
+        "tokens_mean": float(torch.cat(tokens).mean()),
+        "predicted_classes": torch.bincount(pred, minlength=int(data.labels.max()) + 1).tolist(),
+    }
 
 
 @torch.no_grad()
