@@ -228,8 +228,9 @@ def build_tiny_base(
     """
     from transformers import LlavaOnevisionForConditionalGeneration
 
-    from trajvlm.processing import TrajVLMProcessor
+    from trajvlm.processing import TrajVLMProcessor, check_sampling
 
+    check_sampling(num_frames, None, None)  # before anything is written
     out = Path(out_dir)
     tokenizer = build_tokenizer(vocab_texts)
     config = base_config(

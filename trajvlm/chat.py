@@ -66,8 +66,16 @@ def run(args: argparse.Namespace) -> int:
             )
         chat = VideoChat(model, processor, video=args.video, system_prompt=args.system, max_context=args.max_context)
         if chat.frames is not None:
+            from trajtok.video import is_image_file, probe_video
+
             frames = chat.frames
-            print(f"video: {args.video} ({frames.shape[0]} frames, {frames.shape[-1]}x{frames.shape[-2]})", file=out)
+            info = probe_video(args.video)
+            size = f"{info.width}x{info.height}"
+            if (frames.shape[-1], frames.shape[-2]) != (info.width, info.height):
+                size += f", decoded at {frames.shape[-1]}x{frames.shape[-2]}"
+            print(f"video: {args.video} ({frames.shape[0]} frames, {size})", file=out)
+            if is_image_file(args.video) and frames.shape[0] > 1:
+                print(f"note: {args.video} is a still image: the model sees {frames.shape[0]} copies of it", file=out)
         if args.viz is not None:
             path = write_trajectory_overlay(model, processor, chat.frames, args.viz)
             print(f"trajectory overlay: {path}", file=out)

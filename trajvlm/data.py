@@ -11,8 +11,10 @@ model learns what to say and when to stop, never the prompt. The text is the pro
 Failed samples (a missing or undecodable video, a sequence longer than ``max_length``) are skipped: the dataset
 logs the path and reason, counts it, and returns the next good sample instead (index + 1, wrapping), so batches
 keep their size under HF ``Trainer`` and DeepSpeed. Once more than ``max_skip_fraction`` of the samples have
-failed, it raises ``RuntimeError`` naming the first failures: a broken dataset stops the run early. Counts are kept
-per process (each rank, and each DataLoader worker, sees its own share of the samples).
+failed, it raises :class:`SkipLimitError` (a ``RuntimeError``) naming how many of the samples actually tried failed and
+the first failures: a broken dataset stops the run early. Counts are kept per process (each rank, and each DataLoader
+worker, sees its own share of the samples). :func:`check_samples` finds malformed rows and missing videos up front
+(``trajvlm validate`` and the start of ``trajvlm train``).
 """
 
 from __future__ import annotations
@@ -37,19 +39,78 @@ class SampleError(ValueError):
     """A sample that cannot be used (missing/corrupt video, malformed conversation, too long)."""
 
 
+class SkipLimitError(RuntimeError):
+    """More samples failed than ``max_skip_fraction`` allows: the data is broken, not a few samples."""
+
+
 def load_samples(json_path: str | Path) -> list[dict[str, Any]]:
-    """Read a LLaVA-format JSON (a list) or JSON-lines file of samples."""
+    """Read a LLaVA-format JSON (a list) or JSON-lines file of samples.
+
+    Raises FileNotFoundError for a missing file and ValueError naming the file (and line) for malformed JSON.
+    """
     path = Path(json_path)
     if not path.is_file():
         raise FileNotFoundError(f"training data not found: {path}")
     text = path.read_text()
     if path.suffix == ".jsonl":
-        samples = [json.loads(line) for line in text.splitlines() if line.strip()]
+        samples = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    samples.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}: line {number} is not valid JSON ({err})") from err
     else:
-        samples = json.loads(text)
+        try:
+            samples = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err})") from err
     if not isinstance(samples, list):
         raise ValueError(f"{path} must hold a JSON list of samples, got {type(samples).__name__}")
     return samples
+
+
+def check_samples(
+    json_path: str | Path, video_root: str | Path, *, max_skip_fraction: float = 0.0, max_problems: int = 5
+) -> int:
+    """Check a LLaVA-format file without decoding videos; returns the number of samples.
+
+    Raises ValueError naming the file when it is malformed or empty, or when more than ``max_skip_fraction`` of its
+    rows are unusable: not objects, no ``conversations`` list of ``{"from", "value"}`` turns, or videos that do not
+    exist under ``video_root`` (the first ``max_problems`` problems are listed, with the total). Fewer unusable rows
+    are logged as warnings (training skips them).
+    """
+    path = Path(json_path)
+    samples = load_samples(path)
+    if not samples:
+        raise ValueError(f"{path} holds an empty list: no samples to train on")
+    problems: list[str] = []
+    for i, sample in enumerate(samples):
+        if not isinstance(sample, dict):
+            problems.append(f"row {i} is a {type(sample).__name__}, not an object")
+            continue
+        name = f"row {i} (id {sample.get('id')!r})"
+        turns = sample.get("conversations")
+        if not isinstance(turns, list) or not turns:
+            problems.append(f"{name} has no 'conversations' list")
+        elif not all(
+            isinstance(t, dict) and ROLES.get(t.get("from")) and isinstance(t.get("value"), str) for t in turns
+        ):
+            problems.append(f"{name} has a turn without from (human|gpt) and a string value")
+        videos = sample.get("video")
+        for v in [] if videos is None else [videos] if isinstance(videos, str) else videos:
+            if not isinstance(v, str):
+                problems.append(f"{name} has a video entry {v!r} that is not a path")
+            elif not (Path(video_root) / v).is_file():
+                problems.append(f"{name}: video not found: {Path(video_root) / v}")
+    if problems:
+        shown = "; ".join(problems[:max_problems])
+        more = f" (and {len(problems) - max_problems} more)" if len(problems) > max_problems else ""
+        message = f"{path}: {len(problems)} of {len(samples)} samples are unusable: {shown}{more}"
+        if len(problems) > max_skip_fraction * len(samples):
+            raise ValueError(message)
+        logger.warning("%s (within max_skip_fraction=%s: they will be skipped)", message, max_skip_fraction)
+    return len(samples)
 
 
 class LlavaVideoDataset(Dataset):
@@ -101,6 +162,7 @@ class LlavaVideoDataset(Dataset):
             raise ValueError(f"the tokenizer has no {self.end_token!r} token (a ChatML chat template is expected)")
         # index -> reason for every sample that failed so far (a failed index is never decoded again)
         self.failed: dict[int, str] = {}
+        self.tried: set[int] = set()  # indices built at least once (successfully or not) by this process
         self.chat_template = self.tokenizer.chat_template
         if not self.chat_template:
             raise ValueError("the processor's tokenizer has no chat_template (a ChatML template is expected)")
@@ -121,11 +183,14 @@ class LlavaVideoDataset(Dataset):
             i = (index + offset) % n
             if i in self.failed:
                 continue
+            self.tried.add(i)
             try:
                 return self.build(i)
             except SampleError as err:
                 self._record_failure(i, str(err))
-        raise RuntimeError(f"every sample of {self.json_path} failed; first: {self._first_failures()}")
+        raise SkipLimitError(
+            f"every sample of {self.json_path} failed ({len(self.failed)} of {n}); first: {self._first_failures()}"
+        )
 
     def _record_failure(self, index: int, reason: str) -> None:
         self.failed[index] = reason
@@ -133,9 +198,12 @@ class LlavaVideoDataset(Dataset):
             "skipping sample %d of %s: %s (%d skipped so far)", index, self.json_path, reason, len(self.failed)
         )
         if len(self.failed) > self.max_skip_fraction * len(self.samples):
-            raise RuntimeError(
-                f"{len(self.failed)} of {len(self.samples)} samples of {self.json_path} failed, more than "
-                f"max_skip_fraction={self.max_skip_fraction}; first failures: {self._first_failures()}"
+            tried = len(self.tried)
+            every = " (every sample tried failed)" if tried == len(self.failed) else ""
+            raise SkipLimitError(
+                f"{len(self.failed)} of the {tried} samples tried so far failed{every}, more than "
+                f"max_skip_fraction={self.max_skip_fraction} of the {len(self.samples)} samples of {self.json_path}; "
+                f"first failures: {self._first_failures()}"
             )
 
     def _first_failures(self, k: int = 5) -> str:
@@ -310,4 +378,12 @@ class DataCollator:
         return out
 
 
-__all__ = ["DataCollator", "IGNORE_INDEX", "LlavaVideoDataset", "SampleError", "load_samples"]
+__all__ = [
+    "DataCollator",
+    "IGNORE_INDEX",
+    "LlavaVideoDataset",
+    "SampleError",
+    "SkipLimitError",
+    "check_samples",
+    "load_samples",
+]

@@ -85,10 +85,21 @@ class Answer:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` -> the first CUDA GPU if there is one, else the CPU."""
+    """``None`` -> the first CUDA GPU if there is one, else the CPU. A CUDA device that does not exist raises
+    ValueError (torch itself fails later with an AssertionError or a CUDA error)."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"unknown device {device!r} ({e}); expected cpu, cuda, cuda:N, mps") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"device {device!r} requested but {why}; use --device cpu (or leave it unset)")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+    return resolved
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
@@ -125,13 +136,15 @@ def load_model(
         FileNotFoundError: ``path`` is not a directory with a ``config.json`` (or an adapter checkpoint).
     """
     from trajvlm.modeling import TrajVLMForConditionalGeneration
-    from trajvlm.processing import TrajVLMProcessor
+    from trajvlm.processing import TrajVLMProcessor, check_sampling
 
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(
             f"model directory not found: {path} (expected a TrajVLM or llava-hf LLaVA-OneVision checkpoint directory)"
         )
+    check_tokenizer_checkpoint(path)
+    check_sampling(num_frames, fps, max_frames)
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     processor_dir = path
@@ -147,7 +160,10 @@ def load_model(
             f"no config.json in {path}: expected a TrajVLM or llava-hf LLaVA-OneVision checkpoint directory"
         )
     else:
-        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+        try:
+            model_type = json.loads((path / "config.json").read_text()).get("model_type")
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path / 'config.json'} is not valid JSON ({e})") from e
         if model_type == "trajvlm" and (connector is None or _saved_connector(path) == connector) and not kw:
             model = TrajVLMForConditionalGeneration.from_pretrained(path, dtype=torch_dtype)
         else:
@@ -166,6 +182,27 @@ def load_model(
         "loaded %s (connector %r, %s, %s)", path, model.config.connector, device, str(torch_dtype).split(".")[-1]
     )
     return model, processor
+
+
+def check_tokenizer_checkpoint(path: str | Path) -> None:
+    """Raise ValueError when ``path`` is a TrajTok tokenizer checkpoint (or training run) given where a VLM is expected."""
+    path = Path(path)
+    config = path / "config.json"
+    run_dir = (path / "train_config.json").is_file() and (path / "checkpoints").is_dir()
+    tokenizer = False
+    if config.is_file():
+        try:
+            data = json.loads(config.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{config} is not valid JSON ({e})") from e
+        tokenizer = isinstance(data, dict) and "model_type" not in data and "num_queries" in data
+    if tokenizer or run_dir:
+        raise ValueError(
+            f"{path} is a TrajTok tokenizer checkpoint{' (training run)' if run_dir else ''}, not a vision-language "
+            "model: use it with `trajtok tokenize VIDEO --checkpoint PATH`, or as the trajtok connector's weights "
+            "(`trajtok: PATH` in a trajvlm training preset); --model / pretrained= expect a TrajVLM or llava-hf "
+            "LLaVA-OneVision directory"
+        )
 
 
 def _saved_connector(path: Path) -> str:

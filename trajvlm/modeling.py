@@ -481,27 +481,10 @@ class TrajVLMForConditionalGeneration(_ConnectorInitMixin, LlavaOnevisionForCond
         key lists. ``config_kwargs`` go to :class:`TrajVLMConfig` (``video_token_budget``, ``connector_kwargs``, ...).
         """
         path = Path(path)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"no config.json in {path}: expected a llava-hf LLaVA-OneVision checkpoint dir")
-        llava_config = AutoConfig.from_pretrained(path)
-        if not isinstance(llava_config, LlavaOnevisionConfig):
-            raise ValueError(
-                f"{path} holds a {type(llava_config).__name__} ({llava_config.model_type}); expected a "
-                "LLaVA-OneVision / LLaVA-Video config (model_type llava_onevision)"
-            )
-        trajtok_dict, trajtok_state = _resolve_trajtok(trajtok, llava_config.text_config.hidden_size)
-        if connector == "trajtok" and trajtok_dict is None:
-            from trajtok import TrajTokConfig
-
-            trajtok_dict = _with_width(TrajTokConfig().to_dict(), llava_config.text_config.hidden_size)
-        base = llava_config.to_dict()
-        for key in ("model_type", "architectures", "transformers_version", "auto_map"):
-            base.pop(key, None)
-        if isinstance(llava_config, TrajVLMConfig):  # re-attaching a connector to a saved TrajVLM's backbone
-            for key in ("connector", "connector_kwargs", "trajtok", "token_mode", "video_token_budget"):
-                base.pop(key, None)
-        base.update(connector=connector, token_mode=token_mode, trajtok=trajtok_dict, **config_kwargs)
-        config = TrajVLMConfig(**base)
+        trajtok_state = None
+        if isinstance(trajtok, (str, Path)):
+            trajtok, trajtok_state = _load_pretrained_trajtok(trajtok)
+        config = trajvlm_config_for_base(path, connector, trajtok=trajtok, token_mode=token_mode, **config_kwargs)
         load_kwargs: dict[str, Any] = {"attn_implementation": attn_implementation}
         if dtype is not None:
             load_kwargs["dtype"] = dtype
@@ -523,26 +506,70 @@ class TrajVLMForConditionalGeneration(_ConnectorInitMixin, LlavaOnevisionForCond
         return model
 
 
+def trajvlm_config_for_base(
+    path: str | Path, connector: str, *, trajtok: Any = None, token_mode: str = "adaptive", **config_kwargs: Any
+) -> TrajVLMConfig:
+    """The :class:`TrajVLMConfig` of a llava-hf checkpoint (or a saved TrajVLM's backbone) with ``connector`` added.
+
+    ``trajtok``: None (default TrajTok config for the trajtok connector), a ``TrajTokConfig`` or its dict. Pixel-reading
+    connectors get the checkpoint's own image mean / std (``connector_kwargs``) unless given.
+    """
+    from trajvlm.processing import checkpoint_image_stats
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no config.json in {path}: expected a llava-hf LLaVA-OneVision checkpoint dir")
+    llava_config = AutoConfig.from_pretrained(path)
+    if not isinstance(llava_config, LlavaOnevisionConfig):
+        raise ValueError(
+            f"{path} holds a {type(llava_config).__name__} ({llava_config.model_type}); expected a "
+            "LLaVA-OneVision / LLaVA-Video config (model_type llava_onevision)"
+        )
+    width = llava_config.text_config.hidden_size
+    trajtok_dict = _resolve_trajtok(trajtok, width)
+    if connector == "trajtok" and trajtok_dict is None:
+        from trajtok import TrajTokConfig
+
+        trajtok_dict = _with_width(TrajTokConfig().to_dict(), width)
+    base = llava_config.to_dict()
+    for key in ("model_type", "architectures", "transformers_version", "auto_map"):
+        base.pop(key, None)
+    if isinstance(llava_config, TrajVLMConfig):  # re-attaching a connector to a saved TrajVLM's backbone
+        for key in ("connector", "connector_kwargs", "trajtok", "token_mode", "video_token_budget"):
+            base.pop(key, None)
+    stats = checkpoint_image_stats(path)
+    if connector == "trajtok" and stats is not None:
+        kwargs = dict(config_kwargs.get("connector_kwargs") or {})
+        kwargs.setdefault("image_mean", stats[0])
+        kwargs.setdefault("image_std", stats[1])
+        config_kwargs = {**config_kwargs, "connector_kwargs": kwargs}
+    base.update(connector=connector, token_mode=token_mode, trajtok=trajtok_dict, **config_kwargs)
+    return TrajVLMConfig(**base)
+
+
 def _with_width(data: dict, width: int) -> dict:
     return {**data, "external_dim": width, "output_dim": width}
 
 
-def _resolve_trajtok(trajtok: Any, width: int) -> tuple[dict | None, dict | None]:
-    """(config dict, pretrained state dict or None) for ``from_llava(trajtok=...)``."""
-    if trajtok is None:
-        return None, None
-    if isinstance(trajtok, (str, Path)):
-        from trajtok import TrajTok
+def _load_pretrained_trajtok(path: str | Path) -> tuple[Any, dict]:
+    """(TrajTokConfig, state dict) of a ``TrajTok.save_pretrained`` directory."""
+    from trajtok import TrajTok
 
-        path = Path(trajtok)
-        if not path.exists():
-            raise FileNotFoundError(f"pretrained TrajTok not found at {path} (a TrajTok.save_pretrained directory)")
-        pretrained = TrajTok.from_pretrained(path)
-        return _with_width(pretrained.config.to_dict(), width), pretrained.state_dict()
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"pretrained TrajTok not found at {path} (a TrajTok.save_pretrained directory)")
+    pretrained = TrajTok.from_pretrained(path)
+    return pretrained.config, pretrained.state_dict()
+
+
+def _resolve_trajtok(trajtok: Any, width: int) -> dict | None:
+    """The connector's TrajTok config dict (LLM width set) for ``trajtok`` = None, a dict or a ``TrajTokConfig``."""
+    if trajtok is None:
+        return None
     if isinstance(trajtok, dict):
-        return _with_width(trajtok, width), None
+        return _with_width(trajtok, width)
     if hasattr(trajtok, "to_dict"):
-        return _with_width(trajtok.to_dict(), width), None
+        return _with_width(trajtok.to_dict(), width)
     raise ValueError(f"trajtok must be None, a TrajTokConfig, a dict or a path, got {type(trajtok).__name__}")
 
 

@@ -32,6 +32,31 @@ logger = logging.getLogger(__name__)
 
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
+# Files of a checkpoint that may hold its image normalisation, in the order they are read: our processor's own
+# config, then the llava-hf video / image processor configs.
+STATS_FILES = ("processor_config.json", "video_preprocessor_config.json", "preprocessor_config.json")
+
+
+def checkpoint_image_stats(path: str | Path) -> tuple[list[float], list[float], str] | None:
+    """(image_mean, image_std, file) a checkpoint directory records for its tower, or None when no file has them."""
+    import json
+
+    for name in STATS_FILES:
+        file = Path(path) / name
+        if not file.is_file():
+            continue
+        try:
+            data = json.loads(file.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{file} is not valid JSON ({e})") from e
+        # transformers >= 4.47 nests the sub-processors' settings in processor_config.json
+        for section in (data, data.get("video_processor") or {}, data.get("image_processor") or {}):
+            mean, std = section.get("image_mean"), section.get("image_std")
+            if mean is not None and std is not None:
+                if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+                    raise ValueError(f"{file}: image_mean / image_std must be 3 values (std > 0), got {mean}, {std}")
+                return [float(v) for v in mean], [float(v) for v in std], str(file)
+    return None
 
 
 def pooled_grid(grid: int, stride: int = 2, mode: str = "bilinear") -> int:
@@ -60,6 +85,17 @@ def video_token_count(
     if token_mode == "fixed":
         return video_token_budget
     return 1  # adaptive: expanded inside the model
+
+
+def check_sampling(num_frames: Any, fps: Any, max_frames: Any) -> None:
+    """Raise ValueError for a video sampling setting that can never give a frame (0, negative, not a number)."""
+    for name, value in (("num_frames", num_frames), ("max_frames", max_frames)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive integer (frames per video) or unset, got {value!r}")
+    if fps is not None and (
+        isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0
+    ):
+        raise ValueError(f"fps must be a positive number (frames per second) or unset, got {fps!r}")
 
 
 def to_tchw(video: Any) -> torch.Tensor:
@@ -151,6 +187,7 @@ class TrajVLMProcessor(ProcessorMixin):
             raise ValueError(f"token_mode must be 'adaptive' or 'fixed', got {token_mode!r}")
         if num_frames is None and fps is None:
             raise ValueError("set num_frames (frames per video) or fps (frames per second) for video sampling")
+        check_sampling(num_frames, fps, max_frames)
         if video_token_budget <= 0:
             raise ValueError(f"video_token_budget must be positive, got {video_token_budget}")
         pooled_grid(image_size // patch_size, pool_stride, pool_mode)  # validates the pool mode
@@ -175,6 +212,30 @@ class TrajVLMProcessor(ProcessorMixin):
 
     # ----------------------------------------------------------------------------------------------------------
     # settings
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args: Any, **kwargs: Any) -> TrajVLMProcessor:
+        """Load a saved TrajVLM processor, or build one for a llava-hf checkpoint with the checkpoint's own image
+        mean / std (from its processor or image/video processor config)."""
+        processor = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        path = Path(pretrained_model_name_or_path)
+        if "image_mean" in kwargs or not path.is_dir():
+            return processor
+        stats = checkpoint_image_stats(path)
+        if stats is None:
+            logger.warning(
+                "%s records no image_mean / image_std (%s): normalising with SigLIP's %s / %s",
+                path,
+                ", ".join(STATS_FILES),
+                list(SIGLIP_MEAN),
+                list(SIGLIP_STD),
+            )
+            return processor
+        mean, std, source = stats
+        if (mean, std) != (processor.image_mean, processor.image_std):
+            logger.info("image mean %s / std %s from %s", mean, std, source)
+            processor.image_mean, processor.image_std = mean, std
+        return processor
 
     @property
     def video_processor_(self) -> TrajVLMVideoProcessor:
@@ -219,16 +280,25 @@ class TrajVLMProcessor(ProcessorMixin):
     def load_video(self, path: str | Path, **overrides: Any) -> torch.Tensor:
         """Decode ``path`` at the processor's sampling settings -> uint8 frames (T, C, H, W).
 
-        ``overrides`` (``num_frames``, ``fps``, ``max_frames``, ``start``, ``end``, ...) go to
-        ``trajtok.video.load_video`` in place of the saved settings.
+        Frames larger than the tower's input are resized by the decoder to ``image_size x image_size`` (what the
+        tower reads), so memory holds the sampled frames at model size whatever the source resolution; smaller
+        sources keep their size (``preprocess_videos`` resizes them). ``overrides`` (``num_frames``, ``fps``,
+        ``max_frames``, ``size``, ``start``, ``end``, ...) go to ``trajtok.video.load_video`` in place of these.
         """
-        from trajtok.video import load_video
+        from trajtok.video import load_video, probe_video
 
         settings: dict[str, Any] = {"num_frames": self.num_frames, "fps": self.fps, "max_frames": self.max_frames}
         if "num_frames" in overrides or "fps" in overrides:  # one sampling rule replaces the other
             settings["num_frames"] = settings["fps"] = None
+        if "size" not in overrides:
+            info = probe_video(path)
+            if info.height > self.image_size or info.width > self.image_size:
+                settings["size"] = (self.image_size, self.image_size)
         settings.update(overrides)
-        return load_video(path, **settings).frames
+        video = load_video(path, **settings)
+        if video.num_source_frames <= 1 and video.frames.shape[0] > 1:
+            logger.warning("%s is a still image (1 frame): it is read as %d copies", path, video.frames.shape[0])
+        return video.frames
 
     def preprocess_videos(self, videos: Sequence[Any]) -> torch.Tensor:
         """Videos (tensors, arrays or paths) -> ``pixel_values_videos`` (V, T, 3, S, S) float."""
@@ -291,4 +361,11 @@ class TrajVLMProcessor(ProcessorMixin):
         return flat
 
 
-__all__ = ["TrajVLMProcessor", "TrajVLMVideoProcessor", "pooled_grid", "video_token_count"]
+__all__ = [
+    "TrajVLMProcessor",
+    "TrajVLMVideoProcessor",
+    "check_sampling",
+    "checkpoint_image_stats",
+    "pooled_grid",
+    "video_token_count",
+]

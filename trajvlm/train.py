@@ -306,6 +306,7 @@ def load_processor(cfg: TrainConfig, model_config: Any):
 def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     """Run the recipe; returns the output directory (holding ``final/`` when ``export_final``)."""
     cfg.check_files()
+    cfg.check_data()  # malformed JSON, empty lists, broken rows, missing videos: before the model is built
     out = Path(cfg.output_dir)
     checkpoint = None
     if resume:

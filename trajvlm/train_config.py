@@ -259,7 +259,10 @@ class TrainConfig:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"training preset not found: {path}")
-        values = yaml.safe_load(path.read_text()) or {}
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path} is not valid YAML ({err})") from err
         if not isinstance(values, dict):
             raise ValueError(f"{path} must hold a YAML mapping of TrainConfig fields, got {type(values).__name__}")
         values.update(parse_overrides(overrides))
@@ -273,7 +276,11 @@ class TrainConfig:
             path = path / CONFIG_NAME
         if not path.is_file():
             raise FileNotFoundError(f"training config not found: {path} (checkpoints hold {CONFIG_NAME})")
-        return cls.from_dict(json.loads(path.read_text()))
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err})") from err
+        return cls.from_dict(values)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -300,6 +307,63 @@ class TrainConfig:
             value = getattr(self, name)
             if value and not Path(value).is_dir():
                 raise FileNotFoundError(f"{name} is not a directory: {value}")
+
+    def check_data(self, strict: bool = False) -> dict[str, int]:
+        """Read train_json / eval_json and check every row without decoding videos; returns samples per split.
+
+        Raises ValueError naming the file for malformed JSON, an empty list, rows without ``conversations`` and
+        videos missing under the video root: with ``strict`` for any such row, else when they are more than
+        ``max_skip_fraction`` of the file (fewer are logged; training skips them).
+        """
+        from trajvlm.data import check_samples
+
+        fraction = 0.0 if strict else self.max_skip_fraction
+        counts = {"train": check_samples(self.train_json, self.video_root, max_skip_fraction=fraction)}
+        if self.eval_json is not None:
+            root = self.eval_video_root or self.video_root
+            counts["eval"] = check_samples(self.eval_json, root, max_skip_fraction=fraction)
+        return counts
+
+    def check_connector(self) -> str:
+        """Build the configured connector on the base model's config (no weights are read); returns its class name.
+
+        Catches connector settings that only fail when the model is built (a TrajTok config transformers rejects,
+        bad ``connector_kwargs``, a TrajTok checkpoint that does not fit).
+        """
+        import torch
+        from transformers import AutoConfig
+
+        from trajvlm.connectors import build_connector
+        from trajvlm.modeling import trajvlm_config_for_base
+
+        base = Path(self.base_model)
+        if json.loads((base / "config.json").read_text()).get("model_type") == "trajvlm":
+            config = AutoConfig.from_pretrained(base)
+            if config.connector != self.connector:
+                raise ValueError(
+                    f"{base} is a TrajVLM model with connector {config.connector!r}, but the config asks for "
+                    f"{self.connector!r}; set connector: {config.connector} to continue training it"
+                )
+        else:
+            trajtok: Any = None
+            if self.trajtok is not None:
+                from trajtok import TrajTokConfig
+
+                trajtok = TrajTokConfig.load(self.trajtok)
+            config = trajvlm_config_for_base(
+                base,
+                connector=self.connector,
+                trajtok=trajtok,
+                token_mode=self.token_mode,
+                video_token_budget=self.video_token_budget,
+                connector_kwargs=self.connector_kwargs or None,
+            )
+        try:
+            with torch.device("meta"):  # shapes only: no memory for the weights, no initialisation cost
+                connector = build_connector(config)
+        except (TypeError, KeyError, AttributeError) as err:  # transformers' own failures on a bad sub-config
+            raise ValueError(f"the {self.connector!r} connector cannot be built from this config: {err}") from err
+        return type(connector).__name__
 
 
 def parse_overrides(overrides: list[str] | dict[str, Any] | None) -> dict[str, Any]:
@@ -351,13 +415,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = TrainConfig.from_yaml(args.config, args.overrides)
-        if not args.no_files:
-            cfg.check_files()
-    except (ValueError, FileNotFoundError) as err:
-        logger.error("%s: invalid: %s", args.config, err)
-        return 1
+    """Raises the first problem found (``trajvlm`` prints it as ``error: ...`` and exits 2)."""
+    cfg = TrainConfig.from_yaml(args.config, args.overrides)
+    if not args.no_files:
+        cfg.check_files()
+        counts = cfg.check_data(strict=True)
+        connector = cfg.check_connector()
     sys.stdout.write(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if not args.no_files:
+        logger.info("%s: data %s, connector %s builds", args.config, counts, connector)
     logger.info("%s: ok", args.config)
     return 0

@@ -380,3 +380,24 @@ def test_picker_every_frame_grows_past_a_short_estimate():
     frames, timestamps, indices = picker.result(Path("fake"))
     assert indices.tolist() == list(range(7)) and frames[:, 0, 0, 0].tolist() == list(range(7))
     torch.testing.assert_close(timestamps, torch.arange(7, dtype=torch.float64) / 10)
+
+
+def test_skipping_non_reference_frames_changes_nothing(tmp_path, monkeypatch):
+    """Frames decoded only to reach a later target skip B-frames; the sampled frames and indices stay the same."""
+    import trajtok.video as video_module
+
+    g = np.random.default_rng(0)
+    frames = np.repeat(g.integers(0, 255, (1, 64, 64, 3), dtype=np.uint8), 300, axis=0)
+    for t in range(300):  # a moving square, so neighbouring frames differ
+        frames[t, (t % 48) : (t % 48) + 16, (2 * t) % 48 : (2 * t) % 48 + 16] = 255
+    path = write_video(tmp_path / "bframes.mp4", frames, fps=30.0, options={"bf": "3", "g": "250", "sc_threshold": "0"})
+    calls = []
+    set_skip = video_module._Source.set_skip
+    monkeypatch.setattr(video_module._Source, "set_skip", lambda self, skip: (calls.append(skip), set_skip(self, skip)))
+    skipped = {s: load_video(path, num_frames=7, strategy=s) for s in ("seek", "sequential")}
+    assert True in calls  # skipping engaged
+    monkeypatch.setattr(video_module, "SKIP_MARGIN_FRAMES", 10**9)  # never skip
+    plain = load_video(path, num_frames=7, strategy="sequential")
+    for video in skipped.values():
+        assert torch.equal(video.frames, plain.frames) and torch.equal(video.indices, plain.indices)
+        assert torch.equal(video.timestamps, plain.timestamps)

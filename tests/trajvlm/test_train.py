@@ -104,7 +104,7 @@ def test_validate_cli_fails_on_missing_files(tmp_path):
 
     preset = tmp_path / "p.yaml"
     preset.write_text(f"base_model: {tmp_path / 'missing'}\ntrain_json: t\n")
-    assert main(["validate", "--config", str(preset)]) == 1
+    assert main(["validate", "--config", str(preset)]) == 2
     assert main(["validate", "--config", str(preset), "--no-files"]) == 0
 
 

@@ -1,4 +1,4 @@
-"""The ``trajtok`` command line: ``trajtok {synth,train,tokenize,eval,pseudolabel,viz} ...``.
+"""The ``trajtok`` command line: ``trajtok COMMAND ...`` for the commands listed below.
 
 Each sub-command lives in the module that implements it and exposes ``add_arguments(parser)`` and
 ``run(args) -> int``; modules are imported only when their command runs, so ``trajtok synth`` never imports the
@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -23,6 +24,26 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "viz": ("trajtok.viz", "draw trajectory ids of a label npz over its video (PNG contact sheet, GIF/MP4)"),
 }
 
+# Ordinary user errors: a bad flag value or setting (ValueError; VideoDecodeError and json.JSONDecodeError are
+# ValueErrors), a missing or unusable path. main() prints them as one ``error: ...`` line and exits 2; anything
+# else is a bug and keeps its traceback. ``-v`` shows the traceback of user errors too.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+    FileExistsError,
+)
+
+
+def report_error(error: BaseException, verbose: bool) -> int:
+    """Print a user error as ``error: <message>`` on stderr (its traceback first with ``-v``); returns exit status 2."""
+    if verbose:
+        traceback.print_exception(error)
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="trajtok", description=__doc__.splitlines()[0])
@@ -33,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
+        # -v also after the command (trajtok tokenize clip.mp4 -v); SUPPRESS keeps the top-level value otherwise
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
         if name == chosen:
             importlib.import_module(module).add_arguments(p)
     args = parser.parse_args(argv)
@@ -42,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s"
     )
-    return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
+    try:
+        return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
+    except USER_ERRORS as e:
+        return report_error(e, args.verbose)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,12 @@ ENCODER_TRAINERS = ("clip", "probe")  # objectives that can have trained the tra
 TOKEN_MODES = ("adaptive", "fixed")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The default architecture of each backbone family (ConvNeXt-Tiny, ResNet-50), written out as lists: transformers'
+# own ConvNextConfig defaults are tuples, which its backbone then concatenates to a list (TypeError).
+BACKBONE_DEFAULTS: dict[str, dict[str, list[int]]] = {
+    "convnext": {"depths": [3, 3, 9, 3], "hidden_sizes": [96, 192, 384, 768]},
+    "resnet": {"depths": [3, 4, 6, 3], "hidden_sizes": [256, 512, 1024, 2048]},
+}
 
 
 @dataclass
@@ -73,7 +79,12 @@ class TrajTokConfig:
         if isinstance(self.tokens_per_trajectory, int):
             self.tokens_per_trajectory = (self.tokens_per_trajectory,)
         self.tokens_per_trajectory = tuple(int(v) for v in self.tokens_per_trajectory)
-        self.backbone_config = dict(self.backbone_config or {})
+        # transformers configs need lists (JSON gives lists; Python callers and transformers' defaults give tuples)
+        self.backbone_config = {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dict(self.backbone_config or {}).items()
+        }
+        if self.backbone_pretrained is None and self.backbone in BACKBONE_DEFAULTS:
+            self.backbone_config = {**BACKBONE_DEFAULTS[self.backbone], **self.backbone_config}
 
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")

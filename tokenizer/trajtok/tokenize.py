@@ -48,13 +48,17 @@ def encoder_provenance(trained_by: str | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from trajtok.evaluate import resolve_checkpoint
     from trajtok.modeling import TrajTok
-    from trajtok.video import load_video
+    from trajtok.video import load_video, probe_video
 
     ckpt = resolve_checkpoint(args.checkpoint)
     model = TrajTok.from_pretrained(ckpt).to(args.device)
     size = model.config.image_size
-    video = load_video(args.video, num_frames=args.num_frames, max_frames=args.max_frames)
-    frames = video.frames  # (T, C, H, W) uint8 at the source size, for drawing
+    # Decoded straight to the model's size (shorter side; never upscaled), so memory follows the sampled frames
+    # at model size whatever the source resolution; the overlay is drawn at that size too.
+    info = probe_video(args.video)
+    decode_size = size if min(info.height, info.width) > size else None
+    video = load_video(args.video, num_frames=args.num_frames, max_frames=args.max_frames, size=decode_size)
+    frames = video.frames  # (T, C, H, W) uint8, shorter side <= the model's size, for drawing
     pixels = frames
     if min(frames.shape[-2:]) != size or frames.shape[-2] != frames.shape[-1]:
         pixels = torch.nn.functional.interpolate(
@@ -68,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
     t = frames.shape[0]
     trajectories = int(out.present[0].sum())
     tokens = int(out.num_tokens[0])
-    print(f"video: {video.path} ({t} frames at {video.fps:.2f} fps, {frames.shape[-1]}x{frames.shape[-2]})")
+    decoded = f", decoded at {frames.shape[-1]}x{frames.shape[-2]}" if decode_size else ""
+    print(f"video: {video.path} ({t} frames at {video.fps:.2f} fps, {info.width}x{info.height}{decoded})")
+    if video.num_source_frames <= 1 and t > 1:
+        print(f"note: {video.path} is a still image (1 frame): tokenized as {t} copies of it")
     print(f"trajectory encoder: {encoder_provenance(model.config.encoder_trained_by)}")
     print(f"trajectories: {trajectories}")
     print(f"tokens: {tokens} ({tokens / t:.3f} per frame)")

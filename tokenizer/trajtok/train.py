@@ -535,10 +535,11 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
                     metrics.write(json.dumps(row) + "\n")
                     metrics.flush()
             finished = step == cfg.steps
-            if cfg.val_split and ((cfg.eval_every and step % cfg.eval_every == 0) or finished):
-                validate(model, cfg, step, metrics, dist, time.perf_counter() - start_time)
+            # Save before validating: a validation failure (unreadable validation data) never costs a checkpoint.
             if (cfg.save_every and step % cfg.save_every == 0) or step == last:
                 ckpt = save_checkpoint(run_dir, step, model, optimizer, scheduler, cfg, dist)
+            if cfg.val_split and ((cfg.eval_every and step % cfg.eval_every == 0) or finished):
+                validate(model, cfg, step, metrics, dist, time.perf_counter() - start_time)
     finally:
         bar.close()
         if metrics:
@@ -570,27 +571,45 @@ def _clip_loss_kwargs(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def validate(model: Any, cfg: TrainConfig, step: int, metrics: Any, dist: Dist, elapsed: float) -> None:
-    """Space-time mIoU / association on a few validation videos (rank 0), logged with ``val_`` keys."""
+    """Space-time mIoU / association (objective "clip": held-out retrieval) on a few validation videos (rank 0),
+    logged with ``val_`` keys; unreadable validation data is logged and training goes on."""
     from trajtok.evaluate import evaluate_model
 
-    if dist.main and cfg.objective == "clip":
-        from trajtok.trajvit2 import evaluate_clip
+    if dist.main:
+        was_training = model.training
+        try:
+            if cfg.objective == "clip":  # TrajViT2: held-out retrieval
+                from trajtok.trajvit2 import evaluate_clip
 
-        r = evaluate_clip(model, cfg.data, cfg.val_split, clip_len=cfg.clip_len, max_videos=cfg.eval_videos)
-        row = {"step": step, **{f"val_{k}": v for k, v in r.items()}, "time": elapsed}
-        logger.info("step %d: val R@5 t2v %.1f v2t %.1f", step, r["r5_t2v"], r["r5_v2t"])
-        if metrics:
-            metrics.write(json.dumps(row) + "\n")
-            metrics.flush()
-    elif dist.main:
-        r = evaluate_model(
-            model, cfg.data, cfg.val_split, max_videos=cfg.eval_videos, max_skip_fraction=cfg.max_skip_fraction
-        )
-        row = {"step": step, "val_miou": r["miou"], "val_association": r["association"]}
-        row.update(val_tokens=r["tokens_mean"], val_gt_objects=r["gt_objects_mean"], time=elapsed)
-        logger.info(
-            "step %d: val mIoU %.4f, association %.4f, tokens %.1f", step, r["miou"], r["association"], r["tokens_mean"]
-        )
+                r = evaluate_clip(model, cfg.data, cfg.val_split, clip_len=cfg.clip_len, max_videos=cfg.eval_videos)
+            else:
+                r = evaluate_model(
+                    model, cfg.data, cfg.val_split, max_videos=cfg.eval_videos, max_skip_fraction=cfg.max_skip_fraction
+                )
+        except (OSError, ValueError) as e:  # unreadable validation data: report it, keep training and checkpoints
+            logger.error("step %d: validation on %s/%s failed: %s", step, cfg.data, cfg.val_split, e)
+            if metrics:
+                metrics.write(json.dumps({"step": step, "val_error": str(e), "time": elapsed}) + "\n")
+                metrics.flush()
+            r = None
+        finally:
+            model.train(was_training)
+        if r is None:
+            dist.barrier()
+            return
+        if cfg.objective == "clip":
+            row = {"step": step, **{f"val_{k}": v for k, v in r.items()}, "time": elapsed}
+            logger.info("step %d: val R@5 t2v %.1f v2t %.1f", step, r["r5_t2v"], r["r5_v2t"])
+        else:
+            row = {"step": step, "val_miou": r["miou"], "val_association": r["association"]}
+            row.update(val_tokens=r["tokens_mean"], val_gt_objects=r["gt_objects_mean"], time=elapsed)
+            logger.info(
+                "step %d: val mIoU %.4f, association %.4f, tokens %.1f",
+                step,
+                r["miou"],
+                r["association"],
+                r["tokens_mean"],
+            )
         if metrics:
             metrics.write(json.dumps(row) + "\n")
             metrics.flush()

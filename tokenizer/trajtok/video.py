@@ -13,7 +13,10 @@ from the container, which may be missing (0) or wrong:
 Two decoding strategies give the same frames: ``sequential`` decodes straight through the window and keeps the
 wanted frames; ``seek`` jumps to the key frame before each target (when one lies between the current position and
 the target) and decodes forward from there. ``auto`` estimates the number of frames each would decode from the
-key-frame index and picks the cheaper. Either way only the sampled frames are held, resized as they are decoded.
+key-frame index and picks the cheaper. Either way only the sampled frames are held, resized (``size``) by the
+decoder's own scaler as they are converted, so memory follows the sampled frames at the requested size whatever the
+source resolution. Frames decoded only to reach a later target skip non-reference frames when the container's index
+gives every frame's position (mp4/mov), with threaded decoding throughout.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ DEFAULT_GOP_FRAMES = 250
 _TIE_FRACTION = 0.02
 # FFmpeg decoder threading ("AUTO" = frame + slice threads).
 THREAD_TYPE = "AUTO"
+# Frames that are decoded only to reach a later target need not all be decoded: while the next target is further
+# away than a margin, the decoder skips non-reference frames (FFmpeg's skip_frame NONREF: B-frames no other frame
+# predicts from; they change nothing that is decoded later). The margin covers the frames already in flight when
+# skipping stops: one per decoder thread, the codec's reordering delay (at most 16 for H.264) and a few spare.
+SKIP_MARGIN_FRAMES = 16 + 4
 
 
 class VideoDecodeError(ValueError):
@@ -99,8 +107,8 @@ def probe_video(source: str | os.PathLike, *, count_frames: bool = False, folder
     container's own count is missing or unreliable (Matroska, WebM, MPEG-TS).
     """
     path = _check_exists(source)
-    if path.is_dir():
-        files = _list_images(path)
+    if path.is_dir() or is_image_file(path):
+        files = _list_images(path) if path.is_dir() else [path]
         h, w = _read_image(files[0], None).shape[:2]
         return VideoInfo(str(path), len(files), True, folder_fps, len(files) / folder_fps, h, w, 0, "image", 0)
     with _open(path) as src:
@@ -149,6 +157,11 @@ def load_video(
     path = _check_exists(source)
     if path.is_dir():
         return _load_folder(path, num_frames, fps, max_frames, size, start, end, folder_fps)
+    if is_image_file(path):
+        video = _load_images(path, [path], num_frames, fps, max_frames, size, start, end, folder_fps)
+        if video.frames.shape[0] > 1:
+            logger.warning("%s is a still image, not a video: read as %d copies of it", path, video.frames.shape[0])
+        return video
     with _open(path) as src:
         lo = 0.0 if start is None else float(start)
         hi = math.inf if end is None else float(end)
@@ -258,6 +271,7 @@ class _Picker:
         self.next = 0  # first unassigned target
         self.prev: tuple[int, float, Any] | None = None  # last frame fed (candidate for the next target)
         self.buffer: torch.Tensor | None = None  # (capacity, C, H, W), allocated at the first frame
+        self._array: np.ndarray | None = None  # numpy view of buffer
         self.chosen: list[tuple[int, float]] = []  # (index, time) per filled slot
         self._last_slot: tuple[int, int] | None = None  # (source index, slot) of the last converted frame
 
@@ -300,18 +314,24 @@ class _Picker:
         if self._last_slot is not None and self._last_slot[0] == index:
             if self.dedupe or self.targets is None:
                 return
-            image = self.buffer[self._last_slot[1]]
+            image = self._array[self._last_slot[1]]  # (C, H, W) view of the repeated frame
         else:
-            image = _to_chw(self.convert(payload))
+            image = self.convert(payload).transpose(2, 0, 1)  # (C, H, W) view of the (H, W, 3) conversion
             if self.buffer is None:
-                self.buffer = torch.empty((self.capacity, *image.shape), dtype=torch.uint8)
+                self._allocate(self.capacity, image.shape)
             elif slot == len(self.buffer):  # every-frame mode and the count estimate was short: grow by half
-                grown = torch.empty((slot + slot // 2 + 1, *image.shape), dtype=torch.uint8)
-                grown[:slot] = self.buffer
-                self.buffer = grown
+                old = self._array
+                self._allocate(slot + slot // 2 + 1, image.shape)
+                self._array[:slot] = old
             self._last_slot = (index, slot)
-        self.buffer[slot] = image
+        # numpy's single-threaded copy: torch's strided copy into the (C, H, W) layout goes through its intra-op
+        # thread pool, which on busy cores costs up to 20 ms per 640x360 frame (measured, 2 threads)
+        self._array[slot] = image
         self.chosen.append((index, time))
+
+    def _allocate(self, capacity: int, shape: tuple[int, ...]) -> None:
+        self.buffer = torch.empty((capacity, *shape), dtype=torch.uint8)  # (capacity, C, H, W)
+        self._array = self.buffer.numpy()  # the same memory, written with numpy
 
     def result(self, path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if not self.chosen:
@@ -322,10 +342,6 @@ class _Picker:
         indices = torch.tensor([c[0] for c in self.chosen], dtype=torch.int64)
         timestamps = torch.tensor([c[1] for c in self.chosen], dtype=torch.float64)
         return frames, timestamps, indices  # (T, C, H, W), (T,), (T,)
-
-
-def _to_chw(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)  # (C, H, W)
 
 
 # -------------------------------------------------------------------------------------------- video files
@@ -390,6 +406,17 @@ class _Source:
         else:
             self.num_frames, self.num_frames_exact = max(1, int(round(duration * self.fps))), False
         self._read_index()
+        # Skipping frames is safe only where a frame's index comes from its timestamp (full index), not a count.
+        self.can_skip = self.dts_table is not None
+        self.skipping = False
+        threads = max(1, int(stream.codec_context.thread_count or 1))
+        self.skip_margin = (threads + SKIP_MARGIN_FRAMES) / self.fps  # seconds
+
+    def set_skip(self, skip: bool) -> None:
+        """Skip (True) or decode (False) non-reference frames from the next packet on."""
+        if skip != self.skipping:
+            self.stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
+            self.skipping = skip
 
     def _first_frame(self):
         try:
@@ -413,12 +440,19 @@ class _Source:
     def _seconds(self, pts: int) -> float:
         return (pts - self.stream_start) * self.time_base
 
-    def index_of(self, pts: int) -> int:
-        """Source frame index of a frame from its pts (used after seeking, where frames cannot be counted)."""
+    def exact_index(self, pts: int) -> int | None:
+        """Source frame index of a frame from its pts when the full index holds that pts, else None."""
         if self.dts_table is not None:
             k = bisect.bisect_left(self.dts_table, pts)
             if k < len(self.dts_table) and self.dts_table[k] == pts:
                 return k - self.delay
+        return None
+
+    def index_of(self, pts: int) -> int:
+        """Source frame index of a frame from its pts (used after seeking, where frames cannot be counted)."""
+        exact = self.exact_index(pts)
+        if exact is not None:
+            return exact
         return int(round((pts - self.first_pts) * self.time_base * self.fps))
 
     @property
@@ -525,9 +559,11 @@ def _decode_sequential(src: _Source, picker: _Picker, lo: float, hi: float) -> N
         stream = _numbered(src, _seek_to(src, lo))
     else:
         src.seek(0.0)
-        stream = _enumerate_frames(src.frames())
+        counted = not src.can_skip or picker.targets is None  # every frame decoded: counting is exact
+        stream = _enumerate_frames(src.frames()) if counted else _numbered(src, src.frames())
     index, last_time, reached_end = 0, None, True
     for index, time, frame in stream:
+        _update_skip(src, picker, time)
         if time < lo - picker.tie:
             continue
         if time >= hi:
@@ -557,6 +593,7 @@ def _decode_seek(src: _Source, picker: _Picker, lo: float, hi: float) -> None:
             picker.reset()
         for index, time, frame in stream:
             position = time
+            _update_skip(src, picker, time)
             if time < lo - picker.tie:
                 continue
             if time >= hi:
@@ -600,12 +637,24 @@ def _enumerate_frames(frames: Iterator[tuple[float, Any]]) -> Iterator[tuple[int
 
 
 def _numbered(src: _Source, frames: Iterator[tuple[float, Any]]) -> Iterator[tuple[int, float, Any]]:
-    """Number frames decoded after a seek: the key frame's index from the container index, then count on."""
-    base = None
+    """Number frames decoded after a seek: the key frame's index from the container index, then count on (or, where
+    frames may be skipped, every frame's index from the index)."""
+    base, previous = None, None
     for k, (time, frame) in enumerate(frames):
+        if src.can_skip:  # the last few frames' pts may be missing from the dts table: count on from the previous
+            exact = src.exact_index(frame.pts)
+            previous = exact if exact is not None else previous + 1 if previous is not None else src.index_of(frame.pts)
+            yield previous, time, frame
+            continue
         if base is None:
             base = src.index_of(frame.pts)
         yield base + k, time, frame
+
+
+def _update_skip(src: _Source, picker: _Picker, time: float) -> None:
+    """Skip non-reference frames while the next target is more than the margin ahead of the decoded frame."""
+    if src.can_skip and picker.targets is not None and not picker.done:
+        src.set_skip(picker.next_target() - time > src.skip_margin)
 
 
 def _prepend(head, rest: Iterator) -> Iterator:
@@ -648,6 +697,12 @@ def _keyframe_before(keyframes: Sequence[float] | None, t: float) -> float:
 # ------------------------------------------------------------------------------------------- image folders
 
 
+def is_image_file(path: str | os.PathLike) -> bool:
+    """True for a still image file (.jpg, .jpeg, .png) that ``load_video`` reads as a one-frame video."""
+    path = Path(path)
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
 def _list_images(path: Path) -> list[Path]:
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
@@ -685,7 +740,21 @@ def _load_folder(
     end: float | None,
     folder_fps: float,
 ) -> Video:
-    files = _list_images(path)
+    return _load_images(path, _list_images(path), num_frames, fps, max_frames, size, start, end, folder_fps)
+
+
+def _load_images(
+    path: Path,
+    files: list[Path],
+    num_frames: int | None,
+    fps: float | None,
+    max_frames: int | None,
+    size: int | tuple[int, int] | None,
+    start: float | None,
+    end: float | None,
+    folder_fps: float,
+) -> Video:
+    """Image files read as consecutive frames at ``folder_fps`` (a folder, or one still image)."""
     period = 1.0 / folder_fps
     times = np.arange(len(files)) * period
     lo = 0.0 if start is None else float(start)

@@ -185,8 +185,8 @@ def animate(frames: Any, ids: Any, path: str | os.PathLike, fps: float = 10.0, a
 # Command line
 
 
-def _read_video(path: Path) -> tuple[np.ndarray, float]:
-    """All frames (T, H, W, 3) uint8 and the frame rate of a video file."""
+def _read_video(path: Path, size: tuple[int, int] | None = None) -> tuple[np.ndarray, float]:
+    """All frames (T, H, W, 3) uint8 and the frame rate of a video file, resized while decoding to ``size`` (H, W)."""
     if not path.exists():
         raise FileNotFoundError(f"video not found: {path}")
     try:
@@ -199,7 +199,7 @@ def _read_video(path: Path) -> tuple[np.ndarray, float]:
             fps = float(stream.average_rate or 10.0)
             frames = np.stack([fr.to_ndarray(format="rgb24") for fr in container.decode(stream)])
         return frames, fps
-    video = load_video(path)
+    video = load_video(path, size=size)
     return as_frames(video.frames), float(video.fps)
 
 
@@ -216,8 +216,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from trajtok.labels import load_labels
 
-    frames, fps = _read_video(Path(args.video))
     ids = load_labels(args.labels).trajectory_ids()  # (T, H, W): trajectory m -> m + 1
+    # decoded at the labels' size: memory follows the labels, not the source resolution (a 4K video stays small)
+    frames, fps = _read_video(Path(args.video), size=tuple(int(v) for v in ids.shape[1:3]))
     if frames.shape[0] != ids.shape[0]:
         T = min(frames.shape[0], ids.shape[0])
         logger.warning("video has %d frames, labels %d: drawing the first %d", frames.shape[0], ids.shape[0], T)

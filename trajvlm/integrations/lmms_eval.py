@@ -15,7 +15,9 @@ the run's ``--output_path``).
 
 A sample whose video is missing or unreadable, or whose prompt does not fit the context, does not stop the run: it
 is answered with :data:`~trajvlm.integrations.lmms_eval_tasks.FAILED_ANSWER` (log-likelihood ``-inf``), logged
-with the reason, and appended to ``failed_samples.jsonl``; the project's tasks score it as wrong and count it.
+with the reason, and written to ``failed_samples.jsonl`` (one file per run: an earlier run's file in the same place
+is replaced); the project's tasks score it as wrong and count it. Settings that would fail every sample
+(``num_frames=0``, a missing model directory, a CUDA device on a machine without one) raise when the model loads.
 """
 
 from __future__ import annotations
@@ -78,6 +80,15 @@ def _as_int(name: str, value: Any) -> int | None:
         raise ValueError(f"model_args {name} must be an integer, got {value!r}") from None
 
 
+def _as_float(name: str, value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"model_args {name} must be a number, got {value!r}") from None
+
+
 class TrajVLMLmms(lmms):
     """lmms-eval model: ``generate_until`` (batched), ``generate_until_multi_round`` and ``loglikelihood``."""
 
@@ -119,10 +130,14 @@ class TrajVLMLmms(lmms):
             dtype=dtype,
             connector=connector,
             num_frames=_as_int("num_frames", num_frames),
-            fps=float(fps) if fps not in (None, "") else None,
+            fps=_as_float("fps", fps),
             max_frames=_as_int("max_frames", max_frames),
         )
         self.failures_path = failures_file(failures_path)
+        if self.failures_path is not None and self.failures_path.is_file() and self.rank == 0:
+            # one file per run: rows of an earlier run in the same output folder would be counted as this run's
+            logger.info("replacing the failed samples of an earlier run: %s", self.failures_path)
+            self.failures_path.unlink()
         self.num_failed = 0
         self._frame_cache: tuple[str, Any] | None = None
 

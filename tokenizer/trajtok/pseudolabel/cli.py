@@ -59,7 +59,10 @@ def collect_videos(inputs: list[str], video_root: str | None = None) -> list[Pat
     for item in inputs:
         path = Path(item)
         if path.suffix.lower() == ".json" and path.is_file():
-            entries = json.loads(path.read_text())
+            try:
+                entries = json.loads(path.read_text())
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: not valid JSON ({e}); expected a LLaVA-format JSON list") from e
             if not isinstance(entries, list):
                 raise ValueError(f"{path}: expected a LLaVA-format JSON list of objects, got {type(entries).__name__}")
             root = Path(video_root) if video_root else path.parent
@@ -152,7 +155,12 @@ def run(args: argparse.Namespace) -> int:
     videos = collect_videos(args.inputs, args.video_root)
     names = output_names(videos)
     index_path = out / "labels.json"
-    index: dict[str, str] = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    index: dict[str, str] = {}
+    if index_path.is_file():
+        try:
+            index = json.loads(index_path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{index_path}: not valid JSON ({e}); delete it to rebuild the index") from e
     options: dict[str, Any] = {"num_frames": args.num_frames, "fps": args.fps, "max_frames": args.max_frames}
     jobs = []
     for v in videos:

@@ -52,6 +52,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from trajtok.synth.dataset import parse_counts, write_dataset
 
+    lo, hi = args.objects if isinstance(args.objects, tuple) else (args.objects, args.objects)
+    if lo < 0 or hi < 1 or hi < lo:
+        raise ValueError(
+            f"--objects must be N >= 1 or a range lo-hi with 0 <= lo <= hi and hi >= 1, got {lo}-{hi}: videos "
+            "without objects have no trajectories to learn and no questions (qa.json would be empty)"
+        )
+    if lo == 0:
+        logger.warning(
+            "--objects %d-%d: some videos will have no objects, hence no trajectories and no questions", lo, hi
+        )
     manifest = write_dataset(
         args.out,
         parse_counts(args.num_videos),

@@ -1,0 +1,456 @@
+"""A corpus of bad inputs through every public entry point: each gives one ``error: ...`` line naming the input and
+the reason, exit status 2 and no traceback (``-v`` adds it); nothing bad costs a trained checkpoint.
+
+Entry points: ``trajtok`` synth / train / tokenize / eval / pseudolabel / viz, ``trajvlm`` build-base / train /
+validate / export / chat, the lmms-eval model's construction, and ``trajtok.video.load_video``. Most cases call the
+CLIs' ``main([...])`` in this process (the same code path as the console scripts); a few run the real console
+entry (``python -m ...``) to prove what a user's terminal shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.trajvlm.helpers import random_video, tiny_base, tiny_trajvlm
+from trajtok.cli import main as trajtok_main
+from trajvlm.cli import main as trajvlm_main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    """The tiny llava-hf style base (random weights), as `trajvlm build-base` writes it."""
+    return tiny_base(tmp_path_factory, "bad_inputs_base")
+
+
+@pytest.fixture(scope="module")
+def vlm(base, tmp_path_factory) -> Path:
+    """A saved TrajVLM with a tiny TrajTok connector."""
+    model, processor = tiny_trajvlm(base)
+    out = tmp_path_factory.mktemp("bad_inputs_vlm")
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """Good and bad files: a clip, a larger clip, an image, garbage bytes, a tokenizer checkpoint, labels."""
+    from PIL import Image
+
+    from trajtok.labels import save_labels
+    from trajtok.modeling import tiny_model
+    from trajtok.synth import generate_video
+    from trajtok.videowriter import write_video
+
+    root = tmp_path_factory.mktemp("bad_inputs_files")
+    v = generate_video(1, 6, 64, 64, 2)
+    clip = write_video(root / "clip.mp4", v.frames, fps=10.0)
+    save_labels(root / "clip.npz", v.masks, v.graph)
+    big = random_video(num_frames=4, height=240, width=320, seed=3).permute(0, 2, 3, 1).numpy()  # (T, H, W, C)
+    corrupt = root / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00garbage" * 300)
+    image = root / "still.png"
+    Image.fromarray(np.full((48, 64, 3), 120, np.uint8)).save(image)
+    tokenizer = root / "tokenizer"
+    tiny_model(seed=0, clip_len=4).save_pretrained(tokenizer)
+    malformed = root / "malformed.json"
+    malformed.write_text('[{"id": 1, "video": "clip.mp4",')
+    return {
+        "clip": clip,
+        "labels": root / "clip.npz",
+        "big": write_video(root / "big.mp4", big, fps=10.0),
+        "corrupt": corrupt,
+        "image": image,
+        "tokenizer": tokenizer,
+        "malformed": malformed,
+        "missing": root / "no_such_file.mp4",
+    }
+
+
+def _run(main, argv: list[str], capsys) -> tuple[int, str, str]:
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_user_error(rc: int, err: str, *needles: object) -> None:
+    """Exit 2, an ``error: `` line holding every needle (the input and the reason), no traceback."""
+    assert rc == 2, err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert lines, err
+    for needle in needles:
+        assert any(str(needle) in line for line in lines), (needle, err)
+
+
+# --------------------------------------------------------------------------------------------------- trajtok
+
+
+def test_trajtok_errors(files, tmp_path, capsys):
+    f = files
+    cases = [
+        (["synth", "--out", str(tmp_path / "s"), "--objects", "0"], ["--objects", "0-0", "no questions"]),
+        (["train", "--config", str(tmp_path / "nope.yaml")], ["nope.yaml", "not found"]),
+        (["train", "--config", "smoke", "steps=-1"], ["steps must be >= 1", "-1"]),
+        (["train", "--config", "smoke", "--out", str(tmp_path / "r"), f"data={tmp_path / 'nodata'}"], ["nodata"]),
+        (["tokenize", str(f["missing"]), "--checkpoint", str(f["tokenizer"])], [f["missing"], "not found"]),
+        (["tokenize", str(f["corrupt"]), "--checkpoint", str(f["tokenizer"])], [f["corrupt"], "not a readable"]),
+        (["tokenize", str(f["clip"]), "--checkpoint", str(tmp_path / "ck")], [tmp_path / "ck", "no TrajTok"]),
+        (["tokenize", str(f["clip"]), "--checkpoint", str(f["tokenizer"]), "--num-frames", "0"], ["num_frames", "0"]),
+        (["eval", "--checkpoint", str(f["tokenizer"]), "--data", str(tmp_path / "nodata")], ["nodata"]),
+        (["pseudolabel", str(f["malformed"]), "--out", str(tmp_path / "pl")], [f["malformed"], "not valid JSON"]),
+        (["pseudolabel", str(f["clip"]), "--out", str(tmp_path / "pl"), "--workers", "0"], ["--workers", "0"]),
+        (
+            ["viz", "--video", str(f["missing"]), "--labels", str(f["labels"]), "--out", str(tmp_path / "a.gif")],
+            [f["missing"], "not found"],
+        ),  # fmt: skip
+        (
+            ["viz", "--video", str(f["clip"]), "--labels", str(tmp_path / "no.npz"), "--out", str(tmp_path / "a.gif")],
+            [tmp_path / "no.npz"],
+        ),  # fmt: skip
+        (
+            ["viz", "--video", str(f["clip"]), "--labels", str(f["labels"]), "--out", str(tmp_path / "a.xyz")],
+            ["a.xyz", "use .gif or .mp4"],
+        ),  # fmt: skip
+    ]
+    for argv, needles in cases:
+        rc, _, err = _run(trajtok_main, argv, capsys)
+        assert_user_error(rc, err, *needles)
+    assert not (tmp_path / "s" / "manifest.json").exists()  # --objects 0 wrote nothing
+
+
+def test_trajtok_bad_flag_type_is_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        trajtok_main(["synth", "--out", "x", "--frames", "many"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "error: " in err and "'many'" in err and "Traceback" not in err
+
+
+def test_trajtok_train_corrupt_npz_keeps_checkpoint_and_resumes(tmp_path, capsys):
+    """Training skips a corrupt label file; the final validation reading it again fails, but only after the final
+    checkpoint was saved; the run reports it and `--resume` continues from that checkpoint."""
+    from trajtok.synth import write_dataset
+    from trajtok.train import latest_checkpoint
+
+    data = tmp_path / "synth"
+    write_dataset(data, "train=4,val=1,test=1", frames=8, size=64, objects=(2, 2), seed=0)
+    bad = sorted((data / "train").glob("*.npz"))[0]
+    bad.write_bytes(b"not an npz")
+    run = tmp_path / "run"
+    common = [f"data={data}", "val_split=train", "eval_videos=2", "max_skip_fraction=0.3", "threads=1"]
+    rc, out, err = _run(trajtok_main, ["train", "--config", "smoke", "--out", str(run), *common], capsys)
+    assert rc == 0, err
+    ckpt = latest_checkpoint(run)
+    assert ckpt is not None and ckpt.name == "step_0000002" and (ckpt / "model.safetensors").is_file()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    failed = [r for r in rows if "val_error" in r]
+    assert failed and failed[-1]["step"] == 2 and bad.name in failed[-1]["val_error"]
+    rc, out, err = _run(trajtok_main, ["train", "--config", "smoke", "--out", str(run), "--resume", "steps=3", *common],
+                        capsys)  # fmt: skip
+    assert rc == 0, err
+    assert latest_checkpoint(run).name == "step_0000003"
+
+
+def test_trajtok_verbose_shows_traceback(files, capsys):
+    ckpt = str(files["tokenizer"])
+    rc, _, err = _run(trajtok_main, ["-v", "tokenize", str(files["missing"]), "--checkpoint", ckpt], capsys)
+    assert rc == 2 and "Traceback" in err and f"error: cannot read video '{files['missing']}'" in err
+    rc, _, err = _run(trajtok_main, ["tokenize", str(files["missing"]), "--checkpoint", ckpt, "-v"], capsys)
+    assert rc == 2 and "Traceback" in err
+
+
+def test_tokenize_large_source_decodes_at_model_size(files, capsys):
+    rc, out, _ = _run(trajtok_main, ["tokenize", str(files["big"]), "--checkpoint", str(files["tokenizer"])], capsys)
+    assert rc == 0
+    assert "320x240, decoded at 85x64" in out  # shorter side = the model's 64 px, aspect kept
+
+
+def test_tokenize_still_image_says_so(files, capsys):
+    argv = ["tokenize", str(files["image"]), "--checkpoint", str(files["tokenizer"]), "--num-frames", "4"]
+    rc, out, _ = _run(trajtok_main, argv, capsys)
+    assert rc == 0 and f"note: {files['image']} is a still image (1 frame): tokenized as 4 copies" in out
+
+
+def test_default_trajtok_config_builds():
+    """transformers' ConvNextConfig defaults are tuples; the default TrajTok config must hand it lists."""
+    from trajtok import TrajTok, TrajTokConfig
+
+    config = TrajTokConfig()
+    assert config.backbone_config["hidden_sizes"] == [96, 192, 384, 768]
+    with torch.device("meta"):
+        model = TrajTok(config)
+    assert sum(p.numel() for p in model.parameters()) > 40e6  # the paper-size tokenizer
+    tupled = TrajTokConfig(backbone_config={"hidden_sizes": (8, 16, 32, 64), "depths": (1, 1, 1, 1)}, image_size=64)
+    assert tupled.backbone_config["hidden_sizes"] == [8, 16, 32, 64]
+    TrajTok(tupled.replace(width=32, seg_head_dim=16, enc_head_dim=16, num_queries=4))
+
+
+# ---------------------------------------------------------------------------------------------------- trajvlm
+
+
+def test_trajvlm_help_lists_only_real_commands(capsys):
+    with pytest.raises(SystemExit):
+        trajvlm_main(["--help"])
+    out = capsys.readouterr().out
+    assert "bench" not in out
+    for name in ("build-base", "train", "validate", "export", "chat"):
+        assert name in out
+
+
+def test_build_base_rejects_zero_frames(tmp_path, capsys):
+    rc, _, err = _run(trajvlm_main, ["build-base", "--out", str(tmp_path / "b"), "--num-frames", "0"], capsys)
+    assert_user_error(rc, err, "num_frames", "0")
+    assert not (tmp_path / "b").exists()
+
+
+def _preset(tmp_path: Path, base: Path, data: Path, root: Path, **extra) -> Path:
+    values = {
+        "base_model": str(base),
+        "connector": "pool",
+        "train_json": str(data),
+        "video_root": str(root),
+        "output_dir": str(tmp_path / "out"),
+        "max_steps": 1,
+        **extra,
+    }
+    path = tmp_path / "preset.yaml"
+    path.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in values.items()))
+    return path
+
+
+def _sample(video: str | None = "clip.mp4", **overrides) -> dict:
+    sample = {
+        "id": "s0",
+        "video": video,
+        "conversations": [{"from": "human", "value": "<video>\nWhat?"}, {"from": "gpt", "value": "A"}],
+    }
+    sample.update(overrides)
+    return {k: v for k, v in sample.items() if v is not None}
+
+
+def test_validate_reports_bad_data(base, files, tmp_path, capsys):
+    root = files["clip"].parent
+    bad = {
+        "malformed": (files["malformed"], ["malformed.json", "not valid JSON"]),
+        "empty": ([], ["empty list"]),
+        "no_conversations": ([_sample(conversations=None)], ["no 'conversations'"]),
+        "missing_video": ([_sample(video="gone.mp4")], ["video not found", "gone.mp4"]),
+        "not_object": (["just a string"], ["row 0 is a str"]),
+    }
+    for name, (content, needles) in bad.items():
+        data = content if isinstance(content, Path) else tmp_path / f"{name}.json"
+        if not isinstance(content, Path):
+            data.write_text(json.dumps(content))
+        rc, out, err = _run(trajvlm_main, ["validate", "--config", str(_preset(tmp_path, base, data, root))], capsys)
+        assert_user_error(rc, err, data.name, *needles)
+        assert ": ok" not in err
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps([_sample()]))
+    rc, _, err = _run(trajvlm_main, ["validate", "--config", str(_preset(tmp_path, base, good, root))], capsys)
+    assert rc == 0, err
+
+
+def test_validate_builds_the_connector(base, files, tmp_path, capsys):
+    root = files["clip"].parent
+    data = tmp_path / "good.json"
+    data.write_text(json.dumps([_sample()]))
+    # the default TrajTok config (no pretrained tokenizer) used to pass validate and crash at build time
+    preset = _preset(tmp_path, base, data, root, connector="trajtok")
+    rc, _, err = _run(trajvlm_main, ["validate", "--config", str(preset)], capsys)
+    assert rc == 0, err
+    preset = _preset(tmp_path, base, data, root, connector_kwargs={"mode": "median"})
+    rc, _, err = _run(trajvlm_main, ["validate", "--config", str(preset)], capsys)
+    assert_user_error(rc, err, "median")
+
+
+def test_train_names_malformed_json_before_building_the_model(base, files, tmp_path, capsys, monkeypatch):
+    import trajvlm.train
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was built before the data was checked")
+
+    monkeypatch.setattr(trajvlm.train, "build_model", no_model)
+    preset = _preset(tmp_path, base, files["malformed"], files["clip"].parent)
+    rc, _, err = _run(trajvlm_main, ["train", "--config", str(preset)], capsys)
+    assert_user_error(rc, err, files["malformed"], "not valid JSON")
+    rc, _, err = _run(trajvlm_main, ["train", "--config", str(tmp_path / "none.yaml")], capsys)
+    assert_user_error(rc, err, "none.yaml", "not found")
+
+
+def test_skip_limit_counts_the_samples_tried(base, files, tmp_path):
+    """Every row broken: the error says how many were tried, not "1 of 12"."""
+    from trajvlm.data import LlavaVideoDataset, SkipLimitError
+    from trajvlm.processing import TrajVLMProcessor
+
+    shutil.copy(files["corrupt"], tmp_path / "c.mp4")
+    data = tmp_path / "rows.json"
+    data.write_text(json.dumps([_sample(video="c.mp4", id=f"s{i}") for i in range(12)]))
+    dataset = LlavaVideoDataset(data, tmp_path, TrajVLMProcessor.from_pretrained(base), max_skip_fraction=0.05)
+    with pytest.raises(SkipLimitError) as error:
+        dataset[0]
+    assert "1 of the 1 samples tried so far failed (every sample tried failed)" in str(error.value)
+    assert "12 samples" in str(error.value) and "c.mp4" in str(error.value)
+
+
+def test_export_missing_checkpoint(tmp_path, capsys):
+    rc, _, err = _run(trajvlm_main, ["export", "--checkpoint", str(tmp_path / "adapter"), "--out", "x"], capsys)
+    assert_user_error(rc, err, tmp_path / "adapter")
+
+
+def test_chat_errors(vlm, files, capsys):
+    chat = ["chat", "--prompt", "hi", "--max-new-tokens", "1"]
+    cases = [
+        (["--model", str(files["tokenizer"])], [files["tokenizer"], "TrajTok tokenizer checkpoint"]),
+        (["--model", str(vlm), "--device", "cuda"] if not torch.cuda.is_available() else None, ["'cuda'", "CUDA"]),
+        (["--model", str(vlm), "--device", "tpu9"], ["'tpu9'", "unknown device"]),
+        (["--model", str(vlm), "--num-frames", "0"], ["num_frames", "0"]),
+        (["--model", str(vlm), "--fps", "-1"], ["fps", "-1"]),
+        (["--model", str(vlm), "--video", str(files["corrupt"])], [files["corrupt"], "not a readable"]),
+        (["--model", str(vlm), "--video", str(files["missing"])], [files["missing"], "not found"]),
+    ]
+    for args, needles in cases:
+        if args is None:
+            continue
+        rc, _, err = _run(trajvlm_main, [*chat, *args], capsys)
+        assert_user_error(rc, err, *needles)
+
+
+def test_chat_still_image_and_large_source(vlm, files, capsys):
+    rc, out, err = _run(trajvlm_main, ["chat", "--model", str(vlm), "--video", str(files["image"]), "--prompt", "hi",
+                                       "--max-new-tokens", "1", "--num-frames", "3"], capsys)  # fmt: skip
+    assert rc == 0, err
+    assert f"note: {files['image']} is a still image: the model sees 3 copies of it" in out
+    rc, out, err = _run(trajvlm_main, ["chat", "--model", str(vlm), "--video", str(files["big"]), "--prompt", "hi",
+                                       "--max-new-tokens", "1", "--num-frames", "2"], capsys)  # fmt: skip
+    assert rc == 0, err
+    assert "(2 frames, 320x240, decoded at 64x64)" in out  # resized by the decoder to the tower's 64 px
+
+
+def test_chat_default_trajtok_connector_on_a_base(base, files, capsys):
+    """`trajvlm chat --model BASE --connector trajtok` used to crash on the default TrajTok config's tuple."""
+    argv = ["chat", "--model", str(base), "--connector", "trajtok", "--prompt", "hi", "--max-new-tokens", "1"]
+    rc, out, err = _run(trajvlm_main, [*argv, "--video", str(files["clip"]), "--num-frames", "2"], capsys)
+    assert rc == 0, err
+    assert "visual tokens" in out
+
+
+def test_llava_hf_checkpoint_image_stats(base, tmp_path):
+    """A llava-hf checkpoint's own image mean / std (preprocessor_config.json) are used, not SigLIP's 0.5."""
+    from trajvlm.modeling import TrajVLMForConditionalGeneration
+    from trajvlm.processing import TrajVLMProcessor
+
+    hf = tmp_path / "hf"
+    shutil.copytree(base, hf)
+    config = json.loads((hf / "processor_config.json").read_text())
+    config.pop("image_mean")
+    config.pop("image_std")
+    (hf / "processor_config.json").write_text(json.dumps(config))
+    mean, std = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+    (hf / "preprocessor_config.json").write_text(json.dumps({"image_mean": mean, "image_std": std}))
+    processor = TrajVLMProcessor.from_pretrained(hf)
+    assert processor.image_mean == mean and processor.image_std == std
+    frames = torch.full((1, 3, 64, 64), 255, dtype=torch.uint8)
+    pixels = processor.video_processor_(frames)
+    assert torch.allclose(pixels[0, :, 0, 0], (1 - torch.tensor(mean)) / torch.tensor(std))
+    from tests.trajvlm.helpers import tiny_trajtok_config
+
+    model = TrajVLMForConditionalGeneration.from_llava(hf, connector="trajtok", trajtok=tiny_trajtok_config())
+    assert model.config.connector_kwargs["image_mean"] == mean
+    assert torch.allclose(model.model.connector.image_mean.flatten(), torch.tensor(mean))
+
+
+# ---------------------------------------------------------------------------------------------- lmms-eval model
+
+
+def test_lmms_eval_model_rejects_bad_settings(vlm, files, tmp_path):
+    pytest.importorskip("lmms_eval")
+    from trajvlm.integrations.lmms_eval import TrajVLMLmms
+
+    with pytest.raises(ValueError, match="num_frames must be a positive integer .* got 0"):
+        TrajVLMLmms(pretrained=str(vlm), num_frames="0")
+    with pytest.raises(ValueError, match="fps must be a number, got 'fast'"):
+        TrajVLMLmms(pretrained=str(vlm), fps="fast")
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "none")):
+        TrajVLMLmms(pretrained=str(tmp_path / "none"))
+    with pytest.raises(ValueError, match="TrajTok tokenizer checkpoint"):
+        TrajVLMLmms(pretrained=str(files["tokenizer"]))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device 'cuda' requested"):
+            TrajVLMLmms(pretrained=str(vlm), device="cuda")
+
+
+def test_lmms_eval_failed_samples_file_is_per_run(vlm, tmp_path):
+    pytest.importorskip("lmms_eval")
+    from trajvlm.integrations.lmms_eval import TrajVLMLmms
+
+    failures = tmp_path / "failed_samples.jsonl"
+    first = TrajVLMLmms(pretrained=str(vlm), failures_path=str(failures))
+    first.record_failure("generate_until", "t", "test", 0, ["a.mp4"], "cannot read video 'a.mp4'")
+    assert len(failures.read_text().splitlines()) == 1
+    second = TrajVLMLmms(pretrained=str(vlm), failures_path=str(failures))
+    assert not failures.exists()  # the earlier run's rows are gone
+    second.record_failure("generate_until", "t", "test", 1, ["b.mp4"], "cannot read video 'b.mp4'")
+    rows = [json.loads(line) for line in failures.read_text().splitlines()]
+    assert [r["doc_id"] for r in rows] == [1]
+
+
+# -------------------------------------------------------------------------------------------------- load_video
+
+
+def test_load_video_errors(files, tmp_path):
+    from trajtok.video import VideoDecodeError, VideoNotFoundError, load_video
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VideoNotFoundError, match=f"'{files['missing']}': not found"):
+        load_video(files["missing"])
+    with pytest.raises(VideoDecodeError, match=f"'{files['corrupt']}': not a readable video container"):
+        load_video(files["corrupt"])
+    with pytest.raises(VideoDecodeError, match="directory has no images"):
+        load_video(tmp_path / "empty")
+    with pytest.raises(ValueError, match="num_frames must be a positive int, got 0"):
+        load_video(files["clip"], num_frames=0)
+    with pytest.raises(ValueError, match="size must be a positive int"):
+        load_video(files["clip"], size=(0, 4))
+
+
+def test_still_image_is_a_one_frame_video(files, caplog):
+    from trajtok.video import load_video
+
+    video = load_video(files["image"], num_frames=5, size=24)
+    assert video.frames.shape == (5, 3, 24, 32) and video.num_source_frames == 1
+    assert "is a still image, not a video: read as 5 copies" in caplog.text
+
+
+# ------------------------------------------------------------------------------------------- console scripts
+
+
+def _console(module: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tokenizer"), str(ROOT)]), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT
+    )
+
+
+def test_console_scripts_print_error_lines(files, tmp_path):
+    proc = _console("trajtok.cli", "synth", "--out", str(tmp_path / "s"), "--objects", "0")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error: --objects must be N >= 1" in proc.stderr
+    proc = _console("trajtok.cli", "-v", "synth", "--out", str(tmp_path / "s"), "--objects", "0")
+    assert proc.returncode == 2 and "Traceback" in proc.stderr
+    proc = _console("trajvlm.cli", "chat", "--model", str(files["tokenizer"]), "--device", "cuda", "--prompt", "hi")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"error: {files['tokenizer']} is a TrajTok tokenizer checkpoint" in proc.stderr
