@@ -8,11 +8,9 @@ exit with status 2; ``-v`` adds the traceback. Anything else is a bug and keeps 
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import logging
 import sys
-import traceback
+
+from trajtok.cli import USER_ERRORS, run_commands
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "build-base": ("trajvlm.base", "build a tiny LLaVA-OneVision-compatible base model in code and save it"),
@@ -23,19 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("trajvlm.serve.cli", "serve a model over an OpenAI-compatible HTTP API with a web page"),
 }
 
-# ValueError covers VideoDecodeError, ContextLengthError and json.JSONDecodeError (re-raised with the file name).
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,
-    FileNotFoundError,
-    NotADirectoryError,
-    IsADirectoryError,
-    PermissionError,
-    FileExistsError,
-)
-
 
 def is_user_error(error: BaseException) -> bool:
-    """A user error (bad input), as opposed to a bug; includes the training data's skip-limit error."""
+    """A user error (bad input), as opposed to a bug. ValueError covers VideoDecodeError, ContextLengthError and
+    json.JSONDecodeError (re-raised with the file name); the training data's skip-limit error counts too."""
     if isinstance(error, USER_ERRORS):
         return True
     data = sys.modules.get("trajvlm.data")  # imported only when a command read training data
@@ -43,33 +32,7 @@ def is_user_error(error: BaseException) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="trajvlm", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, tracebacks of errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    argv = sys.argv[1:] if argv is None else argv
-    chosen = next((a for a in argv if not a.startswith("-")), None)
-    for name, (module, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
-        # -v also after the command; SUPPRESS keeps the top-level value when it is not given here
-        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
-        if name == chosen:
-            importlib.import_module(module).add_arguments(p)
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s"
-    )
-    try:
-        return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
-    except Exception as e:
-        if not is_user_error(e):
-            raise
-        if args.verbose:
-            traceback.print_exception(e)
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_commands("trajvlm", __doc__.splitlines()[0], COMMANDS, argv, is_user_error)
 
 
 if __name__ == "__main__":

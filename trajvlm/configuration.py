@@ -12,7 +12,7 @@ from typing import Any
 from transformers import LlavaOnevisionConfig
 
 # Registry keys of trajvlm.connectors.CONNECTORS (kept here so validating a config does not import the connectors).
-CONNECTOR_NAMES: tuple[str, ...] = ("pool", "trajtok", "resampler")
+CONNECTOR_NAMES: tuple[str, ...] = ("pool", "trajtok", "resampler", "vtok", "tome", "trajvit", "coordtok")
 TOKEN_MODES: tuple[str, ...] = ("adaptive", "fixed")
 
 
@@ -21,7 +21,8 @@ class TrajVLMConfig(LlavaOnevisionConfig):
 
     Fields beyond ``LlavaOnevisionConfig``:
         connector: registry key of the vision connector: ``pool`` (upstream pooling, identical logits), ``trajtok``
-            (trajectory tokens), ``resampler`` (fixed learnable queries).
+            (trajectory tokens), ``resampler`` (fixed learnable queries), ``vtok`` (key-frame + residual tokens),
+            ``tome`` (token merging), ``trajvit`` (external trajectories), ``coordtok`` (triplane latents).
         connector_kwargs: connector options, e.g. ``{"mode": "bilinear", "stride": 2}`` for ``pool``,
             ``{"image_mean": [...], "image_std": [...]}`` (the tower's normalisation) for ``trajtok``.
         trajtok: ``TrajTokConfig.to_dict()`` of the trajtok connector (``external_dim`` / ``output_dim`` = LLM width).

@@ -240,7 +240,29 @@ CONNECTORS: dict[str, type[Connector]] = {
     "trajtok": TrajTokConnector,
     "resampler": ResamplerConnector,
 }
-if set(CONNECTORS) != set(CONNECTOR_NAMES):
+
+
+# The other video tokenizers, each in its own module: name -> (module, class). A module imported before this one
+# registers its class itself at its end (here it is still partially initialised).
+OTHER_CONNECTORS: dict[str, tuple[str, str]] = {
+    "vtok": ("trajvlm.vtok", "VTokConnector"),
+    "tome": ("trajvlm.tome", "ToMeConnector"),
+    "trajvit": ("trajvlm.trajvit_connector", "TrajViTConnector"),
+    "coordtok": ("trajvlm.coordtok_connector", "CoordTokConnector"),
+}
+
+
+def _register_other_tokenizers() -> None:
+    import importlib
+
+    for name, (module, cls) in OTHER_CONNECTORS.items():
+        found = getattr(importlib.import_module(module), cls, None)
+        if found is not None:
+            CONNECTORS[name] = found
+
+
+_register_other_tokenizers()
+if set(CONNECTORS) | set(OTHER_CONNECTORS) != set(CONNECTOR_NAMES):
     raise ImportError(f"CONNECTORS {sorted(CONNECTORS)} and configuration.CONNECTOR_NAMES {CONNECTOR_NAMES} disagree")
 
 

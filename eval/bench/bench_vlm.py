@@ -58,7 +58,7 @@ import torch
 logger = logging.getLogger("bench_vlm")
 
 CONFIGS = ("tiny", "mid")
-CONNECTORS = ("pool", "trajtok")
+CONNECTORS = ("pool", "trajtok", "vtok", "tome", "trajvit", "coordtok")  # the last four: registry defaults
 QUESTION = "How many different objects appear in the video?"
 RATIO_FRAMES = 128  # the project's reference length: 128 frames in at most ~1/10 of pooling's tokens
 TOKEN_TARGET = 1 / 10  # trajtok tokens / pool tokens
@@ -217,6 +217,8 @@ def measure(spec: dict) -> dict:
     kwargs: dict[str, Any] = {"connector": spec["connector"]}
     if spec["connector"] == "trajtok":
         kwargs.update(trajtok=spec["trajtok"], token_mode="adaptive")
+    elif spec["connector"] != "pool":  # other tokenizers: registry defaults, adaptive, randomly initialised
+        kwargs.update(token_mode="adaptive")
     model = TrajVLMForConditionalGeneration.from_llava(spec["base"], **kwargs).eval().to(device)
     processor = TrajVLMProcessor.from_pretrained(spec["base"]).for_model(model.config)
     llm = LLMTimer(model.model.language_model, device)

@@ -229,16 +229,16 @@ def test_registry_and_config_errors(tiny_base_path):
 
     llava = LlavaOnevisionConfig.from_pretrained(tiny_base_path)
     with pytest.raises(ValueError, match="valid connectors: pool, trajtok, resampler"):
-        TrajVLMConfig.from_llava_config(llava, connector="tome")
+        TrajVLMConfig.from_llava_config(llava, connector="patches")
     with pytest.raises(ValueError, match="token_mode"):
         TrajVLMConfig.from_llava_config(llava, token_mode="sometimes")
     with pytest.raises(ValueError, match="LLM width"):
         TrajVLMConfig.from_llava_config(llava, connector="trajtok", trajtok={"output_dim": 7})
     cfg = TrajVLMConfig.from_llava_config(llava)
-    cfg.connector = "tome"
+    cfg.connector = "patches"
     with pytest.raises(ValueError, match="valid connectors"):
         build_connector(cfg)
-    assert set(CONNECTORS) == {"pool", "trajtok", "resampler"}
+    assert set(CONNECTORS) == {"pool", "trajtok", "resampler", "vtok", "tome", "trajvit", "coordtok"}
     assert padding_side_of(torch.tensor([[0, 1, 1], [1, 1, 1]])) == "left"
     assert padding_side_of(torch.tensor([[1, 1, 0], [1, 1, 1]])) == "right"
 

@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 import traceback
+from collections.abc import Callable
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -21,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("trajtok.evaluate", "space-time mIoU / association / token counts of a checkpoint on labelled videos"),
     "pseudolabel": ("trajtok.pseudolabel.cli", "trajectory pseudo-labels for real video (key frames, segment, track)"),
     "convert-release": ("trajtok.release", "convert the authors' released segmenter model.pth into a TrajTok folder"),
+    "coordtok-train": ("trajtok.coordtok_train", "pretrain CoordTok (triplane video latents) by patch reconstruction"),
     "viz": ("trajtok.viz", "draw trajectory ids of a label npz over its video (PNG contact sheet, GIF/MP4)"),
 }
 
@@ -45,14 +47,24 @@ def report_error(error: BaseException, verbose: bool) -> int:
     return 2
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="trajtok", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+def run_commands(
+    prog: str,
+    description: str,
+    commands: dict[str, tuple[str, str]],
+    argv: list[str] | None = None,
+    is_user_error: Callable[[BaseException], bool] = lambda e: isinstance(e, USER_ERRORS),
+) -> int:
+    """A command line of sub-commands, each in the module that implements it (``add_arguments(parser)``,
+    ``run(args) -> int``); only the chosen command's module is imported. User errors (``is_user_error``) print one
+    ``error: ...`` line and return 2; anything else is a bug and keeps its traceback. Shared by ``trajvlm``.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, tracebacks of errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     argv = sys.argv[1:] if argv is None else argv
     # Build only the chosen sub-parser (imports its module); list all in --help.
     chosen = next((a for a in argv if not a.startswith("-")), None)
-    for name, (module, help_) in COMMANDS.items():
+    for name, (module, help_) in commands.items():
         p = sub.add_parser(name, help=help_, description=help_)
         # -v also after the command (trajtok tokenize clip.mp4 -v); SUPPRESS keeps the top-level value otherwise
         p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
@@ -66,9 +78,15 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s"
     )
     try:
-        return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
-    except USER_ERRORS as e:
+        return int(importlib.import_module(commands[args.command][0]).run(args) or 0)
+    except Exception as e:
+        if not is_user_error(e):
+            raise
         return report_error(e, args.verbose)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_commands("trajtok", __doc__.splitlines()[0], COMMANDS, argv)
 
 
 if __name__ == "__main__":
