@@ -198,7 +198,9 @@ def _parse_value(text: str) -> Any:
 
 def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """``key=value`` (value parsed as YAML), ``model.key=value`` and ``trajvit2.key=value`` on a config dict (copied)."""
-    d = {**d, "model": dict(d.get("model") or {}), "trajvit2": dict(d.get("trajvit2") or {})}
+    d = {**d, "model": dict(d.get("model") or {})}
+    if "trajvit2" in d or any(item.startswith("trajvit2.") for item in overrides):
+        d["trajvit2"] = dict(d.get("trajvit2") or {})  # only for configs that have the section (TrainConfig)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
