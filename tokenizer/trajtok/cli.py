@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokenize": ("trajtok.tokenize", "tokenize a video with a checkpoint; print trajectories/tokens, write an overlay"),
     "eval": ("trajtok.evaluate", "space-time mIoU / association / token counts of a checkpoint on labelled videos"),
     "pseudolabel": ("trajtok.pseudolabel.cli", "trajectory pseudo-labels for real video (key frames, segment, track)"),
+    "convert-release": ("trajtok.release", "convert the authors' released segmenter model.pth into a TrajTok folder"),
     "coordtok-train": ("trajtok.coordtok_train", "pretrain CoordTok (triplane video latents) by patch reconstruction"),
     "viz": ("trajtok.viz", "draw trajectory ids of a label npz over its video (PNG contact sheet, GIF/MP4)"),
 }

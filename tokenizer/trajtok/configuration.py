@@ -14,8 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BACKBONES = ("convnext", "resnet", "external")
+BACKBONES = (
+    "convnext",
+    "resnet",
+    "external",
+    "dinov3_convnext",
+)  # dinov3_convnext: only with segmenter_variant="release"
 CARRY_MODES = ("gated", "restart")
+SEGMENTER_VARIANTS = ("trajtok", "release")
+ENCODER_TRAINERS = ("clip", "probe")  # objectives that can have trained the trajectory encoder
 # Fields added after the first release, with the value that reproduces a checkpoint saved before them (applied by
 # ``TrajTokConfig.load`` when a saved config.json lacks the key). Old checkpoints carried the raw final query
 # states, which was measured to be no better than restarting every clip, so they stream with "restart".
@@ -88,6 +95,11 @@ class TrajTokConfig:
     # (a learned projection of it) to its tokens, so tokens say when their trajectory exists
     sparse_attention: bool = True  # encoder: each trajectory gathers only its own pixels (O(P) memory) instead of
     # a dense (K*n) x P attention mask; both give the same result
+    segmenter_variant: str = "trajtok"  # "trajtok": this package's backbone fusion + segmenter | "release": the
+    # authors' released segmenter layout (trajtok.nn.release_segmenter; weights via `trajtok convert-release`)
+    # --- provenance ---
+    encoder_trained_by: str | None = None  # what trained the trajectory encoder: None = nothing (random init, e.g.
+    # after segmentation-only pretraining), "clip" = TrajViT2 co-training, "probe" = a TrajAdapter probe's loss
 
     def __post_init__(self) -> None:
         # JSON / YAML give lists; keep tuples so configs compare equal after a round trip.
@@ -172,6 +184,23 @@ class TrajTokConfig:
         if self.backbone == "external" and self.external_dim is None:
             raise ValueError(
                 "backbone='external' reads features passed to forward and needs their width: set external_dim"
+            )
+        if self.segmenter_variant == "release" and self.carry == "gated":
+            raise ValueError("segmenter_variant='release' has no carry gate: use carry='restart'")
+        if self.segmenter_variant not in SEGMENTER_VARIANTS:
+            raise ValueError(f"segmenter_variant must be one of {SEGMENTER_VARIANTS}, got {self.segmenter_variant!r}")
+        if (self.segmenter_variant == "release") != (self.backbone == "dinov3_convnext"):
+            raise ValueError(
+                "backbone='dinov3_convnext' goes with segmenter_variant='release' (and only there), got "
+                f"backbone={self.backbone!r}, segmenter_variant={self.segmenter_variant!r}"
+            )
+        if self.segmenter_variant == "release" and self.backbone_pretrained is not None:
+            raise ValueError(
+                "segmenter_variant='release' loads its weights with `trajtok convert-release`, not backbone_pretrained"
+            )
+        if self.encoder_trained_by is not None and self.encoder_trained_by not in ENCODER_TRAINERS:
+            raise ValueError(
+                f"encoder_trained_by must be None or one of {ENCODER_TRAINERS}, got {self.encoder_trained_by!r}"
             )
 
     # --- derived sizes ---
@@ -281,6 +310,22 @@ class TrajTokConfig:
             enc_head_dim=32,
             mlp_ratio=2.0,
             presence_fraction=0.0,  # tiny test clips have 16x16 grids: a single pixel is a real trajectory there
+        )
+        return cls.from_dict(base, **overrides)
+
+    @classmethod
+    def release(cls, **overrides: Any) -> TrajTokConfig:
+        """The authors' released segmenter: DINOv3 ConvNeXt-Small, 224 px, E = 512, K = 128, 8 heads x 64."""
+        base: dict[str, Any] = dict(
+            backbone="dinov3_convnext",
+            backbone_config={"depths": [3, 3, 27, 3], "hidden_sizes": [96, 192, 384, 768]},
+            segmenter_variant="release",
+            image_size=224,
+            width=512,
+            num_queries=128,
+            seg_depth=2,
+            seg_heads=8,
+            seg_head_dim=64,
         )
         return cls.from_dict(base, **overrides)
 

@@ -291,7 +291,11 @@ class TrajTok(nn.Module):
         pretrained = config.backbone_pretrained if load_backbone_weights else None
         e = config.width
         self.features = None  # backbone "external": no image model; the features given to forward are projected
-        if config.backbone != "external":
+        if config.segmenter_variant == "release":  # the authors' released layout, to hold their weights exactly
+            from trajtok.nn.release_segmenter import ReleaseFeatures
+
+            self.features = ReleaseFeatures(config)
+        elif config.backbone != "external":
             self.features = FeatureBackbone(
                 config.backbone, config.backbone_config, pretrained, e, config.layer_norm_eps
             )
@@ -316,6 +320,10 @@ class TrajTok(nn.Module):
             config.max_logit_scale,
             config.seg_read_stride,
         )
+        if config.segmenter_variant == "release":
+            from trajtok.nn.release_segmenter import ReleaseSegmenter
+
+            self.segmenter = ReleaseSegmenter(config)
         self.external_proj = nn.Linear(config.external_dim, e) if config.external_dim is not None else None
         self.encoder = TrajectoryEncoder(
             e,

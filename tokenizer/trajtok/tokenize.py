@@ -32,6 +32,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
 
 
+ENCODER_PROVENANCE = {
+    None: "untrained (random init: the checkpoint was pretrained for segmentation only, so its tokens come from "
+    "a random trajectory encoder; co-train it, e.g. trajtok train --config trajvit2_quick)",
+    "clip": "trained by the TrajViT2 video-text contrastive objective",
+    "probe": "trained by a TrajAdapter probe's loss",
+}
+
+
+def encoder_provenance(trained_by: str | None) -> str:
+    """One line saying what trained a checkpoint's trajectory encoder (``TrajTokConfig.encoder_trained_by``)."""
+    return ENCODER_PROVENANCE.get(trained_by, f"trained by {trained_by}")
+
+
 def run(args: argparse.Namespace) -> int:
     from trajtok.evaluate import resolve_checkpoint
     from trajtok.modeling import TrajTok
@@ -63,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"video: {video.path} ({t} frames at {video.fps:.2f} fps, {info.width}x{info.height}{decoded})")
     if video.num_source_frames <= 1 and t > 1:
         print(f"note: {video.path} is a still image (1 frame): tokenized as {t} copies of it")
+    print(f"trajectory encoder: {encoder_provenance(model.config.encoder_trained_by)}")
     print(f"trajectories: {trajectories}")
     print(f"tokens: {tokens} ({tokens / t:.3f} per frame)")
     if args.viz:

@@ -46,6 +46,7 @@ from trajtok.losses import BACKGROUND_MODES, segmentation_loss
 logger = logging.getLogger(__name__)
 
 MODEL_PRESETS = ("tiny", "paper")
+OBJECTIVES = ("segmentation", "clip")
 CHECKPOINTS = "checkpoints"
 STATE_NAME = "train_state.pt"
 CONFIG_NAME = "train_config.json"
@@ -84,6 +85,11 @@ class TrainConfig:
     focal_weight: float = 1.0  # weight of the softmax focal loss
     dice_weight: float = 2.0  # weight of the Dice loss
     multires: bool = False  # also compute the loss on logits upsampled to the label resolution
+    objective: str = "segmentation"  # "segmentation": segmenter pretraining (the trajectory encoder is not run, so
+    # its weights stay at init; the checkpoint says so) | "clip": TrajViT2 (trajtok.trajvit2), video-text InfoNCE +
+    # the segmentation terms on the labels, trajectory encoder and segmenter trained together
+    clip_weight: float = 1.0  # weight of the InfoNCE loss (objective "clip")
+    trajvit2: dict = field(default_factory=dict)  # TrajViT2Config fields (objective "clip"), e.g. video_encoder
     # --- bookkeeping ---
     out_dir: str = "runs/trajtok"  # run folder (--out overrides)
     log_every: int = 10  # steps between metrics.jsonl rows
@@ -99,6 +105,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
         self.model = dict(self.model or {})
+        self.trajvit2 = dict(self.trajvit2 or {})
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.clip_weight < 0:
+            raise ValueError(f"clip_weight must be >= 0, got {self.clip_weight}")
+        if self.trajvit2 and self.objective != "clip":
+            raise ValueError(f"trajvit2 fields {sorted(self.trajvit2)} are set but objective is {self.objective!r}")
         for name in ("clip_len", "stream_clips", "batch_size", "steps", "log_every", "keep_checkpoints"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -129,6 +142,10 @@ class TrainConfig:
         if self.model_preset is not None and self.model_preset not in MODEL_PRESETS:
             raise ValueError(f"model_preset must be one of {MODEL_PRESETS} or null, got {self.model_preset!r}")
         self.model_config()  # validate the model fields now, not after the data is decoded
+        if self.objective == "clip":
+            from trajtok.trajvit2 import TrajViT2Config
+
+            TrajViT2Config.from_dict({**self.trajvit2, "trajtok": self.model_config().to_dict()})
 
     def model_config(self) -> TrajTokConfig:
         """The TrajTokConfig: ``model_preset`` as the base, ``model`` fields on top."""
@@ -181,8 +198,10 @@ def _parse_value(text: str) -> Any:
 
 
 def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``key=value`` (value parsed as YAML) and ``model.key=value`` on a config dict (copied)."""
+    """``key=value`` (value parsed as YAML), ``model.key=value`` and ``trajvit2.key=value`` on a config dict (copied)."""
     d = {**d, "model": dict(d.get("model") or {})}
+    if "trajvit2" in d or any(item.startswith("trajvit2.") for item in overrides):
+        d["trajvit2"] = dict(d.get("trajvit2") or {})  # only for configs that have the section (TrainConfig)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -190,6 +209,8 @@ def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
         parsed = _parse_value(value)
         if key.startswith("model."):
             d["model"][key[len("model.") :]] = parsed
+        elif key.startswith("trajvit2."):
+            d["trajvit2"][key[len("trajvit2.") :]] = parsed
         else:
             d[key] = parsed
     return d
@@ -336,7 +357,10 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, dist
     """Restore model, optimizer, scheduler and this rank's RNG state; returns the step to continue from."""
     from safetensors.torch import load_file
 
-    model.load_state_dict_strict(load_file(str(path / "model.safetensors")), source=str(path))
+    if hasattr(model, "load_state_dict_strict"):  # TrajTok
+        model.load_state_dict_strict(load_file(str(path / "model.safetensors")), source=str(path))
+    else:  # TrajViT2 (objective "clip"): its own files
+        model.load_weights(path)
     state = torch.load(path / STATE_NAME, map_location="cpu", weights_only=False)
     if state.get("world", 1) != dist.world:
         logger.warning("checkpoint was written by %d process(es), resuming with %d", state.get("world"), dist.world)
@@ -368,18 +392,19 @@ class SegmentationLogits(torch.nn.Module):
         self.clip_len = clip_len
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        from trajtok.modeling import StreamState
-
-        t = pixel_values.shape[1]
+        # Backbone + segmenter only: the trajectory encoder gets no gradient from this loss, so it is not run.
+        # Clips stream with the model's carry rule; gradients cross at most carry_backprop_clips carried states.
+        cfg = self.model.config
+        b, t = pixel_values.shape[:2]
         step = self.clip_len or t
-        truncate = self.model.config.carry_backprop_clips
-        logits, state = [], None
+        logits, queries = [], None
         for i, s in enumerate(range(0, t, step)):
-            out = self.model(pixel_values[:, s : s + step], state=state)
-            logits.append(out.logits)  # (B, K, t_s, h0, w0)
-            state = out.state
-            if (i + 1) % truncate == 0:  # truncated backpropagation through the carried state
-                state = StreamState(state.queries.detach(), state.frames_seen, state.absent)
+            init = self.model.segmenter.initial_queries(b, queries, carry=cfg.carry == "gated")  # (B, K, E)
+            feats = self.model.encode_pixels(pixel_values[:, s : s + step])  # (B, t_s, h0, w0, E)
+            queries, clip_logits = self.model.segmenter(feats, init, detach_perceiver=cfg.detach_features)
+            logits.append(clip_logits)  # (B, K, t_s, h0, w0)
+            if (i + 1) % cfg.carry_backprop_clips == 0:  # truncated backpropagation through the carried state
+                queries = queries.detach()
         return torch.cat(logits, dim=2)  # (B, K, T, h0, w0)
 
 
@@ -408,9 +433,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     model_cfg = cfg.model_config()
-    model = TrajTok(model_cfg).to(device)
-    model.train()
-    size = model.config.image_size
+    model = TrajTok(model_cfg).to(device) if cfg.objective == "segmentation" else None
+    size = model_cfg.image_size
     data = TrajectoryClipDataset(
         cfg.data,
         cfg.train_split,
@@ -424,6 +448,11 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
         seed=cfg.seed,
         progress=dist.main,
     )
+    if model is None:  # objective "clip": the text tokenizer is trained on the training captions first
+        from trajtok.trajvit2 import build_for_training
+
+        model = build_for_training(cfg.trajvit2, model_cfg, [c for v in data.videos for c in v.captions]).to(device)
+    model.train()
     logger.info(
         "%d training videos (%d skipped), model %.2fM parameters, %d process(es) on %s",
         len(data),
@@ -446,7 +475,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
             step = load_checkpoint(ckpt, model, optimizer, scheduler, dist)
             logger.info("resumed from %s at step %d", ckpt, step)
 
-    net: torch.nn.Module = SegmentationLogits(model, cfg.clip_len)
+    net: torch.nn.Module = SegmentationLogits(model, cfg.clip_len) if cfg.objective == "segmentation" else model
     if dist.world > 1:
         # Segmentation pretraining leaves the trajectory encoder without gradient: DDP must not wait for it.
         net = torch.nn.parallel.DistributedDataParallel(net, find_unused_parameters=True)
@@ -468,15 +497,19 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
             pixels = batch["pixel_values"].to(device, non_blocking=True)  # (B, T, 3, H, W)
             targets = batch["target_ids"].to(device, non_blocking=True)  # (B, T, H', W')
             with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_bf16):
-                logits = net(pixels)  # (B, K, T, h0, w0)
-            losses = segmentation_loss(
-                logits.float(),
-                targets,
-                background=cfg.background,
-                focal_weight=cfg.focal_weight,
-                dice_weight=cfg.dice_weight,
-                multires=cfg.multires,
-            )
+                if cfg.objective == "clip":
+                    losses = net(pixels, _captions(batch), targets, **_clip_loss_kwargs(cfg))
+                else:
+                    logits = net(pixels)  # (B, K, T, h0, w0)
+            if cfg.objective == "segmentation":
+                losses = segmentation_loss(
+                    logits.float(),
+                    targets,
+                    background=cfg.background,
+                    focal_weight=cfg.focal_weight,
+                    dice_weight=cfg.dice_weight,
+                    multires=cfg.multires,
+                )
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             grad_norm = (
@@ -489,11 +522,12 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
             scheduler.step()
             step += 1
 
-            values = torch.stack([losses["loss"].detach(), losses["focal"].detach(), losses["dice"].detach()])
+            names = [k for k in ("loss", "focal", "dice", "clip", "temperature", "tokens") if k in losses]
+            values = torch.stack([losses[k].detach().float() for k in names])
             if dist.world > 1:
                 torch.distributed.all_reduce(values)
                 values /= dist.world
-            for name, v in zip(("loss", "focal", "dice"), values.tolist(), strict=True):
+            for name, v in zip(names, values.tolist(), strict=True):
                 sums[name] = sums.get(name, 0.0) + v
             count += 1
             bar.update(1)
@@ -524,16 +558,40 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
     return ckpt
 
 
+def _captions(batch: dict) -> list[str]:
+    if "caption" not in batch:
+        raise ValueError(
+            f"objective 'clip' needs a caption for every clip; videos {batch['video_id']} include some without one"
+        )
+    return batch["caption"]
+
+
+def _clip_loss_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    return dict(
+        clip_weight=cfg.clip_weight,
+        focal_weight=cfg.focal_weight,
+        dice_weight=cfg.dice_weight,
+        background=cfg.background,
+        multires=cfg.multires,
+    )
+
+
 def validate(model: Any, cfg: TrainConfig, step: int, metrics: Any, dist: Dist, elapsed: float) -> None:
-    """Space-time mIoU / association on a few validation videos (rank 0), logged with ``val_`` keys."""
+    """Space-time mIoU / association (objective "clip": held-out retrieval) on a few validation videos (rank 0),
+    logged with ``val_`` keys; unreadable validation data is logged and training goes on."""
     from trajtok.evaluate import evaluate_model
 
     if dist.main:
         was_training = model.training
         try:
-            r = evaluate_model(
-                model, cfg.data, cfg.val_split, max_videos=cfg.eval_videos, max_skip_fraction=cfg.max_skip_fraction
-            )
+            if cfg.objective == "clip":  # TrajViT2: held-out retrieval
+                from trajtok.trajvit2 import evaluate_clip
+
+                r = evaluate_clip(model, cfg.data, cfg.val_split, clip_len=cfg.clip_len, max_videos=cfg.eval_videos)
+            else:
+                r = evaluate_model(
+                    model, cfg.data, cfg.val_split, max_videos=cfg.eval_videos, max_skip_fraction=cfg.max_skip_fraction
+                )
         except (OSError, ValueError) as e:  # unreadable validation data: report it, keep training and checkpoints
             logger.error("step %d: validation on %s/%s failed: %s", step, cfg.data, cfg.val_split, e)
             if metrics:
@@ -545,11 +603,19 @@ def validate(model: Any, cfg: TrainConfig, step: int, metrics: Any, dist: Dist, 
         if r is None:
             dist.barrier()
             return
-        row = {"step": step, "val_miou": r["miou"], "val_association": r["association"]}
-        row.update(val_tokens=r["tokens_mean"], val_gt_objects=r["gt_objects_mean"], time=elapsed)
-        logger.info(
-            "step %d: val mIoU %.4f, association %.4f, tokens %.1f", step, r["miou"], r["association"], r["tokens_mean"]
-        )
+        if cfg.objective == "clip":
+            row = {"step": step, **{f"val_{k}": v for k, v in r.items()}, "time": elapsed}
+            logger.info("step %d: val R@5 t2v %.1f v2t %.1f", step, r["r5_t2v"], r["r5_v2t"])
+        else:
+            row = {"step": step, "val_miou": r["miou"], "val_association": r["association"]}
+            row.update(val_tokens=r["tokens_mean"], val_gt_objects=r["gt_objects_mean"], time=elapsed)
+            logger.info(
+                "step %d: val mIoU %.4f, association %.4f, tokens %.1f",
+                step,
+                r["miou"],
+                r["association"],
+                r["tokens_mean"],
+            )
         if metrics:
             metrics.write(json.dumps(row) + "\n")
             metrics.flush()
