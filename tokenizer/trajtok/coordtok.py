@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trajtok.weights import load_strict
+
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 KINDS = ("coordtok", "patch_ae")
@@ -198,16 +200,7 @@ class _Persistence:
         return model.eval()
 
     def load_state_dict_strict(self, state: dict[str, Tensor], source: str = "state dict") -> None:
-        own = self.state_dict()  # type: ignore[attr-defined]
-        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        shapes = sorted(f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in set(own) & set(state)
-                        if state[k].shape != own[k].shape)  # fmt: skip
-        if missing or unexpected or shapes:
-            raise ValueError(
-                f"{source} does not match the {self.config.kind} config: missing keys {missing}, unexpected keys "
-                f"{unexpected}, shape mismatches {shapes}"
-            )
-        self.load_state_dict(state, strict=True)  # type: ignore[attr-defined]
+        load_strict(self, state, source, self.config.kind)  # type: ignore[arg-type]
 
 
 def check_video(video: Tensor, multiple: int, what: str) -> None:

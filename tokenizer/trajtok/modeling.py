@@ -37,6 +37,7 @@ from trajtok.nn.backbone import FeatureBackbone, architecture_dict
 from trajtok.nn.encoder import TrajectoryEncoder, soft_mask_sums, upgrade_legacy_offsets
 from trajtok.nn.positions import grid_positions
 from trajtok.nn.segmenter import Segmenter
+from trajtok.weights import load_strict
 
 logger = logging.getLogger(__name__)
 
@@ -397,19 +398,7 @@ class TrajTok(nn.Module):
             logger.warning("%s: per-choice sub-latent tables %s converted into the nested table", source, converted)
             if "segmenter.carry_gate" not in state:
                 state["segmenter.carry_gate"] = own["segmenter.carry_gate"].clone()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        shapes = sorted(
-            f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-            for k in set(own) & set(state)
-            if state[k].shape != own[k].shape
-        )
-        if missing or unexpected or shapes:
-            raise ValueError(
-                f"{source} does not match the TrajTok config: missing keys {missing}, unexpected keys {unexpected}, "
-                f"shape mismatches {shapes}"
-            )
-        self.load_state_dict(state, strict=True)
+        load_strict(self, state, source, "TrajTok")
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

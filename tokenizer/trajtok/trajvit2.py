@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trajtok.configuration import TrajTokConfig
+from trajtok.weights import load_strict
 
 logger = logging.getLogger(__name__)
 
@@ -514,20 +515,7 @@ class TrajViT2(nn.Module):
             if not tok.is_file():
                 raise FileNotFoundError(f"TrajTok weights of the TrajViT2 checkpoint not found: {tok}")
             state.update({f"trajtok.{k}": v for k, v in load_file(str(tok)).items()})
-        own = self.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        shapes = sorted(
-            f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-            for k in set(own) & set(state)
-            if state[k].shape != own[k].shape
-        )
-        if missing or unexpected or shapes:
-            raise ValueError(
-                f"{path} does not match the TrajViT2 config: missing keys {missing}, unexpected keys {unexpected}, "
-                f"shape mismatches {shapes}"
-            )
-        self.load_state_dict(state, strict=True)
+        load_strict(self, state, str(path), "TrajViT2")
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> TrajViT2:
