@@ -406,7 +406,7 @@ def prepare_inputs(model, processor, texts: list[str], videos: list[list[torch.T
     attention_mask = batch["attention_mask"].to(device)
     if flat:
         pixels = batch["pixel_values_videos"].to(device=device, dtype=model.dtype)  # (V, T, C, H, W)
-        merged = model.model.merge_video_tokens(input_ids, pixels, attention_mask)
+        merged = model.model.merge_video_tokens(input_ids, pixels, attention_mask, padding_side="left")
         embeds, mask = merged.inputs_embeds, merged.attention_mask
         counts = iter(merged.visual_token_counts)
         visual = [sum(next(counts) for _ in row) for row in videos]

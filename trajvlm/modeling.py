@@ -221,14 +221,19 @@ class TrajVLMModel(_ConnectorInitMixin, LlavaOnevisionModel):
         labels: torch.LongTensor | None = None,
         vision_feature_layer: int | list[int] | None = None,
         vision_feature_select_strategy: str | None = None,
+        padding_side: str | None = None,
     ) -> MergedInputs:
         """Embed ``input_ids`` (B, L) and put each video's tokens in place of its ``<video>`` placeholder(s).
 
         Videos are matched to placeholders in reading order over the batch (sample 0's videos first). With
         ``config.expands_in_model`` each video has exactly one placeholder and the batch is rebuilt with the
-        videos' N_i tokens spliced in; otherwise each video has exactly N placeholders and the tokens are
-        scattered into them (padding tokens of fixed mode get attention 0).
+        videos' N_i tokens spliced in, re-padded on ``padding_side`` (default: the side the input used, read from
+        its attention mask; an unpadded input counts as right-padded, so generation must ask for "left": rows whose
+        videos took fewer tokens than others' would otherwise end in padding); otherwise each video has exactly N
+        placeholders and the tokens are scattered into them (padding tokens of fixed mode get attention 0).
         """
+        if padding_side not in (None, "left", "right"):
+            raise ValueError(f"padding_side must be 'left', 'right' or None, got {padding_side!r}")
         if input_ids is None:
             raise ValueError("videos need input_ids with <video> placeholders (inputs_embeds alone cannot be expanded)")
         inputs_embeds = self.get_input_embeddings()(input_ids)  # (B, L, D)
@@ -247,7 +252,7 @@ class TrajVLMModel(_ConnectorInitMixin, LlavaOnevisionModel):
                     f"Video placeholders and videos do not match, tokens: {n_placeholders}, videos: "
                     f"{len(out.tokens)} (adaptive mode needs one <video> token per video; use processor.for_model)"
                 )
-            merged = self._splice(input_ids, inputs_embeds, attention_mask, labels, out)
+            merged = self._splice(input_ids, inputs_embeds, attention_mask, labels, out, padding_side)
         else:
             merged = self._scatter(inputs_embeds, attention_mask, labels, placeholder, out)
         merged.connector_output = out
@@ -280,8 +285,10 @@ class TrajVLMModel(_ConnectorInitMixin, LlavaOnevisionModel):
             padding_side=padding_side_of(attention_mask),
         )
 
-    def _splice(self, input_ids, inputs_embeds, attention_mask, labels, out: ConnectorOutput) -> MergedInputs:
-        side = padding_side_of(attention_mask)
+    def _splice(
+        self, input_ids, inputs_embeds, attention_mask, labels, out: ConnectorOutput, side: str | None = None
+    ) -> MergedInputs:
+        side = side or padding_side_of(attention_mask)
         video_id = self.config.video_token_id
         rows_e: list[torch.Tensor] = []
         rows_m: list[torch.Tensor] = []
@@ -356,12 +363,15 @@ class TrajVLMForConditionalGeneration(_ConnectorInitMixin, LlavaOnevisionForCond
         """Visual tokens per video of the last forward / generate call."""
         return self.model.last_visual_token_counts
 
-    def _merge_for_llm(self, input_ids, pixel_values_videos, attention_mask, labels, **vision_kwargs) -> MergedInputs:
+    def _merge_for_llm(
+        self, input_ids, pixel_values_videos, attention_mask, labels, padding_side=None, **vision_kwargs
+    ) -> MergedInputs:
         return self.model.merge_video_tokens(
             input_ids=input_ids,
             pixel_values_videos=pixel_values_videos,
             attention_mask=attention_mask,
             labels=labels,
+            padding_side=padding_side,
             **{k: v for k, v in vision_kwargs.items() if v is not None},
         )
 
@@ -456,7 +466,10 @@ class TrajVLMForConditionalGeneration(_ConnectorInitMixin, LlavaOnevisionForCond
             if input_ids is None:
                 raise ValueError("generate needs input_ids (or inputs_embeds without videos)")
             if pixel_values_videos is not None:
-                merged = self._merge_for_llm(input_ids, pixel_values_videos, attention_mask, None, **vision_kwargs)
+                # generation continues every row from its last position: the merged batch must be left padded
+                merged = self._merge_for_llm(
+                    input_ids, pixel_values_videos, attention_mask, None, padding_side="left", **vision_kwargs
+                )
                 inputs_embeds, attention_mask = merged.inputs_embeds, merged.attention_mask
             else:
                 inputs_embeds = self.get_input_embeddings()(input_ids)

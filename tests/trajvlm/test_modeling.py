@@ -78,6 +78,30 @@ def test_padded_batch_matches_single_runs(adaptive, side):
             assert single.visual_token_counts[0] == out.visual_token_counts[b]
 
 
+def test_generation_of_unpadded_prompts_is_left_padded_after_splicing(adaptive):
+    # Identical prompts need no padding, but their videos keep different numbers of trajectories: the spliced
+    # batch must be left padded for generation (a right-padded row would continue from a pad and answer nothing).
+    from trajvlm.inference import generate_batch
+
+    model, proc = adaptive
+    texts = ["<video>\nDescribe the video."] * 2
+    videos = [random_video(seed=0), random_video(seed=1)]
+    batch = _inputs(proc, texts, videos)
+    assert bool(batch["attention_mask"].all()), "identical prompts: no padding before the videos are spliced in"
+    merged = model.model.merge_video_tokens(
+        batch["input_ids"], batch["pixel_values_videos"], batch["attention_mask"], padding_side="left"
+    )
+    counts = merged.visual_token_counts
+    assert counts[0] != counts[1]
+    assert merged.padding_side == "left" and bool(merged.attention_mask[:, -1].all())
+    assert not bool(merged.attention_mask[:, 0].all())  # the shorter row starts with padding
+    with pytest.raises(ValueError, match="padding_side"):
+        model.model.merge_video_tokens(batch["input_ids"], batch["pixel_values_videos"], padding_side="middle")
+    gen = {"max_new_tokens": 4, "do_sample": False}
+    requests = [(video, "Describe the video.", gen) for video in videos]
+    assert generate_batch(model, proc, requests) == [generate_batch(model, proc, [r])[0] for r in requests]
+
+
 def test_multiple_videos_and_text_only_samples(adaptive):
     model, proc = adaptive
     videos = [random_video(seed=s) for s in range(3)]
