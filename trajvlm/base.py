@@ -147,7 +147,7 @@ def base_config(
     llm_heads: int | None = None,
 ):
     """``LlavaOnevisionConfig`` with a SigLIP tower and a Qwen2 LLM of the given sizes (llava-hf defaults otherwise)."""
-    from transformers import LlavaOnevisionConfig, Qwen2Config, SiglipVisionConfig
+    from transformers import Qwen2Config, SiglipVisionConfig
 
     if image_size < patch_size:
         raise ValueError(f"image_size {image_size} must be at least patch_size {patch_size}")
@@ -177,9 +177,17 @@ def base_config(
         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
         pad_token_id=tokenizer.pad_token_id,
     )
+    return llava_config(vision, text, tokenizer, tie_word_embeddings=False)
+
+
+def llava_config(vision, text, tokenizer, *, tie_word_embeddings: bool):
+    """The ``LlavaOnevisionConfig`` of a base: tower + LLM configs, the tokenizer's media tokens, full features."""
+    from transformers import LlavaOnevisionConfig
+
+    side = vision.image_size
     # anyres pinpoints as multiples of the tower's size, like llava-hf's 384..2304 grid (images only; videos
     # always take one tile per frame).
-    pinpoints = [[image_size * a, image_size * b] for a in range(1, 4) for b in range(1, 4)]
+    pinpoints = [[side * a, side * b] for a in range(1, 4) for b in range(1, 4)]
     return LlavaOnevisionConfig(
         vision_config=vision,
         text_config=text,
@@ -189,7 +197,7 @@ def base_config(
         vision_feature_select_strategy="full",
         vision_aspect_ratio="anyres_max_9",
         image_grid_pinpoints=pinpoints,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie_word_embeddings,
     )
 
 
@@ -287,7 +295,7 @@ def build_llm_base(
     projector is random (stage 1 trains it). The LLM's weights are copied strictly (missing or unexpected keys
     raise) and its tokenizer gets the media placeholders (:func:`trajvlm.llm.adapt_tokenizer`).
     """
-    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, SiglipVisionConfig
+    from transformers import LlavaOnevisionForConditionalGeneration, SiglipVisionConfig
 
     from trajvlm.llm import adapt_tokenizer, load_llm
     from trajvlm.processing import TrajVLMProcessor
@@ -314,18 +322,7 @@ def build_llm_base(
     text.pop("quantization_config", None)  # GGUF weights are de-quantised on load
     text_config = type(lm.config)(**text)
     tie = bool(getattr(lm.config, "tie_word_embeddings", False))
-    side = vision.image_size
-    config = LlavaOnevisionConfig(
-        vision_config=vision,
-        text_config=text_config,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
-        vision_feature_layer=-1,
-        vision_feature_select_strategy="full",
-        vision_aspect_ratio="anyres_max_9",
-        image_grid_pinpoints=[[side * a, side * b] for a in range(1, 4) for b in range(1, 4)],
-        tie_word_embeddings=tie,
-    )
+    config = llava_config(vision, text_config, tokenizer, tie_word_embeddings=tie)
     torch.manual_seed(seed)
     model = LlavaOnevisionForConditionalGeneration(config).eval()
     missing, unexpected = model.model.language_model.load_state_dict(lm.model.state_dict(), strict=False)
