@@ -42,7 +42,7 @@ PRESETS: dict[str, dict] = {
     "small": {
         "synth": [
             "--num-videos",
-            "train=2000,val=16,test=100",
+            "train=2000,val=16,test=80",
             "--frames",
             "24-48",
             "--size",
@@ -67,12 +67,13 @@ PRESETS: dict[str, dict] = {
         "tower_overrides": ["steps=200", "batch_size=64", "frames=2", "max_videos=1000"],
         "llm": "smollm2",
         "stage1_overrides": ["max_steps=40"],
-        "stage2_overrides": ["max_steps=45"],
+        "stage2_overrides": ["max_steps=60"],
         # training samples: one caption per video for stage 1; stage 2 = QA + captions (same for every connector)
         "stage1_samples": 2000,
-        "stage2_qa": 1200,
-        "stage2_captions": 300,
-        "stage2_open": 150,
+        "stage2_videos": 2000,
+        "stage2_turns": 5,
+        "stage2_caption_frac": 0.3,
+        "stage2_open_frac": 0.15,
         "frames": 4,
         "trajtok_sweep": [8],
         "describe_videos": 24,
@@ -97,9 +98,10 @@ PRESETS: dict[str, dict] = {
         "stage1_overrides": ["max_steps=500"],
         "stage2_overrides": ["max_steps=2000"],
         "stage1_samples": 8000,
-        "stage2_qa": 20000,
-        "stage2_captions": 4000,
-        "stage2_open": 2000,
+        "stage2_videos": 8000,
+        "stage2_turns": 8,
+        "stage2_caption_frac": 0.5,
+        "stage2_open_frac": 0.25,
         "frames": 16,
         "trajtok_sweep": [32, 64],
         "describe_videos": 200,
@@ -107,6 +109,9 @@ PRESETS: dict[str, dict] = {
         "equal_time": True,
     },
 }
+LETTERS = "ABCD"
+# the held-out QA task: questions asked open, each option's text scored by log-likelihood (eval/tasks/trajworld)
+TASK = "trajworld_open"
 QTYPES = ("count", "order", "exit_side", "attribute", "collision", "first_event", "event_count", "change")
 
 
@@ -190,36 +195,60 @@ def latest_checkpoint(run: Path) -> Path:
 
 
 def write_stage_data(data: Path, out: Path, p: dict, seed: int) -> tuple[Path, Path]:
-    """stage1.json: the first caption (the cast) of each training video; stage2.json: QA + some of those captions."""
+    """stage1.json: the first caption (the cast) of each training video; stage2.json: one multi-turn conversation per
+    training video, LLaVA-style: up to ``stage2_turns`` of its questions asked open (no options; the answer is the
+    right option's text), with its caption
+    ("Describe the video.") on a ``stage2_caption_frac`` share of the videos and an open count question (answered in a
+    sentence) on a ``stage2_open_frac`` share, in random order. The video's tokens and the prompt are paid once for
+    several answers, so a training step carries several times more answers than single-question samples. Every
+    connector trains on the same files."""
     stage1, stage2 = out / "stage1.json", out / "stage2.json"
     if stage1.exists() and stage2.exists():
         return stage1, stage2
     rng = random.Random(seed)
     cast: dict[str, dict] = {}
     for row in json.loads((data / "train" / "captions.json").read_text()):
-        cast.setdefault(row["id"], {k: row[k] for k in ("id", "video", "conversations")})
+        cast.setdefault(row["video"], {k: row[k] for k in ("id", "video", "conversations")})
     captions = list(cast.values())
     rng.shuffle(captions)
-    qa = [
-        {k: q[k] for k in ("id", "video", "conversations")}
-        for q in json.loads((data / "train" / "qa.json").read_text())
-    ]
-    rng.shuffle(qa)
-    # open questions with a sentence as the answer (from the world's ground truth): without the options and the
-    # letter instruction the model answers in words
+    questions: dict[str, list[dict]] = {}
+    for q in json.loads((data / "train" / "qa.json").read_text()):
+        questions.setdefault(q["video"], []).append(q)
     words = "zero one two three four five six seven eight nine ten eleven twelve".split()
-    open_qa = []
-    for row in captions[: p.get("stage2_open", 0)]:
-        n = len(json.loads((data / "train" / row["video"].replace(".mp4", ".json")).read_text())["objects"])
-        answer = f"{words[n].capitalize() if n < len(words) else n} object{'s' * (n != 1)} appear in the video."
-        human = "<video>\nHow many different objects appear in the video?"
-        turns = [{"from": "human", "value": human}, {"from": "gpt", "value": answer}]
-        open_qa.append({"id": f"{row['id']}_open", "video": row["video"], "conversations": turns})
-    mix = qa[: p["stage2_qa"]] + captions[: p["stage2_captions"]] + open_qa
-    rng.shuffle(mix)
+    conversations = []
+    for row in captions[: p["stage2_videos"]]:
+        video = row["video"]
+        qs = list(questions.get(video, []))
+        rng.shuffle(qs)
+        # asked open: the question without options, answered with the right option's text (what the evaluation
+        # scores: trajworld_open)
+        turns = [(q["question"], q["options"][LETTERS.index(q["answer"])]) for q in qs[: p["stage2_turns"]]]
+        if rng.random() < p.get("stage2_caption_frac", 0.0):
+            turns.insert(rng.randrange(len(turns) + 1), tuple(t["value"] for t in row["conversations"][:2]))
+        if rng.random() < p.get("stage2_open_frac", 0.0):
+            # an open question with a sentence as the answer (from the world's ground truth): without the options
+            # and the letter instruction the model answers in words
+            n = len(json.loads((data / "train" / video.replace(".mp4", ".json")).read_text())["objects"])
+            answer = f"{words[n].capitalize() if n < len(words) else n} object{'s' * (n != 1)} appear in the video."
+            turns.insert(rng.randrange(len(turns) + 1), ("How many different objects appear in the video?", answer))
+        if not turns:
+            continue
+        conv = []
+        for k, (human, answer) in enumerate(turns):
+            human = human.replace("<video>\n", "").replace("<video>", "")
+            conv += [
+                {"from": "human", "value": ("<video>\n" if k == 0 else "") + human},
+                {"from": "gpt", "value": answer},
+            ]
+        conversations.append({"id": f"{Path(video).stem}_chat", "video": video, "conversations": conv})
     stage1.write_text(json.dumps(captions[: p["stage1_samples"]]))
-    stage2.write_text(json.dumps(mix))
-    print(f"[demo] stage data: {len(captions[: p['stage1_samples']])} captions; {len(mix)} QA + captions", flush=True)
+    stage2.write_text(json.dumps(conversations))
+    answers = sum(len(c["conversations"]) // 2 for c in conversations)
+    print(
+        f"[demo] stage data: {len(captions[: p['stage1_samples']])} captions; {len(conversations)} conversations "
+        f"holding {answers} answers",
+        flush=True,
+    )
     return stage1, stage2
 
 
@@ -241,10 +270,15 @@ def train_metrics(run: Path) -> dict:
 # evaluation
 
 
-def lmms_eval(name: str, out: Path, data: Path, model: Path, num_frames: int) -> tuple[dict, list[dict]]:
-    """One evaluation through the real lmms-eval CLI; returns its task metrics and the per-question records."""
+def lmms_eval(
+    name: str, out: Path, data: Path, model: Path, num_frames: int, *, blind: bool = False
+) -> tuple[dict, list[dict]]:
+    """One evaluation through the real lmms-eval CLI (task ``trajworld_open``: the questions asked open, the options'
+    texts scored by log-likelihood); returns its task metrics and the per-question records. ``blind``: the same
+    questions without their videos (the text-only control)."""
     run_dir = out / "eval" / name
     args = f"pretrained={model},num_frames={num_frames},batch_size=8,failures_path={run_dir / 'failed.jsonl'}"
+    args += ",blind=true" if blind else ""
     cmd = [
         PY,
         "-m",
@@ -254,7 +288,7 @@ def lmms_eval(name: str, out: Path, data: Path, model: Path, num_frames: int) ->
         "--model_args",
         args,
         "--tasks",
-        "trajworld",
+        TASK,
         "--include_path",
         str(ROOT / "eval" / "tasks"),
         "--output_path",
@@ -269,7 +303,7 @@ def lmms_eval(name: str, out: Path, data: Path, model: Path, num_frames: int) ->
     if not results:
         raise StageFailed(f"stage 'evaluate {name}': lmms-eval wrote no results under {run_dir}; read {LOG_DIR}")
     (run_dir / "done").touch()
-    metrics = json.loads(results[-1].read_text())["results"]["trajworld"]
+    metrics = json.loads(results[-1].read_text())["results"][TASK]
     metrics = {k.split(",")[0]: v for k, v in metrics.items() if not k.endswith("_stderr,none") and k != "alias"}
     samples = []
     for path in sorted(run_dir.rglob("*samples_trajworld*.jsonl")):
@@ -437,7 +471,7 @@ def table(rows: list[dict]) -> str:
             f"{r['visual_tokens']:.0f}",
             r["steps"],
             f"{r['train_s']:.0f}",
-            f"{r['ttft_ms']:.0f}",
+            "-" if r["ttft_ms"] != r["ttft_ms"] else f"{r['ttft_ms']:.0f}",  # NaN: the no-video controls
             ci(r["ci"]["all"]),
         ]
         cells += [ci(r["ci"][q]) for q in QTYPES]
@@ -476,9 +510,17 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def unlearned(rows: list[dict]) -> list[str]:
-    """Question types whose 95 % interval contains chance (25 %) for every row."""
-    return [q for q in QTYPES if all(r["ci"][q]["n"] == 0 or r["ci"][q]["lo"] <= 25.0 for r in rows)]
+def unlearned(rows: list[dict], controls: list[dict] | None = None) -> list[str]:
+    """Question types no row answers from the video: every row's 95 % interval reaches chance (25 %) or its
+    connector's no-video control (what the question text alone gives that model)."""
+    blind = {c["connector"]: c for c in controls or []}
+
+    def floor(row: dict, q: str) -> float:
+        control = blind.get(row["connector"])
+        seen = control is not None and control["ci"][q]["n"] > 0
+        return max(25.0, control["ci"][q]["acc"]) if seen else 25.0
+
+    return [q for q in QTYPES if all(r["ci"][q]["n"] == 0 or r["ci"][q]["lo"] <= floor(r, q) for r in rows)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -662,9 +704,15 @@ def run(argv: list[str]) -> int:
     #    budget, trajtok at more frames, equal-time runs
     rows: list[dict] = []
 
-    def evaluate(label: str, key: str, conn: str, n: int) -> dict:
-        cost = measure(models[key], test_video, n, cache=out / "eval" / f"{key}-{n}f" / "cost.json")
-        metrics, samples = lmms_eval(f"{key}-{n}f", out, data, models[key], n)
+    controls: list[dict] = []  # the same models asked without the video
+
+    def evaluate(label: str, key: str, conn: str, n: int, *, blind: bool = False) -> dict:
+        name = f"{key}-blind" if blind else f"{key}-{n}f"
+        if blind:
+            cost = {"visual_tokens": 0, "ttft_ms": float("nan")}
+        else:
+            cost = measure(models[key], test_video, n, cache=out / "eval" / name / "cost.json")
+        metrics, samples = lmms_eval(name, out, data, models[key], n, blind=blind)
         row = {
             "label": label,
             "connector": conn,
@@ -675,7 +723,7 @@ def run(argv: list[str]) -> int:
             "metrics": metrics,
             "ci": {"all": bootstrap(samples), **{q: bootstrap(samples, q) for q in QTYPES}},
         }
-        rows.append(row)
+        (controls if blind else rows).append(row)
         return row
 
     first = {conn: evaluate(f"{conn} {frames}f", conn, conn, frames) for conn in connectors}
@@ -690,6 +738,8 @@ def run(argv: list[str]) -> int:
     for key in [k for k in models if k.endswith("-equal-time")]:
         conn = key.removesuffix("-equal-time")
         evaluate(f"{conn} {frames}f (equal time)", key, conn, frames)
+    for conn in connectors:  # the control: what each trained model answers from the question text alone
+        evaluate(f"{conn}, no video (control)", conn, conn, frames, blind=True)
 
     if args.stop_after == "eval":
         print(f"[demo] evaluated {len(rows)} rows; stopping (--stop-after eval)", flush=True)
@@ -722,7 +772,8 @@ def run(argv: list[str]) -> int:
         "training": training,
         "rows": rows,
         "description": describe,
-        "unlearned_types": unlearned(rows),
+        "controls": controls,
+        "unlearned_types": unlearned(rows, controls),
         "stage_times": TIMES,
         "minutes": (time.time() - t_start) / 60,
     }
@@ -743,10 +794,12 @@ def run(argv: list[str]) -> int:
         f"{tok_eval.get('tokens_mean', float('nan')):.1f} tokens per video for "
         f"{tok_eval.get('gt_objects_mean', float('nan')):.1f} ground-truth objects.",
         "",
-        f"Held-out QA ({n_test} questions, 4 options, chance 25 %) through lmms-eval; accuracy % with 95 % bootstrap "
-        "intervals over questions; steps = stage 1 + stage 2; train s = wall seconds of both stages:",
+        f"Held-out QA ({n_test} questions, 4 options, chance 25 %) through lmms-eval (task {TASK}: each question "
+        "asked open, the option whose text the model finds likeliest is its answer); accuracy % with 95 % bootstrap "
+        "intervals over questions; steps = stage 1 + stage 2; train s = wall seconds of both stages. The "
+        "no-video rows ask the same trained models without the video: what the question text alone gives away.",
         "",
-        table(rows),
+        table(rows + controls),
         "",
         "Training (stage 1 + stage 2; wall seconds on this machine, the Trainer's FLOP estimate, first -> last "
         "logged loss): "
@@ -757,8 +810,8 @@ def run(argv: list[str]) -> int:
             for k, v in training.items()
         ),
         "",
-        "Question types no model learned (every row's 95 % interval reaches chance): "
-        + (", ".join(results["unlearned_types"]) or "none"),
+        "Question types no model answers from the video (every row's 95 % interval reaches chance or its no-video "
+        "control): " + (", ".join(results["unlearned_types"]) or "none"),
         "",
         'Descriptions of held-out videos ("Describe the video."):',
         "",

@@ -39,6 +39,7 @@ from transformers import (
     LlavaOnevisionModel,
 )
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
+from transformers.models.llava_onevision import modeling_llava_onevision as _upstream
 from transformers.models.llava_onevision.modeling_llava_onevision import (
     LlavaOnevisionCausalLMOutputWithPast,
     LlavaOnevisionPreTrainedModel,
@@ -53,6 +54,21 @@ from trajvlm.processing import TrajVLMProcessor
 logger = logging.getLogger(__name__)
 
 CONNECTOR_PREFIX = "model.connector."
+
+
+def _slices_by_mask() -> bool:
+    """Whether the installed transformers takes a boolean (B, L) ``logits_to_keep`` (keep the True positions)."""
+    fn = getattr(_upstream, "slice_logits_to_keep", None)
+    if fn is None:
+        return False
+    try:
+        out = fn(torch.zeros(1, 3, 2), torch.tensor([[True, False, True]]))
+    except (TypeError, IndexError, RuntimeError):
+        return False
+    return tuple(out.shape) == (2, 2)
+
+
+SLICES_BY_MASK = _slices_by_mask()
 
 
 @dataclass
@@ -421,6 +437,14 @@ class TrajVLMForConditionalGeneration(_ConnectorInitMixin, LlavaOnevisionForCond
             inputs_embeds, attention_mask = merged.inputs_embeds, merged.attention_mask
             position_ids, labels = merged.position_ids, merged.labels
             counts = merged.visual_token_counts
+        if labels is not None and self.training and SLICES_BY_MASK and isinstance(logits_to_keep, int):
+            if logits_to_keep == 0 and "shift_labels" not in kwargs:
+                # Training: project onto the vocabulary only where a label is predicted. The LM head is about a fifth
+                # of a small LLM's FLOPs per token and most positions (video, question) carry no label; the loss is
+                # the same (the upstream loss on the kept positions' logits and their shifted labels).
+                shifted = nn.functional.pad(labels, (0, 1), value=-100)[:, 1:]
+                logits_to_keep = shifted != -100
+                kwargs["shift_labels"] = shifted[logits_to_keep]
         out = super().forward(
             input_ids=input_ids,
             pixel_values=pixel_values,

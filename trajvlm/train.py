@@ -169,6 +169,11 @@ def setup_trainable(model: nn.Module, cfg: TrainConfig) -> nn.Module:
                 param.requires_grad_(True)
             elif cfg.freeze_vision_tower and _has_component(name, ("vision_tower",)):
                 param.requires_grad_(False)
+    frozen = [p for n, p in model.named_parameters() if p.requires_grad and _has_component(n, cfg.frozen_modules)]
+    if cfg.frozen_modules and not frozen:  # e.g. [segmenter] with the pool connector: one recipe for every connector
+        logger.warning("frozen_modules %s matched no trainable parameter of this model", cfg.frozen_modules)
+    for param in frozen:
+        param.requires_grad_(False)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     if not trainable:
         raise ValueError(f"stage {cfg.stage!r} left no trainable parameter; check trainable_modules")

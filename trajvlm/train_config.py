@@ -73,6 +73,9 @@ class TrainConfig:
     freeze_vision_tower: bool = True
     # module names (matched as a dotted path component) trained fully in every stage and saved with the adapter
     trainable_modules: list[str] = field(default_factory=lambda: ["multi_modal_projector", "connector"])
+    # module names (a dotted path component) kept frozen inside the trainable ones, e.g. [segmenter]: TrajTok's
+    # pretrained segmenter keeps its trajectories while the trajectory encoder, projector and LoRA learn
+    frozen_modules: list[str] = field(default_factory=list)
     # LoRA rank
     lora_r: int = 16
     # LoRA scaling alpha (the update is scaled by alpha / r)
@@ -181,8 +184,10 @@ class TrainConfig:
         for sink in self.report_to:
             if sink not in REPORT_TO:
                 raise ValueError(f"report_to entries must be in {list(REPORT_TO)}, got {sink!r}")
-        if isinstance(self.trainable_modules, str) or isinstance(self.lora_target_modules, str):
-            raise ValueError("trainable_modules and lora_target_modules must be YAML lists of module names")
+        if any(
+            isinstance(getattr(self, n), str) for n in ("trainable_modules", "lora_target_modules", "frozen_modules")
+        ):
+            raise ValueError("trainable_modules, frozen_modules and lora_target_modules must be YAML lists of names")
         positive = ("lora_r", "lora_alpha", "per_device_batch_size", "gradient_accumulation_steps", "max_length")
         positive += ("video_token_budget", "save_steps", "eval_steps", "logging_steps")
         for name in positive:

@@ -48,7 +48,7 @@ def test_cli_end_to_end_records_failed_sample(tiny_model_dir, synth_world, tmp_p
         "--model_args",
         f"pretrained={tiny_model_dir},batch_size=2",
         "--tasks",
-        "trajworld,trajworld_mc",
+        "trajworld,trajworld_mc,trajworld_open",
         "--include_path",
         str(ROOT / "eval" / "tasks"),
         "--output_path",
@@ -62,8 +62,9 @@ def test_cli_end_to_end_records_failed_sample(tiny_model_dir, synth_world, tmp_p
 
     (results_file,) = out.rglob("*_results.json")
     results = json.loads(results_file.read_text())["results"]
-    gen, mc = results["trajworld"], results["trajworld_mc"]
-    assert gen["failed,none"] == 1 and mc["failed,none"] == 1
+    gen, mc, open_ = results["trajworld"], results["trajworld_mc"], results["trajworld_open"]
+    assert gen["failed,none"] == 1 and mc["failed,none"] == 1 and open_["failed,none"] == 1
+    assert 0.0 <= open_["accuracy,none"] <= 50.0 and "acc_count,none" in open_
     assert gen["accuracy,none"] in (0.0, 50.0)  # the failed question is wrong; the other may be right
     assert 0.0 <= mc["accuracy,none"] <= 50.0
 
@@ -74,9 +75,10 @@ def test_cli_end_to_end_records_failed_sample(tiny_model_dir, synth_world, tmp_p
     assert by_id[json.loads((world / "qa.json").read_text())[0]["id"]]["filtered_resps"] != FAILED_ANSWER
 
     failures = [json.loads(line) for line in (out / "failed_samples.jsonl").read_text().splitlines()]
-    assert {f["task"] for f in failures} == {"trajworld", "trajworld_mc"}
+    assert {f["task"] for f in failures} == {"trajworld", "trajworld_mc", "trajworld_open"}
     assert all("broken.mp4" in f["reason"] for f in failures)
-    assert sum(f["request_type"] == "loglikelihood" for f in failures) == 4  # one per option
+    # one per question of each log-likelihood task (its options are scored together and fail together)
+    assert sum(f["request_type"] == "loglikelihood" for f in failures) == 2
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -54,17 +54,63 @@ def test_object_names_include_changed_colours(demo):
     assert demo.object_names(record) == {"red circle", "blue star", "green star"}
 
 
-def test_stage_data_is_shared_and_mixed(demo, tmp_path):
+def test_stage_data_is_shared_and_packed(demo, tmp_path):
     data = tmp_path / "data" / "train"
     data.mkdir(parents=True)
     conv = [{"from": "human", "value": "<video>\nDescribe the video."}, {"from": "gpt", "value": "cap"}]
     caps = [{"id": f"v{i}", "video": f"v{i}.mp4", "conversations": conv} for i in range(4) for _ in range(2)]
-    qa = [{"id": f"v{i}_q0", "video": f"v{i}.mp4", "conversations": conv, "qtype": "count"} for i in range(4)]
+
+    def question(i: int, k: int) -> dict:
+        letter = "AB"[k % 2]
+        turns = [{"from": "human", "value": f"<video>\nQ{k}?\nA. x\nB. y"}, {"from": "gpt", "value": letter}]
+        row = {"id": f"v{i}_q{k}", "video": f"v{i}.mp4", "conversations": turns, "qtype": "count"}
+        return {**row, "question": f"Q{k}?", "options": ["x", "y", "z", "w"], "answer": letter}
+
+    qa = [question(i, k) for i in range(4) for k in range(i + 1)]  # v0 has 1 question ... v3 has 4
     (data / "captions.json").write_text(json.dumps(caps))
     (data / "qa.json").write_text(json.dumps(qa))
-    p = {"stage1_samples": 3, "stage2_qa": 2, "stage2_captions": 1}
+    for i in range(4):
+        (data / f"v{i}.json").write_text(json.dumps({"objects": [{}] * (i + 1)}))
+    p = {
+        "stage1_samples": 3,
+        "stage2_videos": 4,
+        "stage2_turns": 3,
+        "stage2_caption_frac": 1.0,
+        "stage2_open_frac": 1.0,
+    }
     s1, s2 = demo.write_stage_data(tmp_path / "data", tmp_path, p, seed=0)
     stage1, stage2 = json.loads(s1.read_text()), json.loads(s2.read_text())
     assert len(stage1) == 3 and len({r["id"] for r in stage1}) == 3  # one caption per video
-    assert len(stage2) == 3 and sum("_q" in r["id"] for r in stage2) == 2
     assert all(set(r) == {"id", "video", "conversations"} for r in stage1 + stage2)
+    assert sorted(r["video"] for r in stage2) == [f"v{i}.mp4" for i in range(4)]  # one conversation per video
+    for row in stage2:
+        turns = row["conversations"]
+        humans = [t["value"] for t in turns[::2]]
+        assert [t["from"] for t in turns] == ["human", "gpt"] * (len(turns) // 2)
+        assert humans[0].startswith("<video>\n") and not any("<video>" in h for h in humans[1:])
+        i = int(row["video"][1])
+        n_questions = sum(h.startswith("Q") or h.startswith("<video>\nQ") for h in humans)
+        assert n_questions == min(i + 1, 3)  # capped at stage2_turns
+        answers = [t["value"] for h, t in zip(humans, turns[1::2], strict=True) if "Q" in h]
+        assert all(h.rstrip("?").lstrip("<video>\nQ").isdigit() for h in humans if "Q" in h)  # asked open: no options
+        assert all(
+            a == ("x" if int(h[-2]) % 2 == 0 else "y")
+            for h, a in zip([h for h in humans if "Q" in h], answers, strict=True)
+        )
+        assert sum("Describe the video." in h for h in humans) == 1  # caption on every video (frac 1.0)
+        open_answer = next(
+            t["value"] for h, t in zip(humans, turns[1::2], strict=True) if "How many different objects" in h
+        )
+        assert open_answer.startswith(["One", "Two", "Three", "Four"][i])  # the world's object count, in words
+
+
+def test_a_type_counts_as_learned_only_above_chance_and_the_no_video_control(demo):
+    def row(conn, lo, acc=50.0):
+        return {"connector": conn, "ci": {q: {"acc": acc, "lo": lo, "hi": acc + 10, "n": 20} for q in demo.QTYPES}}
+
+    rows = [row("trajtok", lo=40.0)]
+    assert demo.unlearned(rows) == []  # above chance, no control given
+    assert demo.unlearned(rows, [row("trajtok", lo=30.0, acc=45.0)]) == list(demo.QTYPES)  # the text gives 45 %
+    assert demo.unlearned(rows, [row("pool", lo=30.0, acc=45.0)]) == []  # another connector's control does not count
+    rows[0]["ci"]["count"]["lo"] = 20.0
+    assert demo.unlearned(rows) == ["count"]

@@ -136,6 +136,22 @@ def test_answer_letters_and_question_types_over_a_small_dataset():
     assert ffa < sum(qtypes.values()) / 4
 
 
+def test_numeric_options_do_not_give_the_answer_away():
+    """Counts: the right option's place among the sorted options varies, and no count answer dominates (before,
+    the truth sat in the middle of its distractors and "how many times" was "1" 94 % of the time)."""
+    ranks, values = Counter(), Counter()
+    for seed in range(60):
+        rec = generate_video(2000 + seed, 32, 48, 48, 2 + seed % 4).record
+        for q in rec["questions"]:
+            truth = q["options"][LETTERS.index(q["answer"])]
+            if q["qtype"] == "count":
+                ranks[sorted(q["options"], key=int).index(truth)] += 1
+            if q["qtype"] == "event_count":
+                values[truth] += 1
+    assert len(ranks) == 4 and max(ranks.values()) < 0.45 * sum(ranks.values()), ranks
+    assert len(values) >= 2 and max(values.values()) < 0.75 * sum(values.values()), values
+
+
 def test_lengths_8_and_1024(tmp_path):
     from trajtok.videowriter import write_video
 

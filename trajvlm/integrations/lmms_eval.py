@@ -11,7 +11,7 @@ model_args: ``pretrained`` (model directory: TrajVLM, llava-hf base, LoRA checkp
 base: ``pool`` (default) or ``trajtok``...), ``num_frames`` / ``fps`` / ``max_frames`` (video sampling; default: the
 processor's saved settings), ``batch_size``, ``device``, ``dtype`` (``bf16``, ``fp16``, ``fp32``), ``max_context``
 (cap on prompt + answer tokens), ``system_prompt``, ``failures_path`` (where ``failed_samples.jsonl`` goes; default:
-the run's ``--output_path``).
+the run's ``--output_path``), ``blind`` (``true``: the questions without their videos, a text-only control).
 
 A sample whose video is missing or unreadable, or whose prompt does not fit the context, does not stop the run: it
 is answered with :data:`~trajvlm.integrations.lmms_eval_tasks.FAILED_ANSWER` (log-likelihood ``-inf``), logged
@@ -39,7 +39,7 @@ from trajvlm.inference import (
     generate_batch,
     load_frames,
     load_model,
-    loglikelihood,
+    score_choices,
     user_message,
 )
 from trajvlm.integrations.lmms_eval_tasks import FAILED_ANSWER
@@ -80,6 +80,17 @@ def _as_int(name: str, value: Any) -> int | None:
         raise ValueError(f"model_args {name} must be an integer, got {value!r}") from None
 
 
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes"):
+        return True
+    if text in ("", "0", "false", "no"):
+        return False
+    raise ValueError(f"model_args {name} must be true or false, got {value!r}")
+
+
 def _as_float(name: str, value: Any) -> float | None:
     if value is None or value == "":
         return None
@@ -108,13 +119,14 @@ class TrajVLMLmms(lmms):
         system_prompt: str | None = None,
         failures_path: str | None = None,
         max_batch_size: int | str | None = None,
+        blind: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__()
         if kwargs:
             raise ValueError(
                 f"unknown model_args for trajvlm: {sorted(kwargs)}; valid: pretrained, connector, num_frames, fps, "
-                "max_frames, batch_size, device, dtype, max_context, system_prompt, failures_path"
+                "max_frames, batch_size, device, dtype, max_context, system_prompt, failures_path, blind"
             )
         if batch_size == "auto" or (isinstance(batch_size, str) and batch_size.startswith("auto")):
             logger.info("batch_size=auto is not supported by trajvlm; using 1")
@@ -123,6 +135,8 @@ class TrajVLMLmms(lmms):
         if self._batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self._batch_size}")
         self.max_context = _as_int("max_context", max_context)
+        # blind=true: every question without its video (the text-only control: what the questions alone give away)
+        self.blind = _as_bool("blind", blind)
         self.system_prompt = self._resolve_system_prompt(system_prompt) if system_prompt else None
         self.model, self.processor = load_model(
             pretrained,
@@ -201,7 +215,9 @@ class TrajVLMLmms(lmms):
         return flat
 
     def _doc_visuals(self, doc_to_visual, task, split, doc_id) -> tuple[list[Any] | None, str | None]:
-        """(videos, None) or (None, reason) when the task's doc_to_visual itself fails."""
+        """(videos, None) or (None, reason) when the task's doc_to_visual itself fails; no videos when blind."""
+        if self.blind:
+            return [], None
         try:
             return self._visuals(doc_to_visual, task, split, doc_id), None
         except (OSError, ValueError, KeyError, TypeError) as e:
@@ -298,31 +314,43 @@ class TrajVLMLmms(lmms):
 
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
         """(log-likelihood of the continuation, is greedy); args (context, continuation, doc_to_visual, doc_id,
-        task, split). Decoded frames are reused across consecutive requests of the same video (the choices)."""
-        results: list[tuple[float, bool]] = []
-        for request in tqdm(requests, disable=self.rank != 0, desc="trajvlm loglikelihood"):
-            context, continuation, doc_to_visual, doc_id, task, split = request.args
-            if callable(continuation):
-                continuation = continuation(self.task_dict[task][split][doc_id])
+        task, split). The requests of one question (its choices: same document and context) are scored together:
+        the prompt with its video runs once and its KV cache serves every choice (:func:`score_choices`)."""
+        results: list[tuple[float, bool] | None] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for i, request in enumerate(requests):
+            context, _, _, doc_id, task, split = request.args
+            groups.setdefault((task, split, doc_id, str(context)), []).append(i)
+        for indices in tqdm(groups.values(), disable=self.rank != 0, desc="trajvlm loglikelihood"):
+            context, _, doc_to_visual, doc_id, task, split = requests[indices[0]].args
+            continuations = []
+            for i in indices:
+                continuation = requests[i].args[1]
+                if callable(continuation):
+                    continuation = continuation(self.task_dict[task][split][doc_id])
+                continuations.append(str(continuation))
             videos, problem = self._doc_visuals(doc_to_visual, task, split, doc_id)
             if problem is None:
                 try:
                     frames = [self._frames(v) for v in videos]
-                    results.append(
-                        loglikelihood(
-                            self.model,
-                            self.processor,
-                            [(frames or None, self._messages(context, len(frames)), str(continuation))],
-                            max_context=self.max_context,
-                        )[0]
+                    scores = score_choices(
+                        self.model,
+                        self.processor,
+                        frames or None,
+                        self._messages(context, len(frames)),
+                        continuations,
+                        max_context=self.max_context,
                     )
+                    for i, score in zip(indices, scores, strict=True):
+                        results[i] = score
                     continue
                 except (ContextLengthError, ValueError) as e:  # VideoDecodeError is a ValueError
                     problem = str(e)
             self.record_failure("loglikelihood", task, split, doc_id, videos or [], problem)
-            results.append((float("-inf"), False))
+            for i in indices:
+                results[i] = (float("-inf"), False)
         self._log_failures()
-        return results
+        return results  # type: ignore[return-value]
 
     def _frames(self, video: Any):
         """Decoded frames of ``video``; the last decoded path is kept for the next request."""

@@ -76,6 +76,16 @@ def trajworld_doc_to_text(doc, lmms_eval_specific_kwargs=None):
     return f"{kwargs.get('pre_prompt', '')}{doc['question']}\n{options}{kwargs.get('post_prompt', '')}"
 
 
+def trajworld_open_doc_to_text(doc, lmms_eval_specific_kwargs=None):
+    """The question alone: no options, no letters (the model answers in words; the options are scored)."""
+    kwargs = lmms_eval_specific_kwargs or {}
+    return f"{kwargs.get('pre_prompt', '')}{doc['question']}{kwargs.get('post_prompt', '')}"
+
+
+def trajworld_open_doc_to_choice(doc):
+    return list(doc["options"])
+
+
 def trajworld_doc_to_choice(doc):
     return [chr(ord("A") + i) for i in range(len(doc["options"]))]
 
@@ -105,6 +115,14 @@ def trajworld_mc_process_results(doc, results):
 
 trajworld_accuracy = overall_with_breakdown("trajworld", ["qtype", "first_frame_answerable"], eval_logger.info)
 failed = failed_count
+
+
+def trajworld_open_process_results(doc, results):
+    """Open answers scored by log-likelihood: the option text the model finds likeliest; every metric per type."""
+    out = trajworld_mc_process_results(doc, results)
+    return {**out, **{f"acc_{q}": out["accuracy"] for q in QTYPES}}
+
+
 acc_count = accuracy_where("qtype", "count")
 acc_order = accuracy_where("qtype", "order")
 acc_exit_side = accuracy_where("qtype", "exit_side")

@@ -157,8 +157,10 @@ Draft = tuple[str, list[str], dict, list[int], bool]
 
 
 def _numbers(rng: np.random.Generator, n: int, lowest: int) -> list[str]:
-    cand = [k for k in range(max(lowest, n - 3), n + 5) if k != n]
-    return [str(k) for k in rng.choice(cand, size=3, replace=False)]
+    """Three wrong counts: the options are four consecutive numbers holding ``n`` at a random place (any place that
+    keeps them >= ``lowest``), so the options alone say little about which one is right."""
+    start = n - int(rng.integers(min(3, n - lowest) + 1))  # n's place among the four: any that keeps them >= lowest
+    return [str(k) for k in range(start, start + 4) if k != n]
 
 
 def _other_names(rng: np.random.Generator, record: dict, exclude: set[int], k: int = 3) -> list[str]:
@@ -310,17 +312,29 @@ _COUNT_PHRASES = {
 
 
 def q_event_count(rng: np.random.Generator, record: dict) -> Draft | None:
+    """How many times an object did something. The answer's value is drawn first, uniformly among the values the
+    video offers (zero included: any object and event kind can be asked about), then a pair with that count; the
+    options are 0-3 (a window around larger counts). Drawing pairs directly would make the answer almost always 0
+    or 1, which a model could pick without watching."""
     counts = Counter((ev["objects"][k], ev["type"]) for ev in record["events"] for k in range(len(ev["objects"])))
-    cand = [(o, kind) for (o, kind), n in counts.items() if kind in _COUNT_PHRASES]
-    if not cand:
+    by_value: dict[int, list[tuple[int, str]]] = {}
+    for o in range(len(record["objects"])):
+        for kind in _COUNT_PHRASES:
+            by_value.setdefault(counts.get((o, kind), 0), []).append((o, kind))
+    if not by_value:
         return None
-    several = [c for c in cand if counts[c] >= 2]
-    pool = several if several and rng.random() < 0.7 else cand
-    obj, kind = pool[int(rng.integers(len(pool)))]
+    values = sorted(by_value)
+    pairs = by_value[values[int(rng.integers(len(values)))]]
+    obj, kind = pairs[int(rng.integers(len(pairs)))]
     evs = events_of(record, kind, obj)
     text = f"How many times did {name(record, obj)} {_COUNT_PHRASES[kind]}?"
-    evidence = [max(0, evs[0]["frames"][0] - 1), evs[-1]["frames"][1]]
-    return text, _numbers(rng, len(evs), 0), {"object": obj, "event": kind}, evidence, False
+    if evs:
+        evidence = [max(0, evs[0]["frames"][0] - 1), evs[-1]["frames"][1]]
+    else:  # nothing happened: the whole video is the evidence
+        evidence = [0, int(record["num_frames"]) - 1]
+    n = len(evs)
+    wrong = [str(k) for k in range(4) if k != n] if n <= 3 else _numbers(rng, n, 0)
+    return text, wrong, {"object": obj, "event": kind}, evidence, False
 
 
 def q_change(rng: np.random.Generator, record: dict) -> Draft | None:
