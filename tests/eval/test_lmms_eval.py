@@ -153,6 +153,36 @@ def test_loglikelihood_and_failure(lmm, synth_world):
     assert ll_bad == float("-inf") and greedy_bad is False
 
 
+def test_blind_asks_without_the_video(lmm, synth_world):
+    """blind=true: the text-only control. Requests score exactly as with no video, and a missing video no longer
+    fails (it is never read); the option scores of one question come from one shared prompt pass."""
+    from trajvlm.inference import loglikelihood
+
+    docs = _docs(synth_world)
+    lmm.task_dict = {"t": {"test": docs}}
+    visual = lambda doc: [doc["video"]]  # noqa: E731
+    reqs = [_Req("What colour?", c, visual, d, "t", "test") for d in (0, 1) for c in ("red", "the blue star")]
+    seeing = lmm.loglikelihood(reqs)
+    assert seeing[2][0] == float("-inf")  # doc 1's video is missing
+    lmm.blind = True
+    try:
+        blind = lmm.loglikelihood(reqs)
+    finally:
+        lmm.blind = False
+    text_only = loglikelihood(lmm.model, lmm.processor, [(None, "What colour?", c) for c in ("red", "the blue star")])
+    for got, want in zip(blind, text_only * 2, strict=True):
+        assert got[0] == pytest.approx(want[0], abs=1e-4)
+    assert seeing[0][0] != pytest.approx(blind[0][0], abs=1e-4)  # the video changed the score
+
+
+def test_blind_model_arg_is_checked(tiny_model_dir):
+    from trajvlm.integrations.lmms_eval import TrajVLMLmms
+
+    assert TrajVLMLmms.create_from_arg_string(f"pretrained={tiny_model_dir},blind=true", {}).blind is True
+    with pytest.raises(ValueError, match="blind must be true or false"):
+        TrajVLMLmms.create_from_arg_string(f"pretrained={tiny_model_dir},blind=maybe", {})
+
+
 def test_multi_round(lmm, synth_world):
     docs = _docs(synth_world)
     lmm.task_dict = {"t": {"test": docs}}

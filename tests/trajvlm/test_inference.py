@@ -14,6 +14,7 @@ from trajvlm.inference import (
     generate_batch,
     load_model,
     loglikelihood,
+    score_choices,
     split_generation_kwargs,
 )
 
@@ -174,6 +175,25 @@ def test_loglikelihood_matches_model_forward(trajtok):
     assert greedy == bool((logits[0, -n - 1 : -1].argmax(-1) == ids).all())
     ((ll_text, _),) = loglikelihood(model, processor, [(None, context, continuation)])
     assert ll_text != ll
+
+
+@pytest.mark.parametrize("with_video", [True, False])
+def test_score_choices_equals_one_request_at_a_time(trajtok, tiny_base_path, with_video):
+    """One prompt pass with its KV cache repeated for the options = scoring each (prompt + option) on its own,
+    for options of different lengths, for the adaptive trajtok connector and for pool."""
+    from trajvlm.inference import load_model as load
+
+    choices = ["red", "the blue square", "3", "The purple square entered the frame"]
+    context = "What colour was the object that suddenly appeared?"
+    for model, processor in (trajtok, load(tiny_base_path, device="cpu", connector="pool", num_frames=4)):
+        video = random_video(num_frames=4, seed=3) if with_video else None
+        shared = score_choices(model, processor, video, context, choices)
+        alone = loglikelihood(model, processor, [(video, context, c) for c in choices])
+        assert len(shared) == len(choices)
+        for (a, ga), (b, gb) in zip(shared, alone, strict=True):
+            assert a == pytest.approx(b, abs=1e-3) and ga == gb
+        assert len({round(a, 3) for a, _ in shared}) == len(choices)  # the options really differ
+    assert score_choices(model, processor, None, context, []) == []
 
 
 def test_generation_kwargs_and_stops():

@@ -278,3 +278,34 @@ def test_resampler_connector(tiny_base_path):
         out = model(**batch)
     assert out.visual_token_counts == [5]
     assert out.logits.shape[1] == batch["input_ids"].shape[1] + 4
+
+
+@pytest.mark.parametrize("connector", ["pool", "trajtok"])
+def test_training_loss_projects_only_labelled_positions_and_equals_the_full_loss(tiny_base_path, connector):
+    """In training the LM head runs only where a label is predicted; loss and gradients equal the full-logits loss."""
+    from trajvlm import modeling
+
+    assert modeling.SLICES_BY_MASK  # the installed transformers takes a boolean logits_to_keep
+    model, proc = tiny_trajvlm(tiny_base_path, connector=connector)
+    if connector == "trajtok":  # one token per trajectory in training too, so both passes see the same tokens
+        model.model.connector.trajtok.config.tokens_per_trajectory = [1]
+    batch = _inputs(
+        proc,
+        ["<video>\nA red star.", "<video>\nIt bounces off the wall."],
+        [random_video(seed=0), random_video(seed=1)],
+    )
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    labels[:, : labels.shape[1] // 2] = -100  # only the answer half is supervised
+    results = {}
+    for mode in ("train", "eval"):  # train: labelled positions only; eval: every position (upstream path)
+        getattr(model, mode)()
+        model.zero_grad(set_to_none=True)
+        out = model(**batch, labels=labels)
+        out.loss.backward()
+        grad = model.lm_head.weight.grad.clone()
+        results[mode] = (out.loss.detach(), grad, out.logits.shape)
+    model.eval()
+    torch.testing.assert_close(results["train"][0], results["eval"][0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(results["train"][1], results["eval"][1], atol=1e-5, rtol=1e-4)
+    assert results["train"][2][0] == int((labels[:, 1:] != -100).sum())  # (labelled positions, V) logits
+    assert len(results["eval"][2]) == 3  # (B, L, V)

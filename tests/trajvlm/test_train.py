@@ -131,6 +131,30 @@ def connector_overrides(request):
     return {"connector": "trajtok", "trajtok": str(request.getfixturevalue("tiny_trajtok_path"))}
 
 
+@pytest.mark.parametrize("stage", ["align", "finetune"])
+def test_frozen_modules_keep_the_segmenter(tiny_base_path, train_data, tmp_path, tiny_trajtok_path, stage, caplog):  # noqa: F811
+    from trajvlm.train import trainable_parameter_names
+
+    cfg = make_config(
+        tiny_base_path,
+        train_data,
+        tmp_path,
+        connector="trajtok",
+        trajtok=str(tiny_trajtok_path),
+        stage=stage,
+        frozen_modules=["segmenter"],
+    )
+    names = trainable_parameter_names(_model(cfg))
+    assert names and not any(".segmenter." in n for n in names)
+    assert any(".trajtok.encoder." in n for n in names)  # the rest of the connector still trains
+    pool = make_config(tiny_base_path, train_data, tmp_path, connector="pool", frozen_modules=["segmenter"])
+    with caplog.at_level("WARNING"):
+        assert trainable_parameter_names(_model(pool))  # one recipe for every connector: a no-op, said so
+    assert "matched no trainable parameter" in caplog.text
+    with pytest.raises(ValueError, match="frozen_modules"):
+        make_config(tiny_base_path, train_data, tmp_path, frozen_modules="segmenter")
+
+
 def test_lora_trains_only_adapters_connector_and_projector(tiny_base_path, train_data, tmp_path, connector_overrides):  # noqa: F811
     from trajvlm.train import trainable_parameter_names
 
