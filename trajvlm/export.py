@@ -55,10 +55,12 @@ def load_trained(checkpoint: str | Path, *, merge: bool = False, precision: str 
 def export(checkpoint: str | Path, out_dir: str | Path, *, precision: str | None = None) -> Path:
     """Write ``out_dir``: the merged standalone model, the processor and the training config; returns ``out_dir``."""
     from trajvlm.processing import TrajVLMProcessor
+    from trajvlm.train import record_encoder_training
 
     ckpt, out = Path(checkpoint), Path(out_dir)
     model = load_trained(ckpt, merge=True, precision=precision)
     cfg = TrainConfig.from_json(ckpt)
+    record_encoder_training(model.config, cfg)  # the merged model is rebuilt from the base's config
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     has_processor = (ckpt / "processor_config.json").is_file()

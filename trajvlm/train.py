@@ -189,6 +189,20 @@ def setup_trainable(model: nn.Module, cfg: TrainConfig) -> nn.Module:
     return model
 
 
+def trains_trajectory_encoder(cfg: TrainConfig) -> bool:
+    """Whether this recipe trains a TrajTok connector's trajectory encoder (its config then records it)."""
+    if cfg.connector != "trajtok":
+        return False
+    trained = any(m in ("connector", "trajtok", "encoder") for m in cfg.trainable_modules) or cfg.full_finetune
+    return trained and not any(m in ("connector", "trajtok", "encoder") for m in cfg.frozen_modules)
+
+
+def record_encoder_training(model_config: Any, cfg: TrainConfig) -> None:
+    """``trajtok.encoder_trained_by = "vlm"`` in a TrajVLM config when ``cfg`` trained the trajectory encoder."""
+    if trains_trajectory_encoder(cfg) and isinstance(getattr(model_config, "trajtok", None), dict):
+        model_config.trajtok = {**model_config.trajtok, "encoder_trained_by": "vlm"}
+
+
 def trainable_parameter_names(model: nn.Module) -> list[str]:
     """Names of the parameters that require grad (what the optimizer updates)."""
     return [n for n, p in model.named_parameters() if p.requires_grad]
@@ -367,6 +381,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
             "%d of %d training samples were skipped (see the warnings above)", skipped, len(datasets["train"])
         )
     save_dir = out / ("adapter" if cfg.uses_lora else "final")
+    unwrapped = model.get_base_model() if hasattr(model, "get_base_model") else model
+    record_encoder_training(unwrapped.config, cfg)
     trainer.save_model(str(save_dir))
     if trainer.is_world_process_zero():
         cfg.save(save_dir)

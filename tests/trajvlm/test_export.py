@@ -38,6 +38,7 @@ def test_merged_export_matches_adapter_logits(lora_checkpoint, train_data, tmp_p
     assert not any("lora" in n or "modules_to_save" in n for n, _ in merged.named_parameters())
     processor = TrajVLMProcessor.from_pretrained(out)
     assert processor.connector == "trajtok" and processor.num_frames == 4
+    assert merged.config.trajtok["encoder_trained_by"] == "vlm"  # the connector trained: its config says so
     batch = tiny_batch(processor, train_data, indices=(0, 1, 2))
     batch.pop("labels")
     with torch.no_grad():
@@ -50,6 +51,26 @@ def test_merged_export_matches_adapter_logits(lora_checkpoint, train_data, tmp_p
     with torch.no_grad(), adapter_model.disable_adapter():
         other = adapter_model(**batch).logits  # adaptive mode: the untrained connector may give other lengths
     assert other.shape != want.shape or not torch.allclose(other, want, atol=1e-4)
+
+
+def test_encoder_provenance_follows_the_recipe(tiny_base_path, train_data, tmp_path):  # noqa: F811
+    from trajvlm.train import record_encoder_training, trains_trajectory_encoder
+
+    def cfg(**kw):
+        return make_config(tiny_base_path, train_data, tmp_path, **{"connector": "trajtok", **kw})
+
+    assert trains_trajectory_encoder(cfg())
+    assert trains_trajectory_encoder(cfg(frozen_modules=["segmenter"]))  # the encoder still trains
+    assert not trains_trajectory_encoder(cfg(frozen_modules=["connector"]))
+    assert not trains_trajectory_encoder(cfg(trainable_modules=["multi_modal_projector"]))
+    assert not trains_trajectory_encoder(cfg(connector="pool"))
+
+    class Config:
+        trajtok = {"encoder_trained_by": None, "num_slots": 8}
+
+    config = Config()
+    record_encoder_training(config, cfg())
+    assert config.trajtok == {"encoder_trained_by": "vlm", "num_slots": 8}
 
 
 def test_export_cli_and_errors(lora_checkpoint, tmp_path):

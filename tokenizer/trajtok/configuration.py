@@ -22,7 +22,7 @@ BACKBONES = (
 )  # dinov3_convnext: only with segmenter_variant="release"
 CARRY_MODES = ("gated", "restart")
 SEGMENTER_VARIANTS = ("trajtok", "release")
-ENCODER_TRAINERS = ("clip", "probe")  # objectives that can have trained the trajectory encoder
+ENCODER_TRAINERS = ("clip", "probe", "vlm")  # objectives that can have trained the trajectory encoder
 # Fields added after the first release, with the value that reproduces a checkpoint saved before them (applied by
 # ``TrajTokConfig.load`` when a saved config.json lacks the key). Old checkpoints carried the raw final query
 # states, which was measured to be no better than restarting every clip, so they stream with "restart".
@@ -99,7 +99,8 @@ class TrajTokConfig:
     # authors' released segmenter layout (trajtok.nn.release_segmenter; weights via `trajtok convert-release`)
     # --- provenance ---
     encoder_trained_by: str | None = None  # what trained the trajectory encoder: None = nothing (random init, e.g.
-    # after segmentation-only pretraining), "clip" = TrajViT2 co-training, "probe" = a TrajAdapter probe's loss
+    # after segmentation-only pretraining), "clip" = TrajViT2 co-training, "probe" = a TrajAdapter probe's loss,
+    # "vlm" = a VLM's language loss (trajvlm train with the connector trainable)
 
     def __post_init__(self) -> None:
         # JSON / YAML give lists; keep tuples so configs compare equal after a round trip.

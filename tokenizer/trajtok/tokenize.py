@@ -37,6 +37,7 @@ ENCODER_PROVENANCE = {
     "a random trajectory encoder; co-train it, e.g. trajtok train --config trajvit2_quick)",
     "clip": "trained by the TrajViT2 video-text contrastive objective",
     "probe": "trained by a TrajAdapter probe's loss",
+    "vlm": "trained by a video language model's loss (trajvlm train)",
 }
 
 
