@@ -40,6 +40,20 @@ ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 REPORT_TO = ("none", "jsonl", "wandb", "tensorboard")
 
 
+_NUMBER_TYPES = {"float": float, "float | None": float, "int": int, "int | None": int}
+
+
+def _as_declared(cls: type, name: str, value: Any) -> Any:
+    """A number field given as text (YAML 1.1 reads ``2e-3`` as a string) becomes the number, or a clear error."""
+    kind = _NUMBER_TYPES.get(str(cls.__dataclass_fields__[name].type))
+    if kind is None or not isinstance(value, str):
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{name} must be {'a number' if kind is float else 'an integer'}, got {value!r}") from None
+
+
 @dataclass
 class TrainConfig:
     """Everything one training run needs; every shipped preset in ``trajvlm/presets`` fills it."""
@@ -256,7 +270,7 @@ class TrainConfig:
         unknown = sorted(set(values) - names)
         if unknown:
             raise ValueError(f"unknown TrainConfig fields {unknown}; valid fields: {sorted(names)}")
-        return cls(**values)
+        return cls(**{name: _as_declared(cls, name, value) for name, value in values.items()})
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:

@@ -72,6 +72,16 @@ BAD = [
 ]
 
 
+def test_numbers_written_as_yaml_1_1_reads_them(tmp_path):
+    """`learning_rate=2e-3` on the command line is a string to YAML 1.1: it is read as the number it means."""
+    preset = tmp_path / "p.yaml"
+    preset.write_text("base_model: b\ntrain_json: t\nlearning_rate: 1e-4\n")
+    cfg = TrainConfig.from_yaml(preset, ["connector_learning_rate=2e-3", "max_steps=7"])
+    assert (cfg.learning_rate, cfg.connector_learning_rate, cfg.max_steps) == (1e-4, 2e-3, 7)
+    with pytest.raises(ValueError, match="learning_rate must be a number, got 'fast'"):
+        TrainConfig.from_yaml(preset, ["learning_rate=fast"])
+
+
 @pytest.mark.parametrize("overrides, error, match", BAD, ids=[m for _, _, m in BAD])
 def test_config_rejects_bad_values_and_combinations(overrides, error, match):
     with pytest.raises(error, match=match):
