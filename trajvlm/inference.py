@@ -67,11 +67,8 @@ DEFAULT_MAX_NEW_TOKENS = 256
 
 
 # the keyword a forward takes its KV cache by: `cache` from transformers 5.24, `past_key_values` before
-CACHE_ARG = (
-    "cache"
-    if "cache" in inspect.signature(LlavaOnevisionForConditionalGeneration.forward).parameters
-    else ("past_key_values")
-)
+_FORWARD_PARAMETERS = inspect.signature(LlavaOnevisionForConditionalGeneration.forward).parameters
+CACHE_ARG = "cache" if "cache" in _FORWARD_PARAMETERS else "past_key_values"
 
 
 class ContextLengthError(ValueError):
