@@ -1,4 +1,4 @@
-"""Pretrain the base's SigLIP vision tower on a synthetic world with SigLIP's sigmoid loss (video <-> caption).
+"""Pretrain the base's SigLIP vision tower on a synthetic world: SigLIP's sigmoid loss (video <-> caption) + patch words.
 
     trajvlm pretrain-tower --data runs/demo/data --out runs/demo/tower              # CPU, a few minutes
     trajvlm pretrain-tower --data runs/demo/data --out runs/demo/tower steps=50    # key=value overrides
@@ -8,8 +8,12 @@ No pretrained vision weights can be installed here, so the demo learns its own: 
 (the llava-hf tower class) reads ``frames`` frames of every training video; the mean of its patch features over
 space and time is the video embedding. A small transformer over the caption's words is the text side. Both train
 with the pairwise sigmoid loss of SigLIP (learnable temperature and bias), on each video's first caption of the
-world (the cast: colour, texture, shape and motion of every object and the background), so the patch features must
-tell colours and shapes apart. Retrieval R@1 / R@5 (video -> caption and caption -> video) on the held-out split
+world (the cast: colour, texture, shape and motion of every object and the background). A pooled contrastive loss
+alone leaves single patches poor at naming what they show (a linear probe reads the objects' colours from the
+features at AUC 0.69, from a plain colour histogram of the frames at 0.90), and a VLM reads single patches or
+trajectories; so a second loss trains one word detector per caption word on every patch, the video's score for a
+word being its best patch over space and time (multiple-instance learning, as the word detectors of Fang et al.
+2015, "From captions to visual concepts and back"), with binary cross-entropy against the caption's words. Retrieval R@1 / R@5 (video -> caption and caption -> video) on the held-out split
 measures what was learned. Outputs: ``out/vision/`` (a ``SiglipVisionModel`` checkpoint that ``build-base
 --tower`` loads), ``out/text.pt`` (the caption encoder and its vocabulary), ``out/tower_metrics.json``.
 """
@@ -74,6 +78,10 @@ class TowerConfig:
     seed: int = 0
     # the most training videos read (0 = all of the split)
     max_videos: int = 0
+    # weight of the patch-level word loss (multiple-instance word detectors; 0 = the sigmoid loss alone). The loss
+    # is a mean over the whole caption vocabulary, mostly easy absent words: at 1.0 the colour detectors reach
+    # AUC 0.68 in 200 steps, at 20 0.92 (held-out videos of the demo's world)
+    word_weight: float = 20.0
 
     def __post_init__(self) -> None:
         if self.image_size < self.patch_size or self.image_size % self.patch_size:
@@ -161,23 +169,48 @@ class VideoTextModel(nn.Module):
         self.text = CaptionEncoder(vocab, cfg)
         self.logit_scale = nn.Parameter(torch.tensor(cfg.init_logit_scale))
         self.logit_bias = nn.Parameter(torch.tensor(cfg.init_logit_bias))
+        # one detector per caption word, applied to every patch (Fang et al. 2015, "From captions to visual
+        # concepts and back": a word is in the video's caption when some patch of some frame fires for it)
+        self.word_head = nn.Linear(cfg.hidden_size, len(vocab))
 
-    def encode_video(self, pixels: torch.Tensor) -> torch.Tensor:
-        """pixels (B, T, C, H, W) normalised like the VLM processor -> unit embeddings (B, embed_dim)."""
-        b, t = pixels.shape[:2]
+    def patch_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels (B, T, C, H, W) -> the tower's patch features (B, T*h*w, E)."""
+        b = pixels.shape[0]
         feats = self.vision(pixel_values=pixels.flatten(0, 1)).last_hidden_state  # (B*T, h*w, E)
-        pooled = feats.view(b, t * feats.shape[1], -1).mean(1)  # (B, E)
-        return F.normalize(self.video_proj(pooled), dim=-1)
+        return feats.reshape(b, -1, feats.shape[-1])
+
+    def encode_video(self, pixels: torch.Tensor, feats: torch.Tensor | None = None) -> torch.Tensor:
+        """pixels (B, T, C, H, W) normalised like the VLM processor -> unit embeddings (B, embed_dim)."""
+        feats = self.patch_features(pixels) if feats is None else feats
+        return F.normalize(self.video_proj(feats.mean(1)), dim=-1)  # mean over space and time
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         return F.normalize(self.text(texts), dim=-1)  # (B, embed_dim)
 
+    def word_targets(self, texts: list[str]) -> torch.Tensor:
+        """(B, vocab) 1 where the caption holds the word."""
+        out = torch.zeros(len(texts), len(self.text.vocab))
+        for i, text in enumerate(texts):
+            ids = [self.text.index[w] - 2 for w in words(text) if w in self.text.index]
+            out[i, ids] = 1.0
+        return out
+
+    def word_logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """(B, N, E) patch features -> (B, vocab) video-level word logits: the max over patches and frames."""
+        return self.word_head(feats).amax(1)
+
     def loss(self, pixels: torch.Tensor, texts: list[str]) -> torch.Tensor:
-        """SigLIP's pairwise sigmoid loss: every (video, caption) pair is a binary match / no-match decision."""
-        zv, zt = self.encode_video(pixels), self.encode_text(texts)
+        """SigLIP's pairwise sigmoid loss (every (video, caption) pair is a binary match / no-match decision),
+        plus ``word_weight`` x the multiple-instance word loss, which makes single patches name what they show."""
+        feats = self.patch_features(pixels)
+        zv, zt = self.encode_video(pixels, feats), self.encode_text(texts)
         logits = zv @ zt.T * self.logit_scale.exp() + self.logit_bias  # (B, B)
         labels = 2 * torch.eye(len(texts), device=logits.device) - 1  # +1 on the diagonal, -1 elsewhere
-        return -F.logsigmoid(labels * logits).sum() / len(texts)
+        loss = -F.logsigmoid(labels * logits).sum() / len(texts)
+        if self.cfg.word_weight > 0:
+            target = self.word_targets(texts).to(feats.device)
+            loss = loss + self.cfg.word_weight * F.binary_cross_entropy_with_logits(self.word_logits(feats), target)
+        return loss
 
 
 def normalise(frames: torch.Tensor) -> torch.Tensor:
