@@ -582,7 +582,14 @@ def trajvlm_config_for_base(
     for key in ("model_type", "architectures", "transformers_version", "auto_map"):
         base.pop(key, None)
     if isinstance(llava_config, TrajVLMConfig):  # re-attaching a connector to a saved TrajVLM's backbone
-        for key in ("connector", "connector_kwargs", "trajtok", "token_mode", "video_token_budget"):
+        for key in (
+            "connector",
+            "connector_kwargs",
+            "trajtok",
+            "token_mode",
+            "video_token_budget",
+            "tokens_per_trajectory",
+        ):
             base.pop(key, None)
     stats = checkpoint_image_stats(path)
     if connector == "trajtok" and stats is not None:

@@ -102,6 +102,7 @@ def build_model(cfg: TrainConfig, *, quantize: bool = True):
         trajtok=cfg.trajtok,
         token_mode=cfg.token_mode,
         video_token_budget=cfg.video_token_budget,
+        tokens_per_trajectory=cfg.tokens_per_trajectory,
         connector_kwargs=cfg.connector_kwargs or None,
         **kwargs,
     )

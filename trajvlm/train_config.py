@@ -70,6 +70,9 @@ class TrainConfig:
     token_mode: str = "adaptive"
     # most trajectory tokens per video (the fixed-mode length)
     video_token_budget: int = 256
+    # trajtok only: tokens each trajectory emits (1, 2 or 4) in training and inference alike; None = TrajTok's own
+    # choice (a random one of its configured counts per training step, its inference count in eval)
+    tokens_per_trajectory: int | None = None
     # extra keyword arguments for the connector (e.g. {"stride": 2, "mode": "bilinear"} for pool)
     connector_kwargs: dict[str, Any] = field(default_factory=dict)
     # attention kernel of the LLM: "sdpa" (default), "eager", or "flash_attention_2" (needs the flash_attn package)
@@ -188,6 +191,8 @@ class TrainConfig:
             raise ValueError("train_json is required: a LLaVA-format JSON list of conversations")
         choice("connector", CONNECTORS)
         choice("token_mode", TOKEN_MODES)
+        if self.tokens_per_trajectory not in (None, 1, 2, 4):
+            raise ValueError(f"tokens_per_trajectory must be 1, 2, 4 or null, got {self.tokens_per_trajectory!r}")
         choice("stage", STAGES)
         choice("quantization", QUANTIZATIONS)
         choice("precision", PRECISIONS)
@@ -375,6 +380,7 @@ class TrainConfig:
                 trajtok=trajtok,
                 token_mode=self.token_mode,
                 video_token_budget=self.video_token_budget,
+                tokens_per_trajectory=self.tokens_per_trajectory,
                 connector_kwargs=self.connector_kwargs or None,
             )
         try:

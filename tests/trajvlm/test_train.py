@@ -165,6 +165,35 @@ def test_frozen_modules_keep_the_segmenter(tiny_base_path, train_data, tmp_path,
         make_config(tiny_base_path, train_data, tmp_path, frozen_modules="segmenter")
 
 
+def test_tokens_per_trajectory_reaches_the_connector_and_survives_saving(
+    tiny_base_path,
+    train_data,  # noqa: F811
+    tmp_path,
+    tiny_trajtok_path,  # noqa: F811
+):
+    """One count in training and inference alike: the connector gets it, and a saved model keeps it."""
+    cfg = make_config(
+        tiny_base_path,
+        train_data,
+        tmp_path,
+        connector="trajtok",
+        trajtok=str(tiny_trajtok_path),
+        tokens_per_trajectory=4,
+    )
+    from trajvlm.modeling import TrajVLMForConditionalGeneration
+    from trajvlm.train import build_model
+
+    model = build_model(cfg)
+    assert model.config.tokens_per_trajectory == 4
+    assert model.model.connector.tokens_per_trajectory == 4
+    model.save_pretrained(tmp_path / "saved")
+
+    assert TrajVLMForConditionalGeneration.from_pretrained(tmp_path / "saved").config.tokens_per_trajectory == 4
+    assert make_config(tiny_base_path, train_data, tmp_path, connector="pool").tokens_per_trajectory is None
+    with pytest.raises(ValueError, match="tokens_per_trajectory must be 1, 2, 4 or null"):
+        make_config(tiny_base_path, train_data, tmp_path, tokens_per_trajectory=3)
+
+
 def test_lora_trains_only_adapters_connector_and_projector(tiny_base_path, train_data, tmp_path, connector_overrides):  # noqa: F811
     from trajvlm.train import trainable_parameter_names
 
