@@ -146,6 +146,26 @@ def test_dataset_clips_are_seeded_and_in_range(synth):
     assert torch.equal(short["pixel_values"][-1], short["pixel_values"][7])  # last frame repeated
 
 
+def test_strided_clips_spread_over_the_video_as_a_vlm_samples(synth):
+    """max_frame_stride: every k-th frame, k drawn per clip in 1..max (capped so the clip fits); eval stays dense."""
+    data = TrajectoryClipDataset(synth, "train", clip_len=3, size=64, seed=3, hflip=False, max_frame_stride=3)
+    dense = TrajectoryClipDataset(synth, "train", clip_len=1, size=64, train=False, hflip=False)
+    v = data.videos[1]  # 8 frames: strides up to 3 fit (frames start, start+3, start+6 <= 7)
+    strides = set()
+    for epoch in range(30):
+        s = data.sample(1, epoch=epoch)
+        k, start = s["stride"], s["start"]
+        strides.add(k)
+        assert start + k * 2 <= v.num_frames - 1
+        for j in range(3):
+            np.testing.assert_array_equal(s["target_ids"][j].numpy(), v.ids[start + k * j])
+    assert strides == {1, 2, 3}
+    assert dense.sample(1)["stride"] == 1
+    assert data.sample(1, epoch=0)["stride"] == data.sample(1, epoch=0)["stride"]  # seeded
+    with pytest.raises(ValueError, match="max_frame_stride"):
+        TrajectoryClipDataset(synth, "train", clip_len=3, size=64, max_frame_stride=0)
+
+
 def test_corrupt_videos_are_skipped_counted_and_bounded(synth, tmp_path, caplog):
     root = tmp_path / "copy"
     root.mkdir()

@@ -178,6 +178,8 @@ class TrajectoryClipDataset(torch.utils.data.Dataset):
         label_size: side of the target ids (default ``size``).
         train: random windows and flips (True) or the centre window (False).
         hflip: allow horizontal flips in training.
+        max_frame_stride: in training, each clip takes every k-th frame, k drawn in 1..max_frame_stride (capped
+            so the clip fits in the video); eval mode always takes consecutive frames.
         max_videos: use only the first n videos (None = all).
         max_skip_fraction: raise if more than this fraction of the videos cannot be read.
         seed: base seed of the clip sampling.
@@ -193,6 +195,7 @@ class TrajectoryClipDataset(torch.utils.data.Dataset):
         label_size: int | None = None,
         train: bool = True,
         hflip: bool = True,
+        max_frame_stride: int = 1,
         max_videos: int | None = None,
         max_skip_fraction: float = 0.1,
         seed: int = 0,
@@ -211,6 +214,9 @@ class TrajectoryClipDataset(torch.utils.data.Dataset):
         self.label_size = label_size or size
         self.train = train
         self.hflip = hflip
+        if max_frame_stride < 1:
+            raise ValueError(f"max_frame_stride must be >= 1, got {max_frame_stride}")
+        self.max_frame_stride = max_frame_stride
         self.seed = seed
         self.epoch = 0
         items = find_videos(root, split)
@@ -244,10 +250,10 @@ class TrajectoryClipDataset(torch.utils.data.Dataset):
         """Training windows depend on (seed, epoch, index): call once per pass over the data."""
         self.epoch = int(epoch)
 
-    def clip(self, index: int, start: int, flip: bool = False) -> dict:
-        """The clip of video ``index`` starting at frame ``start`` (see the class docstring for the keys)."""
+    def clip(self, index: int, start: int, flip: bool = False, stride: int = 1) -> dict:
+        """The clip of video ``index`` from frame ``start``, every ``stride``-th frame (keys: the class docstring)."""
         v = self.videos[index]
-        frame_idx = np.minimum(np.arange(start, start + self.clip_len), v.num_frames - 1)
+        frame_idx = np.minimum(start + stride * np.arange(self.clip_len), v.num_frames - 1)
         frames = torch.from_numpy(v.frames[frame_idx]).permute(0, 3, 1, 2)  # (T, 3, H, W)
         ids = torch.from_numpy(v.ids[frame_idx].astype(np.int64))  # (T, H', W')
         if flip:
@@ -257,6 +263,7 @@ class TrajectoryClipDataset(torch.utils.data.Dataset):
             "target_ids": ids,
             "video_id": v.id,
             "start": int(start),
+            "stride": int(stride),
         }
         if v.captions:
             out["caption"] = v.captions[0]
@@ -272,7 +279,12 @@ class TrajectoryClipDataset(torch.utils.data.Dataset):
         if not self.train:
             return self.clip(index, span // 2)
         rng = np.random.default_rng([self.seed, epoch, index])
-        out = self.clip(index, int(rng.integers(span + 1)), flip=self.hflip and bool(rng.integers(2)))
+        stride = 1
+        if self.max_frame_stride > 1 and self.clip_len > 1:  # the longest step that still fits, at most the maximum
+            fits = max(1, (v.num_frames - 1) // (self.clip_len - 1))
+            stride = int(rng.integers(1, min(self.max_frame_stride, fits) + 1))
+            span = max(v.num_frames - 1 - stride * (self.clip_len - 1), 0)
+        out = self.clip(index, int(rng.integers(span + 1)), flip=self.hflip and bool(rng.integers(2)), stride=stride)
         if v.captions:
             out["caption"] = v.captions[int(rng.integers(len(v.captions)))]
         return out

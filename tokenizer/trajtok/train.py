@@ -65,6 +65,10 @@ class TrainConfig:
     # identities must survive the carry (2-4 trains the carry gate; gradients cross model.carry_backprop_clips clips)
     label_size: int | None = None  # side of the target ids (None: the model's image_size)
     hflip: bool = True  # random horizontal flips of training clips
+    # most frames between a training clip's frames: each clip draws its step in 1..max_frame_stride (as far as the
+    # video is long enough). A VLM samples a few frames spread over the whole video (4 of 24-48 frames: steps of
+    # 6-12), so a segmenter pretrained on consecutive frames only meets displacements it never saw
+    max_frame_stride: int = 1
     max_videos: int | None = None  # use only the first N training videos (None: all)
     max_skip_fraction: float = 0.1  # fail if more than this fraction of the videos cannot be read
     # --- optimisation ---
@@ -112,7 +116,15 @@ class TrainConfig:
             raise ValueError(f"clip_weight must be >= 0, got {self.clip_weight}")
         if self.trajvit2 and self.objective != "clip":
             raise ValueError(f"trajvit2 fields {sorted(self.trajvit2)} are set but objective is {self.objective!r}")
-        for name in ("clip_len", "stream_clips", "batch_size", "steps", "log_every", "keep_checkpoints"):
+        for name in (
+            "clip_len",
+            "stream_clips",
+            "batch_size",
+            "steps",
+            "log_every",
+            "keep_checkpoints",
+            "max_frame_stride",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("eval_every", "save_every", "stop_at", "max_videos", "eval_videos", "label_size", "threads"):
@@ -443,6 +455,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
         label_size=cfg.label_size,
         train=True,
         hflip=cfg.hflip,
+        max_frame_stride=cfg.max_frame_stride,
         max_videos=cfg.max_videos,
         max_skip_fraction=cfg.max_skip_fraction,
         seed=cfg.seed,
