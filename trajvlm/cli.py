@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("trajvlm.train_config", "check a training preset, its data and its connector without training"),
     "export": ("trajvlm.export", "merge LoRA into a standalone model directory"),
     "chat": ("trajvlm.chat", "chat about a video (interactive, or one-shot with --prompt)"),
+    "warmup": ("trajvlm.warmup", "stage 0: warm a new connector + projector up on the captions' words (no LLM pass)"),
     "pretrain-tower": ("trajvlm.tower", "pretrain the base's SigLIP tower on a synthetic world (sigmoid + word loss)"),
     "serve": ("trajvlm.serve.cli", "serve a model over an OpenAI-compatible HTTP API with a web page"),
 }
