@@ -329,16 +329,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_overrides(overrides: list[str]) -> TowerConfig:
-    import yaml
+    from trajvlm.train_config import config_from_overrides
 
-    fields = {f.name for f in dataclasses.fields(TowerConfig)}
-    values = {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or key not in fields:
-            raise ValueError(f"bad override {item!r}: expected key=value with key in {sorted(fields)}")
-        values[key] = yaml.safe_load(value)
-    return TowerConfig(**values)
+    return config_from_overrides(TowerConfig, overrides)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -406,6 +406,17 @@ def parse_overrides(overrides: list[str] | dict[str, Any] | None) -> dict[str, A
     return parsed
 
 
+def config_from_overrides(cls: type, overrides: list[str] | dict[str, Any] | None) -> Any:
+    """A dataclass config (``TowerConfig``, ``WarmupConfig``, ...) from ``key=value`` overrides: values parsed as
+    YAML, number fields written as text (``lr=2e-3``) read as numbers, an unknown key an error naming the valid ones."""
+    values = parse_overrides(overrides)
+    names = sorted(f.name for f in dataclasses.fields(cls))
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"bad override {unknown[0]!r}: expected key=value with key in {names}")
+    return cls(**{name: _as_declared(cls, name, value) for name, value in values.items()})
+
+
 def resolve_deepspeed(value: str | Path) -> Path:
     """A DeepSpeed JSON path, or a shipped config name (``zero2``, ``zero3_offload``, ...) -> existing file path."""
     path = Path(value)

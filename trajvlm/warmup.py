@@ -270,7 +270,6 @@ def warmup(
         "config": dataclasses.asdict(cfg),
     }
     out = Path(out)
-    model.requires_grad_(True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
     (out / METRICS_NAME).write_text(json.dumps(metrics, indent=2))
@@ -297,22 +296,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_overrides(overrides: list[str]) -> WarmupConfig:
-    import yaml
+    from trajvlm.train_config import config_from_overrides
 
-    fields = {f.name: f for f in dataclasses.fields(WarmupConfig)}
-    values = {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or key not in fields:
-            raise ValueError(f"bad override {item!r}: expected key=value with key in {sorted(fields)}")
-        parsed = yaml.safe_load(value)
-        if fields[key].type in ("float", "int") and isinstance(parsed, str):  # 1e-3 is a string to YAML 1.1
-            try:
-                parsed = float(parsed) if fields[key].type == "float" else int(parsed)
-            except ValueError:
-                raise ValueError(f"{key} must be a number, got {parsed!r}") from None
-        values[key] = parsed
-    return WarmupConfig(**values)
+    return config_from_overrides(WarmupConfig, overrides)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -112,3 +112,14 @@ def test_word_weight_zero_is_the_sigmoid_loss_alone():
     with torch.no_grad():
         model.word_head.weight.add_(5.0)  # the word head has no part in it
     assert torch.equal(loss.detach(), model.loss(pixels, texts).detach())
+
+
+def test_overrides_read_numbers_written_as_text():
+    from trajvlm.tower import parse_overrides
+
+    cfg = parse_overrides(["lr=2e-3", "steps=7", "word_weight=0"])  # 2e-3 is a string to YAML 1.1
+    assert (cfg.lr, cfg.steps, cfg.word_weight) == (2e-3, 7, 0)
+    with pytest.raises(ValueError, match="bad override 'learning_rate'"):
+        parse_overrides(["learning_rate=1"])
+    with pytest.raises(ValueError, match="lr must be a number"):
+        parse_overrides(["lr=fast"])
