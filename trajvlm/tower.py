@@ -119,6 +119,15 @@ def words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+", text.lower())
 
 
+def word_targets(texts: list[str], vocab: list[str]) -> torch.Tensor:
+    """(B, len(vocab)) 1 where the text holds the vocabulary word (words outside ``vocab`` are ignored)."""
+    index = {w: i for i, w in enumerate(vocab)}
+    out = torch.zeros(len(texts), len(vocab))
+    for i, text in enumerate(texts):
+        out[i, [index[w] for w in set(words(text)) if w in index]] = 1.0
+    return out
+
+
 class CaptionEncoder(nn.Module):
     """Word embeddings + a small transformer, mean-pooled over the caption's words -> (B, embed_dim)."""
 
@@ -189,11 +198,7 @@ class VideoTextModel(nn.Module):
 
     def word_targets(self, texts: list[str]) -> torch.Tensor:
         """(B, vocab) 1 where the caption holds the word."""
-        out = torch.zeros(len(texts), len(self.text.vocab))
-        for i, text in enumerate(texts):
-            ids = [self.text.index[w] - 2 for w in words(text) if w in self.text.index]
-            out[i, ids] = 1.0
-        return out
+        return word_targets(texts, self.text.vocab)
 
     def word_logits(self, feats: torch.Tensor) -> torch.Tensor:
         """(B, N, E) patch features -> (B, vocab) video-level word logits: the max over patches and frames."""

@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trajvlm.tower import word_targets
+
 logger = logging.getLogger(__name__)
 
 METRICS_NAME = "warmup_metrics.json"
@@ -119,16 +121,6 @@ def target_words(captions: list[str], tokenizer, min_df: float, max_df: float) -
     return chosen, ids
 
 
-def word_targets(captions: list[str], vocab: list[str]) -> torch.Tensor:
-    from trajvlm.tower import words as split_words
-
-    index = {w: i for i, w in enumerate(vocab)}
-    out = torch.zeros(len(captions), len(vocab))
-    for i, caption in enumerate(captions):
-        out[i, [index[w] for w in set(split_words(caption)) if w in index]] = 1.0
-    return out
-
-
 class WordScorer(nn.Module):
     """Visual tokens -> word logits: max over tokens of cos(token, LLM embedding of the word) * scale + bias."""
 
@@ -204,7 +196,7 @@ def warmup(
         raise ValueError(f"{train_json}: {len(samples)} captioned videos, need more than held_out={cfg.held_out}")
     captions = [c for _, c in samples]
     vocab, ids = target_words(captions[: -cfg.held_out], processor.tokenizer, cfg.min_doc_freq, cfg.max_doc_freq)
-    targets = word_targets(captions, vocab)
+    targets = word_targets(captions, vocab)  # the tower's own multi-hot caption words
     pixels = torch.cat(
         [
             processor.preprocess_videos(
