@@ -15,6 +15,7 @@ from trajvlm.inference import (
     load_model,
     loglikelihood,
     score_choices,
+    score_choices_batch,
     split_generation_kwargs,
 )
 
@@ -194,6 +195,41 @@ def test_score_choices_equals_one_request_at_a_time(trajtok, tiny_base_path, wit
             assert a == pytest.approx(b, abs=1e-3) and ga == gb
         assert len({round(a, 3) for a, _ in shared}) == len(choices)  # the options really differ
     assert score_choices(model, processor, None, context, []) == []
+
+
+@pytest.mark.parametrize("connector", ["trajtok", "pool"])
+def test_score_choices_batch_equals_one_question_at_a_time(trajtok, tiny_base_path, connector, tmp_path):
+    """Questions batched (left-padded prompts of different lengths, different visual token counts, different
+    numbers of choices, a question without video) score as they do one at a time; an unreadable video is
+    recorded as that question's failure and the others still score."""
+    from trajvlm.inference import load_model as load
+
+    model, processor = trajtok if connector == "trajtok" else load(tiny_base_path, device="cpu", connector="pool")
+    processor.num_frames = 4
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    questions = [
+        (random_video(num_frames=4, seed=1), "How many objects?", ["1", "2", "3", "4"]),
+        (
+            random_video(num_frames=4, seed=2),
+            "Which object moved first, and where did it go then?",
+            ["red", "the blue square"],
+        ),
+        (None, "Say a colour.", ["red", "green", "a dark striped blue"]),
+        (str(broken), "How many objects?", ["1", "2"]),
+        (random_video(num_frames=4, seed=5), "What colour?", []),
+    ]
+    failures: dict[int, str] = {}
+    batched = score_choices_batch(model, processor, questions, batch_size=3, failures=failures)
+    assert list(failures) == [3] and "broken.mp4" in failures[3]
+    assert batched[3] == [] and batched[4] == []
+    for q in (0, 1, 2):
+        alone = score_choices(model, processor, *questions[q])
+        assert len(batched[q]) == len(questions[q][2])
+        for (a, ga), (b, gb) in zip(batched[q], alone, strict=True):
+            assert a == pytest.approx(b, abs=1e-3) and ga == gb
+    with pytest.raises(ValueError, match="broken.mp4"):
+        score_choices_batch(model, processor, questions[3:4])
 
 
 def test_generation_kwargs_and_stops():

@@ -35,11 +35,10 @@ from lmms_eval.api.model import lmms
 from tqdm import tqdm
 
 from trajvlm.inference import (
-    ContextLengthError,
     generate_batch,
     load_frames,
     load_model,
-    score_choices,
+    score_choices_batch,
     user_message,
 )
 from trajvlm.integrations.lmms_eval_tasks import FAILED_ANSWER
@@ -314,43 +313,58 @@ class TrajVLMLmms(lmms):
 
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
         """(log-likelihood of the continuation, is greedy); args (context, continuation, doc_to_visual, doc_id,
-        task, split). The requests of one question (its choices: same document and context) are scored together:
-        the prompt with its video runs once and its KV cache serves every choice (:func:`score_choices`)."""
+        task, split). The requests of one question (its choices: same document and context) are scored together,
+        ``batch_size`` questions per forward: each prompt with its video runs once and its KV cache serves every
+        choice (:func:`score_choices_batch`)."""
         results: list[tuple[float, bool] | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for i, request in enumerate(requests):
             context, _, _, doc_id, task, split = request.args
             groups.setdefault((task, split, doc_id, str(context)), []).append(i)
-        for indices in tqdm(groups.values(), disable=self.rank != 0, desc="trajvlm loglikelihood"):
-            context, _, doc_to_visual, doc_id, task, split = requests[indices[0]].args
-            continuations = []
-            for i in indices:
-                continuation = requests[i].args[1]
-                if callable(continuation):
-                    continuation = continuation(self.task_dict[task][split][doc_id])
-                continuations.append(str(continuation))
-            videos, problem = self._doc_visuals(doc_to_visual, task, split, doc_id)
-            if problem is None:
-                try:
-                    frames = [self._frames(v) for v in videos]
-                    scores = score_choices(
-                        self.model,
-                        self.processor,
-                        frames or None,
-                        self._messages(context, len(frames)),
-                        continuations,
-                        max_context=self.max_context,
-                    )
-                    for i, score in zip(indices, scores, strict=True):
-                        results[i] = score
+        questions = list(groups.values())
+        bar = tqdm(total=len(questions), disable=self.rank != 0, desc="trajvlm loglikelihood")
+        for start in range(0, len(questions), self.batch_size):
+            batch, where = [], []
+            for indices in questions[start : start + self.batch_size]:
+                context, _, doc_to_visual, doc_id, task, split = requests[indices[0]].args
+                continuations = []
+                for i in indices:
+                    continuation = requests[i].args[1]
+                    if callable(continuation):
+                        continuation = continuation(self.task_dict[task][split][doc_id])
+                    continuations.append(str(continuation))
+                videos, problem = self._doc_visuals(doc_to_visual, task, split, doc_id)
+                if problem is None:
+                    try:
+                        frames = [self._frames(v) for v in videos]
+                    except ValueError as e:  # VideoDecodeError names the file and the reason
+                        problem = str(e)
+                if problem is not None:
+                    self._fail_question(requests, indices, videos, problem, results)
                     continue
-                except (ContextLengthError, ValueError) as e:  # VideoDecodeError is a ValueError
-                    problem = str(e)
-            self.record_failure("loglikelihood", task, split, doc_id, videos or [], problem)
-            for i in indices:
-                results[i] = (float("-inf"), False)
+                batch.append((frames or None, self._messages(context, len(frames)), continuations))
+                where.append((indices, videos))
+            failures: dict[int, str] = {}
+            scores = score_choices_batch(
+                self.model, self.processor, batch, max_context=self.max_context, failures=failures
+            )
+            for k, (indices, videos) in enumerate(where):
+                if k in failures:
+                    self._fail_question(requests, indices, videos, failures[k], results)
+                    continue
+                for i, score in zip(indices, scores[k], strict=True):
+                    results[i] = score
+            bar.update(min(self.batch_size, len(questions) - start))
+        bar.close()
         self._log_failures()
         return results  # type: ignore[return-value]
+
+    def _fail_question(self, requests, indices: list[int], videos, problem: str, results: list) -> None:
+        """Record a question that could not be scored; its choices all get -inf."""
+        _, _, _, doc_id, task, split = requests[indices[0]].args
+        self.record_failure("loglikelihood", task, split, doc_id, videos or [], problem)
+        for i in indices:
+            results[i] = (float("-inf"), False)
 
     def _frames(self, video: Any):
         """Decoded frames of ``video``; the last decoded path is kept for the next request."""
