@@ -265,15 +265,18 @@ def write_stage_data(data: Path, out: Path, p: dict, seed: int) -> tuple[Path, P
     return stage1, stage2
 
 
-def train_metrics(run: Path) -> dict:
-    """Steps and training time of a `trajvlm train` run (from its metrics.jsonl)."""
+def train_metrics(run: Path, until_step: int | None = None) -> dict:
+    """Steps and training time of a `trajvlm train` run (from its metrics.jsonl); ``until_step``: the losses up to
+    that step and the FLOP estimate prorated to it (the caller knows its time: a snapshot's)."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     final = next((r for r in reversed(rows) if "train_runtime" in r), rows[-1] if rows else {})
-    losses = [r["loss"] for r in rows if "loss" in r]
+    steps = int(final.get("step", 0))
+    share = 1.0 if until_step is None else until_step / max(1, steps)
+    losses = [r["loss"] for r in rows if "loss" in r and (until_step is None or r["step"] <= until_step)]
     return {
-        "steps": int(final.get("step", 0)),
+        "steps": steps,
         "train_s": float(final.get("train_runtime", final.get("time_s", 0.0))),
-        "tflop": float(final.get("total_flos", 0.0)) / 1e12,  # the Trainer's 6 * params * tokens estimate
+        "tflop": share * float(final.get("total_flos", 0.0)) / 1e12,  # the Trainer's 6 * params * tokens estimate
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
     }
@@ -680,11 +683,15 @@ def run(argv: list[str]) -> int:
             s1,
             [f"connector={conn}", f"base_model={warm}", f"train_json={stage1_json}", *extra, *p["stage1_overrides"]],
         )
+        # equal training time from the same run: every connector after the reference snapshots its model when its
+        # stage 2 has run as long as the reference's whole stage 2 (used when it is the slower one, below)
+        ref_s2 = training[connectors[0]]["stage2"]["train_s"] if training and p["equal_time"] else None
         train_stage(
             f"stage 2 LoRA ({conn})",
             "demo_stage2.yaml",
             s2,
-            [f"connector={conn}", f"base_model={s1 / 'final'}", f"train_json={stage2_json}", *p["stage2_overrides"]],
+            [f"connector={conn}", f"base_model={s1 / 'final'}", f"train_json={stage2_json}", *p["stage2_overrides"]]
+            + ([f"snapshot_at_seconds={ref_s2:.1f}"] if ref_s2 else []),
         )
         models[conn] = out / f"vlm-{conn}"
         if not models[conn].exists():
@@ -699,30 +706,24 @@ def run(argv: list[str]) -> int:
         print(f"[demo] trained {', '.join(connectors)}; stopping (--stop-after train)", flush=True)
         return 0
 
-    # equal training time: a connector slower per stage-2 step than the reference (by 5 % or more) gets a second
-    # stage-2 run with as many steps as fit in the reference's stage-2 time (same stage-1 start, same data)
+    # equal training time: a connector slower per stage-2 step than the reference (by 5 % or more) is also
+    # evaluated as it was when its stage 2 had run as long as the reference's (its run's snapshot, same data and
+    # schedule, stopped early)
     ref = connectors[0]
-    ref_s = training[ref]["stage2"]["train_s"]
     for conn in connectors[1:] if p["equal_time"] else []:
-        m2 = training[conn]["stage2"]
-        per_step = m2["train_s"] / max(1, m2["steps"])
-        steps = int(ref_s / per_step) if per_step > 0 else m2["steps"]
-        if steps >= 0.95 * m2["steps"] or steps < 2:
+        snapshot = out / f"vlm-{conn}-run" / "snapshot"
+        if not (snapshot / "final" / "config.json").is_file():
+            continue  # never reached the reference's time: not slower
+        snap = json.loads((snapshot / "snapshot.json").read_text())
+        if snap["step"] >= 0.95 * training[conn]["stage2"]["steps"]:
             continue
-        run = out / f"vlm-{conn}-equal-time"
-        train_stage(
-            f"stage 2 LoRA ({conn}, equal time)",
-            "demo_stage2.yaml",
-            run,
-            [f"connector={conn}", f"base_model={out / f'vlm-{conn}-stage1' / 'final'}", f"train_json={stage2_json}"]
-            + [f"max_steps={steps}"],
-        )
-        models[f"{conn}-equal-time"] = run / "final"
-        m = train_metrics(run)
+        models[f"{conn}-equal-time"] = snapshot / "final"
+        m2 = train_metrics(out / f"vlm-{conn}-run", until_step=snap["step"])
+        m2.update(steps=snap["step"], train_s=snap["train_s"])
         training[f"{conn}-equal-time"] = {
-            "steps": f"{training[conn]['warmup']['config']['steps']}+{training[conn]['stage1']['steps']}+{m['steps']}",
-            "train_s": training[conn]["warmup"]["train_s"] + training[conn]["stage1"]["train_s"] + m["train_s"],
-            "stage2": m,
+            "steps": f"{training[conn]['warmup']['config']['steps']}+{training[conn]['stage1']['steps']}+{snap['step']}",
+            "train_s": training[conn]["warmup"]["train_s"] + training[conn]["stage1"]["train_s"] + snap["train_s"],
+            "stage2": m2,
         }
 
     # 6. evaluation through lmms-eval: every connector at the training frame count, pool at the reference's token

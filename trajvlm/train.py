@@ -19,7 +19,9 @@ The recipe, top to bottom:
    gradient accumulation and mixed precision are the ones users already know.
 6. Every checkpoint holds the adapter (or the full model), the processor and the resolved config
    (``trajvlm_train_config.json``); the end writes ``output_dir/adapter`` (LoRA) and ``output_dir/final``: a
-   standalone model (LoRA merged, see :mod:`trajvlm.export`) that ``from_pretrained`` loads.
+   standalone model (LoRA merged, see :mod:`trajvlm.export`) that ``from_pretrained`` loads. With
+   ``snapshot_at_seconds``, ``output_dir/snapshot`` holds the same outputs as they were after that much training
+   (equal-time comparisons of a slower model, from the one run).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +274,29 @@ class SaveConfigCallback(TrainerCallback):
             self.cfg.save(Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
 
+class SnapshotCallback(TrainerCallback):
+    """Saves the model once, at the optimizer step that ends nearest to ``seconds`` of training (wall clock from
+    ``on_train_begin``), to ``save(step, elapsed)``: the equal-time point of a slower model without a second run."""
+
+    def __init__(self, seconds: float, save: Callable[[int, float], None]) -> None:
+        self.seconds = float(seconds)
+        self.save = save
+        self.start = self.last = 0.0
+        self.done = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = self.last = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.perf_counter()
+        step_s, self.last = now - self.last, now
+        # nearest: stop here unless the next step (as long as this one) would end closer to the target
+        if not self.done and now - self.start + step_s / 2 >= self.seconds:
+            self.done = True
+            self.save(state.global_step, now - self.start)
+            self.last = time.perf_counter()  # the save's time is not the next step's
+
+
 def training_arguments(cfg: TrainConfig) -> TrainingArguments:
     """The HF ``TrainingArguments`` of a config."""
     hf_report = [r for r in cfg.report_to if r in ("wandb", "tensorboard")] or "none"
@@ -374,6 +400,17 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         connector_modules=present_trainable_modules(model, cfg),
         connector_lr=cfg.connector_learning_rate,
     )
+    snapshot = out / "snapshot"
+    if cfg.snapshot_at_seconds is not None:
+
+        def save_snapshot(step: int, elapsed: float) -> None:
+            save_outputs(trainer, model, processor, cfg, snapshot / ("adapter" if cfg.uses_lora else "final"))
+            if trainer.is_world_process_zero():
+                record = {"step": step, "train_s": round(elapsed, 2), "target_s": cfg.snapshot_at_seconds}
+                (snapshot / "snapshot.json").write_text(json.dumps(record, indent=1) + "\n")
+                logger.info("snapshot at step %d after %.1f s of training: %s", step, elapsed, snapshot)
+
+        trainer.add_callback(SnapshotCallback(cfg.snapshot_at_seconds, save_snapshot))
     result = trainer.train(resume_from_checkpoint=checkpoint)
     logger.info("training done: %s", {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))})
     skipped = datasets["train"].num_skipped
@@ -382,13 +419,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
             "%d of %d training samples were skipped (see the warnings above)", skipped, len(datasets["train"])
         )
     save_dir = out / ("adapter" if cfg.uses_lora else "final")
-    unwrapped = model.get_base_model() if hasattr(model, "get_base_model") else model
-    record_encoder_training(unwrapped.config, cfg)
-    trainer.save_model(str(save_dir))
-    if trainer.is_world_process_zero():
-        cfg.save(save_dir)
-        processor.save_pretrained(save_dir)
-    trainer.accelerator.wait_for_everyone()
+    save_outputs(trainer, model, processor, cfg, save_dir)
     if cfg.uses_lora and cfg.export_final and trainer.is_world_process_zero():
         from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
@@ -396,8 +427,21 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
 
         unset_hf_deepspeed_config()  # rank 0 alone rebuilds the model: no ZeRO-3 partitioning while it loads
         export(save_dir, out / "final")
+        if (snapshot / "adapter").is_dir():
+            export(snapshot / "adapter", snapshot / "final")
     trainer.accelerator.wait_for_everyone()
     return out
+
+
+def save_outputs(trainer: Trainer, model, processor, cfg: TrainConfig, save_dir: Path) -> None:
+    """The trained weights (the adapter for LoRA runs), the processor and the config, into ``save_dir``."""
+    unwrapped = model.get_base_model() if hasattr(model, "get_base_model") else model
+    record_encoder_training(unwrapped.config, cfg)
+    trainer.save_model(str(save_dir))
+    if trainer.is_world_process_zero():
+        cfg.save(save_dir)
+        processor.save_pretrained(save_dir)
+    trainer.accelerator.wait_for_everyone()
 
 
 def _warn_config_changes(cfg: TrainConfig, saved: TrainConfig) -> None:

@@ -178,6 +178,11 @@ class TrainConfig:
     # LoRA runs: at the end merge output_dir/adapter into output_dir/final (a standalone model + processor);
     # the other stages always save their final model there
     export_final: bool = True
+    # equal-time comparisons: when training has run this many wall seconds (the step ending nearest to it), save the
+    # model as it is then to output_dir/snapshot (merged into snapshot/final like final/ at the end), with
+    # snapshot/snapshot.json recording the step and the seconds; None = no snapshot. Time counts from the start of
+    # this invocation's training loop (a resumed run starts its clock again).
+    snapshot_at_seconds: float | None = None
 
     def __post_init__(self) -> None:
         def choice(name: str, options: tuple[str, ...]) -> None:
@@ -212,6 +217,8 @@ class TrainConfig:
         for name in positive:
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.snapshot_at_seconds is not None and not float(self.snapshot_at_seconds) > 0:
+            raise ValueError(f"snapshot_at_seconds must be > 0 or null, got {self.snapshot_at_seconds!r}")
         if self.num_frames is not None and self.num_frames <= 0:
             raise ValueError(f"num_frames must be positive or null (processor default), got {self.num_frames}")
         if not 0.0 <= self.lora_dropout < 1.0:

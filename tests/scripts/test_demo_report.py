@@ -114,3 +114,15 @@ def test_a_type_counts_as_learned_only_above_chance_and_the_no_video_control(dem
     assert demo.unlearned(rows, [row("pool", lo=30.0, acc=45.0)]) == []  # another connector's control does not count
     rows[0]["ci"]["count"]["lo"] = 20.0
     assert demo.unlearned(rows) == ["count"]
+
+
+def test_train_metrics_up_to_a_snapshot_step(demo, tmp_path):
+    """The equal-time row's losses stop at its snapshot step and its FLOPs are prorated to it."""
+    rows = [{"step": s, "loss": 3.0 - s / 10} for s in (5, 10, 15, 20)]
+    rows.append({"step": 20, "train_runtime": 40.0, "total_flos": 2e12})
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    whole = demo.train_metrics(tmp_path)
+    assert (whole["steps"], whole["train_s"], whole["tflop"]) == (20, 40.0, 2.0)
+    assert (whole["first_loss"], whole["last_loss"]) == (2.5, 1.0)
+    part = demo.train_metrics(tmp_path, until_step=10)
+    assert part["tflop"] == 1.0 and part["last_loss"] == 2.0 and part["first_loss"] == 2.5

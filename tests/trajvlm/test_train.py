@@ -373,3 +373,46 @@ def test_stage_align_run_writes_a_loadable_final_model(tiny_base_path, train_dat
     trained, start = model.state_dict(), base.state_dict()
     changed = {k for k in start if not torch.equal(start[k], trained[k])}
     assert changed and all(k.startswith("model.multi_modal_projector.") for k in changed)
+
+
+@pytest.mark.parametrize("target, step", [(2.4, 2), (2.6, 3), (0.1, 1), (9.0, None)])
+def test_snapshot_callback_saves_once_at_the_step_nearest_the_time(monkeypatch, target, step):
+    """Steps of 1 s each: the snapshot goes to the step whose end is nearest ``target`` seconds, once."""
+    import trajvlm.train as train_mod
+
+    now = {"t": 0.0}
+    monkeypatch.setattr(train_mod.time, "perf_counter", lambda: now["t"])
+    saved = []
+    callback = train_mod.SnapshotCallback(target, lambda s, elapsed: saved.append((s, elapsed)))
+    state = type("State", (), {"global_step": 0})()
+    callback.on_train_begin(None, state, None)
+    for n in range(1, 5):
+        now["t"], state.global_step = float(n), n
+        callback.on_step_end(None, state, None)
+    assert [s for s, _ in saved] == ([] if step is None else [step])
+    assert all(elapsed == s for s, elapsed in saved)
+
+
+def test_snapshot_at_seconds_saves_the_model_of_that_step(tiny_base_path, train_data, tmp_path):  # noqa: F811
+    """A LoRA run with a snapshot due at once: snapshot/ holds step 1's adapter (equal to checkpoint-1) merged
+    into a loadable snapshot/final, and the run goes on to its last step."""
+    from trajvlm.export import is_adapter_checkpoint
+    from trajvlm.modeling import TrajVLMForConditionalGeneration
+    from trajvlm.train import train
+
+    cfg = make_config(tiny_base_path, train_data, tmp_path, max_steps=3, snapshot_at_seconds=1e-3)
+    train(cfg)
+    record = json.loads((tmp_path / "snapshot" / "snapshot.json").read_text())
+    assert record["step"] == 1 and record["train_s"] > 0 and record["target_s"] == 1e-3
+    snap, first, last = (
+        _adapter(p)
+        for p in (tmp_path / "snapshot" / "adapter", *map(tmp_path.joinpath, ["checkpoint-1", "checkpoint-3"]))
+    )
+    assert snap.keys() == first.keys()
+    for key in snap:
+        torch.testing.assert_close(snap[key], first[key], msg=key)
+    assert any(not torch.equal(snap[k], last[k]) for k in snap)
+    assert not is_adapter_checkpoint(tmp_path / "snapshot" / "final")
+    TrajVLMForConditionalGeneration.from_pretrained(tmp_path / "snapshot" / "final")
+    with pytest.raises(ValueError, match="snapshot_at_seconds"):
+        make_config(tiny_base_path, train_data, tmp_path, snapshot_at_seconds=0)
