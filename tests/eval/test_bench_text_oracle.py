@@ -1,4 +1,5 @@
-"""eval/bench/bench_text_oracle.py on the tiny model: what the LLM alone makes of the world's questions."""
+"""eval/bench/bench_text_oracle.py and bench_scoring.py on the tiny model: the world's questions without a trained
+video model."""
 
 from __future__ import annotations
 
@@ -22,3 +23,18 @@ def test_text_oracle_bench_scores_both_formats(tiny_model_dir, synth_world, tmp_
     assert all(row["all"]["n"] == n and 0.0 <= row["all"]["accuracy"] <= 100.0 for row in results.values())
     assert "| LLM alone | all |" in capsys.readouterr().out
     assert bench.main(["--model", str(tmp_path / "missing"), "--data", str(synth_world)]) == 2
+
+
+def test_scoring_bench_times_both_ways_and_they_agree(tiny_model_dir, synth_world, tmp_path, capsys):
+    """eval/bench/bench_scoring.py: one at a time and batched, with and without video; the scores agree."""
+    spec = importlib.util.spec_from_file_location("bench_scoring", ROOT / "eval" / "bench" / "bench_scoring.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "scoring.json"
+    args = ["--model", str(tiny_model_dir), "--data", str(synth_world), "--questions", "6", "--batch-sizes", "4"]
+    assert bench.main([*args, "--blind", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["video"], r["batch_size"]) for r in rows] == [(True, 4), (False, 4)]
+    assert all(r["one_ms"] > 0 and r["batched_ms"] > 0 and r["max_diff"] < 1e-3 for r in rows)
+    assert "| yes | 4 |" in capsys.readouterr().out
+    assert bench.main(["--model", str(tiny_model_dir), "--data", str(tmp_path / "missing")]) == 1
