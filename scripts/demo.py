@@ -824,7 +824,9 @@ def run(argv: list[str]) -> int:
         f"Held-out QA ({n_test} questions, 4 options, chance 25 %) through lmms-eval (task {TASK}: each question "
         "asked open, the option whose text the model finds likeliest is its answer); accuracy % with 95 % bootstrap "
         "intervals over questions; steps = warm-up + stage 1 + stage 2; train s = wall seconds of the three. The "
-        "no-video rows ask the same trained models without the video: what the question text alone gives away.",
+        "no-video rows ask the same trained models without the video: what the question text alone gives away. "
+        "An equal-time row is its connector's own stage-2 run as it was when it had trained as long as the first "
+        "connector's whole stage 2 (a snapshot of the same run).",
         "",
         table(rows + controls),
         "",
