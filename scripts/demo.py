@@ -345,13 +345,18 @@ def bootstrap(samples: list[dict], qtype: str | None = None) -> dict:
     return bootstrap_accuracy(samples) if qtype is None else bootstrap_accuracy(samples, qtype=qtype)
 
 
-def measure(model: Path, video: Path, num_frames: int, cache: Path | None = None) -> dict:
-    """Visual tokens, LLM prefill time and peak memory of one prompt, in a fresh process (clean peak RSS).
+def measure(
+    model: Path, video: Path, num_frames: int, cache: Path | None = None, token_videos: list[Path] | None = None
+) -> dict:
+    """LLM prefill time and peak memory of one prompt on ``video``, in a fresh process (clean peak RSS), and the
+    visual tokens per video: their mean over ``token_videos`` (default: ``video`` alone; trajtok's count varies
+    with the video's trajectories), with their min and max.
 
     With ``cache`` (a JSON file) a measurement is taken once and read back on later runs."""
     if cache is not None and cache.exists():
         return json.loads(cache.read_text())
-    code = MEASURE.format(model=str(model), video=str(video), num_frames=num_frames)
+    videos = [str(v) for v in (token_videos or [video])]
+    code = MEASURE.format(model=str(model), video=str(video), num_frames=num_frames, videos=videos)
     proc = subprocess.run([PY, "-c", code], cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -386,7 +391,14 @@ with torch.inference_mode():
     for _ in range(4):
         t = time.perf_counter(); model(**inputs, use_cache=True, logits_to_keep=1); e2e.append(time.perf_counter() - t)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{"visual_tokens": int(sum(model.last_visual_token_counts)),
+counts = []
+with torch.inference_mode():
+    for path in {videos!r}:
+        pixels = processor(text=["<video>"], videos=[processor.load_video(path)], return_tensors="pt")
+        model.model.encode_videos(pixels["pixel_values_videos"].to(model.dtype))
+        counts.append(sum(model.model.last_visual_token_counts))
+print(json.dumps({{"visual_tokens": statistics.mean(counts), "visual_tokens_min": min(counts),
+                  "visual_tokens_max": max(counts), "videos": len(counts),
                   "prefill_ms": 1000 * statistics.median(times[1:]), "ttft_ms": 1000 * statistics.median(e2e[1:]),
                   "peak_mb": peak / 1024}}))
 """
@@ -476,15 +488,23 @@ def ci(b: dict) -> str:
     return "n/a" if b["n"] == 0 else f"{b['acc']:.1f} [{b['lo']:.0f}, {b['hi']:.0f}]"
 
 
+def tokens_cell(r: dict) -> str:
+    """Mean visual tokens per held-out video, with the range where they vary (adaptive connectors)."""
+    lo, hi = r.get("visual_tokens_min"), r.get("visual_tokens_max")
+    if lo is None or lo == hi:
+        return f"{r['visual_tokens']:.0f}"
+    return f"{r['visual_tokens']:.1f} ({lo}-{hi})"
+
+
 def table(rows: list[dict]) -> str:
-    head = ["model", "frames", "visual tokens", "steps (s0+s1+s2)", "train s", "TTFT ms", "accuracy % [95% CI]"]
+    head = ["model", "frames", "visual tokens (mean)", "steps (s0+s1+s2)", "train s", "TTFT ms", "accuracy % [95% CI]"]
     head += list(QTYPES)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [
             r["label"],
             str(r["frames"]),
-            f"{r['visual_tokens']:.0f}",
+            tokens_cell(r),
             r["steps"],
             f"{r['train_s']:.0f}",
             "-" if r["ttft_ms"] != r["ttft_ms"] else f"{r['ttft_ms']:.0f}",  # NaN: the no-video controls
@@ -599,7 +619,8 @@ def run(argv: list[str]) -> int:
         data / "manifest.json",
         [PY, "-m", "trajtok.cli", "synth", "--out", str(data), *p["synth"], "--seed", str(args.seed), "--workers", "2"],
     )
-    test_video = sorted((data / "test").glob("*.mp4"))[0]
+    test_videos = sorted((data / "test").glob("*.mp4"))
+    test_video = test_videos[0]
     step(
         "ground-truth overlay",
         out / "gt_trajectories.png",
@@ -737,7 +758,9 @@ def run(argv: list[str]) -> int:
         if blind:
             cost = {"visual_tokens": 0, "ttft_ms": float("nan")}
         else:
-            cost = measure(models[key], test_video, n, cache=out / "eval" / name / "cost.json")
+            cost = measure(
+                models[key], test_video, n, cache=out / "eval" / name / "cost.json", token_videos=test_videos
+            )
         metrics, samples = lmms_eval(name, out, data, models[key], n, blind=blind)
         row = {
             "label": label,

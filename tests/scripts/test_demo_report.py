@@ -126,3 +126,9 @@ def test_train_metrics_up_to_a_snapshot_step(demo, tmp_path):
     assert (whole["first_loss"], whole["last_loss"]) == (2.5, 1.0)
     part = demo.train_metrics(tmp_path, until_step=10)
     assert part["tflop"] == 1.0 and part["last_loss"] == 2.0 and part["first_loss"] == 2.5
+
+
+def test_visual_tokens_cell_shows_the_range_only_where_it_varies(demo):
+    assert demo.tokens_cell({"visual_tokens": 65, "visual_tokens_min": 65, "visual_tokens_max": 65}) == "65"
+    assert demo.tokens_cell({"visual_tokens": 9.1, "visual_tokens_min": 4, "visual_tokens_max": 20}) == "9.1 (4-20)"
+    assert demo.tokens_cell({"visual_tokens": 0}) == "0"
