@@ -477,6 +477,23 @@ def check_context(prep: _Prepared, max_new_tokens: int, limit: int) -> list[str 
     ]
 
 
+def _load_request(
+    processor, video: VideoInput | Sequence[VideoInput] | None, prompt, index: int, failures: dict[int, str] | None
+) -> tuple[list[torch.Tensor], str] | None:
+    """(decoded frames of each video, chat-templated prompt) of one request. An unreadable video raises, or with a
+    ``failures`` dict records ``failures[index] = reason`` and gives None."""
+    videos = [] if video is None else list(video) if isinstance(video, (list, tuple)) else [video]
+    try:
+        frames = [load_frames(processor, v) for v in videos]
+        return frames, build_prompt(processor, prompt, len(frames))
+    except ValueError as e:  # VideoDecodeError is a ValueError naming the path and the reason
+        if failures is None:
+            raise
+        failures[index] = str(e)
+        logger.warning("request %d failed: %s", index, e)
+        return None
+
+
 def generate_batch(
     model,
     processor,
@@ -501,17 +518,11 @@ def generate_batch(
     results: list[str] = [""] * len(requests)
     groups: dict[tuple, list[tuple[int, str, list[torch.Tensor], dict, list[str]]]] = {}
     for i, (video, prompt, gen_kwargs) in enumerate(requests):
-        videos = [] if video is None else list(video) if isinstance(video, (list, tuple)) else [video]
         gen, stops = split_generation_kwargs(gen_kwargs)
-        try:
-            frames = [load_frames(processor, v) for v in videos]
-            text = build_prompt(processor, prompt, len(frames))
-        except ValueError as e:  # VideoDecodeError is a ValueError naming the path and the reason
-            if failures is None:
-                raise
-            failures[i] = str(e)
-            logger.warning("request %d failed: %s", i, e)
+        loaded = _load_request(processor, video, prompt, i, failures)
+        if loaded is None:
             continue
+        frames, text = loaded
         key = (json.dumps(gen, sort_keys=True, default=str), int(frames[0].shape[0]) if frames else None)
         groups.setdefault(key, []).append((i, text, frames, gen, stops))
     for gen_key, frames_key in [k for k in groups if k[1] is None]:  # text-only requests join a video group
@@ -660,19 +671,12 @@ def score_choices_batch(
     results: list[list[tuple[float, bool]]] = [[] for _ in questions]
     groups: dict[tuple, list[tuple[int, list[torch.Tensor], str, list[str]]]] = {}
     for i, (video, context, choices) in enumerate(questions):
-        if not choices:
+        loaded = _load_request(processor, video, context, i, failures) if choices else None
+        if loaded is None:
             continue
-        videos = [] if video is None else list(video) if isinstance(video, (list, tuple)) else [video]
-        try:
-            frames = [load_frames(processor, v) for v in videos]
-        except ValueError as e:  # VideoDecodeError is a ValueError naming the path and the reason
-            if failures is None:
-                raise
-            failures[i] = str(e)
-            logger.warning("question %d failed: %s", i, e)
-            continue
+        frames, prompt = loaded
         key = (len(frames), tuple(int(f.shape[0]) for f in frames))
-        groups.setdefault(key, []).append((i, frames, build_prompt(processor, context, len(frames)), list(choices)))
+        groups.setdefault(key, []).append((i, frames, prompt, list(choices)))
     limit = context_limit(model, max_context)
     for items in groups.values():
         size = batch_size or len(items)
