@@ -602,7 +602,9 @@ def trajvlm_config_for_base(
 
 
 def _with_width(data: dict, width: int) -> dict:
-    return {**data, "external_dim": width, "output_dim": width}
+    """A TrajTok config dict for a new connector: the LLM's width in and out, and the tower's features read on the
+    segmenter's finer grid (the coarse patch grid dropped small objects' trajectories: README, the main job)."""
+    return {**data, "external_dim": width, "output_dim": width, "external_grid": "segmenter"}
 
 
 def _load_pretrained_trajtok(path: str | Path) -> tuple[Any, dict]:

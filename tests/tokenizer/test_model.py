@@ -122,6 +122,26 @@ def test_external_features_grid():
         tiny_model()(video(b=1, t=1), features=torch.randn(1, 1, 4, 4, 8))
 
 
+def test_external_grid_segmenter_keeps_every_trajectory():
+    """Coarse external features (4x4) under the segmenter's 16x16 masks: "features" cuts the masks down to 4x4,
+    "segmenter" repeats the features up and keeps the segmenter's own assignment, so no trajectory loses its token."""
+    torch.manual_seed(0)
+    cfg = TrajTokConfig.tiny(external_dim=24, presence_fraction=0.0)
+    coarse = TrajTok(cfg).eval()
+    fine = TrajTok(cfg.replace(external_grid="segmenter")).eval()
+    fine.load_state_dict(coarse.state_dict())
+    x, feats = video(b=1, t=3), torch.randn(1, 3, 4, 4, 24)
+    with torch.no_grad():
+        a, b = coarse(x, features=feats), fine(x, features=feats)
+    assert a.assignment.shape == (1, 3, 4, 4) and b.assignment.shape == (1, 3, 16, 16)
+    assert torch.equal(b.assignment, b.logits.argmax(1))  # the segmenter's masks, uncut
+    found = set(b.logits.argmax(1).unique().tolist())
+    assert set(b.trajectory_query[b.present].tolist()) == found
+    assert int(b.num_tokens) == len(found) >= int(a.num_tokens)
+    with pytest.raises(ValueError, match="external_grid"):
+        TrajTokConfig.tiny(external_grid="patch")
+
+
 def test_downstream_grad_reaches_queries_and_assignment_mlps():
     m = tiny_model(seed=0).train()
     out = m(video(b=1, t=2), tokens_per_trajectory=1)

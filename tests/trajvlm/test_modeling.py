@@ -212,6 +212,7 @@ def test_from_llava_keeps_base_weights(tiny_base_path, adaptive):
     assert ours.keys() == upstream.keys()
     assert all(torch.equal(ours[k], upstream[k]) for k in ours)
     assert model.config.trajtok["external_dim"] == model.config.text_config.hidden_size
+    assert model.config.trajtok["external_grid"] == "segmenter"  # a new connector reads the tower on the finer grid
     assert model.config._attn_implementation == "sdpa"
 
 

@@ -21,6 +21,7 @@ BACKBONES = (
     "dinov3_convnext",
 )  # dinov3_convnext: only with segmenter_variant="release"
 CARRY_MODES = ("gated", "restart")
+EXTERNAL_GRIDS = ("features", "segmenter")
 SEGMENTER_VARIANTS = ("trajtok", "release")
 ENCODER_TRAINERS = ("clip", "probe", "vlm")  # objectives that can have trained the trajectory encoder
 # Fields added after the first release, with the value that reproduces a checkpoint saved before them (applied by
@@ -75,6 +76,10 @@ class TrajTokConfig:
     # --- inputs / outputs ---
     external_dim: int | None = None  # width of external features (VLM / adapter use); None = the model's own features
     output_dim: int | None = None  # width of the output tokens (None: external_dim if set, else width)
+    external_grid: str = "features"  # external features on a coarser grid than the segmenter's: "features" (the
+    # masks are resized down to the features' grid: an object that wins only a few segmenter cells can lose them
+    # all and with them its token) | "segmenter" (the features are repeated up to the segmenter's grid, nearest:
+    # every trajectory the segmenter finds keeps its pixels; the VLM connector's default)
     token_mode: str = "adaptive"  # "adaptive": only valid tokens, padded to the batch max | "fixed": N = max_tokens
     max_tokens: int | None = None  # fixed mode: pad / truncate to this many tokens (truncation keeps the biggest)
     min_pixels: int = 1  # a query that wins fewer hard-mask pixels than this in a clip is absent from that clip
@@ -176,6 +181,8 @@ class TrajTokConfig:
             raise ValueError(f"clip_len must be >= 1, got {self.clip_len}")
         if not 0.0 <= self.presence_fraction < 1.0:
             raise ValueError(f"presence_fraction must be in [0, 1), got {self.presence_fraction}")
+        if self.external_grid not in EXTERNAL_GRIDS:
+            raise ValueError(f"external_grid must be one of {EXTERNAL_GRIDS}, got {self.external_grid!r}")
         if self.carry not in CARRY_MODES:
             raise ValueError(f"carry must be one of {CARRY_MODES}, got {self.carry!r}")
         if self.release_after < 0:
