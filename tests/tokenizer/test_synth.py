@@ -174,17 +174,18 @@ def test_non_square_size_and_object_range():
 
 
 def _annotation_files(root):
-    return sorted(p.relative_to(root) for p in root.rglob("*") if p.suffix in (".json", ".npz"))
+    return sorted(p.relative_to(root) for p in root.rglob("*") if p.suffix in (".json", ".npz", ".mp4"))
 
 
-def test_same_seed_same_annotations_any_worker_count(tmp_path):
+def test_same_seed_same_dataset_any_worker_count(tmp_path):
+    """One seed gives one dataset, videos included, byte for byte (the default codec is reproducible)."""
     kw = dict(frames=(16, 40), size=48, objects=(2, 5), cut_prob=0.5)
     counts = {"train": 3, "val": 1, "test": 1}
     a = write_dataset(tmp_path / "a", counts, seed=0, workers=1, **kw).parent
     b = write_dataset(tmp_path / "b", counts, seed=0, workers=2, **kw).parent
     c = write_dataset(tmp_path / "c", counts, seed=1, workers=1, **kw).parent
     files = _annotation_files(a)
-    assert files == _annotation_files(b) and len(files) == 1 + 5 * 2 + 3 * 2
+    assert files == _annotation_files(b) and len(files) == 1 + 5 * 3 + 3 * 2
     for rel in files:
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
         if rel.suffix == ".npz":
@@ -226,6 +227,24 @@ def test_manifest_and_llava_files(tmp_path):
             assert labels.graph.shape == (entry["num_objects"], entry["num_frames"])
             frames = _decoded_frames(tmp_path / entry["video"])
             assert frames.shape == (entry["num_frames"], 32, 48, 3)
+    assert manifest["generator"]["codec"] == "mpeg4"
+    with av.open(str(tmp_path / manifest["videos"]["train_00000"]["video"])) as c:
+        assert c.streams.video[0].codec_context.name == "mpeg4"
+
+
+def test_mpeg4_writes_the_same_bytes_every_time_and_h264_stays_available(tmp_path):
+    from trajtok.videowriter import write_video
+
+    frames = generate_video(2, 24, 64, 64, 4).frames
+    files = {write_video(tmp_path / "v.mp4", frames, codec="mpeg4", threads=1).read_bytes() for _ in range(8)}
+    assert len(files) == 1
+    decoded = _decoded_frames(tmp_path / "v.mp4").astype(np.int16)
+    assert decoded.shape == frames.shape and np.abs(decoded - frames).mean() < 8  # quantiser 1-3: close to the frames
+    write_dataset(tmp_path / "h", {"train": 1, "val": 0, "test": 0}, frames=8, size=32, codec="h264")
+    with av.open(str(tmp_path / "h" / "train" / "train_00000.mp4")) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+    with pytest.raises(ValueError, match="codec"):
+        write_dataset(tmp_path / "x", 1, codec="vp9")
 
 
 def test_cli_writes_a_dataset(tmp_path):

@@ -8,7 +8,9 @@ Layout (paths in the manifest are relative to ``out``)::
     out/{split}/captions.json | qa.json
 
 Video seeds come from disjoint ranges per split (train, val, test never share a seed) and depend only on the base
-seed, the split and the index, so the output does not depend on the number of workers.
+seed, the split and the index, so the output does not depend on the number of workers. Videos are MPEG-4 Part 2
+by default, which FFmpeg encodes the same way every time: one seed gives one dataset, byte for byte (libx264,
+``codec="h264"``, gives smaller files that differ slightly from one run to the next; see ``trajtok.videowriter``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 SEED_RANGE = 1 << 30  # split k draws its video seeds from [k * SEED_RANGE, (k + 1) * SEED_RANGE)
 
 Range = int | tuple[int, int]
+# codec name of write_dataset / `trajtok synth --codec` -> FFmpeg encoder
+CODECS: dict[str, str] = {"mpeg4": "mpeg4", "h264": "libx264"}
 
 
 def split_seed(seed: int, split: str) -> int:
@@ -76,7 +80,10 @@ def _make_video(task: dict) -> dict:
         video_id=vid,
     )
     rel = {k: f"{split}/{vid}.{ext}" for k, ext in (("video", "mp4"), ("labels", "npz"), ("record", "json"))}
-    write_video(out / rel["video"], video.frames, fps=task["fps"], crf=task["crf"])
+    # one encoder thread: the video's bytes then depend on its frames only
+    write_video(
+        out / rel["video"], video.frames, fps=task["fps"], codec=CODECS[task["codec"]], crf=task["crf"], threads=1
+    )
     save_labels(out / rel["labels"], video.masks, video.graph)
     _write_json(out / rel["record"], video.record)
     rec = video.record
@@ -136,12 +143,16 @@ def write_dataset(
     fps: float = 10.0,
     crf: int = 18,
     config: WorldConfig | None = None,
+    codec: str = "mpeg4",
 ) -> Path:
     """Write the splits under ``out`` and return the path of ``manifest.json``.
 
     ``frames`` and ``objects`` are an int or an inclusive (lo, hi) range drawn per video; ``size`` is an int
-    (square) or (height, width). ``cut_prob`` overrides ``config.cut_prob``.
+    (square) or (height, width). ``cut_prob`` overrides ``config.cut_prob``. ``codec`` is ``"mpeg4"`` (byte-reproducible)
+    or ``"h264"`` (libx264 at ``crf``).
     """
+    if codec not in CODECS:
+        raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
     counts = parse_counts(num_videos)
     f_lo, f_hi = _as_range(frames, "frames", 1)
     o_lo, o_hi = _as_range(objects, "objects", 0)
@@ -171,6 +182,7 @@ def write_dataset(
                     "width": width,
                     "fps": float(fps),
                     "crf": int(crf),
+                    "codec": codec,
                     "config": cfg,
                 }
             )
@@ -191,6 +203,7 @@ def write_dataset(
             "seed": seed,
             "cut_prob": float(cut_prob),
             "fps": float(fps),
+            "codec": codec,
             "crf": int(crf),
             "config": cfg,
         },
