@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trajvlm.integrations.lmms_eval_tasks import bootstrap_accuracy
+from trajvlm.integrations.lmms_eval_tasks import bootstrap_accuracy, paired_difference
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,6 +31,41 @@ def test_bootstrap_interval_contains_the_estimate_and_narrows_with_more_question
     assert (b["hi"] - b["lo"]) < (a["hi"] - a["lo"]) / 2  # width shrinks like 1/sqrt(n)
     assert math.isnan(bootstrap_accuracy(small, qtype="order")["acc"])  # no question of that type
     assert bootstrap_accuracy([{"correct": True}] * 5) == {"acc": 100.0, "lo": 100.0, "hi": 100.0, "n": 5}
+
+
+def test_paired_difference_matches_questions_by_id_and_is_tighter_than_separate_intervals():
+    # b answers the first 200 of 400 questions; a answers those too, plus 32 more: +8 points, always from the
+    # same questions, so the paired interval is narrow while the two separate intervals overlap
+    b = [{"id": f"q{i}", "correct": i < 200} for i in range(400)]
+    a = [{"id": f"q{i}", "correct": i < 232} for i in reversed(range(400))]  # order must not matter
+    d = paired_difference(a, b)
+    assert d["diff"] == pytest.approx(8.0) and d["n"] == 400
+    assert d["lo"] <= 8.0 <= d["hi"] and d["lo"] > 4.0  # the +8 is clearly above 0
+    sa, sb = bootstrap_accuracy(a), bootstrap_accuracy(b)
+    assert sa["lo"] < sb["hi"]  # taken apart, the intervals overlap
+    assert paired_difference(b, b) == {"diff": 0.0, "lo": 0.0, "hi": 0.0, "n": 400}
+    assert paired_difference(a[:10], b)["n"] == 10  # only shared questions count
+    with pytest.raises(ValueError, match="share no question"):
+        paired_difference([{"id": "x", "correct": True}], b)
+
+
+def test_demo_pairs_trajtok_with_pool_and_each_connector_with_its_control(demo):
+    def row(label, conn):
+        return {"label": label, "connector": conn}
+
+    rows = [row("trajtok 4f", "trajtok"), row("pool 4f", "pool"), row("pool 1f (matched budget)", "pool")]
+    rows.append(row("trajtok 8f", "trajtok"))
+    controls = [row("trajtok, no video (control)", "trajtok"), row("pool, no video (control)", "pool")]
+    right = {"trajtok 4f": 30, "pool 4f": 20, "pool 1f (matched budget)": 10, "trajtok 8f": 30}
+    right.update({"trajtok, no video (control)": 25, "pool, no video (control)": 25})
+    answers = {k: [{"id": i, "correct": i < n} for i in range(100)] for k, n in right.items()}
+    got = {(d["a"], d["b"]): d["diff"] for d in demo.paired_differences(rows, controls, answers)}
+    assert got == {
+        ("trajtok 4f", "pool 4f"): 10.0,
+        ("trajtok 4f", "pool 1f (matched budget)"): 20.0,
+        ("trajtok 4f", "trajtok, no video (control)"): 5.0,
+        ("pool 4f", "pool, no video (control)"): -5.0,
+    }
 
 
 def test_descriptions_are_scored_by_colour_and_shape(demo):

@@ -249,20 +249,42 @@ def bootstrap_accuracy(
 ) -> dict[str, float]:
     """Accuracy % with a percentile bootstrap interval (questions resampled with replacement) over the scored
     results whose fields equal ``where``: ``{"acc", "lo", "hi", "n"}`` (NaN and n = 0 when none match)."""
-    import random
-
     xs = [bool(r["correct"]) for r in results if all(r.get(k) == v for k, v in where.items())]
     if not xs:
         return {"acc": math.nan, "lo": math.nan, "hi": math.nan, "n": 0}
     if not 0.0 < level < 1.0 or reps < 1:
         raise ValueError(f"level must be in (0, 1) and reps >= 1, got level={level}, reps={reps}")
+    lo, hi = _percentile_interval(xs, reps, level, seed)
+    return {"acc": 100.0 * sum(xs) / len(xs), "lo": lo, "hi": hi, "n": len(xs)}
+
+
+def _percentile_interval(values: Sequence[float], reps: int, level: float, seed: int) -> tuple[float, float]:
+    """Percentile bootstrap interval of 100 x the mean of ``values`` (resampled with replacement)."""
+    import random
+
     rng = random.Random(seed)
-    n = len(xs)
-    stats = sorted(100.0 * sum(rng.choices(xs, k=n)) / n for _ in range(reps))
+    n = len(values)
+    stats = sorted(100.0 * sum(rng.choices(values, k=n)) / n for _ in range(reps))
     tail = (1.0 - level) / 2
-    lo = stats[int(math.floor(tail * reps))]
-    hi = stats[min(reps - 1, int(math.ceil((1.0 - tail) * reps)) - 1)]
-    return {"acc": 100.0 * sum(xs) / n, "lo": lo, "hi": hi, "n": n}
+    return stats[int(math.floor(tail * reps))], stats[min(reps - 1, int(math.ceil((1.0 - tail) * reps)) - 1)]
+
+
+def paired_difference(
+    a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]], reps: int = 2000, level: float = 0.95, seed: int = 0
+) -> dict[str, float]:
+    """Accuracy of ``a`` minus accuracy of ``b`` in points, over the questions both scored (matched by ``id``), with a
+    paired percentile bootstrap interval: one resample of questions is applied to both, so what the two models
+    share (the easy and the hard questions) cancels out, and the interval is tighter than the two accuracies'
+    intervals taken apart. ``{"diff", "lo", "hi", "n"}``; ValueError when no question is shared."""
+    if not 0.0 < level < 1.0 or reps < 1:
+        raise ValueError(f"level must be in (0, 1) and reps >= 1, got level={level}, reps={reps}")
+    right = {r["id"]: bool(r["correct"]) for r in b}
+    pairs = [(int(bool(r["correct"])), int(right[r["id"]])) for r in a if r["id"] in right]
+    if not pairs:
+        raise ValueError("the two result lists share no question id")
+    deltas = [x - y for x, y in pairs]
+    lo, hi = _percentile_interval(deltas, reps, level, seed)
+    return {"diff": 100.0 * sum(deltas) / len(deltas), "lo": lo, "hi": hi, "n": len(deltas)}
 
 
 def docs_dataset(records: list[dict[str, Any]], source: Path):
@@ -283,6 +305,7 @@ __all__ = [
     "breakdown",
     "data_dir",
     "docs_dataset",
+    "paired_difference",
     "failed_count",
     "find_annotation",
     "find_video",

@@ -1,0 +1,70 @@
+"""scripts/demo_runs.py: several runs of the main job side by side, with the targets each meets."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def runs_script():
+    spec = importlib.util.spec_from_file_location("demo_runs_script", ROOT / "scripts" / "demo_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _results(trajtok: float, pool: float, matched: float, tokens: float, described: float) -> dict:
+    def row(label: str, conn: str, acc: float, visual_tokens: float) -> dict:
+        return {"label": label, "connector": conn, "visual_tokens": visual_tokens, "metrics": {"accuracy": acc}}
+
+    return {
+        "rows": [
+            row("trajtok 4f", "trajtok", trajtok, tokens),
+            row("pool 4f", "pool", pool, 65),
+            row("pool 1f (matched budget)", "pool", matched, 17),
+        ],
+        "controls": [row("trajtok, no video (control)", "trajtok", 30.0, 0)],
+        "paired": [{"a": "trajtok 4f", "b": "pool 4f", "diff": trajtok - pool, "lo": -3.0, "hi": 9.0, "n": 352}],
+        "description": {"trajtok": {"names_a_correct_object_pct": described}},
+        "minutes": 29.0,
+    }
+
+
+def test_runs_side_by_side_with_mean_range_and_targets(runs_script, tmp_path, capsys):
+    a, b = tmp_path / "seed0", tmp_path / "seed1"
+    for run, res in ((a, _results(46.0, 40.0, 38.0, 10.0, 65.0)), (b, _results(40.0, 42.0, 36.0, 20.0, 20.0))):
+        run.mkdir()
+        (run / "results.json").write_text(json.dumps(res))
+    assert runs_script.main([str(a), str(b), "--json", str(tmp_path / "s.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| trajtok 4f | 46.0 | 40.0 | 43.0 (40.0-46.0) |" in out
+    assert "| trajtok, no video (control) | 30.0 | 30.0 | 30.0 (30.0-30.0) |" in out
+    assert "| trajtok 4f - pool 4f | +6.0 [-3, +9] | -2.0 [-3, +9] | +2.0 |" in out
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved["seed0"]["targets"] == {
+        "trajtok >= 45 %": True,
+        "trajtok >= pool at <= 1/4 of its tokens": True,  # 10 <= 65 / 4 and 46 >= 40
+        "trajtok >= pool + 5 at a matched budget": True,  # 46 >= 38 + 5
+        "descriptions >= 60 %": True,
+    }
+    assert saved["seed1"]["targets"] == {
+        "trajtok >= 45 %": False,
+        "trajtok >= pool at <= 1/4 of its tokens": False,  # below pool, and 20 > 65 / 4
+        "trajtok >= pool + 5 at a matched budget": False,  # 40 < 36 + 5
+        "descriptions >= 60 %": False,
+    }
+
+
+def test_a_missing_or_broken_run_is_named(runs_script, tmp_path, capsys):
+    assert runs_script.main([str(tmp_path / "nowhere")]) == 2
+    assert "nowhere/results.json: no results.json" in capsys.readouterr().err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "results.json").write_text("{")
+    assert runs_script.main([str(tmp_path / "bad")]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
