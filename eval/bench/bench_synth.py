@@ -1,6 +1,8 @@
-"""Speed of the synthetic world: generation (simulate + render + events + text) and H.264 encoding, one core.
+"""Speed of the synthetic world: generation (simulate + render + events + text) and encoding, one core.
 
-    python eval/bench/bench_synth.py --frames 1024 --sizes 64 128 224 [--json out.json]
+    python eval/bench/bench_synth.py --frames 1024 --sizes 64 128 224 [--codec mpeg4|h264] [--json out.json]
+
+Encodes as `trajtok synth` does: one encoder thread, MPEG-4 Part 2 by default (byte-reproducible), or H.264.
 
 Prints a markdown table of frames per second at each size.
 """
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 
 from trajtok.synth import generate_video
+from trajtok.synth.dataset import CODECS
 from trajtok.videowriter import write_video
 
 
@@ -23,6 +26,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 224])
     parser.add_argument("--objects", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--codec", choices=sorted(CODECS), default="mpeg4", help="as `trajtok synth --codec`")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
 
@@ -32,7 +36,7 @@ def main() -> None:
             t0 = time.perf_counter()
             video = generate_video(args.seed, args.frames, size, size, args.objects)
             t1 = time.perf_counter()
-            write_video(Path(tmp) / f"{size}.mp4", video.frames)
+            write_video(Path(tmp) / f"{size}.mp4", video.frames, codec=CODECS[args.codec], threads=1)
             t2 = time.perf_counter()
             rows.append(
                 {
