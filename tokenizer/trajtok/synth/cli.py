@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--codec",
         choices=("mpeg4", "h264"),
         default="mpeg4",
-        help="mpeg4: the same seed writes the same bytes (default); h264: smaller files that differ slightly run to run",
+        help="mpeg4: the same seed writes the same bytes (default); h264: libx264 at --crf, differs slightly run to run",
     )
     parser.add_argument("--crf", type=int, default=18, help="H.264 quality with --codec h264 (lower = better)")
 

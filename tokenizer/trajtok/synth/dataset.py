@@ -10,7 +10,7 @@ Layout (paths in the manifest are relative to ``out``)::
 Video seeds come from disjoint ranges per split (train, val, test never share a seed) and depend only on the base
 seed, the split and the index, so the output does not depend on the number of workers. Videos are MPEG-4 Part 2
 by default, which FFmpeg encodes the same way every time: one seed gives one dataset, byte for byte (libx264,
-``codec="h264"``, gives smaller files that differ slightly from one run to the next; see ``trajtok.videowriter``).
+``codec="h264"``, gives files that differ slightly from one run to the next; see ``trajtok.videowriter``).
 """
 
 from __future__ import annotations
