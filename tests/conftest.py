@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -9,6 +10,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TRAJVLM_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def _load_script(relpath: str):
+    """A fresh module from a script of the repository (``scripts/demo.py``, ``eval/bench/...``), which are not
+    packages: its functions are tested as the script runs them."""
+    path = ROOT / relpath
+    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script("scripts/demo.py")`` -> the script as a fresh module."""
+    return _load_script
 
 
 @pytest.fixture(scope="session")

@@ -3,18 +3,12 @@ video model."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_text_oracle_bench_scores_both_formats(tiny_model_dir, synth_world, tmp_path, capsys):
+def test_text_oracle_bench_scores_both_formats(tiny_model_dir, synth_world, tmp_path, capsys, load_script):
     """eval/bench/bench_text_oracle.py: every question answered in both formats, with and without the caption."""
-    spec = importlib.util.spec_from_file_location("bench_text_oracle", ROOT / "eval" / "bench" / "bench_text_oracle.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("eval/bench/bench_text_oracle.py")
     out = tmp_path / "oracle.json"
     assert bench.main(["--model", str(tiny_model_dir), "--data", str(synth_world), "--json", str(out)]) == 0
     results = json.loads(out.read_text())
@@ -25,11 +19,9 @@ def test_text_oracle_bench_scores_both_formats(tiny_model_dir, synth_world, tmp_
     assert bench.main(["--model", str(tmp_path / "missing"), "--data", str(synth_world)]) == 2
 
 
-def test_scoring_bench_times_both_ways_and_they_agree(tiny_model_dir, synth_world, tmp_path, capsys):
+def test_scoring_bench_times_both_ways_and_they_agree(tiny_model_dir, synth_world, tmp_path, capsys, load_script):
     """eval/bench/bench_scoring.py: one at a time and batched, with and without video; the scores agree."""
-    spec = importlib.util.spec_from_file_location("bench_scoring", ROOT / "eval" / "bench" / "bench_scoring.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("eval/bench/bench_scoring.py")
     out = tmp_path / "scoring.json"
     args = ["--model", str(tiny_model_dir), "--data", str(synth_world), "--questions", "6", "--batch-sizes", "4"]
     assert bench.main([*args, "--blind", "--json", str(out)]) == 0

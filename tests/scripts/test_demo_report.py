@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 from trajvlm.integrations.lmms_eval_tasks import bootstrap_accuracy, paired_difference
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def demo():
-    spec = importlib.util.spec_from_file_location("demo_script_report", ROOT / "scripts" / "demo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def demo(load_script):
+    return load_script("scripts/demo.py")
 
 
 def test_bootstrap_interval_contains_the_estimate_and_narrows_with_more_questions():

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def runs_script():
-    spec = importlib.util.spec_from_file_location("demo_runs_script", ROOT / "scripts" / "demo_runs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def runs_script(load_script):
+    return load_script("scripts/demo_runs.py")
 
 
 def _results(trajtok: float, pool: float, matched: float, tokens: float, described: float) -> dict:

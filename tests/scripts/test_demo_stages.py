@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture()
-def demo(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("demo_script", ROOT / "scripts" / "demo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def demo(tmp_path, monkeypatch, load_script):
+    module = load_script("scripts/demo.py")
     monkeypatch.setattr(module, "LOG_DIR", tmp_path / "logs")
     return module
 

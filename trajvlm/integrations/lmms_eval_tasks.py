@@ -252,8 +252,6 @@ def bootstrap_accuracy(
     xs = [bool(r["correct"]) for r in results if all(r.get(k) == v for k, v in where.items())]
     if not xs:
         return {"acc": math.nan, "lo": math.nan, "hi": math.nan, "n": 0}
-    if not 0.0 < level < 1.0 or reps < 1:
-        raise ValueError(f"level must be in (0, 1) and reps >= 1, got level={level}, reps={reps}")
     lo, hi = _percentile_interval(xs, reps, level, seed)
     return {"acc": 100.0 * sum(xs) / len(xs), "lo": lo, "hi": hi, "n": len(xs)}
 
@@ -262,6 +260,8 @@ def _percentile_interval(values: Sequence[float], reps: int, level: float, seed:
     """Percentile bootstrap interval of 100 x the mean of ``values`` (resampled with replacement)."""
     import random
 
+    if not 0.0 < level < 1.0 or reps < 1:
+        raise ValueError(f"level must be in (0, 1) and reps >= 1, got level={level}, reps={reps}")
     rng = random.Random(seed)
     n = len(values)
     stats = sorted(100.0 * sum(rng.choices(values, k=n)) / n for _ in range(reps))
@@ -276,13 +276,10 @@ def paired_difference(
     paired percentile bootstrap interval: one resample of questions is applied to both, so what the two models
     share (the easy and the hard questions) cancels out, and the interval is tighter than the two accuracies'
     intervals taken apart. ``{"diff", "lo", "hi", "n"}``; ValueError when no question is shared."""
-    if not 0.0 < level < 1.0 or reps < 1:
-        raise ValueError(f"level must be in (0, 1) and reps >= 1, got level={level}, reps={reps}")
     right = {r["id"]: bool(r["correct"]) for r in b}
-    pairs = [(int(bool(r["correct"])), int(right[r["id"]])) for r in a if r["id"] in right]
-    if not pairs:
+    deltas = [int(bool(r["correct"])) - int(right[r["id"]]) for r in a if r["id"] in right]
+    if not deltas:
         raise ValueError("the two result lists share no question id")
-    deltas = [x - y for x, y in pairs]
     lo, hi = _percentile_interval(deltas, reps, level, seed)
     return {"diff": 100.0 * sum(deltas) / len(deltas), "lo": lo, "hi": hi, "n": len(deltas)}
 
