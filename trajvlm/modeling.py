@@ -155,6 +155,13 @@ class TrajVLMModel(_ConnectorInitMixin, LlavaOnevisionModel):
         **kwargs: Any,
     ):
         """Tower + projector, as upstream: ``pooler_output`` = projected features (V*T, h*w, D)."""
+        vision_outputs, selected = self._tower_features(
+            pixel_values_videos, vision_feature_layer, vision_feature_select_strategy, **kwargs
+        )
+        vision_outputs.pooler_output = self.multi_modal_projector(selected)  # (V*T, h*w, D)
+        return vision_outputs
+
+    def _tower_features(self, pixel_values_videos, vision_feature_layer, vision_feature_select_strategy, **kwargs):
         batch_size, frames, channels, height, width = pixel_values_videos.shape
         flat = pixel_values_videos.view(batch_size * frames, channels, height, width)  # (V*T, C, H, W)
         vision_outputs = self.vision_tower(flat, return_dict=True, **kwargs)
@@ -164,21 +171,55 @@ class TrajVLMModel(_ConnectorInitMixin, LlavaOnevisionModel):
             selected = torch.cat([vision_outputs.hidden_states[i] for i in vision_feature_layer], dim=-1)
         if vision_feature_select_strategy == "default":
             selected = selected[:, 1:]
-        vision_outputs.pooler_output = self.multi_modal_projector(selected)  # (V*T, h*w, D)
-        return vision_outputs
+        return vision_outputs, selected
+
+    @torch.no_grad()
+    @merge_with_config_defaults
+    @select_hidden_states("vision_feature_layer")
+    def tower_features(
+        self,
+        pixel_values_videos: torch.Tensor,
+        vision_feature_layer: int | list[int] | None = None,
+        vision_feature_select_strategy: str | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        """(V, T, C, H, W) -> the tower's selected features (V, T, h*w, D_tower) that the projector reads.
+
+        What ``encode_videos(..., tower_features=)`` takes: a frozen tower run once per video and reused (the
+        warm-up trains the projector and connector for many steps on the same videos)."""
+        _, selected = self._tower_features(
+            pixel_values_videos, vision_feature_layer, vision_feature_select_strategy, **kwargs
+        )
+        return selected.view(*pixel_values_videos.shape[:2], *selected.shape[1:])
 
     def encode_videos(
         self,
         pixel_values_videos: torch.Tensor,
         vision_feature_layer: int | list[int] | None = None,
         vision_feature_select_strategy: str | None = None,
+        tower_features: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> ConnectorOutput:
-        """(V, T, C, H, W) normalised videos -> the connector's tokens per video."""
+        """(V, T, C, H, W) normalised videos -> the connector's tokens per video.
+
+        ``tower_features``: the same videos' :meth:`tower_features` (V, T, h*w, D_tower), computed earlier; the tower
+        then does not run (the projector and the connector do, as always)."""
         if pixel_values_videos.ndim != 5:
             raise ValueError(
                 f"pixel_values_videos must be (V, T, C, H, W), got shape {tuple(pixel_values_videos.shape)}"
             )
+        if tower_features is not None:
+            if tuple(tower_features.shape[:2]) != tuple(pixel_values_videos.shape[:2]) or tower_features.ndim != 4:
+                raise ValueError(
+                    f"tower_features must be (V, T, h*w, D) for videos {tuple(pixel_values_videos.shape[:2])}, "
+                    f"got shape {tuple(tower_features.shape)}"
+                )
+            projected = self.multi_modal_projector(tower_features.flatten(0, 1))  # (V*T, h*w, D)
+            out = self.connector(
+                projected, pixel_values_videos, pixel_values_videos.shape[1], newline=self.image_newline
+            )
+            self.last_visual_token_counts = list(out.extra.get("valid_counts", out.num_tokens))
+            return out
 
         def patch_features(videos: torch.Tensor) -> torch.Tensor:
             return self.video_patch_features(

@@ -160,3 +160,10 @@ def test_visual_tokens_cell_shows_the_range_only_where_it_varies(demo):
     assert demo.tokens_cell({"visual_tokens": 65, "visual_tokens_min": 65, "visual_tokens_max": 65}) == "65"
     assert demo.tokens_cell({"visual_tokens": 9.1, "visual_tokens_min": 4, "visual_tokens_max": 20}) == "9.1 (4-20)"
     assert demo.tokens_cell({"visual_tokens": 0}) == "0"
+
+
+def test_warm_up_line_names_the_words_the_tokens_read(demo):
+    warm = {"words": ["red", "of", "star"], "words_read": ["red"]}
+    assert demo._words_read(warm) == "1 of 3 read: red"
+    assert demo._words_read({**warm, "words_read": []}) == "0 of 3 read: none"
+    assert demo._words_read({"words": ["red"]}) == "words read: not recorded"  # a run from before the list

@@ -142,6 +142,20 @@ def test_external_grid_segmenter_keeps_every_trajectory():
         TrajTokConfig.tiny(external_grid="patch")
 
 
+def test_external_grid_segmenter_projects_before_repeating():
+    """The encoder reads the projected coarse features repeated over the segmenter cells: projecting first (the
+    cheap order) gives what projecting the repeated features gives."""
+    torch.manual_seed(0)
+    m = TrajTok(TrajTokConfig.tiny(external_dim=24, external_grid="segmenter")).eval()
+    x, feats = video(b=2, t=3), torch.randn(2, 3, 4, 4, 24)
+    init = m.segmenter.initial_queries(2, None, None, carry=False)
+    with torch.no_grad():
+        got = m._clip(x, feats, init)["enc_feats"]  # (B, T*16*16, E)
+        repeated = feats.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)  # each cell over its 4x4 block
+        want = m.external_proj(repeated).reshape(2, 3 * 16 * 16, -1)
+    torch.testing.assert_close(got, want)
+
+
 def test_downstream_grad_reaches_queries_and_assignment_mlps():
     m = tiny_model(seed=0).train()
     out = m(video(b=1, t=2), tokens_per_trajectory=1)

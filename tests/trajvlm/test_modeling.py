@@ -310,3 +310,20 @@ def test_training_loss_projects_only_labelled_positions_and_equals_the_full_loss
     torch.testing.assert_close(results["train"][1], results["eval"][1], atol=1e-5, rtol=1e-4)
     assert results["train"][2][0] == int((labels[:, 1:] != -100).sum())  # (labelled positions, V) logits
     assert len(results["eval"][2]) == 3  # (B, L, V)
+
+
+@pytest.mark.parametrize("connector", ["pool", "trajtok"])
+def test_encode_videos_from_cached_tower_features(tiny_base_path, connector):
+    """A frozen tower run once (``tower_features``) and fed back gives the tokens the whole pass gives."""
+    model, proc = tiny_trajvlm(tiny_base_path, connector=connector)
+    px = proc.preprocess_videos([random_video(seed=0), random_video(seed=1)])  # (2, T, C, H, W)
+    with torch.no_grad():
+        full = model.model.encode_videos(px)
+        cached = model.model.tower_features(px)
+        again = model.model.encode_videos(px, tower_features=cached)
+    assert cached.shape[:2] == px.shape[:2] and cached.ndim == 4
+    assert again.num_tokens == full.num_tokens
+    for a, b in zip(again.tokens, full.tokens, strict=True):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="tower_features must be"):
+        model.model.encode_videos(px, tower_features=cached[:1])

@@ -66,6 +66,8 @@ def test_warmup_trains_only_the_connector_and_projector(tiny_base_path, world, t
     metrics = warmup(tiny_base_path, world / "captions.json", world, out, cfg)
     assert metrics["words"] and metrics["videos"] == 10 and metrics["held_out"] == 4
     assert 0.0 <= metrics["held_out_word_auc_after"] <= 1.0
+    per_word = metrics["held_out_auc_per_word"]
+    assert metrics["words_read"] == [w for w in metrics["words"] if per_word[w] >= 0.9]
     assert json.loads((out / "warmup_metrics.json").read_text())["words"] == metrics["words"]
     model = TrajVLMForConditionalGeneration.from_pretrained(out)
     assert model.config.connector == connector
@@ -75,9 +77,26 @@ def test_warmup_trains_only_the_connector_and_projector(tiny_base_path, world, t
     ref = TrajVLMForConditionalGeneration.from_llava(tiny_base_path, connector=connector, **extra).state_dict()
     assert set(saved) == set(ref)
     changed = {k for k, v in ref.items() if not torch.equal(v, saved[k])}
-    # the tower and the LLM are untouched; so is the frozen segmenter
+    # the tower and the LLM are untouched; so are the frozen segmenter and its pixel backbone
     assert changed and all(".multi_modal_projector." in k or ".connector." in k for k in changed)
     assert any(".multi_modal_projector." in k for k in changed)
-    assert not any(".segmenter." in k for k in changed)
+    assert not any(".segmenter." in k or ".trajtok.features." in k for k in changed)
     if connector == "trajtok":
         assert any(".trajtok.encoder." in k for k in changed)
+
+
+def test_cached_tower_warms_up_as_the_full_pass(tiny_base_path, world, tmp_path, tiny_trajtok_path):  # noqa: F811
+    """The warm-up on cached tower features trains the same weights as running the tower in every step."""
+    from safetensors.torch import load_file
+
+    extra = {"trajtok": str(tiny_trajtok_path), "tokens_per_trajectory": 2}
+    runs = {}
+    for cache in (True, False):
+        cfg = WarmupConfig(steps=3, batch_size=4, held_out=4, lr=1e-2, min_doc_freq=0.0, cache_tower=cache, **extra)
+        metrics = warmup(tiny_base_path, world / "captions.json", world, tmp_path / str(cache), cfg)
+        runs[cache] = metrics, load_file(tmp_path / str(cache) / "model.safetensors")
+    (m_cached, w_cached), (m_full, w_full) = runs[True], runs[False]
+    assert m_cached["first_loss"] == pytest.approx(m_full["first_loss"], abs=1e-5)
+    assert m_cached["held_out_word_auc_after"] == pytest.approx(m_full["held_out_word_auc_after"], abs=1e-3)
+    for k in w_full:
+        torch.testing.assert_close(w_cached[k], w_full[k], atol=1e-4, rtol=1e-4)

@@ -495,13 +495,15 @@ class TrajTok(nn.Module):
             positions = grid_positions(t, h, w, device=feats.device)
         else:
             _, _, h, w, _ = features.shape
+            enc_feats = self.external_proj(features.to(self.dtype))  # (B, T, h, w, E)
             if cfg.external_grid == "segmenter" and h <= h0 and w <= w0 and (h, w) != (h0, w0):
-                # repeat each feature over the segmenter cells it covers: no trajectory loses its pixels
-                x = features.reshape(b * t, h, w, -1).permute(0, 3, 1, 2)  # (B*T, D, h, w)
+                # repeat each feature over the segmenter cells it covers: no trajectory loses its pixels (projected
+                # first: the projection is per cell, so this equals projecting the repeated features, at E wide)
+                x = enc_feats.reshape(b * t, h, w, e).permute(0, 3, 1, 2)  # (B*T, E, h, w)
                 x = F.interpolate(x, size=(h0, w0), mode="nearest-exact")
-                features = x.permute(0, 2, 3, 1).reshape(b, t, h0, w0, -1)
+                enc_feats = x.permute(0, 2, 3, 1)
                 h, w = h0, w0
-            enc_feats = self.external_proj(features.to(self.dtype)).reshape(b, t * h * w, e)  # (B, P_e, E)
+            enc_feats = enc_feats.reshape(b, t * h * w, e)  # (B, P_e, E)
             if (h, w) != (h0, w0):
                 # soft: area-like (antialiased bilinear keeps the sum over K at 1); hard: nearest of the argmax
                 soft = F.interpolate(
