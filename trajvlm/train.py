@@ -38,10 +38,10 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
 
 from trajvlm.data import DataCollator, LlavaVideoDataset
-from trajvlm.train_config import TrainConfig
+from trajvlm.train_config import CONFIG_NAME, TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -349,6 +349,31 @@ def load_processor(cfg: TrainConfig, model_config: Any):
     return processor
 
 
+def checkpoint_is_complete(path: Path) -> bool:
+    """A ``checkpoint-N`` the Trainer finished: its state (written after the weights and the optimizer) and the
+    resolved config (written after the state) are there. A save cut short (a full disk, a kill) lacks them."""
+    return (path / TRAINER_STATE_NAME).is_file() and (path / CONFIG_NAME).is_file()
+
+
+def resume_checkpoint(out: Path) -> str | None:
+    """The newest complete ``checkpoint-N`` of ``out`` for ``--resume``; None (start again, with a warning) when
+    every checkpoint there is incomplete; FileNotFoundError when there is none at all."""
+    found = sorted(
+        (p for p in out.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    )
+    if not found:
+        raise FileNotFoundError(f"--resume: no checkpoint-N directory in {out}; train without --resume first")
+    complete = [p for p in found if checkpoint_is_complete(p)]
+    for p in found:
+        if p not in complete:
+            logger.warning("--resume: skipping %s: incomplete (its save was cut short), nothing read from it", p)
+    if not complete:
+        logger.warning("--resume: no complete checkpoint in %s; training from the start", out)
+        return None
+    return str(complete[-1])
+
+
 def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     """Run the recipe; returns the output directory (holding ``final/`` when ``export_final``)."""
     cfg.check_files()
@@ -356,11 +381,10 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     out = Path(cfg.output_dir)
     checkpoint = None
     if resume:
-        checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
-        if checkpoint is None:
-            raise FileNotFoundError(f"--resume: no checkpoint-N directory in {out}; train without --resume first")
-        _warn_config_changes(cfg, TrainConfig.from_json(checkpoint))
-        logger.info("resuming from %s", checkpoint)
+        checkpoint = resume_checkpoint(out)
+        if checkpoint is not None:
+            _warn_config_changes(cfg, TrainConfig.from_json(checkpoint))
+            logger.info("resuming from %s", checkpoint)
     args = training_arguments(cfg)  # first: it sets up the distributed state DeepSpeed ZeRO-3 loading needs
     if cfg.deepspeed is not None:
         import deepspeed

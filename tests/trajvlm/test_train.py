@@ -331,10 +331,14 @@ def test_train_save_resume_round_trip(tiny_base_path, train_data, tmp_path, tiny
     records = [json.loads(line) for line in (run_a / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3]
 
-    # resume from step 2 in a fresh run dir: step 3 must reproduce the uninterrupted run exactly
+    # resume from step 2 in a fresh run dir: step 3 must reproduce the uninterrupted run exactly; a newer
+    # checkpoint-3 whose save was cut short (a full disk: config written, weights truncated, no state) is skipped
     run_b = tmp_path / "b"
     run_b.mkdir()
     shutil.copytree(run_a / "checkpoint-2", run_b / "checkpoint-2")
+    (run_b / "checkpoint-3").mkdir()
+    shutil.copy(run_a / "checkpoint-3" / "adapter_config.json", run_b / "checkpoint-3")
+    (run_b / "checkpoint-3" / "adapter_model.safetensors").write_bytes(b"\0" * 100)
     train(dataclasses.replace(cfg, output_dir=str(run_b), export_final=False), resume=True)
     a3, b3 = _adapter(run_a / "checkpoint-3"), _adapter(run_b / "checkpoint-3")
     assert a3.keys() == b3.keys()
@@ -349,6 +353,27 @@ def test_resume_without_checkpoint_fails(tiny_base_path, train_data, tmp_path): 
 
     with pytest.raises(FileNotFoundError, match="no checkpoint-N directory"):
         train(make_config(tiny_base_path, train_data, tmp_path / "empty"), resume=True)
+
+
+def test_resume_picks_the_newest_complete_checkpoint(tmp_path, caplog):
+    from trajvlm.train import resume_checkpoint
+    from trajvlm.train_config import CONFIG_NAME
+
+    def checkpoint(step: int, complete: bool) -> None:
+        path = tmp_path / f"checkpoint-{step}"
+        path.mkdir()
+        (path / "config.json").write_text("{}")
+        if complete:
+            (path / "trainer_state.json").write_text("{}")
+            (path / CONFIG_NAME).write_text("{}")
+
+    checkpoint(30, complete=False)
+    with caplog.at_level("WARNING"):
+        assert resume_checkpoint(tmp_path) is None  # nothing complete: train from the start
+    assert "checkpoint-30: incomplete" in caplog.text and "training from the start" in caplog.text
+    checkpoint(9, complete=True)
+    checkpoint(10, complete=True)  # numeric order: 10 is newer than 9, and 30 is skipped
+    assert resume_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
 
 
 def test_stage_align_run_writes_a_loadable_final_model(tiny_base_path, train_data, tmp_path):  # noqa: F811
