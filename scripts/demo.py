@@ -25,6 +25,7 @@ Steps (each is skipped when its output already exists, so an interrupted run con
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -804,6 +805,7 @@ def run(argv: list[str]) -> int:
             "train_s": training[key]["train_s"],
             "metrics": metrics,
             "ci": {"all": bootstrap(samples), **{q: bootstrap(samples, q) for q in QTYPES}},
+            "answers": [{"id": x["id"], "correct": x["correct"]} for x in samples],  # per question, for pairing
         }
         (controls if blind else rows).append(row)
         answers[label] = samples
@@ -859,6 +861,9 @@ def run(argv: list[str]) -> int:
     results = {
         "preset": args.preset,
         "connectors": connectors,
+        # which questions: runs with the same fingerprint asked the same questions (the same world), so
+        # `scripts/demo_runs.py --against` can pair their rows question by question
+        "test_questions_sha256": hashlib.sha256((data / "test" / "qa.json").read_bytes()).hexdigest(),
         "tower": tower_metrics["test"],
         "tokenizer": {k: tok_eval.get(k) for k in ("miou", "association", "tokens_mean", "gt_objects_mean")},
         "training": training,

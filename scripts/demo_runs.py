@@ -5,6 +5,10 @@ every row in every run with the mean and the range, the paired differences the t
 each connector - its no-video control), descriptions, visual tokens and wall time, and which targets each run
 meets. One run's intervals say how sure its numbers are on its own questions; the spread across seeds says how
 much a number moves when the world, the initialisations and the batches are drawn again. Prints markdown.
+
+``--against BASE...`` (one per run) compares two recipes on the same worlds: each row of each run minus the same row
+of its base run, paired question by question (both runs must have asked the same questions: the same seed and
+world, checked by the fingerprint of the test questions in ``results.json``).
 """
 
 from __future__ import annotations
@@ -129,23 +133,71 @@ def summary(names: list[str], results: list[dict]) -> str:
     return "\n".join(out)
 
 
+def _all_rows(r: dict) -> list[dict]:
+    return r["rows"] + r.get("controls", [])
+
+
+def against_table(names: list[str], results: list[dict], bases: list[dict]) -> str:
+    """Each row of each run minus the same row of its base run, in points, paired over the same questions."""
+    from trajvlm.integrations.lmms_eval_tasks import paired_difference
+
+    for name, r, b in zip(names, results, bases, strict=True):
+        fa, fb = r.get("test_questions_sha256"), b.get("test_questions_sha256")
+        if fa is None or fb is None:
+            raise ValueError(f"{name}: a run without a test-question fingerprint (rebuild its report with the demo)")
+        if fa != fb:
+            raise ValueError(f"{name}: the run and its base asked different questions (another world); no pairing")
+    labels: list[str] = []
+    for r in results:
+        labels += [row["label"] for row in _all_rows(r) if row["label"] not in labels]
+    lines = [
+        "| model | " + " | ".join(names) + " | mean |",
+        "|---|" + "---:|" * (len(names) + 1),
+    ]
+    for label in labels:
+        cells, diffs = [], []
+        for r, b in zip(results, bases, strict=True):
+            ra = next((x for x in _all_rows(r) if x["label"] == label and "answers" in x), None)
+            rb = next((x for x in _all_rows(b) if x["label"] == label and "answers" in x), None)
+            if ra is None or rb is None:
+                cells.append("-")
+                continue
+            d = paired_difference(ra["answers"], rb["answers"])
+            cells.append(f"{d['diff']:+.1f} [{d['lo']:+.0f}, {d['hi']:+.0f}]")
+            diffs.append(d["diff"])
+        mean = f"{statistics.mean(diffs):+.1f}" if diffs else "-"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {mean} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="output folders of `make demo` / scripts/demo.py --out")
     ap.add_argument("--names", nargs="*", help="column names (default: the folders' names)")
     ap.add_argument("--json", default=None, help="also write the per-run targets and paired differences here")
+    ap.add_argument(
+        "--against", nargs="*", default=None, help="one base run per run, on the same world: paired row differences"
+    )
     args = ap.parse_args(argv)
     runs = [Path(r) for r in args.runs]
     names = args.names or [r.name for r in runs]
     if len(names) != len(runs):
         print(f"error: {len(names)} names for {len(runs)} runs", file=sys.stderr)
         return 2
+    if args.against is not None and len(args.against) != len(runs):
+        print(f"error: {len(args.against)} --against runs for {len(runs)} runs", file=sys.stderr)
+        return 2
     try:
         results = [load(r) for r in runs]
+        bases = [load(Path(b)) for b in args.against or []]
+        versus = against_table(names, results, bases) if bases else None
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(summary(names, results))
+    if versus is not None:
+        print("\nEach row minus the same row of the base run, in points (same questions; 95 % paired bootstrap):\n")
+        print(versus)
     if args.json:
         keep = {n: {"targets": targets(r), "paired": r.get("paired", [])} for n, r in zip(names, results, strict=True)}
         Path(args.json).write_text(json.dumps(keep, indent=2))

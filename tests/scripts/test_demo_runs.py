@@ -61,3 +61,25 @@ def test_a_missing_or_broken_run_is_named(runs_script, tmp_path, capsys):
     (tmp_path / "bad" / "results.json").write_text("{")
     assert runs_script.main([str(tmp_path / "bad")]) == 2
     assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_against_pairs_each_row_with_the_base_run_on_the_same_questions(runs_script, tmp_path, capsys):
+    def answers(right: int) -> list[dict]:
+        return [{"id": f"q{i}", "correct": i < right} for i in range(20)]
+
+    new, old, other = _results(46.0, 40.0, 38.0, 10.0, 65.0), _results(40.0, 42.0, 36.0, 20.0, 20.0), None
+    for res, right in ((new, 12), (old, 8)):
+        res["test_questions_sha256"] = "abc"
+        res["rows"][0]["answers"] = answers(right)  # trajtok 4f: 60 % against 40 % on the same 20 questions
+    other = {**old, "test_questions_sha256": "def"}
+    for name, res in (("new", new), ("old", old), ("other", other)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(res))
+    assert runs_script.main([str(tmp_path / "new"), "--against", str(tmp_path / "old")]) == 0
+    out = capsys.readouterr().out
+    assert "| trajtok 4f | +20.0 [" in out  # 12 - 8 of 20 questions
+    assert "| pool 4f | - | - |" in out  # no per-question answers recorded: not paired
+    assert runs_script.main([str(tmp_path / "new"), "--against", str(tmp_path / "other")]) == 2
+    assert "asked different questions" in capsys.readouterr().err
+    assert runs_script.main([str(tmp_path / "new"), "--against"]) == 2
+    assert "0 --against runs for 1 runs" in capsys.readouterr().err
