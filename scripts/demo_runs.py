@@ -92,8 +92,21 @@ def targets(r: dict) -> dict[str, bool | None]:
     }
 
 
+def _questions(r: dict) -> int | None:
+    """How many test questions the run asked (from its per-question answers or its paired differences)."""
+    for row in _all_rows(r):
+        if "answers" in row:
+            return len(row["answers"])
+    return next((d["n"] for d in r.get("paired", []) if "n" in d), None)
+
+
 def summary(names: list[str], results: list[dict]) -> str:
-    out = ["Held-out QA accuracy % per run (352-question test split of each run's world):", ""]
+    sizes = [_questions(r) for r in results]
+    known = ", ".join(f"{n}: {q}" for n, q in zip(names, sizes, strict=True) if q)
+    out = [
+        f"Held-out QA accuracy % per run (the test split of each run's world{'; questions ' + known if known else ''}):"
+    ]
+    out += [""]
     out += [accuracy_table(names, results), ""]
     comparisons: list[tuple[str, str]] = []
     for r in results:

@@ -36,6 +36,7 @@ def test_runs_side_by_side_with_mean_range_and_targets(runs_script, tmp_path, ca
         (run / "results.json").write_text(json.dumps(res))
     assert runs_script.main([str(a), str(b), "--json", str(tmp_path / "s.json")]) == 0
     out = capsys.readouterr().out
+    assert "questions seed0: 352, seed1: 352" in out
     assert "| trajtok 4f | 46.0 | 40.0 | 43.0 (40.0-46.0) |" in out
     assert "| trajtok, no video (control) | 30.0 | 30.0 | 30.0 (30.0-30.0) |" in out
     assert "| trajtok 4f - pool 4f | +6.0 [-3, +9] | -2.0 [-3, +9] | +2.0 |" in out
