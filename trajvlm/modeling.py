@@ -208,18 +208,13 @@ class TrajVLMModel(_ConnectorInitMixin, LlavaOnevisionModel):
             raise ValueError(
                 f"pixel_values_videos must be (V, T, C, H, W), got shape {tuple(pixel_values_videos.shape)}"
             )
-        if tower_features is not None:
-            if tuple(tower_features.shape[:2]) != tuple(pixel_values_videos.shape[:2]) or tower_features.ndim != 4:
-                raise ValueError(
-                    f"tower_features must be (V, T, h*w, D) for videos {tuple(pixel_values_videos.shape[:2])}, "
-                    f"got shape {tuple(tower_features.shape)}"
-                )
-            projected = self.multi_modal_projector(tower_features.flatten(0, 1))  # (V*T, h*w, D)
-            out = self.connector(
-                projected, pixel_values_videos, pixel_values_videos.shape[1], newline=self.image_newline
+        if tower_features is not None and (
+            tower_features.ndim != 4 or tuple(tower_features.shape[:2]) != tuple(pixel_values_videos.shape[:2])
+        ):
+            raise ValueError(
+                f"tower_features must be (V, T, h*w, D) for videos {tuple(pixel_values_videos.shape[:2])}, "
+                f"got shape {tuple(tower_features.shape)}"
             )
-            self.last_visual_token_counts = list(out.extra.get("valid_counts", out.num_tokens))
-            return out
 
         def patch_features(videos: torch.Tensor) -> torch.Tensor:
             return self.video_patch_features(
@@ -231,10 +226,15 @@ class TrajVLMModel(_ConnectorInitMixin, LlavaOnevisionModel):
             ).pooler_output
 
         streaming = getattr(self.connector, "encode_streaming", None)
-        if streaming is not None:  # the connector runs the tower clip by clip: memory bounded by one clip
+        if streaming is not None and tower_features is None:
+            # the connector runs the tower clip by clip: memory bounded by one clip
             out = streaming(pixel_values_videos, patch_features, newline=self.image_newline)
         else:
-            features = patch_features(pixel_values_videos)
+            features = (
+                patch_features(pixel_values_videos)
+                if tower_features is None
+                else self.multi_modal_projector(tower_features.flatten(0, 1))  # (V*T, h*w, D)
+            )
             out = self.connector(
                 features, pixel_values_videos, pixel_values_videos.shape[1], newline=self.image_newline
             )
