@@ -30,6 +30,10 @@ def load(run: Path) -> dict:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
+def _all_rows(r: dict) -> list[dict]:
+    return r["rows"] + r.get("controls", [])
+
+
 def _spread(values: list[float]) -> str:
     if not values:
         return "-"
@@ -42,13 +46,13 @@ def accuracy_table(names: list[str], results: list[dict]) -> str:
     """Accuracy % of every row (and control) in every run; mean (min-max) over the runs that have it."""
     labels: list[str] = []
     for r in results:
-        labels += [row["label"] for row in r["rows"] + r.get("controls", []) if row["label"] not in labels]
+        labels += [row["label"] for row in _all_rows(r) if row["label"] not in labels]
     lines = ["| model | " + " | ".join(names) + " | mean (range) |", "|---|" + "---:|" * (len(names) + 1)]
     for label in labels:
         accs = []
         cells = []
         for r in results:
-            row = next((x for x in r["rows"] + r.get("controls", []) if x["label"] == label), None)
+            row = next((x for x in _all_rows(r) if x["label"] == label), None)
             if row is None:
                 cells.append("-")
                 continue
@@ -144,10 +148,6 @@ def summary(names: list[str], results: list[dict]) -> str:
     for t in met[0] if met else []:
         out.append(f"| {t} | " + " | ".join({True: "met", False: "missed", None: "-"}[m[t]] for m in met) + " |")
     return "\n".join(out)
-
-
-def _all_rows(r: dict) -> list[dict]:
-    return r["rows"] + r.get("controls", [])
 
 
 def against_table(names: list[str], results: list[dict], bases: list[dict]) -> str:

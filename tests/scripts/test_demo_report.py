@@ -51,8 +51,9 @@ def test_demo_pairs_trajtok_with_pool_and_each_connector_with_its_control(demo):
     controls = [row("trajtok, no video (control)", "trajtok"), row("pool, no video (control)", "pool")]
     right = {"trajtok 4f": 30, "pool 4f": 20, "pool 1f (matched budget)": 10, "trajtok 8f": 30}
     right.update({"trajtok, no video (control)": 25, "pool, no video (control)": 25})
-    answers = {k: [{"id": i, "correct": i < n} for i in range(100)] for k, n in right.items()}
-    got = {(d["a"], d["b"]): d["diff"] for d in demo.paired_differences(rows, controls, answers)}
+    for r in rows + controls:  # each row's per-question results, as the demo records them
+        r["answers"] = [{"id": i, "correct": i < right[r["label"]]} for i in range(100)]
+    got = {(d["a"], d["b"]): d["diff"] for d in demo.paired_differences(rows, controls)}
     assert got == {
         ("trajtok 4f", "pool 4f"): 10.0,
         ("trajtok 4f", "pool 1f (matched budget)"): 20.0,
