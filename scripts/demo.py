@@ -34,7 +34,10 @@ import resource
 import shlex
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +94,7 @@ PRESETS: dict[str, dict] = {
         # tokens per trajectory in both stages and in evaluation: a trajectory that holds several objects (the
         # segmenter merges some) still has room for each; 1 token per trajectory carried too little of the video
         "tokens_per_trajectory": 4,
+        "pretrain_side_by_side": True,  # tower + base alongside TrajTok (see `concurrently`)
         "trajtok_sweep": [8],
         "describe_videos": 24,
         "describe_all": False,  # describe with the first connector only (each description run costs minutes)
@@ -121,6 +125,7 @@ PRESETS: dict[str, dict] = {
         "stage2_open_frac": 0.25,
         "frames": 16,
         "tokens_per_trajectory": 4,
+        "pretrain_side_by_side": True,  # tower + base alongside TrajTok (see `concurrently`)
         "trajtok_sweep": [32, 64],
         "describe_videos": 200,
         "describe_all": True,
@@ -150,12 +155,16 @@ LOG_DIR: Path = ROOT / "runs" / "demo" / "logs"  # set in main() to <out>/logs
 LMMS_EVAL_ERRORS = ("Traceback (most recent call last)", "Error during evaluation")
 
 
-def step(name: str, done: Path, cmd: list[str], env: dict | None = None, *, error_markers: tuple = ()) -> None:
+def step(
+    name: str, done: Path, cmd: list[str], env: dict | None = None, *, error_markers: tuple = (), echo: bool = True
+) -> None:
     """Run one stage unless its output exists; its output goes to the console and to ``<out>/logs/<stage>.log``.
 
     A stage fails on a non-zero exit, on a line of ``error_markers`` in its output (for tools that exit 0 on
     errors), or when it did not write ``done``; the demo then stops with one line naming the stage, the exit status
-    and the log, and a rerun continues from this stage. Wall and CPU time of the stages run go to :data:`TIMES`.
+    and the log, and a rerun continues from this stage. Wall and CPU time of the stages run go to :data:`TIMES`
+    (the CPU time is the stage's own process tree, so it stays right when stages run at the same time).
+    ``echo=False`` keeps the stage's output in its log only (stages run side by side, :func:`concurrently`).
     """
     if done.exists():
         print(f"[demo] {name}: already done ({done})", flush=True)
@@ -163,7 +172,7 @@ def step(name: str, done: Path, cmd: list[str], env: dict | None = None, *, erro
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = LOG_DIR / ("".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") + ".log")
     print(f"[demo] {name}: {shlex.join(cmd)}  (log: {log})", flush=True)
-    t0, c0 = time.time(), _children_cpu()
+    t0 = time.time()
     marker = None
     with open(log, "w") as fh:
         fh.write(f"$ {shlex.join(cmd)}\n")
@@ -177,27 +186,49 @@ def step(name: str, done: Path, cmd: list[str], env: dict | None = None, *, erro
         )
         assert proc.stdout is not None
         for line in proc.stdout:
-            sys.stdout.write(line)
+            if echo:
+                sys.stdout.write(line)
             fh.write(line)
             if marker is None and any(m in line for m in error_markers):
                 marker = line.strip()
-        code = proc.wait()
+        # wait4: this child's own resource use (with its reaped descendants), not every child's of the demo
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise StageFailed(f"stage '{name}' failed with exit status {code}; read {log}")
     if marker is not None:
         raise StageFailed(f"stage '{name}' exited 0 but logged an error ({marker[:120]}); read {log}")
     if not done.exists() and done.name != "done":
         raise StageFailed(f"stage '{name}' exited 0 but wrote no {done}; read {log}")
-    record_time(name, time.time() - t0, _children_cpu() - c0)
+    record_time(name, time.time() - t0, usage.ru_utime + usage.ru_stime)
     print(f"[demo] {name}: {TIMES[name]['wall_s']:.0f} s ({TIMES[name]['cpu_s']:.0f} CPU s)", flush=True)
+
+
+def concurrently(*branches: Callable[[], None]) -> None:
+    """Run independent chains of stages side by side (threads; each stage is its own process) and wait for all.
+
+    The demo's pretraining stages each leave a core idle part of the time (TrajTok trains on one thread): the
+    tower and TrajTok chains run together. When a chain fails, the others still finish (their stages are then
+    done for the rerun), and the first failure is raised.
+    """
+    with ThreadPoolExecutor(max_workers=len(branches)) as pool:
+        futures = [pool.submit(branch) for branch in branches]
+        errors = [f.exception() for f in futures]
+    for error in errors:
+        if error is not None:
+            raise error
+
+
+_TIMES_LOCK = threading.Lock()
 
 
 def record_time(name: str, wall_s: float, cpu_s: float) -> None:
     """Keep a stage's wall and CPU seconds in :data:`TIMES` and in ``<out>/stage_times.json`` (across reruns)."""
-    TIMES[name] = {"wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1)}
-    path = LOG_DIR.parent / "stage_times.json"
-    past = json.loads(path.read_text()) if path.exists() else {}
-    path.write_text(json.dumps({**past, name: TIMES[name]}, indent=2))
+    with _TIMES_LOCK:
+        TIMES[name] = {"wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1)}
+        path = LOG_DIR.parent / "stage_times.json"
+        past = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps({**past, name: TIMES[name]}, indent=2))
 
 
 def latest_checkpoint(run: Path) -> Path:
@@ -658,47 +689,76 @@ def run(argv: list[str]) -> int:
         + ["--out", str(out / "gt_trajectories.png")],
     )
 
-    # 2. the vision tower, pretrained on frames + captions (SigLIP's sigmoid loss + a word detector on every patch);
-    # retrieval on held-out captions
-    tower = out / "tower"
-    step(
-        "pretrain tower",
-        tower / "tower_metrics.json",
-        [PY, "-m", "trajvlm.cli", "pretrain-tower", "--data", str(data), "--out", str(tower)]
-        + [f"seed={args.seed}", *p["tower_overrides"]],
-    )
+    # 2-4 run as two chains side by side (independent until stage 5; see `concurrently`):
+    #   the vision tower, pretrained on frames + captions (SigLIP's sigmoid loss + a word detector on every patch;
+    #   retrieval on held-out captions), then the base: a real pretrained LLM + that tower, saved as a llava-hf
+    #   checkpoint;
+    #   TrajTok, pretrained on the ground-truth trajectories, evaluated on the test split and drawn on a test video
+    tower, base, tok_run = out / "tower", out / "base", out / "tokenizer"
+    side_by_side = p["pretrain_side_by_side"]
 
-    # 3. pretrain TrajTok on the ground-truth trajectories; evaluate on the test split
-    tok_run = out / "tokenizer"
-    step(
-        "pretrain TrajTok",
-        tok_run / "done",
-        [PY, "-m", "trajtok.cli", "train", "--config", "quickstart", "--out", str(tok_run), f"data={data}"]
-        + [f"seed={args.seed}", *p["tokenizer_overrides"], *(["--resume"] if tok_run.exists() else [])],
-    )
-    (tok_run / "done").touch()
+    def tower_and_base() -> None:
+        step(
+            "pretrain tower",
+            tower / "tower_metrics.json",
+            [PY, "-m", "trajvlm.cli", "pretrain-tower", "--data", str(data), "--out", str(tower)]
+            + [f"seed={args.seed}", *p["tower_overrides"]],
+            echo=not side_by_side,
+        )
+        step(
+            "base (LLM + tower)",
+            base / "config.json",
+            [PY, "-m", "trajvlm.cli", "build-base", "--out", str(base), "--llm", p["llm"], "--tower", str(tower)]
+            + ["--num-frames", str(frames), "--seed", str(args.seed)],
+            echo=not side_by_side,
+        )
+
+    def trajtok_pretrained() -> None:
+        step(
+            "pretrain TrajTok",
+            tok_run / "done",
+            [PY, "-m", "trajtok.cli", "train", "--config", "quickstart", "--out", str(tok_run), f"data={data}"]
+            + [f"seed={args.seed}", *p["tokenizer_overrides"], *(["--resume"] if tok_run.exists() else [])],
+            echo=not side_by_side,
+        )
+        (tok_run / "done").touch()
+        ckpt = latest_checkpoint(tok_run)
+        step(
+            "evaluate TrajTok",
+            out / "tokenizer_eval.json",
+            [PY, "-m", "trajtok.cli", "eval", "--checkpoint", str(ckpt), "--data", str(data), "--split", "test"]
+            + ["--json", str(out / "tokenizer_eval.json")],
+            echo=not side_by_side,
+        )
+        step(
+            "predicted trajectories",
+            out / "pred_trajectories.gif",
+            [PY, "-m", "trajtok.cli", "tokenize", str(test_video), "--checkpoint", str(ckpt)]
+            + ["--viz", str(out / "pred_trajectories.gif")],
+            echo=not side_by_side,
+        )
+
+    if side_by_side:
+        t_pre = time.time()
+        concurrently(tower_and_base, trajtok_pretrained)
+        ran = [
+            k
+            for k in (
+                "pretrain tower",
+                "base (LLM + tower)",
+                "pretrain TrajTok",
+                "evaluate TrajTok",
+                "predicted trajectories",
+            )
+            if k in TIMES
+        ]
+        if ran:  # the chains' wall time together (the stages' own times overlap)
+            cpu = sum(TIMES[k]["cpu_s"] for k in ran)
+            record_time("pretraining side by side (tower + base | TrajTok)", time.time() - t_pre, cpu)
+    else:
+        tower_and_base()
+        trajtok_pretrained()
     tok_ckpt = latest_checkpoint(tok_run)
-    step(
-        "evaluate TrajTok",
-        out / "tokenizer_eval.json",
-        [PY, "-m", "trajtok.cli", "eval", "--checkpoint", str(tok_ckpt), "--data", str(data), "--split", "test"]
-        + ["--json", str(out / "tokenizer_eval.json")],
-    )
-    step(
-        "predicted trajectories",
-        out / "pred_trajectories.gif",
-        [PY, "-m", "trajtok.cli", "tokenize", str(test_video), "--checkpoint", str(tok_ckpt)]
-        + ["--viz", str(out / "pred_trajectories.gif")],
-    )
-
-    # 4. the base: a real pretrained LLM + the pretrained tower, saved as a llava-hf checkpoint
-    base = out / "base"
-    step(
-        "base (LLM + tower)",
-        base / "config.json",
-        [PY, "-m", "trajvlm.cli", "build-base", "--out", str(base), "--llm", p["llm"], "--tower", str(tower)]
-        + ["--num-frames", str(frames), "--seed", str(args.seed)],
-    )
 
     # 5. the LLaVA recipe, the same two stages and data for every connector
     stage1_json, stage2_json = write_stage_data(data, out, p, args.seed)

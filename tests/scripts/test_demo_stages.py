@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+import time
 
 import pytest
 
@@ -51,3 +53,41 @@ def test_main_prints_one_line_and_no_traceback(demo, tmp_path, monkeypatch, caps
     assert len(lines) == 1 and "Traceback" not in err
     assert "stage 'synthetic world' failed with exit status 1" in lines[0]
     assert str(tmp_path / "demo" / "logs") in lines[0] and "rerun" in lines[0]
+
+
+def test_stage_cpu_time_is_its_own_when_stages_overlap(demo, tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "TIMES", {})
+    busy = f"import time, pathlib; t = time.process_time()\nwhile time.process_time() - t < 0.6: pass\npathlib.Path({str(tmp_path / 'a')!r}).touch()"
+    idle = f"import time, pathlib; time.sleep(0.6); pathlib.Path({str(tmp_path / 'b')!r}).touch()"
+    demo.concurrently(
+        lambda: demo.step("busy", tmp_path / "a", [sys.executable, "-c", busy], echo=False),
+        lambda: demo.step("idle", tmp_path / "b", [sys.executable, "-c", idle], echo=False),
+    )
+    assert demo.TIMES["busy"]["cpu_s"] >= 0.5
+    assert demo.TIMES["idle"]["cpu_s"] < 0.5  # interpreter start only, none of the busy stage's CPU
+    times = json.loads((tmp_path / "stage_times.json").read_text())
+    assert set(times) == {"busy", "idle"}  # both written, neither lost to the other's write
+
+
+def test_concurrent_chains_overlap_and_a_failure_lets_the_other_finish(demo, tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "TIMES", {})
+    slow = f"import time, pathlib; time.sleep(1.5); pathlib.Path({str(tmp_path / 'slow')!r}).touch()"
+    t0 = time.time()
+    with pytest.raises(demo.StageFailed, match="stage 'broken' failed with exit status 2"):
+        demo.concurrently(
+            lambda: demo.step("slow", tmp_path / "slow", [sys.executable, "-c", slow], echo=False),
+            lambda: demo.step("broken", tmp_path / "x", [sys.executable, "-c", "raise SystemExit(2)"], echo=False),
+        )
+    assert (tmp_path / "slow").exists()  # the other chain ran to its end: a rerun finds it done
+    assert time.time() - t0 < 1.5 + 1.3  # side by side, not one after the other
+
+
+def test_echo_off_keeps_output_in_the_log_only(demo, tmp_path, capsys):
+    cmd = [
+        sys.executable,
+        "-c",
+        f"import pathlib; print('prog' + 'ress 50%'); pathlib.Path({str(tmp_path / 'o')!r}).touch()",
+    ]
+    demo.step("quiet stage", tmp_path / "o", cmd, echo=False)
+    assert "progress 50%" not in capsys.readouterr().out
+    assert "progress 50%" in (tmp_path / "logs" / "quiet-stage.log").read_text()
