@@ -482,20 +482,33 @@ def describe_eval(model: Path, data: Path, num_frames: int, count: int, out_json
 
 
 def score_descriptions(texts: list[str], truths: list[set[str]]) -> dict:
-    """Share of descriptions naming >= 1 true 'colour shape' (a texture word may sit between), and name precision."""
+    """Share of descriptions naming >= 1 true 'colour shape' (a texture word may sit between), and name precision.
+
+    Colour and shape are also scored apart: of the objects named, how many have a colour of the video and how many
+    a shape of the video, against the shape a random pick would get right (the video's distinct shapes / all shapes).
+    """
     from trajtok.synth.world import COLOURS, SHAPES
 
     pattern = re.compile(rf"\b({'|'.join(COLOURS)})\s+(?:\w+\s+)?({'|'.join(SHAPES)})s?\b")
-    hit = named = right = 0
+    hit = named = right = colour_right = shape_right = 0
+    shape_chance = 0.0
     for text, truth in zip(texts, truths, strict=True):
-        said = {f"{c} {s}" for c, s in pattern.findall(text.lower())}
+        pairs = set(pattern.findall(text.lower()))
+        said = {f"{c} {s}" for c, s in pairs}
+        colours, shapes = {n.split()[0] for n in truth}, {n.split()[-1] for n in truth}
         hit += bool(said & truth)
         named += len(said)
         right += len(said & truth)
+        colour_right += sum(c in colours for c, _ in pairs)
+        shape_right += sum(s in shapes for _, s in pairs)
+        shape_chance += len(pairs) * len(shapes) / len(SHAPES)
     return {
         "videos": len(texts),
         "names_a_correct_object_pct": 100.0 * hit / max(1, len(texts)),
         "named_objects_correct_pct": 100.0 * right / max(1, named),
+        "named_colour_in_video_pct": 100.0 * colour_right / max(1, named),
+        "named_shape_in_video_pct": 100.0 * shape_right / max(1, named),
+        "named_shape_chance_pct": 100.0 * shape_chance / max(1, named),
     }
 
 
@@ -991,7 +1004,10 @@ def run(argv: list[str]) -> int:
         report.append(
             f"- {conn}: names at least one of the video's objects (colour + shape) correctly in "
             f"{d['names_a_correct_object_pct']:.0f} % of {d['videos']} videos; "
-            f"{d['named_objects_correct_pct']:.0f} % of the objects it names are in the video. "
+            f"{d['named_objects_correct_pct']:.0f} % of the objects it names are in the video (their colour: "
+            f"{d.get('named_colour_in_video_pct', float('nan')):.0f} %, their shape: "
+            f"{d.get('named_shape_in_video_pct', float('nan')):.0f} %, a shape drawn at random: "
+            f"{d.get('named_shape_chance_pct', float('nan')):.0f} %). "
             f'Example: "{d["example"]}"'
         )
     report += ["", "Chat:", "", "```", (out / "chat.txt").read_text().strip(), "```", "", "Stage times:", ""]

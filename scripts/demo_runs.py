@@ -138,16 +138,33 @@ def summary(names: list[str], results: list[dict]) -> str:
         "descriptions naming a correct object %": [
             (r.get("description") or {}).get("trajtok", {}).get("names_a_correct_object_pct") for r in results
         ],
+        "named objects with a colour of the video %": [
+            (r.get("description") or {}).get("trajtok", {}).get("named_colour_in_video_pct") for r in results
+        ],
+        "named objects with a shape of the video % (at random)": [
+            _shape_cell((r.get("description") or {}).get("trajtok", {})) for r in results
+        ],
         "wall minutes": [r.get("minutes") for r in results],
     }
     out += ["| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for label, values in rows.items():
-        out.append(f"| {label} | " + " | ".join("-" if v is None else f"{v:.1f}" for v in values) + " |")
+        out.append(
+            f"| {label} | "
+            + " | ".join("-" if v is None else v if isinstance(v, str) else f"{v:.1f}" for v in values)
+            + " |"
+        )
     out += ["", "Targets met per run:", "", "| target | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     met = [targets(r) for r in results]
     for t in met[0] if met else []:
         out.append(f"| {t} | " + " | ".join({True: "met", False: "missed", None: "-"}[m[t]] for m in met) + " |")
     return "\n".join(out)
+
+
+def _shape_cell(desc: dict) -> str | None:
+    """'named shape % (random shape %)' of a run's descriptions; None for a run from before they were scored."""
+    if "named_shape_in_video_pct" not in desc:
+        return None
+    return f"{desc['named_shape_in_video_pct']:.1f} ({desc['named_shape_chance_pct']:.1f})"
 
 
 def against_table(names: list[str], results: list[dict], bases: list[dict]) -> str:

@@ -73,6 +73,19 @@ def test_descriptions_are_scored_by_colour_and_shape(demo):
     assert scored["videos"] == 3
     assert scored["names_a_correct_object_pct"] == pytest.approx(100 / 3)  # only the first names a true object
     assert scored["named_objects_correct_pct"] == pytest.approx(100 / 3)  # 1 of the 3 names it gave is right
+    # red circle: colour and shape right; blue square: only the shape (video 2 has a red square); green star: neither
+    assert scored["named_colour_in_video_pct"] == pytest.approx(100 / 3)
+    assert scored["named_shape_in_video_pct"] == pytest.approx(200 / 3)
+    # random shapes: 1 name in video 1 (2 shapes of 8 there), 2 in video 2 (1 shape of 8)
+    assert scored["named_shape_chance_pct"] == pytest.approx(100 * (1 * 2 / 8 + 2 * 1 / 8) / 3)
+
+
+def test_description_colour_and_shape_are_scored_apart(demo):
+    # right colour, wrong shape: the colour counts, the shape and the object do not
+    scored = demo.score_descriptions(["a yellow ring and a red star"], [{"yellow circle", "red circle"}])
+    assert scored["names_a_correct_object_pct"] == 0.0
+    assert scored["named_colour_in_video_pct"] == 100.0
+    assert scored["named_shape_in_video_pct"] == 0.0
 
 
 def test_object_names_include_changed_colours(demo):

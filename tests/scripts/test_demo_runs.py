@@ -84,3 +84,17 @@ def test_against_pairs_each_row_with_the_base_run_on_the_same_questions(runs_scr
     assert "asked different questions" in capsys.readouterr().err
     assert runs_script.main([str(tmp_path / "new"), "--against"]) == 2
     assert "0 --against runs for 1 runs" in capsys.readouterr().err
+
+
+def test_description_colour_and_shape_rows(runs_script, tmp_path, capsys):
+    new, old = _results(40.0, 40.0, 38.0, 12.0, 30.0), _results(40.0, 40.0, 38.0, 12.0, 20.0)
+    new["description"]["trajtok"].update(
+        named_colour_in_video_pct=75.0, named_shape_in_video_pct=42.5, named_shape_chance_pct=41.0
+    )
+    for name, res in (("new", new), ("old", old)):  # "old": a run from before colour and shape were scored apart
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(res))
+    assert runs_script.main([str(tmp_path / "new"), str(tmp_path / "old")]) == 0
+    out = capsys.readouterr().out
+    assert "| named objects with a colour of the video % | 75.0 | - |" in out
+    assert "| named objects with a shape of the video % (at random) | 42.5 (41.0) | - |" in out
