@@ -165,6 +165,37 @@ def test_frozen_modules_keep_the_segmenter(tiny_base_path, train_data, tmp_path,
         make_config(tiny_base_path, train_data, tmp_path, frozen_modules="segmenter")
 
 
+@pytest.mark.parametrize("preset", ["demo_stage1.yaml", "demo_stage2.yaml"])
+def test_demo_stages_keep_trajtoks_segmentation_as_pretrained(
+    tiny_base_path,
+    train_data,  # noqa: F811
+    tmp_path,
+    tiny_trajtok_path,  # noqa: F811
+    preset,
+):
+    """The main job's stages 1-2 train TrajTok's trajectory encoder but neither its segmenter nor its pixel backbone:
+    with the backbone trainable, the language loss moved the trajectories the warm-up had learned to read."""
+    from trajvlm.train import trainable_parameter_names
+
+    cfg = TrainConfig.from_yaml(
+        PRESET_DIR / preset,
+        [
+            f"base_model={tiny_base_path}",
+            "connector=trajtok",
+            f"trajtok={tiny_trajtok_path}",
+            f"train_json={train_data / 'qa.json'}",
+            f"video_root={train_data}",
+            f"output_dir={tmp_path / 'run'}",
+        ],
+    )
+    model = _model(cfg)
+    names = trainable_parameter_names(model)
+    trajtok = [n for n, _ in model.named_parameters() if ".trajtok." in n]
+    assert any(".trajtok.features." in n for n in trajtok)  # the tiny TrajTok has a pixel backbone to keep
+    assert not any(".trajtok.segmenter." in n or ".trajtok.features." in n for n in names)
+    assert any(".trajtok.encoder." in n for n in names)
+
+
 def test_tokens_per_trajectory_reaches_the_connector_and_survives_saving(
     tiny_base_path,
     train_data,  # noqa: F811
