@@ -94,7 +94,8 @@ PRESETS: dict[str, dict] = {
         # tokens per trajectory in both stages and in evaluation: a trajectory that holds several objects (the
         # segmenter merges some) still has room for each; 1 token per trajectory carried too little of the video
         "tokens_per_trajectory": 4,
-        "pretrain_side_by_side": True,  # tower + base alongside TrajTok (see `concurrently`)
+        # the base alongside TrajTok's pretraining and evaluation: both run on one thread (see `concurrently`)
+        "pretrain_side_by_side": True,
         "trajtok_sweep": [8],
         "describe_videos": 24,
         "describe_all": False,  # describe with the first connector only (each description run costs minutes)
@@ -125,7 +126,8 @@ PRESETS: dict[str, dict] = {
         "stage2_open_frac": 0.25,
         "frames": 16,
         "tokens_per_trajectory": 4,
-        "pretrain_side_by_side": True,  # tower + base alongside TrajTok (see `concurrently`)
+        # the base alongside TrajTok's pretraining and evaluation: both run on one thread (see `concurrently`)
+        "pretrain_side_by_side": True,
         "trajtok_sweep": [32, 64],
         "describe_videos": 200,
         "describe_all": True,
@@ -207,9 +209,11 @@ def step(
 def concurrently(*branches: Callable[[], None]) -> None:
     """Run independent chains of stages side by side (threads; each stage is its own process) and wait for all.
 
-    The demo's pretraining stages each leave a core idle part of the time (TrajTok trains on one thread): the
-    tower and TrajTok chains run together. When a chain fails, the others still finish (their stages are then
-    done for the rerun), and the first failure is raised.
+    The demo runs the base build (one thread: the GGUF LLM is dequantised) alongside TrajTok's pretraining (one
+    thread, ``threads=1``: faster for its tiny model) and evaluation, which otherwise each leave a core idle. Two
+    stages that each want both cores gain nothing this way: the tower (two threads) next to TrajTok took it from
+    101 to 224 s. When a chain fails, the others still finish (their stages are then done for the rerun), and the
+    first failure is raised.
     """
     with ThreadPoolExecutor(max_workers=len(branches)) as pool:
         futures = [pool.submit(branch) for branch in branches]
@@ -702,22 +706,20 @@ def run(argv: list[str]) -> int:
         + ["--out", str(out / "gt_trajectories.png")],
     )
 
-    # 2-4 run as two chains side by side (independent until stage 5; see `concurrently`):
-    #   the vision tower, pretrained on frames + captions (SigLIP's sigmoid loss + a word detector on every patch;
-    #   retrieval on held-out captions), then the base: a real pretrained LLM + that tower, saved as a llava-hf
-    #   checkpoint;
-    #   TrajTok, pretrained on the ground-truth trajectories, evaluated on the test split and drawn on a test video
+    # 2. the vision tower, pretrained on frames + captions (SigLIP's sigmoid loss + a word detector on every patch);
+    # retrieval on held-out captions
     tower, base, tok_run = out / "tower", out / "base", out / "tokenizer"
+    step(
+        "pretrain tower",
+        tower / "tower_metrics.json",
+        [PY, "-m", "trajvlm.cli", "pretrain-tower", "--data", str(data), "--out", str(tower)]
+        + [f"seed={args.seed}", *p["tower_overrides"]],
+    )
+    # 3 and 4 side by side when the preset says so: each runs on one thread (see `concurrently`)
     side_by_side = p["pretrain_side_by_side"]
 
-    def tower_and_base() -> None:
-        step(
-            "pretrain tower",
-            tower / "tower_metrics.json",
-            [PY, "-m", "trajvlm.cli", "pretrain-tower", "--data", str(data), "--out", str(tower)]
-            + [f"seed={args.seed}", *p["tower_overrides"]],
-            echo=not side_by_side,
-        )
+    def build_base() -> None:
+        # 3. the base: a real pretrained LLM + the pretrained tower, saved as a llava-hf checkpoint
         step(
             "base (LLM + tower)",
             base / "config.json",
@@ -726,7 +728,8 @@ def run(argv: list[str]) -> int:
             echo=not side_by_side,
         )
 
-    def trajtok_pretrained() -> None:
+    def pretrain_trajtok() -> None:
+        # 4. TrajTok, pretrained on the ground-truth trajectories, evaluated on the test split, drawn on a test video
         step(
             "pretrain TrajTok",
             tok_run / "done",
@@ -753,24 +756,14 @@ def run(argv: list[str]) -> int:
 
     if side_by_side:
         t_pre = time.time()
-        concurrently(tower_and_base, trajtok_pretrained)
-        ran = [
-            k
-            for k in (
-                "pretrain tower",
-                "base (LLM + tower)",
-                "pretrain TrajTok",
-                "evaluate TrajTok",
-                "predicted trajectories",
-            )
-            if k in TIMES
-        ]
-        if ran:  # the chains' wall time together (the stages' own times overlap)
-            cpu = sum(TIMES[k]["cpu_s"] for k in ran)
-            record_time("pretraining side by side (tower + base | TrajTok)", time.time() - t_pre, cpu)
+        concurrently(build_base, pretrain_trajtok)
+        chains = ("base (LLM + tower)", "pretrain TrajTok", "evaluate TrajTok", "predicted trajectories")
+        if any(k in TIMES for k in chains):  # the two chains' wall time together (their stages' own times overlap)
+            cpu = sum(TIMES[k]["cpu_s"] for k in chains if k in TIMES)
+            record_time("base | TrajTok side by side", time.time() - t_pre, cpu)
     else:
-        tower_and_base()
-        trajtok_pretrained()
+        build_base()
+        pretrain_trajtok()
     tok_ckpt = latest_checkpoint(tok_run)
 
     # 5. the LLaVA recipe, the same two stages and data for every connector
