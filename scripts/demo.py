@@ -94,8 +94,6 @@ PRESETS: dict[str, dict] = {
         # tokens per trajectory in both stages and in evaluation: a trajectory that holds several objects (the
         # segmenter merges some) still has room for each; 1 token per trajectory carried too little of the video
         "tokens_per_trajectory": 4,
-        # the base alongside TrajTok's pretraining and evaluation: both run on one thread (see `concurrently`)
-        "pretrain_side_by_side": True,
         "trajtok_sweep": [8],
         "describe_videos": 24,
         "describe_all": False,  # describe with the first connector only (each description run costs minutes)
@@ -126,8 +124,6 @@ PRESETS: dict[str, dict] = {
         "stage2_open_frac": 0.25,
         "frames": 16,
         "tokens_per_trajectory": 4,
-        # the base alongside TrajTok's pretraining and evaluation: both run on one thread (see `concurrently`)
-        "pretrain_side_by_side": True,
         "trajtok_sweep": [32, 64],
         "describe_videos": 200,
         "describe_all": True,
@@ -715,8 +711,7 @@ def run(argv: list[str]) -> int:
         [PY, "-m", "trajvlm.cli", "pretrain-tower", "--data", str(data), "--out", str(tower)]
         + [f"seed={args.seed}", *p["tower_overrides"]],
     )
-    # 3 and 4 side by side when the preset says so: each runs on one thread (see `concurrently`)
-    side_by_side = p["pretrain_side_by_side"]
+    # 3 and 4 side by side: each runs on one thread (see `concurrently`); their output goes to their logs only
 
     def build_base() -> None:
         # 3. the base: a real pretrained LLM + the pretrained tower, saved as a llava-hf checkpoint
@@ -725,7 +720,7 @@ def run(argv: list[str]) -> int:
             base / "config.json",
             [PY, "-m", "trajvlm.cli", "build-base", "--out", str(base), "--llm", p["llm"], "--tower", str(tower)]
             + ["--num-frames", str(frames), "--seed", str(args.seed)],
-            echo=not side_by_side,
+            echo=False,
         )
 
     def pretrain_trajtok() -> None:
@@ -735,7 +730,7 @@ def run(argv: list[str]) -> int:
             tok_run / "done",
             [PY, "-m", "trajtok.cli", "train", "--config", "quickstart", "--out", str(tok_run), f"data={data}"]
             + [f"seed={args.seed}", *p["tokenizer_overrides"], *(["--resume"] if tok_run.exists() else [])],
-            echo=not side_by_side,
+            echo=False,
         )
         (tok_run / "done").touch()
         ckpt = latest_checkpoint(tok_run)
@@ -744,26 +739,23 @@ def run(argv: list[str]) -> int:
             out / "tokenizer_eval.json",
             [PY, "-m", "trajtok.cli", "eval", "--checkpoint", str(ckpt), "--data", str(data), "--split", "test"]
             + ["--json", str(out / "tokenizer_eval.json")],
-            echo=not side_by_side,
+            echo=False,
         )
         step(
             "predicted trajectories",
             out / "pred_trajectories.gif",
             [PY, "-m", "trajtok.cli", "tokenize", str(test_video), "--checkpoint", str(ckpt)]
             + ["--viz", str(out / "pred_trajectories.gif")],
-            echo=not side_by_side,
+            echo=False,
         )
 
-    if side_by_side:
-        t_pre = time.time()
-        concurrently(build_base, pretrain_trajtok)
-        chains = ("base (LLM + tower)", "pretrain TrajTok", "evaluate TrajTok", "predicted trajectories")
-        if any(k in TIMES for k in chains):  # the two chains' wall time together (their stages' own times overlap)
-            cpu = sum(TIMES[k]["cpu_s"] for k in chains if k in TIMES)
-            record_time("base | TrajTok side by side", time.time() - t_pre, cpu)
-    else:
-        build_base()
-        pretrain_trajtok()
+    t_pre = time.time()
+    concurrently(build_base, pretrain_trajtok)
+    chains = ("base (LLM + tower)", "pretrain TrajTok", "evaluate TrajTok", "predicted trajectories")
+    if any(k in TIMES for k in chains):  # the two chains' wall time together (their stages' own times overlap)
+        record_time(
+            "base | TrajTok side by side", time.time() - t_pre, sum(TIMES[k]["cpu_s"] for k in chains if k in TIMES)
+        )
     tok_ckpt = latest_checkpoint(tok_run)
 
     # 5. the LLaVA recipe, the same two stages and data for every connector
