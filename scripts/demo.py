@@ -990,9 +990,9 @@ def run(argv: list[str]) -> int:
             f"- {conn}: names at least one of the video's objects (colour + shape) correctly in "
             f"{d['names_a_correct_object_pct']:.0f} % of {d['videos']} videos; "
             f"{d['named_objects_correct_pct']:.0f} % of the objects it names are in the video (their colour: "
-            f"{d.get('named_colour_in_video_pct', float('nan')):.0f} %, their shape: "
-            f"{d.get('named_shape_in_video_pct', float('nan')):.0f} %, a shape drawn at random: "
-            f"{d.get('named_shape_chance_pct', float('nan')):.0f} %). "
+            f"{d['named_colour_in_video_pct']:.0f} %, their shape: "
+            f"{d['named_shape_in_video_pct']:.0f} %, a shape drawn at random: "
+            f"{d['named_shape_chance_pct']:.0f} %). "
             f'Example: "{d["example"]}"'
         )
     report += ["", "Chat:", "", "```", (out / "chat.txt").read_text().strip(), "```", "", "Stage times:", ""]

@@ -34,6 +34,11 @@ def _all_rows(r: dict) -> list[dict]:
     return r["rows"] + r.get("controls", [])
 
 
+def _trajtok_description(r: dict) -> dict:
+    """The run's scores of trajtok's descriptions ({} when it has none)."""
+    return (r.get("description") or {}).get("trajtok") or {}
+
+
 def _spread(values: list[float]) -> str:
     if not values:
         return "-"
@@ -83,7 +88,7 @@ def targets(r: dict) -> dict[str, bool | None]:
     def acc(row: dict) -> float:
         return row["metrics"]["accuracy"]
 
-    desc = (r.get("description") or {}).get("trajtok")
+    desc = _trajtok_description(r) or None
     return {
         "trajtok >= 45 %": None if tt is None else acc(tt) >= 45.0,
         "trajtok >= pool at <= 1/4 of its tokens": None
@@ -136,13 +141,13 @@ def summary(names: list[str], results: list[dict]) -> str:
             first_rows(r)["trajtok"]["visual_tokens"] if "trajtok" in first_rows(r) else None for r in results
         ],
         "descriptions naming a correct object %": [
-            (r.get("description") or {}).get("trajtok", {}).get("names_a_correct_object_pct") for r in results
+            _trajtok_description(r).get("names_a_correct_object_pct") for r in results
         ],
         "named objects with a colour of the video %": [
-            (r.get("description") or {}).get("trajtok", {}).get("named_colour_in_video_pct") for r in results
+            _trajtok_description(r).get("named_colour_in_video_pct") for r in results
         ],
         "named objects with a shape of the video % (at random)": [
-            _shape_cell((r.get("description") or {}).get("trajtok", {})) for r in results
+            _shape_cell(_trajtok_description(r)) for r in results
         ],
         "wall minutes": [r.get("minutes") for r in results],
     }
