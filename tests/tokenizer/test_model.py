@@ -391,3 +391,62 @@ def test_fourier_banks_are_distinct():
     assert q.shape == (16, 64) and torch.cdist(q, q).add(torch.eye(16) * 1e3).min() > 0.1
     r = ring_fourier_bank(4, 64)
     assert r.shape == (4, 64) and torch.cdist(r, r).add(torch.eye(4) * 1e3).min() > 0.1
+
+
+def test_extent_features_of_hand_made_trajectories():
+    from trajtok.nn.encoder import extent_features
+
+    boxes = torch.tensor([[[0.0, 0.0, 1.0, 1.0], [0.25, 0.5, 0.5, 0.75], [0.0, 0.0, 0.0, 0.0]]])
+    counts = torch.tensor([[768, 4, 0]])  # on a 16 x 16 grid: 3/4 of every frame, 1/64 per frame, nothing
+    first_last = torch.tensor([[[0, 3], [2, 2], [-1, -1]]])  # 4 frames, 1 frame, absent
+    centres = torch.tensor([[[0.5, 0.5, 0.5, 0.5], [0.25, 0.5, 0.5, 0.75], [0.0, 0.0, 0.0, 0.0]]])
+    got = extent_features(boxes, counts, first_last, centres, 16 * 16)
+    root = 2 * 0.75**0.5 - 1
+    want = torch.tensor(
+        [[[-1.0, -1.0, 1.0, 1.0, root, 0.0, 0.0, 0.0, 0.0], [-0.5, 0.0, 0.0, 0.5, -0.75, -0.5, 0.0, 0.0, 0.5]]]
+    )
+    torch.testing.assert_close(got[:, :2], want)
+    assert torch.all(got[0, 2] == -1.0)  # an absent row: no box, no area, no centre
+
+
+def test_trajectories_know_where_they_start_and_end_across_clips():
+    """The centre of a trajectory's pixels in its first and in its last frame, carried over clips."""
+    from trajtok.modeling import _extent_stats, _merge_stats
+
+    hard = torch.zeros(1, 6, 8, 8, dtype=torch.long)  # query 0 is the background
+    for frame, col in enumerate([0, 1, 2, 4, 5, 6]):  # query 1: a 2 x 2 square moving right on rows 2-3
+        hard[0, frame, 2:4, col : col + 2] = 1
+    hard[0, 4, 6:8, 0:2] = 2  # query 2: one frame only, in the second clip
+    first, second = _extent_stats(hard[:, :3], 3), _extent_stats(hard[:, 3:], 3, t_offset=3)
+    merged = _merge_stats(first, second)
+    centre = {n: merged[n][0].tolist() for n in ("cy0", "cx0", "cy1", "cx1")}
+    assert centre["cy0"][1] == centre["cy1"][1] == 3.0 / 8  # rows 2-3: centre 2.5 -> (2.5 + 0.5) / 8
+    assert centre["cx0"][1] == 1.0 / 8 and centre["cx1"][1] == 7.0 / 8  # columns 0-1, then 6-7
+    assert centre["cy0"][2] == centre["cy1"][2] == 7.0 / 8 and centre["cx0"][2] == centre["cx1"][2] == 1.0 / 8
+    whole = _extent_stats(hard, 3)  # one clip of all six frames gives the same
+    assert all(torch.equal(whole[n], merged[n]) for n in merged)
+
+
+def test_extent_encoding_starts_as_a_no_op_and_says_where_trajectories_are(tmp_path):
+    plain, extent = tiny_model(seed=0).eval(), tiny_model(seed=0, extent_encoding=True).eval()
+    state = extent.state_dict()
+    added = sorted(set(state) - set(plain.state_dict()))
+    assert added == ["encoder.extent_proj.bias", "encoder.extent_proj.weight"]
+    assert all(torch.equal(v, state[k]) for k, v in plain.state_dict().items())  # no random draw moved
+    x = video(b=1, t=4)
+    with torch.no_grad():
+        a, b = plain(x, tokens_per_trajectory=2), extent(x, tokens_per_trajectory=2)
+        assert torch.equal(a.tokens, b.tokens)
+        extent.encoder.extent_proj.weight[:, 4] = 1.0  # the area feature only
+        c = extent(x, tokens_per_trajectory=2)
+    moved = (c.tokens[0][c.valid[0]] - b.tokens[0][b.valid[0]]).abs().sum(-1)
+    assert torch.all(moved > 0) and torch.equal(c.assignment, b.assignment)  # every token, not the segmentation
+    # an older checkpoint switches it on: the projection starts at zero, its tokens are unchanged
+    plain.save_pretrained(tmp_path / "old")
+    upgraded = TrajTok.from_pretrained(tmp_path / "old", extent_encoding=True)
+    assert torch.count_nonzero(upgraded.encoder.extent_proj.weight) == 0
+    with torch.no_grad():
+        assert torch.equal(upgraded(x, tokens_per_trajectory=2).tokens, a.tokens)
+    extent.save_pretrained(tmp_path / "new")
+    reloaded = TrajTok.from_pretrained(tmp_path / "new")
+    assert reloaded.config.extent_encoding and torch.equal(reloaded.encoder.extent_proj.weight[:, 4], torch.ones(64))

@@ -100,3 +100,27 @@ def test_cached_tower_warms_up_as_the_full_pass(tiny_base_path, world, tmp_path,
     assert m_cached["held_out_word_auc_after"] == pytest.approx(m_full["held_out_word_auc_after"], abs=1e-3)
     for k in w_full:
         torch.testing.assert_close(w_cached[k], w_full[k], atol=1e-4, rtol=1e-4)
+
+
+def test_warmup_trains_trajtoks_extent_encoding(tiny_base_path, world, tmp_path):
+    """A pretrained TrajTok with the extent encoding: it starts at zero and the warm-up trains it (the segmenter
+    stays frozen); the VLM saved by the warm-up keeps it."""
+    from trajtok import TrajTok, TrajTokConfig
+    from trajvlm.modeling import TrajVLMForConditionalGeneration
+
+    torch.manual_seed(0)
+    TrajTok(TrajTokConfig.tiny(extent_encoding=True)).save_pretrained(tmp_path / "trajtok")
+    cfg = WarmupConfig(
+        steps=4,
+        batch_size=4,
+        held_out=4,
+        lr=1e-2,
+        min_doc_freq=0.0,
+        trajtok=str(tmp_path / "trajtok"),
+        tokens_per_trajectory=2,
+    )
+    warmup(tiny_base_path, world / "captions.json", world, tmp_path / "warm", cfg)
+    model = TrajVLMForConditionalGeneration.from_pretrained(tmp_path / "warm")
+    assert model.config.trajtok["extent_encoding"] is True
+    extent = model.model.connector.trajtok.encoder.extent_proj
+    assert torch.count_nonzero(extent.weight) > 0 and torch.count_nonzero(extent.bias) > 0

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from trajtok.configuration import TrajTokConfig
 from trajtok.nn.backbone import FeatureBackbone, architecture_dict
-from trajtok.nn.encoder import TrajectoryEncoder, soft_mask_sums, upgrade_legacy_offsets
+from trajtok.nn.encoder import TrajectoryEncoder, extent_features, soft_mask_sums, upgrade_legacy_offsets
 from trajtok.nn.positions import grid_positions
 from trajtok.nn.segmenter import Segmenter
 from trajtok.weights import load_strict
@@ -101,6 +101,19 @@ def _extent_stats(hard: Tensor, k: int, t_offset: int = 0) -> dict[str, Tensor]:
         out[name + "1"] = torch.full((b, k), -1, dtype=torch.long, device=dev).scatter_reduce(
             1, idx, c, reduce="amax", include_self=True
         )
+    # centre (row, column in [0, 1]) of the query's pixels in the first and in the last frame it holds pixels in:
+    # where its trajectory starts and where it ends
+    fidx = (coords[:, 0] - t_offset).expand(b, -1) * k + idx  # (B, P) frame-major (frame, query) slot
+    per_frame = torch.zeros(b, t * k, device=dev).scatter_add_(1, fidx, torch.ones(b, idx.shape[1], device=dev))
+    on = per_frame.view(b, t, k) > 0
+    first = on.float().argmax(dim=1)  # (B, K) first frame with pixels (argmax takes the first maximum)
+    last = t - 1 - on.flip(1).float().argmax(dim=1)
+    for a, (name, size) in enumerate((("cy", h), ("cx", w)), start=1):
+        sums = torch.zeros(b, t * k, device=dev).scatter_add_(1, fidx, coords[:, a].float().expand(b, -1))
+        centre = (sums / per_frame.clamp_min(1.0)).view(b, t, k)  # (B, t, K) mean row / column per frame
+        for suffix, frame in (("0", first), ("1", last)):
+            value = (centre.gather(1, frame[:, None]).squeeze(1) + 0.5) / size
+            out[name + suffix] = torch.where(on.any(dim=1), value, torch.zeros_like(value))
     return out
 
 
@@ -111,6 +124,10 @@ def _merge_stats(a: dict[str, Tensor] | None, b: dict[str, Tensor]) -> dict[str,
     for name in ("t", "y", "x"):
         out[name + "0"] = torch.minimum(a[name + "0"], b[name + "0"])
         out[name + "1"] = torch.maximum(a[name + "1"], b[name + "1"])
+    starts_in_a, ends_in_b = a["t0"] <= b["t0"], b["t1"] >= a["t1"]  # (an empty side holds +big / -1)
+    for name in ("cy", "cx"):
+        out[name + "0"] = torch.where(starts_in_a, a[name + "0"], b[name + "0"])
+        out[name + "1"] = torch.where(ends_in_b, b[name + "1"], a[name + "1"])
     return out
 
 
@@ -175,6 +192,9 @@ def _assemble(
 
 
 _BIG = torch.iinfo(torch.long).max
+# the stats of a query with no pixels (what a released query restarts from and padding rows hold)
+_EMPTY_STATS = {"counts": 0, "t0": _BIG, "y0": _BIG, "x0": _BIG, "t1": -1, "y1": -1, "x1": -1}
+_EMPTY_STATS |= {"cy0": 0.0, "cx0": 0.0, "cy1": 0.0, "cx1": 0.0}
 
 
 class _VideoAccumulator:
@@ -237,8 +257,7 @@ class _VideoAccumulator:
         self.mass = self.mass * keep.to(self.mass.dtype)
         self.latent_sum = self.latent_sum * keep[..., None, None].to(self.latent_sum.dtype)
         self.clips_on = self.clips_on * keep.to(self.clips_on.dtype)
-        empty = {"counts": 0, "t0": _BIG, "y0": _BIG, "x0": _BIG, "t1": -1, "y1": -1, "x1": -1}
-        self.stats = {name: v.masked_fill(close, empty[name]) for name, v in self.stats.items()}
+        self.stats = {name: v.masked_fill(close, _EMPTY_STATS[name]) for name, v in self.stats.items()}
 
     def rows(self) -> tuple[Tensor, Tensor, dict[str, Tensor], Tensor]:
         """Active queries then closed segments, per video: (latent_sum (B, M, n, E), clips (B, M),
@@ -264,9 +283,8 @@ class _VideoAccumulator:
 
         latent = extend(self.latent_sum, torch.cat([f["latent_sum"] for f in self.finished]), 0.0)
         clips = extend(self.clips_on, torch.cat([f["clips"] for f in self.finished]), 0.0)
-        empty = {"counts": 0, "t0": _BIG, "y0": _BIG, "x0": _BIG, "t1": -1, "y1": -1, "x1": -1}
         stats = {
-            name: extend(v, torch.cat([f["stats"][name] for f in self.finished]), empty[name])
+            name: extend(v, torch.cat([f["stats"][name] for f in self.finished]), _EMPTY_STATS[name])
             for name, v in self.stats.items()
         }
         rq = extend(row_query, torch.cat([f["k"] for f in self.finished]), -1)
@@ -338,6 +356,7 @@ class TrajTok(nn.Module):
             config.layer_norm_eps,
             config.rope_base,
             time_encoding=config.time_encoding,
+            extent_encoding=config.extent_encoding,
             sparse_attention=config.sparse_attention,
         )
 
@@ -389,7 +408,9 @@ class TrajTok(nn.Module):
         """``load_state_dict`` that names every missing, unexpected and mis-shaped key in its ValueError.
 
         Checkpoints saved before the nested sub-latent table and the carry gate are upgraded (logged): the largest
-        per-choice offset table becomes the nested table, and the gate starts at its initial value.
+        per-choice offset table becomes the nested table, and the gate starts at its initial value. A checkpoint
+        saved without the extent encoding loads into a config that turns it on: the projection starts at zero, its
+        initial value, so the tokens are the checkpoint's own until it trains (logged).
         """
         own = self.state_dict()
         state = dict(state)
@@ -398,6 +419,10 @@ class TrajTok(nn.Module):
             logger.warning("%s: per-choice sub-latent tables %s converted into the nested table", source, converted)
             if "segmenter.carry_gate" not in state:
                 state["segmenter.carry_gate"] = own["segmenter.carry_gate"].clone()
+        extent = [k for k in own if k.startswith("encoder.extent_proj.")]
+        if extent and not any(k in state for k in extent):
+            logger.info("%s has no extent encoding: it starts at zero (the checkpoint's tokens are unchanged)", source)
+            state.update({k: torch.zeros_like(own[k]) for k in extent})
         load_strict(self, state, source, "TrajTok")
 
     def num_parameters(self, trainable_only: bool = False) -> int:
@@ -564,7 +589,11 @@ class TrajTok(nn.Module):
         present = clips > 0  # (B, M)
         latents = latent_sum / clips.clamp_min(1.0)[:, :, None, None]  # (B, M, n, E) mean over present clips
         boxes, first_last = _boxes(stats, present, h, w)
-        tokens = self.encoder.project(latents, first_last)  # (B, M, n, D_out)
+        extent = None
+        if self.config.extent_encoding:
+            centres = torch.stack([stats[n] for n in ("cy0", "cx0", "cy1", "cx1")], dim=-1)  # (B, M, 4)
+            extent = extent_features(boxes, stats["counts"], first_last, centres, h * w)
+        tokens = self.encoder.project(latents, first_last, extent)  # (B, M, n, D_out)
         out, valid, traj, num = _assemble(tokens, present, stats["counts"], mode, budget, row_query)
         b, k = present.shape[0], self.config.num_queries
         if acc.return_masks:

@@ -10,6 +10,33 @@ from trajtok.nn.positions import nested_fourier_bank, time_features, van_der_cor
 
 OFFSET_SCALE = 0.1  # sub-latent offsets are small next to the soft-mean init; they only need to break symmetry
 TIME_DIM = 32  # sin-cos features per time stamp (first frame, last frame) of a trajectory
+EXTENT_DIM = 9  # extent features of a trajectory: union box, sqrt of area per frame, centre where it starts and ends
+
+
+def extent_features(boxes: Tensor, counts: Tensor, first_last: Tensor, centres: Tensor, grid_pixels: int) -> Tensor:
+    """(B, M, EXTENT_DIM) in [-1, 1]: where and how big each trajectory is, and where it starts and ends.
+
+    Args:
+        boxes: (B, M, 4) normalised (y0, x0, y1, x1) union boxes over time (zeros for empty rows).
+        counts: (B, M) hard-mask pixels won over the video.
+        first_last: (B, M, 2) first / last frame where it won pixels (-1 for empty rows).
+        centres: (B, M, 4) normalised (row, column) centre of its pixels in its first frame, then in its last.
+        grid_pixels: h * w of the grid the counts were taken on.
+    Returns:
+        box (4), sqrt of the mean area per frame while present (1), first centre (2), last centre (2).
+    """
+    frames = (first_last[..., 1] - first_last[..., 0] + 1).clamp_min(1)  # (B, M)
+    area = (counts.float() / (frames.float() * grid_pixels)).clamp(0.0, 1.0).sqrt()
+    return torch.cat([boxes.float(), area[..., None], centres.float()], dim=-1) * 2.0 - 1.0
+
+
+def _zero_linear(in_features: int, out_features: int) -> nn.Linear:
+    """A Linear with zero weight and bias, built without drawing from the random generator (so adding it leaves
+    every other layer's initialisation, and a seeded run's results, unchanged)."""
+    layer = nn.Linear(in_features, out_features, device="meta").to_empty(device="cpu")
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
 
 
 def soft_mask_sums(soft: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
@@ -51,6 +78,7 @@ class TrajectoryEncoder(nn.Module):
         rope_base: float,
         *,
         time_encoding: bool = False,
+        extent_encoding: bool = False,
         sparse_attention: bool = False,
     ):
         super().__init__()
@@ -61,6 +89,9 @@ class TrajectoryEncoder(nn.Module):
         self.perceiver = Perceiver(width, depth, heads, head_dim, mlp_ratio, dropout, eps, rope_base)
         # (first, last) frame of a trajectory -> a width-E vector added to its latents before the output projection
         self.time_proj = nn.Linear(2 * TIME_DIM, width) if time_encoding else None
+        # (box, area) of a trajectory -> a width-E vector added the same way. Zero at init: a pretrained encoder
+        # gains it without any change to its tokens until something trains it.
+        self.extent_proj = _zero_linear(EXTENT_DIM, width) if extent_encoding else None
         self.sparse_attention = sparse_attention
         self.out_norm = nn.LayerNorm(width, eps=eps)
         self.out_proj = nn.Linear(width, output_dim)
@@ -95,12 +126,21 @@ class TrajectoryEncoder(nn.Module):
         w = self.time_proj.weight
         return self.time_proj(feats.flatten(-2).to(w.dtype))[:, :, None, :]  # (B, M, 1, E)
 
-    def project(self, latents: Tensor, first_last: Tensor | None = None) -> Tensor:
-        """(B, M, n, E) -> (B, M, n, D_out); ``first_last`` (B, M, 2) adds the time encoding."""
-        if first_last is not None:
-            t = self.time_embedding(first_last)
-            if t is not None:
-                latents = latents + t.to(latents.dtype)
+    def extent_embedding(self, extent: Tensor) -> Tensor | None:
+        """(B, M, EXTENT_DIM) extent features -> (B, M, 1, E) to add to the latents (None when disabled)."""
+        if self.extent_proj is None:
+            return None
+        return self.extent_proj(extent.to(self.extent_proj.weight.dtype))[:, :, None, :]
+
+    def project(self, latents: Tensor, first_last: Tensor | None = None, extent: Tensor | None = None) -> Tensor:
+        """(B, M, n, E) -> (B, M, n, D_out); ``first_last`` (B, M, 2) adds the time encoding, ``extent``
+        (B, M, EXTENT_DIM) the extent encoding (:func:`extent_features`)."""
+        for add in (
+            self.time_embedding(first_last) if first_last is not None else None,
+            self.extent_embedding(extent) if extent is not None else None,
+        ):
+            if add is not None:
+                latents = latents + add.to(latents.dtype)
         return self.out_proj(self.out_norm(latents))
 
     @property
