@@ -60,8 +60,10 @@ PRESETS: dict[str, dict] = {
         # the quickstart preset shortened to fit the demo's budget: 64 px, 4-frame training clips of every 1st-12th
         # frame (a VLM's 4 frames are that far apart), 600 steps on 2000 videos, about 2 minutes (150 steps on 600
         # videos of consecutive frames gave a test mIoU of 0.33, 600 steps on 2000 0.39), one thread (much faster
-        # than two on a shared machine)
+        # than two on a shared machine). The extent encoding (each trajectory's box, area and where it starts and ends,
+        # added to its tokens) starts at zero and trains with the VLM: its segmentation pretraining is unchanged.
         "tokenizer_overrides": [
+            "model.extent_encoding=true",
             "steps=600",
             "clip_len=4",
             "lr=3.0e-3",
@@ -111,7 +113,7 @@ PRESETS: dict[str, dict] = {
             "--objects",
             "2-8",
         ],
-        "tokenizer_overrides": ["steps=2000"],
+        "tokenizer_overrides": ["model.extent_encoding=true", "steps=2000"],
         "tower_overrides": ["steps=2000", "batch_size=128", "frames=4"],
         "llm": "smollm2",
         "warmup_overrides": ["steps=2000", "lr=3e-3"],

@@ -91,3 +91,14 @@ def test_echo_off_keeps_output_in_the_log_only(demo, tmp_path, capsys):
     demo.step("quiet stage", tmp_path / "o", cmd, echo=False)
     assert "progress 50%" not in capsys.readouterr().out
     assert "progress 50%" in (tmp_path / "logs" / "quiet-stage.log").read_text()
+
+
+@pytest.mark.parametrize("preset", ["small", "large"])
+def test_demo_trajtok_is_pretrained_with_the_extent_encoding(demo, preset):
+    """Both presets pretrain a TrajTok whose tokens will say where their trajectory is (the extent encoding), on
+    the quickstart recipe the demo's `trajtok train` call reads."""
+    from trajtok.train import load_config
+
+    cfg = load_config("quickstart", demo.PRESETS[preset]["tokenizer_overrides"])
+    model = cfg.model_config()
+    assert model.extent_encoding is True and model.time_encoding is True
