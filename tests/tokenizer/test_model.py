@@ -417,13 +417,13 @@ def test_trajectories_know_where_they_start_and_end_across_clips():
     for frame, col in enumerate([0, 1, 2, 4, 5, 6]):  # query 1: a 2 x 2 square moving right on rows 2-3
         hard[0, frame, 2:4, col : col + 2] = 1
     hard[0, 4, 6:8, 0:2] = 2  # query 2: one frame only, in the second clip
-    first, second = _extent_stats(hard[:, :3], 3), _extent_stats(hard[:, 3:], 3, t_offset=3)
+    first, second = _extent_stats(hard[:, :3], 3, centres=True), _extent_stats(hard[:, 3:], 3, 3, centres=True)
     merged = _merge_stats(first, second)
     centre = {n: merged[n][0].tolist() for n in ("cy0", "cx0", "cy1", "cx1")}
     assert centre["cy0"][1] == centre["cy1"][1] == 3.0 / 8  # rows 2-3: centre 2.5 -> (2.5 + 0.5) / 8
     assert centre["cx0"][1] == 1.0 / 8 and centre["cx1"][1] == 7.0 / 8  # columns 0-1, then 6-7
     assert centre["cy0"][2] == centre["cy1"][2] == 7.0 / 8 and centre["cx0"][2] == centre["cx1"][2] == 1.0 / 8
-    whole = _extent_stats(hard, 3)  # one clip of all six frames gives the same
+    whole = _extent_stats(hard, 3, centres=True)  # one clip of all six frames gives the same
     assert all(torch.equal(whole[n], merged[n]) for n in merged)
 
 
@@ -450,3 +450,13 @@ def test_extent_encoding_starts_as_a_no_op_and_says_where_trajectories_are(tmp_p
     extent.save_pretrained(tmp_path / "new")
     reloaded = TrajTok.from_pretrained(tmp_path / "new")
     assert reloaded.config.extent_encoding and torch.equal(reloaded.encoder.extent_proj.weight[:, 4], torch.ones(64))
+
+
+def test_extent_encoding_streams_through_released_trajectories():
+    """Closed (released) trajectories keep their own box, area and centres; every token stays finite."""
+    m = tiny_model(0, extent_encoding=True, release_after=1, presence_fraction=0.02).eval()
+    with torch.no_grad():
+        m.encoder.extent_proj.weight.normal_()
+        out = m.tokenize_video(torch.rand(1, 24, 3, 64, 64, generator=torch.Generator().manual_seed(1)), clip_len=4)
+    assert out.present.shape[1] > m.config.num_queries  # some trajectories were closed and kept as rows
+    assert torch.isfinite(out.tokens).all() and out.num_tokens.item() > 0

@@ -79,11 +79,12 @@ class TrajectoryTokens:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _extent_stats(hard: Tensor, k: int, t_offset: int = 0) -> dict[str, Tensor]:
+def _extent_stats(hard: Tensor, k: int, t_offset: int = 0, *, centres: bool = False) -> dict[str, Tensor]:
     """Per-query pixel counts and coordinate extremes of a hard assignment (B, T, h, w) -> dict of (B, K).
 
     Extremes of empty queries hold sentinels (+big for minima, -1 for maxima), so stats of clips combine by
-    sum / min / max.
+    sum / min / max. ``centres``: also the centre of its pixels in its first and in its last frame (the extent
+    encoding's).
     """
     b, t, h, w = hard.shape
     idx = hard.reshape(b, -1)  # (B, P)
@@ -101,6 +102,8 @@ def _extent_stats(hard: Tensor, k: int, t_offset: int = 0) -> dict[str, Tensor]:
         out[name + "1"] = torch.full((b, k), -1, dtype=torch.long, device=dev).scatter_reduce(
             1, idx, c, reduce="amax", include_self=True
         )
+    if not centres:
+        return out
     # centre (row, column in [0, 1]) of the query's pixels in the first and in the last frame it holds pixels in:
     # where its trajectory starts and where it ends
     fidx = (coords[:, 0] - t_offset).expand(b, -1) * k + idx  # (B, P) frame-major (frame, query) slot
@@ -124,6 +127,8 @@ def _merge_stats(a: dict[str, Tensor] | None, b: dict[str, Tensor]) -> dict[str,
     for name in ("t", "y", "x"):
         out[name + "0"] = torch.minimum(a[name + "0"], b[name + "0"])
         out[name + "1"] = torch.maximum(a[name + "1"], b[name + "1"])
+    if "cy0" not in a:
+        return out
     starts_in_a, ends_in_b = a["t0"] <= b["t0"], b["t1"] >= a["t1"]  # (an empty side holds +big / -1)
     for name in ("cy", "cx"):
         out[name + "0"] = torch.where(starts_in_a, a[name + "0"], b[name + "0"])
@@ -565,7 +570,7 @@ class TrajTok(nn.Module):
         c = self._clip(pixel_values, features, init)
         k = cfg.num_queries
         h, w = c["hard"].shape[-2:]
-        clip_stats = _extent_stats(c["hard"], k, t_offset=acc.frames_seen)
+        clip_stats = _extent_stats(c["hard"], k, t_offset=acc.frames_seen, centres=cfg.extent_encoding)
         threshold = max(float(cfg.min_pixels), cfg.presence_fraction * t * h * w)
         on = clip_stats["counts"] >= threshold  # (B, K) present in this clip
         sums = c["sums"] if acc.sums is None else acc.sums + c["sums"]
