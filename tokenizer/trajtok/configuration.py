@@ -98,9 +98,10 @@ class TrajTokConfig:
     # (truncated backpropagation through time); the state is detached after every such group of clips
     time_encoding: bool = True  # add a sin-cos encoding of each trajectory's first and last frame in the video
     # (a learned projection of it) to its tokens, so tokens say when their trajectory exists
-    extent_encoding: bool = False  # add a learned projection of each trajectory's union box and area per frame to
-    # its tokens, so tokens say where and how big their trajectory is (e.g. which one is the background); starts
-    # at zero, so a checkpoint switched to it keeps its tokens until the projection trains
+    extent_encoding: bool = False  # add a learned projection of each trajectory's union box, area per frame and
+    # the centre where it starts and where it ends to its tokens, so tokens say where and how big their trajectory
+    # is (e.g. which one is the background) and where it goes; starts at zero, so a checkpoint switched to it keeps
+    # its tokens until the projection trains
     sparse_attention: bool = True  # encoder: each trajectory gathers only its own pixels (O(P) memory) instead of
     # a dense (K*n) x P attention mask; both give the same result
     segmenter_variant: str = "trajtok"  # "trajtok": this package's backbone fusion + segmenter | "release": the

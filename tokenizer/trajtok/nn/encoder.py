@@ -32,8 +32,9 @@ def extent_features(boxes: Tensor, counts: Tensor, first_last: Tensor, centres: 
 
 def _zero_linear(in_features: int, out_features: int) -> nn.Linear:
     """A Linear with zero weight and bias, built without drawing from the random generator (so adding it leaves
-    every other layer's initialisation, and a seeded run's results, unchanged)."""
-    layer = nn.Linear(in_features, out_features, device="meta").to_empty(device="cpu")
+    every other layer's initialisation, and a seeded run's results, unchanged), on the default device (meta inside
+    ``from_pretrained``)."""
+    layer = nn.Linear(in_features, out_features, device="meta").to_empty(device=torch.empty(0).device)
     nn.init.zeros_(layer.weight)
     nn.init.zeros_(layer.bias)
     return layer
@@ -89,7 +90,7 @@ class TrajectoryEncoder(nn.Module):
         self.perceiver = Perceiver(width, depth, heads, head_dim, mlp_ratio, dropout, eps, rope_base)
         # (first, last) frame of a trajectory -> a width-E vector added to its latents before the output projection
         self.time_proj = nn.Linear(2 * TIME_DIM, width) if time_encoding else None
-        # (box, area) of a trajectory -> a width-E vector added the same way. Zero at init: a pretrained encoder
+        # (box, area, start and end centre) of a trajectory -> a width-E vector added the same way. Zero at init: a pretrained encoder
         # gains it without any change to its tokens until something trains it.
         self.extent_proj = _zero_linear(EXTENT_DIM, width) if extent_encoding else None
         self.sparse_attention = sparse_attention
