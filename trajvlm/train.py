@@ -297,10 +297,22 @@ class SnapshotCallback(TrainerCallback):
             self.last = time.perf_counter()  # the save's time is not the next step's
 
 
+def _has_accelerator() -> bool:
+    xpu = getattr(torch, "xpu", None)
+    return torch.cuda.is_available() or (xpu is not None and xpu.is_available()) or torch.backends.mps.is_available()
+
+
 def training_arguments(cfg: TrainConfig) -> TrainingArguments:
-    """The HF ``TrainingArguments`` of a config."""
+    """The HF ``TrainingArguments`` of a config.
+
+    On a machine without a GPU, ``precision=bf16`` trains on the CPU (the Trainer refuses bf16 there unless told
+    ``use_cpu``), and ``precision=fp16`` is refused with a clear message (the Trainer has no fp16 on CPU).
+    """
     hf_report = [r for r in cfg.report_to if r in ("wandb", "tensorboard")] or "none"
     has_eval = cfg.eval_json is not None
+    cpu_only = cfg.use_cpu or not _has_accelerator()
+    if cpu_only and cfg.precision == "fp16":
+        raise ValueError("precision fp16 needs a GPU; on the CPU use fp32, or bf16 where the CPU supports it")
     return TrainingArguments(
         output_dir=cfg.output_dir,
         per_device_train_batch_size=cfg.per_device_batch_size,
@@ -321,7 +333,7 @@ def training_arguments(cfg: TrainConfig) -> TrainingArguments:
         activation_checkpointing=cfg.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         deepspeed=cfg.deepspeed,
-        use_cpu=cfg.use_cpu,
+        use_cpu=cfg.use_cpu or (cpu_only and cfg.precision == "bf16"),
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,

@@ -77,7 +77,8 @@ class TrainConfig:
     connector_kwargs: dict[str, Any] = field(default_factory=dict)
     # attention kernel of the LLM: "sdpa" (default), "eager", or "flash_attention_2" (needs the flash_attn package)
     attn_implementation: str = "sdpa"
-    # dtype of the weights and the autocast: "fp32" (CPU), "bf16" (Ampere+ GPUs), "fp16"
+    # dtype of the weights and the autocast: "fp32" (CPU), "bf16" (Ampere+ GPUs; also runs on a CPU, where it pays
+    # only with AMX: on an AVX-512 BF16 CPU without it an LLM step took 1.5x as long as in fp32), "fp16" (GPU only)
     precision: str = "fp32"
 
     # --- what is trained ---------------------------------------------------------------------------------------

@@ -327,6 +327,20 @@ def test_quantized_lora_forward_backward_on_cpu(tiny_base_path, train_data, tmp_
     assert any("multi_modal_projector.modules_to_save" in n and g.abs().sum() > 0 for n, g in grads.items())
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU-only path: with a GPU, bf16 and fp16 run on it")
+def test_bf16_trains_on_a_machine_without_a_gpu_and_fp16_is_refused(tiny_base_path, train_data, tmp_path):  # noqa: F811
+    from trajvlm.train import train, training_arguments
+
+    cfg = make_config(tiny_base_path, train_data, tmp_path / "bf16", precision="bf16", max_steps=1)
+    assert training_arguments(cfg).use_cpu  # without it the Trainer refuses bf16 on a machine without a GPU
+    train(cfg)
+    records = [json.loads(line) for line in (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert losses and all(math.isfinite(x) for x in losses)
+    with pytest.raises(ValueError, match="fp16 needs a GPU"):
+        training_arguments(make_config(tiny_base_path, train_data, tmp_path / "fp16", precision="fp16"))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # a real run: checkpoints, resume, final model
 
