@@ -45,7 +45,7 @@ PY = sys.executable
 SHARED_CLIPS = Path(os.environ.get("TRAJVLM_SHARED_DATA", ROOT.parent / "shared" / "data")) / "clips"
 
 PRESETS: dict[str, dict] = {
-    # the default: fits 30 minutes on 2 CPU cores (see the README for the measured stage times)
+    # the default: 35-40 minutes on 2 CPU cores, over the 30 it was sized for (the README has the stage times)
     "small": {
         "synth": [
             "--num-videos",
