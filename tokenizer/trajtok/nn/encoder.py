@@ -90,8 +90,8 @@ class TrajectoryEncoder(nn.Module):
         self.perceiver = Perceiver(width, depth, heads, head_dim, mlp_ratio, dropout, eps, rope_base)
         # (first, last) frame of a trajectory -> a width-E vector added to its latents before the output projection
         self.time_proj = nn.Linear(2 * TIME_DIM, width) if time_encoding else None
-        # (box, area, start and end centre) of a trajectory -> a width-E vector added the same way. Zero at init: a pretrained encoder
-        # gains it without any change to its tokens until something trains it.
+        # (box, area, start and end centre) of a trajectory -> a width-E vector added the same way. Zero at init: a
+        # pretrained encoder gains it without any change to its tokens until something trains it.
         self.extent_proj = _zero_linear(EXTENT_DIM, width) if extent_encoding else None
         self.sparse_attention = sparse_attention
         self.out_norm = nn.LayerNorm(width, eps=eps)
