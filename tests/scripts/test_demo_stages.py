@@ -93,12 +93,32 @@ def test_echo_off_keeps_output_in_the_log_only(demo, tmp_path, capsys):
     assert "progress 50%" in (tmp_path / "logs" / "quiet-stage.log").read_text()
 
 
-@pytest.mark.parametrize("preset", ["small", "large"])
+@pytest.mark.parametrize("preset", ["small", "fast", "large"])
 def test_demo_trajtok_is_pretrained_with_the_extent_encoding(demo, preset):
-    """Both presets pretrain a TrajTok whose tokens will say where their trajectory is (the extent encoding), on
+    """Every preset pretrains a TrajTok whose tokens will say where their trajectory is (the extent encoding), on
     the quickstart recipe the demo's `trajtok train` call reads."""
     from trajtok.train import load_config
 
     cfg = load_config("quickstart", demo.PRESETS[preset]["tokenizer_overrides"])
     model = cfg.model_config()
     assert model.extent_encoding is True and model.time_encoding is True
+
+
+def test_fast_preset_shortens_only_the_vlm_stages(demo):
+    """`--preset fast` trains on the default's world, tower, base and TrajTok (a run of it can reuse theirs) and asks
+    the same questions the same way; only the warm-up and the two LLaVA stages run fewer steps."""
+    from trajvlm.train_config import TrainConfig
+
+    small, fast = demo.PRESETS["small"], demo.PRESETS["fast"]
+    changed = {k for k in small.keys() | fast.keys() if small.get(k) != fast.get(k)}
+    assert changed == {"warmup_overrides", "stage1_overrides", "stage2_overrides"}
+
+    def steps(overrides: list[str]) -> int:
+        return int(next(o for o in overrides if o.startswith(("steps=", "max_steps="))).split("=")[1])
+
+    for key in sorted(changed):
+        assert steps(fast[key]) < steps(small[key])
+        assert [o for o in fast[key] if "steps=" not in o] == [o for o in small[key] if "steps=" not in o]
+    for stage, preset in (("stage1_overrides", "demo_stage1.yaml"), ("stage2_overrides", "demo_stage2.yaml")):
+        cfg = TrainConfig.from_yaml(demo.ROOT / "trajvlm" / "presets" / preset, fast[stage])
+        assert cfg.max_steps == steps(fast[stage])
