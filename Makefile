@@ -1,13 +1,16 @@
 # The two commands of the quick start:
 #   make demo   # end-to-end main job on small defaults (creates/reuses .venv)
 #   make test   # the test suite (creates/reuses .venv)
-.PHONY: install demo demo-large test lint bench lock drift
+.PHONY: install demo demo-fast demo-large test lint bench lock drift
 
 install:
 	bash scripts/install.sh
 
 demo: install
 	.venv/bin/python scripts/demo.py $(ARGS)
+
+demo-fast: install
+	.venv/bin/python scripts/demo.py --preset fast $(ARGS)
 
 demo-large: install
 	.venv/bin/python scripts/demo.py --preset large $(ARGS)
