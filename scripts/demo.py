@@ -2,7 +2,7 @@
 
     make demo                       # = .venv/bin/python scripts/demo.py  (default preset, 2 CPU cores)
     python scripts/demo.py --connectors trajtok,pool,resampler          # any registered connector names
-    python scripts/demo.py --preset fast                                # under 30 minutes, shorter VLM stages
+    python scripts/demo.py --preset fast                                # a third less VLM training
     python scripts/demo.py --preset large --out runs/demo-large         # a GPU
 
 Steps (each is skipped when its output already exists, so an interrupted run continues where it stopped):
@@ -133,8 +133,9 @@ PRESETS: dict[str, dict] = {
         "equal_time": True,
     },
 }
-# the default's world, tower, base and TrajTok with the VLM stages cut to fit 30 minutes on 2 CPU cores: warm-up 500
-# steps instead of 800, stage 1 10 instead of 20, stage 2 40 instead of 60 (the README has what the cut costs)
+# the default's world, tower, base and TrajTok with a third less VLM training, for a quicker first look: warm-up 500
+# steps instead of 800, stage 1 10 instead of 20, stage 2 40 instead of 60 (29.8, 37.2 and 38.8 minutes on 2 CPU
+# cores; the README has what the cut costs)
 PRESETS["fast"] = {
     **PRESETS["small"],
     "warmup_overrides": ["steps=500", *PRESETS["small"]["warmup_overrides"][1:]],
