@@ -289,3 +289,62 @@ def test_segmenter_can_read_pooled_features():
     assert not torch.allclose(a.state.queries, b.state.queries)  # the queries read other (pooled) inputs
     with pytest.raises(ValueError, match="seg_read_stride"):
         TrajTokConfig.tiny(seg_read_stride=0)
+
+
+def _expected_extent(assignment: torch.Tensor, k: int, clip_len: int, threshold: float) -> dict[str, torch.Tensor]:
+    """Per query, from the hard assignment (T, h, w) alone: pixel count, first / last frame and union box over the
+    clips where the query is present (>= threshold pixels); pixels in clips where it is absent are ignored."""
+    t, h, w = assignment.shape
+    tt, yy, xx = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
+    counts = torch.zeros(k, dtype=torch.long)
+    first_last = torch.full((k, 2), -1, dtype=torch.long)
+    boxes = torch.zeros(k, 4)
+    for q in range(k):
+        mine = torch.zeros_like(assignment, dtype=torch.bool)
+        for s in range(0, t, clip_len):
+            clip = assignment[s : s + clip_len] == q
+            if clip.sum() >= threshold:
+                mine[s : s + clip_len] = clip
+        if not mine.any():
+            continue
+        counts[q] = mine.sum()
+        first_last[q] = torch.stack([tt[mine].min(), tt[mine].max()])
+        boxes[q] = torch.stack(
+            [yy[mine].min() / h, xx[mine].min() / w, (yy[mine].max() + 1) / h, (xx[mine].max() + 1) / w]
+        )
+    return {"counts": counts, "first_last": first_last, "boxes": boxes}
+
+
+def test_absent_clips_reach_neither_the_time_nor_the_extent_encoding():
+    """A query below the presence threshold in a clip is absent there: its stray pixels in that clip must not move
+    its first / last frame (time encoding) nor its box, area or start / end centres (extent encoding)."""
+    pf = 0.05
+    m = tiny_model(seed=0, presence_fraction=pf, extent_encoding=True).eval()
+    with torch.no_grad():
+        out = m.tokenize_video(frames(12, seed=1), clip_len=4)
+    a = out.assignment[0]
+    k, (h, w) = 16, a.shape[-2:]
+    threshold = max(1.0, pf * 4 * h * w)
+    per_clip = torch.stack([torch.bincount(a[s : s + 4].flatten(), minlength=k) for s in (0, 4, 8)])  # (clips, K)
+    stray = ((per_clip > 0) & (per_clip < threshold)).any(0) & (per_clip >= threshold).any(0)  # (K,)
+    assert stray.any(), "the video must hold a query that is present in one clip and has stray pixels in another"
+    want = _expected_extent(a, k, 4, threshold)
+    assert torch.equal(out.present[0, :k], want["counts"] > 0)
+    assert torch.equal(out.first_last[0, :k], want["first_last"])
+    torch.testing.assert_close(out.boxes[0, :k], want["boxes"])
+
+    # the accumulator itself: clip 2's stray pixel (late, far away, big count of 1) leaves clip 1's stats as they were
+    from trajtok.modeling import _extent_stats, _VideoAccumulator
+
+    acc = _VideoAccumulator(None, return_masks=False)
+    clip1 = torch.zeros(1, 4, 8, 8, dtype=torch.long)
+    clip1[0, :, 1:3, 1:3] = 1  # query 1 holds a 2x2 block in all 4 frames: present
+    clip2 = torch.zeros(1, 4, 8, 8, dtype=torch.long)
+    clip2[0, 3, 7, 7] = 1  # one stray pixel of query 1 in the last frame of clip 2: absent
+    lat = torch.zeros(1, 2, 1, 4)
+    for s, clip in ((0, clip1), (4, clip2)):
+        stats = _extent_stats(clip, 2, t_offset=s, centres=True)
+        acc.add(stats, stats["counts"] >= 4, torch.zeros(1, 2, 4), torch.zeros(1, 2), lat)
+    alone = _extent_stats(clip1, 2, centres=True)
+    for name in ("counts", "t0", "t1", "y0", "y1", "x0", "x1", "cy0", "cx0", "cy1", "cx1"):
+        assert torch.equal(acc.stats[name][0, 1], alone[name][0, 1]), name

@@ -36,7 +36,7 @@ from trajtok.configuration import TrajTokConfig
 from trajtok.nn.backbone import FeatureBackbone, architecture_dict
 from trajtok.nn.encoder import TrajectoryEncoder, extent_features, soft_mask_sums, upgrade_legacy_offsets
 from trajtok.nn.positions import grid_positions
-from trajtok.nn.segmenter import Segmenter
+from trajtok.nn.segmenter import Segmenter, upgrade_scalar_parameters
 from trajtok.weights import load_strict
 
 logger = logging.getLogger(__name__)
@@ -229,6 +229,9 @@ class _VideoAccumulator:
         return self.absent >= release_after
 
     def add(self, clip_stats: dict[str, Tensor], on: Tensor, sums: Tensor, mass: Tensor, latents: Tensor) -> None:
+        # The presence rule holds for the time and extent encodings too: a query absent from this clip (a few stray
+        # pixels) adds nothing to its first / last frame, box, area or start / end centres.
+        clip_stats = {name: v.masked_fill(~on, _EMPTY_STATS[name]) for name, v in clip_stats.items()}
         weighted = latents * on.to(latents.dtype)[:, :, None, None]  # (B, K, n, E)
         on_f = on.to(latents.dtype)
         if self.stats is None:
@@ -419,6 +422,7 @@ class TrajTok(nn.Module):
         """
         own = self.state_dict()
         state = dict(state)
+        upgrade_scalar_parameters(state, "segmenter.")  # 0-dim scale and gate of older checkpoints -> (1,)
         converted = upgrade_legacy_offsets(state)
         if converted:
             logger.warning("%s: per-choice sub-latent tables %s converted into the nested table", source, converted)
