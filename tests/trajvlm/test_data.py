@@ -143,10 +143,9 @@ PARTS_ONLY_TEMPLATE = (  # llava-hf style: message content must be a list of {"t
 
 
 def test_parts_only_chat_template_gives_the_same_tokens(processor, train_data):  # noqa: F811
-    tok = processor.tokenizer
     plain = LlavaVideoDataset(train_data / "qa.json", train_data, processor, num_frames=NUM_FRAMES)
-    old = tok.chat_template
-    tok.chat_template = PARTS_ONLY_TEMPLATE
+    old = processor.chat_template  # a llava-hf checkpoint's template is the processor's (chat_template.json)
+    processor.chat_template = PARTS_ONLY_TEMPLATE
     try:
         parts = LlavaVideoDataset(train_data / "qa.json", train_data, processor, num_frames=NUM_FRAMES)
         assert plain.string_content and not parts.string_content
@@ -154,4 +153,4 @@ def test_parts_only_chat_template_gives_the_same_tokens(processor, train_data): 
             a, b = plain[i], parts[i]
             assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["labels"], b["labels"])
     finally:
-        tok.chat_template = old
+        processor.chat_template = old
