@@ -24,6 +24,22 @@ class Head(nn.Module):
         return self.mlp(self.norm(x))
 
 
+# the segmenter's scalar parameters, shape (1,); checkpoints saved before that hold them 0-dim
+SCALAR_PARAMETERS = ("logit_scale", "carry_gate")
+
+
+def upgrade_scalar_parameters(state: dict[str, Tensor], prefix: str = "") -> list[str]:
+    """Reshape 0-dim ``prefix + name`` tensors of :data:`SCALAR_PARAMETERS` in ``state`` to (1,), in place; returns
+    the keys changed. Checkpoints from before the parameters were 1-dim (ZeRO cannot broadcast 0-dim ones) so load."""
+    changed = []
+    for name in SCALAR_PARAMETERS:
+        value = state.get(prefix + name)
+        if value is not None and value.dim() == 0:
+            state[prefix + name] = value.reshape(1)  # (1,)
+            changed.append(prefix + name)
+    return changed
+
+
 class Segmenter(nn.Module):
     """Queries read the features through a Perceiver; logit = cosine(query, feature) x learnable scale.
 
@@ -52,12 +68,17 @@ class Segmenter(nn.Module):
         self.perceiver = Perceiver(width, depth, heads, head_dim, mlp_ratio, dropout, eps, rope_base)
         self.query_head = Head(width, assign_dim, eps)
         self.feature_head = Head(width, assign_dim, eps)
-        # scale = softplus(s) + 1, so s = softplus^-1(init - 1)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(math.expm1(init_logit_scale - 1.0))))
+        # scale = softplus(s) + 1, so s = softplus^-1(init - 1). Shape (1,), as every scalar parameter here: DeepSpeed
+        # ZeRO's broadcast and partitioning cannot view a 0-dim tensor (checkpoints that hold one still load)
+        self.logit_scale = nn.Parameter(torch.tensor([math.log(math.expm1(init_logit_scale - 1.0))]))  # (1,)
         self.max_logit_scale = max_logit_scale
         # Carried state: sigmoid(carry_gate) of the previous clip's (norm-matched) final state, the rest the learned
         # query. 0 -> an even mix at init; training on consecutive clips learns how much to carry.
-        self.carry_gate = nn.Parameter(torch.zeros(()))
+        self.carry_gate = nn.Parameter(torch.zeros(1))  # (1,)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Tensor], prefix: str, *args, **kwargs) -> None:
+        upgrade_scalar_parameters(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def initial_queries(
         self, b: int, previous: Tensor | None = None, released: Tensor | None = None, carry: bool = True
