@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 from transformers import LlavaOnevisionForConditionalGeneration
+from transformers.generation.stopping_criteria import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import TextStreamer
 
 logger = logging.getLogger(__name__)
@@ -439,8 +440,22 @@ def _select_rows(prep: _Prepared, rows: list[int]) -> _Prepared:
     )
 
 
+class _StopRequests(StoppingCriteria):
+    """A ``generate`` stopping criterion: row ``r`` (request ``indices[r]``) is done once ``stop(indices[r])``."""
+
+    def __init__(self, indices: list[int], stop: Callable[[int], bool]) -> None:
+        self.indices = indices
+        self.stop = stop
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        done = [bool(self.stop(i)) for i in self.indices]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
 @torch.no_grad()
-def _generate(model, processor, prep: _Prepared, gen: dict[str, Any], streamer=None) -> torch.Tensor:
+def _generate(
+    model, processor, prep: _Prepared, gen: dict[str, Any], streamer=None, stopping_criteria=None
+) -> torch.Tensor:
     """(B, new) generated token ids (only the new tokens)."""
     tokenizer = processor.tokenizer
     eos = model.generation_config.eos_token_id
@@ -453,6 +468,7 @@ def _generate(model, processor, prep: _Prepared, gen: dict[str, Any], streamer=N
         pad_token_id=pad,
         eos_token_id=eos,
         streamer=streamer,
+        **({} if stopping_criteria is None else {"stopping_criteria": StoppingCriteriaList(stopping_criteria)}),
         **gen,
     )
     if out.shape[1] > gen["max_new_tokens"]:  # a model that echoes the prompt: keep the new part only
@@ -504,6 +520,7 @@ def generate_batch(
     failures: dict[int, str] | None = None,
     answers: dict[int, Answer] | None = None,
     on_text: Callable[[int, str], None] | None = None,
+    stop: Callable[[int], bool] | None = None,
 ) -> list[str]:
     """Answer independent requests ``(video(s) or None, prompt, gen_kwargs)``; returns one string per request.
 
@@ -513,7 +530,8 @@ def generate_batch(
     over-long request raises; with a dict, those requests get ``""`` and ``failures[index] = reason`` instead.
     With ``answers``, ``answers[index]`` receives each answered request's :class:`Answer` (token counts, timing;
     ``total_s`` is its batch's). ``on_text(index, piece)`` streams each request's raw decoded text as it is
-    generated, before stop strings cut it (servers stream through this).
+    generated, before stop strings cut it (servers stream through this). ``stop(index)`` is asked after every
+    generated token; a request it answers True for stops there (its answer is what it had; the others go on).
     """
     results: list[str] = [""] * len(requests)
     groups: dict[tuple, list[tuple[int, str, list[torch.Tensor], dict, list[str]]]] = {}
@@ -534,7 +552,7 @@ def generate_batch(
         size = batch_size or len(items)
         for start in range(0, len(items), size):
             chunk = items[start : start + size]
-            for i, answer in _generate_chunk(model, processor, chunk, limit, failures, answers, on_text):
+            for i, answer in _generate_chunk(model, processor, chunk, limit, failures, answers, on_text, stop):
                 results[i] = answer
     return results
 
@@ -547,6 +565,7 @@ def _generate_chunk(
     failures: dict[int, str] | None,
     answers: dict[int, Answer] | None = None,
     on_text: Callable[[int, str], None] | None = None,
+    stop: Callable[[int], bool] | None = None,
 ) -> list[tuple[int, str]]:
     start = time.perf_counter()
     gen, stops = chunk[0][3], chunk[0][4]
@@ -568,7 +587,8 @@ def _generate_chunk(
     if on_text is not None or (answers is not None and int(gen.get("num_beams", 1)) == 1):  # no streamer with beams
         callback = None if on_text is None else lambda row, piece: on_text(chunk[keep[row]][0], piece)
         streamer = _BatchStreamer(processor.tokenizer, eos, callback, start)
-    out = _generate(model, processor, prep, gen, streamer=streamer)
+    criteria = None if stop is None else [_StopRequests([chunk[r][0] for r in keep], stop)]
+    out = _generate(model, processor, prep, gen, streamer=streamer, stopping_criteria=criteria)
     texts = processor.tokenizer.batch_decode(out, skip_special_tokens=True)
     results = [(chunk[r][0], cut_at_stops(t, stops).strip()) for r, t in zip(keep, texts, strict=True)]
     if answers is not None:

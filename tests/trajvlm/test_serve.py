@@ -29,6 +29,7 @@ from trajvlm.inference import generate_batch, load_model  # noqa: E402
 from trajvlm.serve import ServeConfig, create_app  # noqa: E402
 
 NAME = "tiny-trajvlm"
+JSON_TYPE = {"Content-Type": "application/json"}
 QUESTION = "What happens in the video?"
 
 
@@ -37,14 +38,12 @@ QUESTION = "What happens in the video?"
 
 @contextlib.contextmanager
 def live_server(app) -> Iterator[str]:
-    """Run ``app`` with uvicorn in a thread on a free loopback port; yields the base URL, stops on exit."""
-    import uvicorn
+    """Run ``app`` with the server's uvicorn setup in a thread on a free loopback port; yields the base URL."""
+    from trajvlm.serve.server import bind_socket, make_server
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = make_server(app, app.state.cfg, log_level="warning")
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -370,7 +369,9 @@ def _error(response: httpx.Response) -> dict:
 
 
 def test_malformed_requests_are_400(server, client):
-    bad_json = httpx.post(f"{server}/v1/chat/completions", content=b'{"model": "x", "messages": [', timeout=10)
+    bad_json = httpx.post(
+        f"{server}/v1/chat/completions", content=b'{"model": "x", "messages": [', headers=JSON_TYPE, timeout=10
+    )
     assert bad_json.status_code == 400
     assert "not valid JSON" in _error(bad_json)["message"] and _error(bad_json)["type"] == "invalid_request_error"
     with pytest.raises(openai.BadRequestError, match="max_tokens"):
@@ -448,7 +449,7 @@ def test_oversize_upload_is_413_before_the_body_is_read(client, server):
     host, port = server.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b'Content-Length: 67108864\r\n\r\n{"model": '
         )
         head = _read_response(sock)
@@ -458,7 +459,7 @@ def test_oversize_upload_is_413_before_the_body_is_read(client, server):
     piece = b"A" * (256 * 1024)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
         )
         for _ in range(12):  # 3 MiB > the 2.3 MiB body limit of a 1 MiB upload

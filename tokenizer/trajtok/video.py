@@ -53,6 +53,8 @@ THREAD_TYPE = "AUTO"
 # predicts from; they change nothing that is decoded later). The margin covers the frames already in flight when
 # skipping stops: one per decoder thread, the codec's reordering delay (at most 16 for H.264) and a few spare.
 SKIP_MARGIN_FRAMES = 16 + 4
+# Largest still image (frame of an image folder) decoded: 8192 x 8192 pixels, checked from its header first.
+MAX_IMAGE_PIXELS = 8192 * 8192
 
 
 class VideoDecodeError(ValueError):
@@ -716,8 +718,12 @@ def _read_image(file: Path, size: int | tuple[int, int] | None) -> np.ndarray:
 
     try:
         with Image.open(file) as im:
+            if im.width * im.height > MAX_IMAGE_PIXELS:  # from the header, before any pixel is decoded
+                raise VideoDecodeError(
+                    file, f"image is {im.width}x{im.height}, over the limit of {MAX_IMAGE_PIXELS:,} pixels per image"
+                )
             image = ImageOps.exif_transpose(im).convert("RGB")
-    except (OSError, UnidentifiedImageError) as e:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise VideoDecodeError(file, f"not a readable image ({e})") from e
     if size is not None:
         w, h = image.size

@@ -4,7 +4,7 @@
     trajvlm serve --model runs/stage2/merged --host 0.0.0.0 --port 8000 --max-upload-mb 200 --max-concurrency 4
 
 The web page is at ``/``; the API at ``/v1/chat/completions``, ``/v1/models``, ``/health``. Bad settings (missing model
-directory or media root) print ``error: ...`` and exit with status 2.
+directory or media root, a port in use) print ``error: ...`` and exit with status 2.
 """
 
 from __future__ import annotations
@@ -51,6 +51,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, help="fp32, bf16, fp16 (default: bf16 on GPU, fp32 on CPU)")
     parser.add_argument("--max-context", type=int, default=None, help="cap on prompt + answer tokens")
+    parser.add_argument(
+        "--max-tokens-limit",
+        type=int,
+        default=d.max_tokens_limit,
+        help="most new tokens a request may ask for (max_tokens above it: 400)",
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=float,
+        default=d.read_timeout_s,
+        help="seconds a request has to arrive whole (headers and body) before its connection is closed",
+    )
+    parser.add_argument(
+        "--allowed-hosts",
+        default="",
+        help="comma-separated Host names accepted besides localhost, 127.0.0.1, [::1] and --host ('*': any)",
+    )
+    parser.add_argument(
+        "--allowed-origins",
+        default="",
+        help="comma-separated browser origins (https://app.example) allowed to call the API cross-origin",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
@@ -69,22 +91,38 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         device=args.device,
         dtype=args.dtype,
         max_context=args.max_context,
+        max_tokens_limit=args.max_tokens_limit,
+        read_timeout_s=args.read_timeout,
+        allowed_hosts=tuple(h for h in args.allowed_hosts.split(",") if h.strip()),
+        allowed_origins=tuple(o for o in args.allowed_origins.split(",") if o.strip()),
     )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
-
         from trajvlm.inference import load_model
         from trajvlm.serve.app import create_app
+        from trajvlm.serve.server import bind_socket, make_server
     except ImportError as e:
         print(f"error: {e}; install the server with: pip install 'trajvlm[serve]'", file=sys.stderr)
         return 2
     try:
         cfg = config_from_args(args)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not cfg.model.is_dir():
+        print(f"error: model directory not found: {cfg.model} (--model)", file=sys.stderr)
+        return 2
+    try:
+        sock = bind_socket(cfg.host, cfg.port)  # before the model loads: a taken port fails at once
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
         model, processor = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, num_frames=args.num_frames)
     except (FileNotFoundError, ValueError) as e:
+        sock.close()
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not _is_loopback(cfg.host):
@@ -93,6 +131,11 @@ def run(args: argparse.Namespace) -> int:
             "authentication); put it behind an authenticating proxy",
             cfg.host,
         )
+        if cfg.host in ("0.0.0.0", "::") and not cfg.allowed_hosts:
+            logger.warning(
+                "requests must name this server in their Host header: add the names clients use with "
+                "--allowed-hosts (e.g. --allowed-hosts myhost.lan,192.168.1.20), or '*' for any"
+            )
     logger.info(
         "media root: %s; uploads up to %g MiB; at most %d frames per video",
         cfg.media_root or "none (file:// URLs refused)",
@@ -101,7 +144,9 @@ def run(args: argparse.Namespace) -> int:
     )
     app = create_app(model, processor, cfg)
     logger.info("web page and API at http://%s:%d/", cfg.host if ":" not in cfg.host else f"[{cfg.host}]", cfg.port)
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="debug" if args.verbose else "info")
+    server = make_server(app, cfg, log_level="debug" if args.verbose else "info")
+    with sock:
+        server.run(sockets=[sock])
     return 0
 
 

@@ -33,6 +33,16 @@ class ServeConfig:
     """A request not answered after this many seconds is answered 504 (its result is dropped)."""
     default_max_tokens: int = 256
     """New tokens per answer when a request gives no ``max_tokens``."""
+    max_tokens_limit: int = 1024
+    """Most new tokens one request may ask for (``max_tokens`` above it is a 400)."""
+    read_timeout_s: float = 30.0
+    """A request whose headers and body have not all arrived this many seconds after its first byte is closed."""
+    keep_alive_s: float = 5.0
+    """An idle keep-alive connection is closed after this many seconds."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host header names accepted besides localhost, 127.0.0.1, [::1] and ``host`` (``*``: any; DNS rebinding)."""
+    allowed_origins: tuple[str, ...] = ()
+    """Browser origins (``https://app.example``) other than the server's own that may call the API (CORS)."""
     batch_wait_ms: float = 5.0
     """How long a batch waits for more requests to join once the first arrived."""
     device: str | None = None
@@ -59,12 +69,27 @@ class ServeConfig:
             "max_queue": self.max_queue >= 0,
             "request_timeout_s": self.request_timeout_s > 0,
             "default_max_tokens": self.default_max_tokens >= 1,
+            "max_tokens_limit": self.max_tokens_limit >= 1,
+            "read_timeout_s": self.read_timeout_s > 0,
+            "keep_alive_s": self.keep_alive_s > 0,
             "batch_wait_ms": self.batch_wait_ms >= 0,
         }
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(
                     f"{name} must be positive (max_queue and batch_wait_ms: >= 0), got {getattr(self, name)}"
+                )
+        if self.default_max_tokens > self.max_tokens_limit:
+            raise ValueError(
+                f"default_max_tokens {self.default_max_tokens} is over max_tokens_limit {self.max_tokens_limit} "
+                "(--default-max-tokens, --max-tokens-limit)"
+            )
+        self.allowed_hosts = tuple(h.strip().lower() for h in self.allowed_hosts if h.strip())
+        self.allowed_origins = tuple(o.strip().rstrip("/").lower() for o in self.allowed_origins if o.strip())
+        for origin in self.allowed_origins:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"allowed origin {origin!r} must look like http(s)://host[:port], or be * (--allowed-origins)"
                 )
 
     @property

@@ -5,9 +5,13 @@ the first waiting request, lets more join for ``batch_wait_ms``, and answers up 
 ``generate_batch`` call, the same path as ``trajvlm chat`` and evaluation. Each request gets its events back on its own
 asyncio queue: ``("text", piece)`` while the answer is generated, then ``("done", Answer)`` or ``("error", APIError)``.
 
-Admission is counted from the moment a request is accepted (decoding included) to its answer: more than
-``max_concurrency + max_queue`` at once is a 429. A request that fails on its own (over-long context) fails alone; if
-a batch raises for another reason it is retried one request at a time, so only the culprit gets a 500.
+Admission is counted from the moment a request is accepted (decoding included) until no work for it remains: more
+than ``max_concurrency + max_queue`` at once is a 429. A submitted job owns its place: the place is freed when the
+worker has finished with it, or at once when it is cancelled before the worker took it. Generation is cancellable:
+a stopping criterion asks, after every token, whether the job was cancelled (client gone, request timed out) or the
+server is shutting down; that row stops there and the batch goes on for the others. A request that fails on its own
+(over-long context) fails alone; if a batch raises for another reason it is retried one request at a time, so only the
+culprit gets a 500.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,11 +43,15 @@ class Job:
     gen: dict[str, Any]  # generation kwargs for generate_batch (max_new_tokens, temperature, top_p, until)
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
-    cancelled: bool = False  # set by the request's handler on timeout or disconnect: results are dropped
+    cancelled: bool = False  # set by cancel() on timeout or disconnect: generation stops, results are dropped
     streamed: bool = False  # some answer text was handed out
     finished: bool = False  # "done" or "error" was handed out
     raw: str = ""  # the answer's text as generated, before stop strings cut it
     queued_at: float = field(default_factory=time.perf_counter)
+    on_done: Callable[[], None] | None = None  # called once when no work for the job remains (frees its place)
+    state: str = "queued"  # queued -> running -> done
+    stopped_by_shutdown: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def emit(self, kind: str, value: Any) -> None:
         """Hand an event to the request's handler (called from the worker thread)."""
@@ -52,6 +61,36 @@ class Job:
         self.finished |= kind in ("done", "error")
         if not self.cancelled:
             self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, value))
+
+    def cancel(self) -> None:
+        """The client went away or its time is up: generation stops at the next token, nothing more is delivered.
+
+        A job the worker has not taken yet is done at once (its place is freed now); a running one is done when its
+        row of the batch has stopped.
+        """
+        self.cancelled = True
+        with self._lock:
+            queued = self.state == "queued"
+        if queued:
+            self.mark_done()
+
+    def take(self) -> bool:
+        """The worker starts the job; False when it was cancelled (and done) meanwhile."""
+        with self._lock:
+            if self.state != "queued":
+                return False
+            self.state = "running"
+            return True
+
+    def mark_done(self) -> None:
+        """No work for this job remains; calls ``on_done`` the first time only."""
+        with self._lock:
+            if self.state == "done":
+                return
+            self.state = "done"
+            callback = self.on_done
+        if callback is not None:
+            callback()
 
 
 class Engine:
@@ -67,8 +106,10 @@ class Engine:
         self._running = 0
         self._count_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self.closing = False  # set once shutdown begins: running rows stop, waiting jobs are answered 503
         self.served = 0
         self.failed = 0
+        self.cancelled = 0
         self.batches = 0
         self.largest_batch = 0
 
@@ -79,7 +120,9 @@ class Engine:
         return self.cfg.max_concurrency + self.cfg.max_queue
 
     def admit(self) -> None:
-        """Count one more request in the server, or raise 429 when the queue is full."""
+        """Count one more request in the server, or raise 429 when the queue is full (503 while shutting down)."""
+        if self.closing:
+            raise APIError(503, "the server is shutting down; retry on another server or later", code="shutting_down")
         with self._count_lock:
             if self._admitted >= self.capacity:
                 raise APIError(
@@ -103,6 +146,7 @@ class Engine:
             "capacity": self.capacity,
             "served": self.served,
             "failed": self.failed,
+            "cancelled": self.cancelled,
             "batches": self.batches,
             "largest_batch": self.largest_batch,
         }
@@ -111,22 +155,44 @@ class Engine:
 
     def start(self) -> None:
         if self._thread is None:
+            self.closing = False
             self._thread = threading.Thread(target=self._work, name="trajvlm-serve-engine", daemon=True)
             self._thread.start()
 
-    def stop(self) -> None:
+    def begin_shutdown(self) -> None:
+        """Stop running generations at their next token and answer every waiting job 503 (safe in a signal handler)."""
+        self.closing = True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.begin_shutdown()
         if self._thread is not None:
             self._queue.put(None)
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=timeout)
+            if self._thread.is_alive():
+                logger.warning("the engine worker did not stop within %g s", timeout)
             self._thread = None
 
     def submit(self, job: Job) -> None:
+        """Queue a job; its admission place now belongs to it (freed by :meth:`Job.mark_done`)."""
+        job.on_done = self.release
+        if self.closing:
+            self._refuse(job)
+            return
         self._queue.put(job)
+
+    def _refuse(self, job: Job) -> None:
+        if job.take():
+            job.emit(
+                "error",
+                APIError(503, "the server is shutting down; the request was not answered", code="shutting_down"),
+            )
+            job.mark_done()
 
     def _work(self) -> None:
         while True:
             first = self._queue.get()
             if first is None:
+                self._drain()
                 return
             jobs = [first]
             deadline = time.perf_counter() + self.cfg.batch_wait_ms / 1000
@@ -139,7 +205,11 @@ class Engine:
                     self._queue.put(None)  # stop after this batch
                     break
                 jobs.append(job)
-            jobs = [j for j in jobs if not j.cancelled]
+            if self.closing:
+                for job in jobs:
+                    self._refuse(job)
+                continue
+            jobs = [j for j in jobs if j.take()]  # cancelled while waiting: done already
             if jobs:
                 self._running = len(jobs)
                 self.batches += 1
@@ -148,6 +218,17 @@ class Engine:
                     self._answer(jobs)
                 finally:
                     self._running = 0
+                    for job in jobs:
+                        job.mark_done()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                self._refuse(job)
 
     def _answer(self, jobs: list[Job]) -> None:
         try:
@@ -161,7 +242,7 @@ class Engine:
                 return
             logger.warning("a batch of %d failed (%s: %s); answering one by one", len(jobs), type(e).__name__, e)
         for job in jobs:
-            if job.finished:
+            if job.finished or job.cancelled:
                 continue
             if job.streamed:  # part of its answer is out already: a retry would repeat it
                 self._fail(job, "generation failed in a batch after the answer had started; retry the request")
@@ -171,6 +252,16 @@ class Engine:
     def _fail(self, job: Job, message: str) -> None:
         self.failed += 1
         job.emit("error", APIError(500, message))
+
+    def _should_stop(self, job: Job) -> bool:
+        """Asked after every generated token of ``job``'s row."""
+        if self.closing:
+            job.stopped_by_shutdown = True
+            return True
+        if job.cancelled:
+            job.mark_done()  # its row generates nothing more: its place is free
+            return True
+        return False
 
     def _generate(self, jobs: list[Job]) -> None:
         requests = [(job.video, job.messages, job.gen) for job in jobs]
@@ -184,11 +275,20 @@ class Engine:
             failures=failures,
             answers=answers,
             on_text=lambda i, piece: jobs[i].emit("text", piece),
+            stop=lambda i: self._should_stop(jobs[i]),
         )
         for i, job in enumerate(jobs):
-            if i in failures:  # an over-long conversation or a prompt the chat template rejects: the client's fault
+            if job.cancelled:
+                self.cancelled += 1
+            elif i in failures:  # an over-long conversation or a prompt the chat template rejects: the client's fault
                 self.failed += 1
                 job.emit("error", APIError(400, failures[i], code="context_length_exceeded", param="messages"))
+            elif job.stopped_by_shutdown:
+                self.failed += 1
+                job.emit(
+                    "error",
+                    APIError(503, "the server shut down while answering; retry the request", code="shutting_down"),
+                )
             else:
                 self.served += 1
                 job.emit("done", answers[i])

@@ -5,25 +5,31 @@ Accepted, as vLLM accepts them for video models:
 - ``file:///abs/path.mp4`` (or a folder of frames): only inside ``--media-root``; ``..`` and symlinks are resolved
   first, so nothing outside the root can be named. Without a media root every file URL is refused (403).
 - ``data:video/<type>;base64,<bytes>``: an uploaded video, at most ``--max-upload-mb`` once decoded (413).
-- ``data:video/jpeg;base64,<f1>,<f2>,...`` (or ``video/png``): pre-sampled frames, one base64 image each.
+- ``data:video/jpeg;base64,<f1>,<f2>,...`` (or ``video/png``): pre-sampled frames, one base64 image each. Each
+  frame's header is read first: more than ``trajtok.video.MAX_IMAGE_PIXELS`` pixels is a 422. Frames larger than the
+  model's input are decoded one at a time and resized at once to it, so a request holds its frames at model size
+  (plus one full-size frame while it is decoded) whatever the upload.
 - ``http(s)://`` is refused (400): the server assumes no network access.
 
 Per-request sampling comes from ``media_io_kwargs: {"video": {"num_frames": n}}`` or ``{"fps": f}``; every video is
 capped at ``--max-frames``. Decoding goes through the processor (``trajtok.video.load_video``), the same path as
-``trajvlm chat`` and evaluation; an undecodable video is a 422 naming the reason.
+``trajvlm chat`` and evaluation; an undecodable video is a 422 naming the reason. Hidden files and folders (names
+starting with ``.``) under the media root are neither listed nor served, and no error names the root's own path.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import io
 import logging
+import os
 import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import torch
 
@@ -134,8 +140,16 @@ def resolve_file_url(url: str, media_root: Path | None) -> Path:
     if not path.is_relative_to(media_root):
         raise APIError(
             403,
-            f"{raw} is outside the media root {media_root} (after resolving '..' and symlinks)",
+            f"{raw} is outside the media root (after resolving '..' and symlinks)",
             code="outside_media_root",
+            param="messages",
+        )
+    named = Path(os.path.normpath(raw))
+    if _hidden(path, media_root) or (named.is_relative_to(media_root) and _hidden(named, media_root)):
+        raise APIError(
+            403,
+            f"{raw} is hidden (a name under the media root starts with '.'); hidden files are not served",
+            code="hidden_media",
             param="messages",
         )
     if not path.exists():
@@ -198,7 +212,9 @@ def load_video_url(url: str, processor, cfg: ServeConfig, sampling: Sampling) ->
         try:
             return processor.load_video(path, **settings)
         except VideoDecodeError as e:
-            raise APIError(422, f"cannot decode the video: {e}", code="invalid_video", param="messages") from e
+            named = unquote(urlparse(url).path)
+            reason = str(e).replace(str(path), named).replace(str(cfg.media_root), "<media root>")
+            raise APIError(422, f"cannot decode the video: {reason}", code="invalid_video", param="messages") from e
     if scheme != "data":
         raise APIError(
             400,
@@ -218,11 +234,19 @@ def load_video_url(url: str, processor, cfg: ServeConfig, sampling: Sampling) ->
             parts = [p for p in payload.split(",") if p]
             if not parts:
                 raise APIError(400, "a frames data URL holds no frames", param="messages")
+            largest = 0
             for k, part in enumerate(parts):
-                (Path(tmp) / f"frame_{k:06d}{FRAME_TYPES[media_type]}").write_bytes(b64decode(part, f"frame {k}"))
+                data = b64decode(part, f"frame {k}")
+                largest = max(largest, *_frame_header_size(data, k))
+                (Path(tmp) / f"frame_{k:06d}{FRAME_TYPES[media_type]}").write_bytes(data)
+                del data
             source, label = Path(tmp), f"uploaded frames ({len(parts)} {media_type.split('/')[1]} images)"
+            side = int(processor.image_size)
+            size = (side, side) if largest > side else None  # as processor.load_video sizes a video: the model's input
             try:
-                return load_video(source, num_frames=sampling.num_frames, max_frames=sampling.max_frames).frames
+                return load_video(
+                    source, num_frames=sampling.num_frames, max_frames=sampling.max_frames, size=size
+                ).frames
             except VideoDecodeError as e:
                 raise APIError(
                     422, f"cannot decode {label}: {_hide(e, tmp)}", code="invalid_video", param="messages"
@@ -247,6 +271,43 @@ def load_video_url(url: str, processor, cfg: ServeConfig, sampling: Sampling) ->
             ) from e
 
 
+def _frame_header_size(data: bytes, k: int) -> tuple[int, int]:
+    """(height, width) of an uploaded frame from its header alone; 422 when it is not an image or too large."""
+    from PIL import Image, UnidentifiedImageError
+
+    from trajtok.video import MAX_IMAGE_PIXELS
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+        raise APIError(422, f"frame {k} is not a readable image ({e})", code="invalid_video", param="messages") from e
+    if width * height > MAX_IMAGE_PIXELS:
+        raise APIError(
+            422,
+            f"frame {k} is {width}x{height} pixels, over this server's limit of {MAX_IMAGE_PIXELS:,} pixels per "
+            "frame; send frames at the model's size",
+            code="image_too_large",
+            param="messages",
+        )
+    return height, width
+
+
+def _hidden(path: Path, media_root: Path) -> bool:
+    """True when a part of ``path`` below the media root starts with '.' (a dotfile or a dot-directory)."""
+    return any(part.startswith(".") for part in path.relative_to(media_root).parts)
+
+
+def media_file(name: str, media_root: Path | None) -> Path:
+    """A video of :func:`list_media` by its relative name (the page's preview); 403/404 as for file URLs."""
+    if media_root is None:
+        raise APIError(404, "this server has no media root (--media-root)", code="media_root_not_set")
+    path = resolve_file_url((media_root / name.lstrip("/")).as_uri(), media_root)
+    if path.suffix.lower() not in VIDEO_EXTENSIONS or not path.is_file():
+        raise APIError(404, f"no video named {name!r} under the media root", code="media_not_found")
+    return path
+
+
 def _hide(error: Exception, tmp: str) -> str:
     """The decoder's message without the server's temporary path."""
     return str(error).replace(str(Path(tmp)) + "/", "").replace(tmp, "upload")
@@ -256,14 +317,24 @@ def list_media(media_root: Path | None, limit: int = 500) -> list[dict[str, Any]
     """Videos under the media root (sorted, at most ``limit``), as ``file://`` URLs the page can send back."""
     if media_root is None:
         return []
+    found = []
+    for folder, dirs, files in os.walk(media_root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # hidden folders are not entered
+        found += [Path(folder) / f for f in files if not f.startswith(".") and f.lower().endswith(VIDEO_EXTENSIONS)]
     out = []
-    for path in sorted(media_root.rglob("*")):
+    for path in sorted(found):
         if len(out) >= limit:
             break
-        if path.suffix.lower() not in VIDEO_EXTENSIONS or not path.is_file():
-            continue
         real = path.resolve()
-        if not real.is_relative_to(media_root):
+        if not real.is_relative_to(media_root) or _hidden(real, media_root) or not real.is_file():
             continue
-        out.append({"name": str(path.relative_to(media_root)), "url": real.as_uri(), "bytes": real.stat().st_size})
+        name = str(path.relative_to(media_root))
+        out.append(
+            {
+                "name": name,
+                "url": real.as_uri(),
+                "bytes": real.stat().st_size,
+                "preview": "/v1/media/" + quote(name),
+            }
+        )
     return out
