@@ -284,6 +284,108 @@ def paired_difference(
     return {"diff": 100.0 * sum(deltas) / len(deltas), "lo": lo, "hi": hi, "n": len(deltas)}
 
 
+def group_accuracies(results: Sequence[dict[str, Any]], key: str, scale: float = 100.0) -> dict[str, float]:
+    """{group: accuracy} over the values of ``key`` (a list-valued field counts the sample in each of its groups;
+    samples without a value are left out), in percent (``scale=100``) or as a fraction (``scale=1``)."""
+    present = [r for r in results if r.get(key) not in (None, "", [])]
+    return {group: acc * scale / 100.0 for group, (acc, _) in breakdown(present, key).items()}
+
+
+def by_group(key: str, scale: float = 100.0) -> Callable[[Sequence[dict[str, Any]]], dict[str, float]]:
+    """An aggregation whose value is a ``{group: accuracy}`` dict over the values of ``key`` (see
+    :func:`group_accuracies`): lmms-eval writes it into the results file as it is."""
+
+    def aggregate(results: Sequence[dict[str, Any]]) -> dict[str, float]:
+        return group_accuracies(results, key, scale)
+
+    aggregate.__name__ = f"accuracy_by_{key}"
+    return aggregate
+
+
+def overall_accuracy(
+    name: str, keys: Sequence[str] = (), scale: float = 100.0, log: Callable[[str], Any] | None = None
+) -> Callable[[Sequence[dict[str, Any]]], float]:
+    """An aggregation: accuracy over all samples in percent (``scale=100``) or as a fraction (``scale=1``), logging
+    the accuracy and sample count per value of each of ``keys``."""
+    log = log or logger.info
+
+    def aggregate(results: Sequence[dict[str, Any]]) -> float:
+        for key in keys:
+            for group, (acc, n) in breakdown([r for r in results if r.get(key) not in (None, "", [])], key).items():
+                log(f"{name} {key}={group}: {acc:.2f}% of {n}")
+        value = accuracy(results) * scale / 100.0
+        log(f"{name}: {value:.4g} over {len(results)} samples")
+        return value
+
+    aggregate.__name__ = f"{name}_accuracy"
+    return aggregate
+
+
+def with_score(scored: dict[str, Any]) -> dict[str, Any]:
+    """``scored`` (from :func:`score_choice`) with ``score`` = 1.0 / 0.0: lmms-eval reads that field of each sample
+    for its CLT standard errors (``<metric>_stderr_clt``, and ``_stderr_clustered`` with a task's ``cluster_key``)."""
+    return {**scored, "score": 1.0 if scored["correct"] else 0.0}
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# subtitles (SubRip .srt, as Video-MME ships them)
+
+_SRT_TIME = re.compile(r"(\d+):(\d+):(\d+)[,.](\d+)")
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _srt_seconds(text: str, path: Path) -> float:
+    match = _SRT_TIME.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{path}: subtitle time {text.strip()!r} is not HH:MM:SS,mmm")
+    h, m, s, ms = match.groups()
+    return int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 10 ** len(ms)
+
+
+def read_srt(path: str | os.PathLike) -> list[tuple[float, float, str]]:
+    """Cues of a SubRip file as ``(start s, end s, text)`` in file order; markup such as ``<font ...>`` is removed
+    and a cue's lines are joined by spaces. ValueError naming the file for a malformed time line."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8-sig", errors="replace").replace("\r\n", "\n")
+    cues = []
+    for block in re.split(r"\n\s*\n", text):
+        lines = [line for line in block.strip().splitlines() if line.strip()]
+        timing = next((i for i, line in enumerate(lines) if "-->" in line), None)
+        if timing is None:
+            continue
+        start, _, end = lines[timing].partition("-->")
+        words = " ".join(_TAG.sub("", line).strip() for line in lines[timing + 1 :]).strip()
+        if words:
+            cues.append((_srt_seconds(start, path), _srt_seconds(end.split()[0], path), words))
+    return cues
+
+
+def video_duration(path: str | os.PathLike) -> float | None:
+    """Duration of a video file in seconds from its container header (no decoding), or None if it cannot be read."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if container.duration:
+                return container.duration / 1_000_000  # av.time_base is microseconds
+            stream = container.streams.video[0]
+            if stream.duration and stream.time_base:
+                return float(stream.duration * stream.time_base)
+    except (OSError, IndexError, av.FFmpegError) as exc:
+        logger.warning("cannot read the duration of %s: %s", path, exc)
+    return None
+
+
+def subtitles_at(cues: Sequence[tuple[float, float, str]], duration: float | None, num_frames: int) -> list[str]:
+    """The cue texts shown at ``num_frames`` instants spread evenly over ``duration`` (first to last frame), in time
+    order and each once: the subtitles a model sampling that many frames would see. All cues when ``num_frames``
+    is not positive or the duration is unknown."""
+    if num_frames <= 0 or not duration:
+        return [text for _, _, text in cues]
+    times = [duration * i / (num_frames - 1) for i in range(num_frames)] if num_frames > 1 else [0.0]
+    return [text for start, end, text in cues if any(start <= t < end for t in times)]
+
+
 def docs_dataset(records: list[dict[str, Any]], source: Path):
     """A ``datasets.Dataset`` of ``records`` (lmms-eval's document type); ValueError when there are none."""
     import datasets
@@ -300,17 +402,24 @@ __all__ = [
     "accuracy_where",
     "as_loglikelihood",
     "breakdown",
+    "by_group",
     "data_dir",
     "docs_dataset",
     "paired_difference",
     "failed_count",
     "find_annotation",
     "find_video",
+    "group_accuracies",
     "group_mean_accuracy",
     "is_failed",
     "lettered",
+    "overall_accuracy",
     "overall_with_breakdown",
     "parse_choice",
     "read_records",
+    "read_srt",
     "score_choice",
+    "subtitles_at",
+    "video_duration",
+    "with_score",
 ]

@@ -1,4 +1,11 @@
-"""LongVideoBench val (local copy) for lmms-eval: see longvideobench_val_local.yaml for the layout and command."""
+"""LongVideoBench val (local copy) for lmms-eval: see longvideobench_val_v_local.yaml for the layout and command.
+
+Docs keep the columns of the published annotation file (id, video_path, question, option0..option4 or candidates,
+correct_choice, duration_group, question_category, duration, subtitle_path, ...); both forms of the options are
+filled in (``option0..option4`` with "N/A" for unused ones, as in lmms-eval's copy), and ``options`` (the used
+ones), ``answer`` (the letter) and ``video_file`` (the video's path) are added. Metrics carry lmms-eval's names and
+scale: ``lvb_acc`` (accuracy as a fraction), ``by_duration_group`` and ``by_question_category`` ({group: fraction}).
+"""
 
 from __future__ import annotations
 
@@ -6,54 +13,66 @@ from loguru import logger as eval_logger
 
 from trajvlm.integrations.lmms_eval_tasks import (
     LETTERS,
-    accuracy_where,
+    by_group,
     data_dir,
     docs_dataset,
     failed_count,
     find_annotation,
     lettered,
-    overall_with_breakdown,
+    overall_accuracy,
     read_records,
     score_choice,
+    with_score,
 )
 
 LAYOUT = (
     "$LONGVIDEOBENCH_DIR/lvb_val.json (or LONGVIDEOBENCH_ANNOTATION=FILE) + $LONGVIDEOBENCH_DIR/videos/{video_path}"
 )
 ANNOTATIONS = ("lvb_val.json", "*val*.parquet", "*val*.json*", "*.parquet", "*.json")
+REQUIRED = ("id", "video_path", "question", "correct_choice")
+NUM_OPTIONS = 5  # option0..option4
 
 
 def _options(row) -> list[str]:
     if row.get("candidates"):
         return [str(c) for c in row["candidates"]]
-    return [str(row[f"option{i}"]) for i in range(5) if row.get(f"option{i}") not in (None, "N/A")]
+    return [str(row[f"option{i}"]) for i in range(NUM_OPTIONS) if row.get(f"option{i}") not in (None, "N/A")]
 
 
 def lvb_process_docs(dataset):
     root = data_dir("LONGVIDEOBENCH_DIR", LAYOUT)
     path = find_annotation(root, "LONGVIDEOBENCH_ANNOTATION", ANNOTATIONS, LAYOUT)
     docs = []
-    for row in read_records(path):
+    for i, row in enumerate(read_records(path)):
+        missing = [k for k in REQUIRED if k not in row]
+        if missing:
+            raise ValueError(f"{path} row {i}: missing column(s) {missing}; expected LongVideoBench's {REQUIRED}")
         options = _options(row)
+        if not 2 <= len(options) <= NUM_OPTIONS:
+            raise ValueError(f"{path}: sample {row['id']} has {len(options)} options; expected 2 to {NUM_OPTIONS}")
         choice = int(row["correct_choice"])
         if not 0 <= choice < len(options):
-            raise ValueError(f"{path}: sample {row.get('id')} has correct_choice {choice} for {len(options)} options")
-        docs.append(
-            {
-                "id": str(row.get("id", "")),
-                "video_path": str(root / "videos" / str(row["video_path"])),
-                "question": str(row["question"]),
-                "options": options,
-                "answer": LETTERS[choice],
-                "duration_group": int(row.get("duration_group") or 0),
-                "question_category": str(row.get("question_category", "")),
-            }
+            raise ValueError(f"{path}: sample {row['id']} has correct_choice {choice} for {len(options)} options")
+        doc = dict(row)
+        doc.update(
+            id=str(row["id"]),
+            video_path=str(row["video_path"]),
+            question=str(row["question"]),
+            candidates=options,
+            options=options,
+            correct_choice=choice,
+            answer=LETTERS[choice],
+            duration_group=int(row.get("duration_group") or 0),
+            question_category=str(row.get("question_category") or ""),
+            video_file=str(root / "videos" / str(row["video_path"])),
+            **{f"option{k}": options[k] if k < len(options) else "N/A" for k in range(NUM_OPTIONS)},
         )
+        docs.append(doc)
     return docs_dataset(docs, path)
 
 
 def lvb_doc_to_visual(doc):
-    return [doc["video_path"]]
+    return [doc["video_file"]]
 
 
 def lvb_doc_to_text(doc, lmms_eval_specific_kwargs=None):
@@ -63,20 +82,23 @@ def lvb_doc_to_text(doc, lmms_eval_specific_kwargs=None):
 
 
 def lvb_process_results(doc, results):
-    scored = score_choice(
-        results[0],
-        doc["answer"],
-        LETTERS[: len(doc["options"])],
-        id=doc["id"],
-        duration_group=doc["duration_group"],
-        question_category=doc["question_category"],
+    scored = with_score(
+        score_choice(
+            results[0],
+            doc["answer"],
+            LETTERS[: len(doc["options"])],
+            id=doc["id"],
+            video_path=doc["video_path"],
+            duration_group=doc["duration_group"],
+            question_category=doc["question_category"],
+        )
     )
-    return {name: scored for name in ("accuracy", "acc_d15", "acc_d60", "acc_d600", "acc_d3600", "failed")}
+    return {name: scored for name in ("lvb_acc", "by_duration_group", "by_question_category", "failed")}
 
 
-lvb_accuracy = overall_with_breakdown("longvideobench", ["duration_group", "question_category"], eval_logger.info)
-acc_d15 = accuracy_where("duration_group", 15)
-acc_d60 = accuracy_where("duration_group", 60)
-acc_d600 = accuracy_where("duration_group", 600)
-acc_d3600 = accuracy_where("duration_group", 3600)
+longvideobench_aggregate_results = overall_accuracy(
+    "longvideobench", ("duration_group", "question_category"), 1.0, eval_logger.info
+)
+by_duration_group = by_group("duration_group", 1.0)
+by_question_category = by_group("question_category", 1.0)
 failed = failed_count

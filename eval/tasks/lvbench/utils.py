@@ -1,4 +1,11 @@
-"""LVBench (local copy) for lmms-eval: see lvbench_local.yaml for the two folder layouts and the command."""
+"""LVBench (local copy) for lmms-eval: see lvbench_local.yaml for the two folder layouts and the command.
+
+Docs follow lmms-eval's LVBench fields whichever layout is read: ``video_path``, ``question`` (options inline as
+``(A) ...``, or in ``options``), ``answer`` (the letter), plus ``uid``, ``key``, ``type`` (the video's type),
+``question_type`` (a list: a question may have several), ``time_reference`` and ``video_file`` (the video's path).
+Metrics carry lmms-eval's name and scale: ``lvbench_score`` (accuracy as a fraction) and ``by_question_type``
+({question type: fraction}; a question counts in each of its types).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +14,17 @@ from pathlib import Path
 from loguru import logger as eval_logger
 
 from trajvlm.integrations.lmms_eval_tasks import (
+    by_group,
     data_dir,
     docs_dataset,
     failed_count,
     find_annotation,
     find_video,
     lettered,
-    overall_with_breakdown,
+    overall_accuracy,
     read_records,
     score_choice,
+    with_score,
 )
 
 LAYOUT = (
@@ -25,7 +34,7 @@ LAYOUT = (
 
 
 def _types(value) -> list[str]:
-    if value is None:
+    if value is None or value == "":
         return []
     return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
 
@@ -35,15 +44,19 @@ def _original(root: Path, path: Path) -> list[dict]:
     docs = []
     for video in read_records(path):
         for qa in video["qa"]:
+            video_file = find_video(videos, str(video["key"]))
             docs.append(
                 {
                     "uid": str(qa.get("uid", "")),
-                    "video_path": find_video(videos, str(video["key"])),
+                    "key": str(video["key"]),
+                    "type": str(video.get("type") or ""),
+                    "video_path": Path(video_file).name,
+                    "video_file": video_file,
                     "question": str(qa["question"]),
                     "options": [],
                     "answer": str(qa["answer"]).strip(),
                     "question_type": _types(qa.get("question_type")),
-                    "video_type": str(video.get("type", "")),
+                    "time_reference": str(qa.get("time_reference") or ""),
                 }
             )
     return docs
@@ -58,12 +71,15 @@ def lvbench_process_docs(dataset):
     docs = [
         {
             "uid": str(row.get("uid", i)),
-            "video_path": find_video(root, str(row["video_path"])),
+            "key": str(row.get("key") or Path(str(row["video_path"])).stem),
+            "type": str(row.get("type") or ""),
+            "video_path": str(row["video_path"]),
+            "video_file": find_video(root, str(row["video_path"])),
             "question": str(row["question"]),
             "options": [str(o) for o in row.get("options") or []],
             "answer": str(row["answer"]).strip(),
             "question_type": _types(row.get("question_type")),
-            "video_type": str(row.get("type", "")),
+            "time_reference": str(row.get("time_reference") or ""),
         }
         for i, row in enumerate(read_records(path))
     ]
@@ -71,7 +87,7 @@ def lvbench_process_docs(dataset):
 
 
 def lvbench_doc_to_visual(doc):
-    return [doc["video_path"]]
+    return [doc["video_file"]]
 
 
 def lvbench_doc_to_text(doc, lmms_eval_specific_kwargs=None):
@@ -83,16 +99,20 @@ def lvbench_doc_to_text(doc, lmms_eval_specific_kwargs=None):
 
 
 def lvbench_process_results(doc, results):
-    scored = score_choice(
-        results[0],
-        doc["answer"],
-        "ABCD",
-        uid=doc["uid"],
-        question_type=list(doc["question_type"]),
-        video_type=doc["video_type"],
+    scored = with_score(
+        score_choice(
+            results[0],
+            doc["answer"],
+            "ABCD",
+            uid=doc["uid"],
+            key=doc["key"],
+            question_type=list(doc["question_type"]),
+            video_type=doc["type"],
+        )
     )
-    return {"accuracy": scored, "failed": scored}
+    return {"lvbench_score": scored, "by_question_type": scored, "failed": scored}
 
 
-lvbench_accuracy = overall_with_breakdown("lvbench", ["question_type", "video_type"], eval_logger.info)
+lvbench_aggregate_results = overall_accuracy("lvbench", ("question_type", "video_type"), 1.0, eval_logger.info)
+by_question_type = by_group("question_type", 1.0)
 failed = failed_count

@@ -1,29 +1,46 @@
-"""MLVU dev (local copy) for lmms-eval: see mlvu_dev_local.yaml for the two folder layouts and the command."""
+"""MLVU dev (local copy) for lmms-eval: see mlvu_dev_local.yaml for the two folder layouts and the command.
+
+Docs follow the lmms-eval MLVU_dev schema whichever layout is read: ``video_name``, ``question`` (its options
+included as ``(A) ...`` lines), ``answer`` (the letter), ``task_type``, plus ``question_id`` and ``video_file`` (the
+video's path). Metrics carry lmms-eval's names: ``mlvu_percetion_score`` (sic: lmms-eval's spelling; the mean of the
+per-task-type accuracies in percent, MLVU's M-Avg) and ``by_task_type`` ({task type: accuracy %}).
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from loguru import logger as eval_logger
 
 from trajvlm.integrations.lmms_eval_tasks import (
     LETTERS,
+    by_group,
     data_dir,
     docs_dataset,
     failed_count,
     find_annotation,
     find_video,
-    group_mean_accuracy,
+    group_accuracies,
     lettered,
-    overall_with_breakdown,
     read_records,
     score_choice,
+    with_score,
 )
 
 LAYOUT = (
     "$MLVU_DIR/json/*.json + $MLVU_DIR/video/{json stem}/{video} (original release), or an annotation file "
     "(MLVU_ANNOTATION=FILE or $MLVU_DIR/*.parquet|*.json) with video_name relative to $MLVU_DIR"
 )
+# MLVU dev's seven multiple-choice task types (the json files of the original release are named after them).
+TASK_TYPES = ("anomaly_reco", "count", "ego", "needle", "order", "plotQA", "topic_reasoning")
+
+
+def _with_options(question: str, candidates: list[str]) -> str:
+    """The question with its candidates as ``(A) ...`` lines, unless it already lists them."""
+    if not candidates or re.search(r"^\(A\)", question, flags=re.MULTILINE):
+        return question
+    return question + "\n" + "\n".join(lettered(candidates, style="({letter}) {text}"))
 
 
 def _original(root: Path) -> tuple[list[dict], Path]:
@@ -38,11 +55,13 @@ def _original(root: Path) -> tuple[list[dict], Path]:
             docs.append(
                 {
                     "question_id": f"{path.stem}/{i}",
-                    "video_path": find_video(root / "video" / path.stem, str(row["video"])),
-                    "question": str(row["question"]),
-                    "options": candidates,
+                    "video_name": str(row["video"]),
+                    "video_file": find_video(root / "video" / path.stem, str(row["video"])),
+                    "duration": float(row.get("duration") or 0),
+                    "question": _with_options(str(row["question"]), candidates),
+                    "candidates": candidates,
                     "answer": LETTERS[candidates.index(answer)],
-                    "task_type": str(row.get("question_type", path.stem)),
+                    "task_type": str(row.get("question_type") or path.stem.split("_", 1)[-1]),
                 }
             )
     return docs, root / "json"
@@ -50,17 +69,21 @@ def _original(root: Path) -> tuple[list[dict], Path]:
 
 def _lmms_eval_format(root: Path) -> tuple[list[dict], Path]:
     path = find_annotation(root, "MLVU_ANNOTATION", ("*.parquet", "*.json", "*.jsonl"), LAYOUT)
-    docs = [
-        {
-            "question_id": str(row.get("question_id", i)),
-            "video_path": find_video(root, str(row["video_name"])),
-            "question": str(row["question"]),
-            "options": [str(o) for o in row.get("candidates") or []],
-            "answer": str(row["answer"]).strip(),
-            "task_type": str(row.get("task_type") or row.get("question_type", "")),
-        }
-        for i, row in enumerate(read_records(path))
-    ]
+    docs = []
+    for i, row in enumerate(read_records(path)):
+        candidates = [str(c) for c in row.get("candidates") or []]
+        docs.append(
+            {
+                "question_id": str(row.get("question_id", i)),
+                "video_name": str(row["video_name"]),
+                "video_file": find_video(root, str(row["video_name"])),
+                "duration": float(row.get("duration") or 0),
+                "question": _with_options(str(row["question"]), candidates),
+                "candidates": candidates,
+                "answer": str(row["answer"]).strip(),
+                "task_type": str(row.get("task_type") or row.get("question_type", "")),
+            }
+        )
     return docs, path
 
 
@@ -71,25 +94,40 @@ def mlvu_process_docs(dataset):
 
 
 def mlvu_doc_to_visual(doc):
-    return [doc["video_path"]]
+    return [doc["video_file"]]
 
 
 def mlvu_doc_to_text(doc, lmms_eval_specific_kwargs=None):
     kwargs = lmms_eval_specific_kwargs or {}
-    question = doc["question"]
-    if doc["options"]:  # original release: list the candidates as (A) ... lines
-        question += "\n" + "\n".join(lettered(doc["options"], style="({letter}) {text}"))
-    return f"{kwargs.get('pre_prompt', '')}{question}{kwargs.get('post_prompt', '')}"
+    return f"{kwargs.get('pre_prompt', '')}{doc['question']}{kwargs.get('post_prompt', '')}"
 
 
 def mlvu_process_results(doc, results):
-    letters = LETTERS[: max(len(doc["options"]), 4)]
-    scored = score_choice(
-        results[0], doc["answer"], letters, question_id=doc["question_id"], task_type=doc["task_type"]
+    letters = LETTERS[: max(len(doc["candidates"]), 4)]
+    scored = with_score(
+        score_choice(
+            results[0],
+            doc["answer"],
+            letters,
+            question_id=doc["question_id"],
+            video_name=doc["video_name"],
+            task_type=doc["task_type"],
+        )
     )
-    return {"accuracy": scored, "m_avg": scored, "failed": scored}
+    return {"mlvu_percetion_score": scored, "by_task_type": scored, "failed": scored}
 
 
-mlvu_accuracy = overall_with_breakdown("mlvu", ["task_type"], eval_logger.info)
-m_avg = group_mean_accuracy("task_type")
+def mlvu_aggregate_results(results):
+    """M-Avg: the mean over the task types present of each type's accuracy (%). lmms-eval divides by all seven dev
+    types, counting an absent one as 0; on the full dev set, where all seven are present, the two agree."""
+    per_type = group_accuracies(results, "task_type")
+    for task_type, acc in per_type.items():
+        eval_logger.info(f"mlvu task_type={task_type}: {acc:.2f}%")
+    unknown = sorted(set(per_type) - set(TASK_TYPES))
+    if unknown:
+        eval_logger.warning(f"mlvu: task types {unknown} are not among MLVU dev's {list(TASK_TYPES)}")
+    return sum(per_type.values()) / len(per_type) if per_type else float("nan")
+
+
+by_task_type = by_group("task_type")
 failed = failed_count
