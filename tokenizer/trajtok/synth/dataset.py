@@ -25,13 +25,16 @@ from pathlib import Path
 import numpy as np
 
 from trajtok.labels import save_labels
-from trajtok.synth.generate import generate_video
+from trajtok.synth.generate import generate_long_video, generate_video
+from trajtok.synth.longworld import LongWorldConfig
+from trajtok.synth.text import LONG_QTYPES
 from trajtok.synth.world import WorldConfig
 from trajtok.videowriter import write_video
 
 logger = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+WORLDS: tuple[str, ...] = ("short", "long")  # the short-clip world (default) and the long-video world
 SEED_RANGE = 1 << 30  # split k draws its video seeds from [k * SEED_RANGE, (k + 1) * SEED_RANGE)
 
 Range = int | tuple[int, int]
@@ -69,16 +72,14 @@ def _make_video(task: dict) -> dict:
     """Generate and write one video (runs in a worker); returns its manifest entry, captions and questions."""
     out: Path = task["out"]
     split, vid = task["split"], task["id"]
-    video = generate_video(
-        task["seed"],
-        task["num_frames"],
-        task["height"],
-        task["width"],
-        task["num_objects"],
-        config=WorldConfig(**task["config"]),
-        fps=task["fps"],
-        video_id=vid,
-    )
+    args = (task["seed"], task["num_frames"], task["height"], task["width"], task["num_objects"])
+    if task["world"] == "long":
+        cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in task["config"].items()}
+        video = generate_long_video(
+            *args, config=LongWorldConfig(**cfg), fps=task["fps"], video_id=vid, **task["questions"]
+        )
+    else:
+        video = generate_video(*args, config=WorldConfig(**task["config"]), fps=task["fps"], video_id=vid)
     rel = {k: f"{split}/{vid}.{ext}" for k, ext in (("video", "mp4"), ("labels", "npz"), ("record", "json"))}
     # one encoder thread: the video's bytes then depend on its frames only
     write_video(
@@ -142,26 +143,57 @@ def write_dataset(
     cut_prob: float = 0.0,
     fps: float = 10.0,
     crf: int = 18,
-    config: WorldConfig | None = None,
+    config: WorldConfig | LongWorldConfig | None = None,
     codec: str = "mpeg4",
+    world: str = "short",
+    questions_per_type: int = 2,
+    min_separation: int = 16,
+    qtypes: tuple[str, ...] = LONG_QTYPES,
 ) -> Path:
     """Write the splits under ``out`` and return the path of ``manifest.json``.
 
     ``frames`` and ``objects`` are an int or an inclusive (lo, hi) range drawn per video; ``size`` is an int
     (square) or (height, width). ``cut_prob`` overrides ``config.cut_prob``. ``codec`` is ``"mpeg4"`` (byte-reproducible)
     or ``"h264"`` (libx264 at ``crf``).
+
+    ``world="long"``: the long-video world (``config`` a :class:`LongWorldConfig`; no cuts) and its whole-video
+    questions: ``questions_per_type`` of each type in ``qtypes``, comparing moments >= ``min_separation`` frames
+    apart. The manifest's ``generator`` records every setting (``trajtok synth --like`` reads it back).
     """
     if codec not in CODECS:
         raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
+    long_world = world == "long"
+    if long_world and cut_prob:
+        raise ValueError(f"cut_prob must be 0 in the long world (it has one shot), got {cut_prob}")
+    if long_world and not isinstance(config, LongWorldConfig | None):
+        raise ValueError(f"world='long' needs a LongWorldConfig, got {type(config).__name__}")
+    if not long_world and not isinstance(config, WorldConfig | None):
+        raise ValueError(f"world='short' needs a WorldConfig, got {type(config).__name__}")
+    if long_world:
+        if questions_per_type < 1 or min_separation < 1:
+            raise ValueError(
+                f"questions_per_type and min_separation must be >= 1, got {questions_per_type} and {min_separation}"
+            )
+        unknown = sorted(set(qtypes) - set(LONG_QTYPES))
+        if unknown or not qtypes:
+            raise ValueError(f"qtypes must be some of {LONG_QTYPES}, got {list(qtypes)}")
     counts = parse_counts(num_videos)
     f_lo, f_hi = _as_range(frames, "frames", 1)
     o_lo, o_hi = _as_range(objects, "objects", 0)
     height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    cfg = asdict(config or WorldConfig())
-    cfg["cut_prob"] = float(cut_prob)
-    WorldConfig(**cfg)  # validate before starting workers
+    if long_world:
+        cfg = asdict(config or LongWorldConfig())
+        questions = {"questions_per_type": int(questions_per_type), "min_separation": int(min_separation)}
+        questions["qtypes"] = list(qtypes)
+    else:
+        cfg = asdict(config or WorldConfig())
+        cfg["cut_prob"] = float(cut_prob)
+        WorldConfig(**cfg)  # validate before starting workers
+        questions = {}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -184,6 +216,8 @@ def write_dataset(
                     "crf": int(crf),
                     "codec": codec,
                     "config": cfg,
+                    "world": world,
+                    "questions": questions,
                 }
             )
     logger.info("writing %d videos to %s with %d worker(s)", len(tasks), out, workers)
@@ -206,6 +240,8 @@ def write_dataset(
             "codec": codec,
             "crf": int(crf),
             "config": cfg,
+            "world": world,
+            **questions,
         },
         "splits": {},
         "videos": {},

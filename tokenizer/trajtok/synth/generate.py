@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from trajtok.synth.events import extract_events, keep_visible, ranges
-from trajtok.synth.text import make_captions, make_questions
-from trajtok.synth.world import COLOURS, PALETTE, WorldConfig, render, simulate
+from trajtok.synth.longworld import LongWorldConfig, simulate_long
+from trajtok.synth.text import LONG_QTYPES, make_captions, make_long_questions, make_questions
+from trajtok.synth.world import COLOURS, PALETTE, Simulation, WorldConfig, render, simulate
 
 MIN_SIZE, MAX_SIZE = 16, 1024
 
@@ -37,6 +38,57 @@ def generate_video(
     Objects that are never visible (they stayed outside the view or hidden) are dropped, so the record's
     ``objects`` are exactly the trajectories of the labels: object ``m`` is graph row ``m`` and mask id ``m + 1``.
     """
+    _check(num_frames, height, width, num_objects, fps)
+    cfg = config or WorldConfig()
+    video_id = video_id or f"synth_{seed}"
+    # Independent streams so that, e.g., a new question template never changes the pixels.
+    sim = simulate(np.random.default_rng([seed, 0]), num_frames, height, width, num_objects, cfg)
+    video, record = _render_and_record(sim, seed, fps, video_id)
+    text_rng = np.random.default_rng([seed, 2])
+    record["captions"] = make_captions(text_rng, record)
+    record["questions"] = make_questions(text_rng, record, video_id)
+    return video
+
+
+def generate_long_video(
+    seed: int,
+    num_frames: int,
+    height: int,
+    width: int,
+    num_objects: int,
+    *,
+    config: LongWorldConfig | None = None,
+    fps: float = 10.0,
+    video_id: str | None = None,
+    questions_per_type: int = 2,
+    min_separation: int = 16,
+    qtypes: tuple[str, ...] = LONG_QTYPES,
+) -> SynthVideo:
+    """One video of the long world (objects come and go over hundreds of frames) with its whole-video questions.
+
+    ``questions_per_type``: distinct questions of each type in ``qtypes`` (fewer when the video offers fewer);
+    ``min_separation``: frames at least between the moments a question compares (first appearances, events).
+    The same arguments always give the same frames, labels and record.
+    """
+    _check(num_frames, height, width, num_objects, fps)
+    if questions_per_type < 1:
+        raise ValueError(f"questions_per_type must be >= 1, got {questions_per_type}")
+    if min_separation < 1:
+        raise ValueError(f"min_separation must be >= 1 frame, got {min_separation}")
+    cfg = config or LongWorldConfig()
+    video_id = video_id or f"synth_long_{seed}"
+    sim = simulate_long(np.random.default_rng([seed, 0]), num_frames, height, width, num_objects, cfg)
+    video, record = _render_and_record(sim, seed, fps, video_id)
+    record["world"] = "long"
+    text_rng = np.random.default_rng([seed, 2])
+    record["captions"] = make_captions(text_rng, record)
+    record["questions"] = make_long_questions(
+        text_rng, record, video_id, per_type=questions_per_type, sep=min_separation, qtypes=tuple(qtypes)
+    )
+    return video
+
+
+def _check(num_frames: int, height: int, width: int, num_objects: int, fps: float) -> None:
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     if not (MIN_SIZE <= height <= MAX_SIZE and MIN_SIZE <= width <= MAX_SIZE):
@@ -45,10 +97,11 @@ def generate_video(
         raise ValueError(f"num_objects must be >= 0, got {num_objects}")
     if fps <= 0:
         raise ValueError(f"fps must be > 0, got {fps}")
-    cfg = config or WorldConfig()
-    video_id = video_id or f"synth_{seed}"
-    # Independent streams so that, e.g., a new question template never changes the pixels.
-    sim = simulate(np.random.default_rng([seed, 0]), num_frames, height, width, num_objects, cfg)
+
+
+def _render_and_record(sim: Simulation, seed: int, fps: float, video_id: str) -> tuple[SynthVideo, dict]:
+    """Render a simulation, read its events from the masks and build the record (without captions / questions)."""
+    num_frames, height, width = sim.num_frames, sim.height, sim.width
     frames, masks, stats = render(sim, np.random.default_rng([seed, 1]))
     events, vis = extract_events(sim, stats)
     events, old_ids = keep_visible(events, vis)
@@ -105,7 +158,4 @@ def generate_video(
         "shots": shots,
         "palette": {c: list(PALETTE[c]) for c in COLOURS},
     }
-    text_rng = np.random.default_rng([seed, 2])
-    record["captions"] = make_captions(text_rng, record)
-    record["questions"] = make_questions(text_rng, record, video_id)
-    return SynthVideo(frames=frames, masks=masks, graph=graph, record=record)
+    return SynthVideo(frames=frames, masks=masks, graph=graph, record=record), record

@@ -26,6 +26,15 @@ QTYPES: tuple[str, ...] = (
     "event_count",
     "change",
 )
+# Questions of the long world (``trajtok synth --world long``): each needs the whole video.
+LONG_QTYPES: tuple[str, ...] = (
+    "first_appearance",
+    "event_order",
+    "distinct_count",
+    "start_end",
+    "event_total",
+    "returns",
+)
 ANSWER_PROMPT = "Answer with the option's letter from the given choices directly."
 NUMBER_WORDS = "zero one two three four five six seven eight nine ten eleven twelve".split()
 
@@ -139,7 +148,9 @@ def true_answer(record: dict, question: dict) -> str:
         if len(changed) != 1:
             raise ValueError(f"'which object changed' needs exactly one changed object, the record has {changed}")
         return name(record, changed[0])
-    raise ValueError(f"unknown qtype {qtype!r}; expected one of {QTYPES}")
+    if qtype in LONG_QTYPES:
+        return long_true_answer(record, question)
+    raise ValueError(f"unknown qtype {qtype!r}; expected one of {QTYPES + LONG_QTYPES}")
 
 
 def answer_from_record(record: dict, question: dict) -> str:
@@ -374,6 +385,13 @@ GENERATORS: dict[str, Callable[[np.random.Generator, dict], Draft | None]] = {
 def make_questions(rng: np.random.Generator, record: dict, video_id: str) -> list[dict]:
     """One question per applicable type, in LLaVA form; correct letters are spread evenly within the video."""
     drafts = [(qtype, d) for qtype, gen in GENERATORS.items() if (d := gen(rng, record)) is not None]
+    return _finish_questions(rng, record, video_id, drafts)
+
+
+def _finish_questions(
+    rng: np.random.Generator, record: dict, video_id: str, drafts: list[tuple[str, Draft]]
+) -> list[dict]:
+    """Drafts -> LLaVA questions with 4 options; correct letters are spread evenly within the video."""
     # Letters: whole random permutations of ABCD, so any 4 consecutive questions use each letter once.
     letters = np.concatenate([rng.permutation(4) for _ in range((len(drafts) + 3) // 4)] + [np.zeros(0, int)])
     letters = letters[: len(drafts)]
@@ -405,6 +423,247 @@ def make_questions(rng: np.random.Generator, record: dict, video_id: str) -> lis
             raise ValueError(f"{q['id']}: stored answer {q['answer']} disagrees with the record")
         out.append(q)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Long-video questions (the long world): who came first, which events came in what order across the video, how
+# many distinct objects, what changed between the first and the last frame, how many events in all, who came back.
+# Every answer is recomputed from the record's visible ranges and events; ``sep`` (frames) keeps the compared
+# moments far enough apart that the answer is not a matter of a frame or two.
+
+ORDINALS = "first second third fourth fifth sixth".split()
+_ORDER_KINDS = ("enter", "exit", "appear", "vanish", "colour_change")
+_TOTAL_PHRASES = {
+    "enter": "walk into the frame through one of its sides",
+    "exit": "walk out of the frame through one of its sides",
+    "appear": "pop up in the middle of the frame",
+    "vanish": "disappear in the middle of the frame",
+}
+_START_END = {
+    "gone": "was in view at the start of the video but not at its end",
+    "new": "was in view at the end of the video but not at its start",
+    "colour": "had another colour the last time it was seen than the first time",
+}
+
+
+def _event_ref(record: dict, ev: dict) -> list:
+    """[type, object, occurrence]: the event named by its kind, its object and how many times before it happened."""
+    i = ev["objects"][0]
+    same = [e for e in events_of(record, ev["type"], i) if e["objects"][0] == i]
+    return [ev["type"], int(i), same.index(ev)]
+
+
+def _event_of_ref(record: dict, ref: list) -> dict:
+    kind, i, k = ref
+    same = [e for e in events_of(record, kind, i) if e["objects"][0] == i]
+    if k >= len(same):
+        raise ValueError(f"event {ref} not in the record: {name(record, i)} has {len(same)} {kind} event(s)")
+    return same[k]
+
+
+def describe_ref(record: dict, ref: list) -> str:
+    """'The red circle left the frame for the second time' (the occurrence only when the object did it again)."""
+    kind, i, k = ref
+    ev = _event_of_ref(record, ref)
+    text = describe_key(record, (kind, (i,), ev.get("to", "")))
+    repeats = len([e for e in events_of(record, kind, i) if e["objects"][0] == i]) > 1
+    return f"{text} for the {ORDINALS[k]} time" if repeats else text
+
+
+def _shown(record: dict, i: int, t: int) -> bool:
+    return is_visible(record, i, t)
+
+
+def _start_end_holds(record: dict, variant: str, i: int) -> bool:
+    last = int(record["num_frames"]) - 1
+    o = record["objects"][i]
+    if variant == "gone":
+        return _shown(record, i, 0) and not _shown(record, i, last)
+    if variant == "new":
+        return _shown(record, i, last) and not _shown(record, i, 0)
+    if variant == "colour":
+        return colour_at(record, i, o["first_frame"]) != colour_at(record, i, o["last_frame"])
+    raise ValueError(f"unknown start_end variant {variant!r}; expected one of {sorted(_START_END)}")
+
+
+def _returns(record: dict, i: int) -> int:
+    """Times object i came back into the view (entered or appeared) after it first left it (exit or vanish)."""
+    left = [ev["frames"][0] for ev in record["events"] if ev["type"] in ("exit", "vanish") and ev["objects"][0] == i]
+    if not left:
+        return 0
+    back = [ev for ev in record["events"] if ev["type"] in ("enter", "appear") and ev["objects"][0] == i]
+    return sum(ev["frames"][0] > left[0] for ev in back)
+
+
+def long_true_answer(record: dict, question: dict) -> str:
+    """The correct option text of a long-world question, from the record's visible ranges and events only."""
+    qtype, p = question["qtype"], question["params"]
+    if qtype == "first_appearance":
+        firsts = [first_frame(record, i) for i in range(len(record["objects"]))]
+        pick = min if p["variant"] == "first" else max
+        best = pick(firsts)
+        winners = [i for i, f in enumerate(firsts) if f == best]
+        if len(winners) != 1:
+            raise ValueError(f"{p['variant']} appearance is shared by {len(winners)} objects (frame {best})")
+        return name(record, winners[0])
+    if qtype == "event_order":
+        at = _event_of_ref(record, p["anchor"])["frames"][0]
+        before = p["variant"] == "before"
+        hits = [r for r in p["events"] if (_event_of_ref(record, r)["frames"][0] < at) == before]
+        if len(hits) != 1:
+            raise ValueError(
+                f"event_order needs exactly one option {p['variant']} the anchor, the record has {len(hits)}"
+            )
+        return describe_ref(record, hits[0])
+    if qtype == "distinct_count":
+        return str(len(record["objects"]))
+    if qtype == "start_end":
+        hits = [i for i in p["candidates"] if _start_end_holds(record, p["variant"], i)]
+        if len(hits) != 1:
+            raise ValueError(f"start_end ({p['variant']}) needs exactly one candidate that holds, got {len(hits)}")
+        return name(record, hits[0])
+    if qtype == "event_total":
+        return str(len(events_of(record, p["event"])))
+    if qtype == "returns":
+        return str(_returns(record, p["object"]))
+    raise ValueError(f"unknown long qtype {qtype!r}; expected one of {LONG_QTYPES}")
+
+
+def q_first_appearance(rng: np.random.Generator, record: dict, sep: int) -> Draft | None:
+    n = len(record["objects"])
+    firsts = sorted((first_frame(record, i), i) for i in range(n))
+    variants = []
+    if n >= 2 and firsts[1][0] - firsts[0][0] >= sep:
+        variants.append("first")
+    if n >= 2 and firsts[-1][0] - firsts[-2][0] >= sep:
+        variants.append("last")
+    if not variants:
+        return None
+    variant = variants[int(rng.integers(len(variants)))]
+    winner = firsts[0][1] if variant == "first" else firsts[-1][1]
+    if variant == "first":
+        text = "Which object appeared first in the video?"
+    else:
+        text = "Which object was the last one to show up in the video?"
+    wrong = _other_names(rng, record, exclude={winner})
+    return text, wrong, {"variant": variant}, [0, firsts[-1][0]], False
+
+
+def q_event_order(rng: np.random.Generator, record: dict, sep: int) -> Draft | None:
+    evs = [ev for ev in record["events"] if ev["type"] in _ORDER_KINDS]
+    refs = [r for r in (_event_ref(record, ev) for ev in evs) if r[2] < len(ORDINALS)]
+    if len(refs) < 4:
+        return None
+    frame = {tuple(r): _event_of_ref(record, r)["frames"][0] for r in refs}
+    variant = "before" if rng.random() < 0.5 else "after"
+    for j in rng.permutation(len(refs)):
+        anchor = refs[int(j)]
+        at = frame[tuple(anchor)]
+        early = [r for r in refs if frame[tuple(r)] <= at - sep]
+        late = [r for r in refs if frame[tuple(r)] >= at + sep]
+        one, three = (early, late) if variant == "before" else (late, early)
+        if one and len(three) >= 3:
+            truth = one[int(rng.integers(len(one)))]
+            others = [three[int(k)] for k in rng.permutation(len(three))[:3]]
+            params = {"variant": variant, "anchor": anchor, "events": [truth, *others]}
+            wrong = [describe_ref(record, r) for r in others]
+            anchor_text = describe_ref(record, anchor)
+            text = f"Which of these happened {variant} {anchor_text[0].lower() + anchor_text[1:]}?"
+            frames_used = [frame[tuple(r)] for r in (anchor, truth, *others)]
+            return text, wrong, params, [min(frames_used), max(frames_used)], False
+    return None
+
+
+def q_distinct_count(rng: np.random.Generator, record: dict, sep: int) -> Draft | None:
+    n = len(record["objects"])
+    if n == 0:
+        return None
+    text = "How many different objects appeared over the whole video? An object that leaves and comes back counts once."
+    return text, _numbers(rng, n, 1), {}, [0, int(record["num_frames"]) - 1], False
+
+
+def q_start_end(rng: np.random.Generator, record: dict, sep: int) -> Draft | None:
+    n = len(record["objects"])
+    sets = {v: [i for i in range(n) if _start_end_holds(record, v, i)] for v in _START_END}
+    variants = [v for v in _START_END if sets[v]]
+    if not variants:
+        return None
+    variant = variants[int(rng.integers(len(variants)))]
+    truth = sets[variant][int(rng.integers(len(sets[variant])))]
+    wrong_ids = [i for i in range(n) if i not in sets[variant]]
+    wrong_ids = [wrong_ids[int(k)] for k in rng.permutation(len(wrong_ids))[:3]]
+    wrong = [name(record, i) for i in wrong_ids]
+    wrong += _other_names(rng, record, exclude=set(range(n)), k=3 - len(wrong)) if len(wrong) < 3 else []
+    which = "Which object" if len(sets[variant]) == 1 else "Which of these objects"
+    params = {"variant": variant, "candidates": [int(truth), *[int(i) for i in wrong_ids]]}
+    return f"{which} {_START_END[variant]}?", wrong, params, [0, int(record["num_frames"]) - 1], False
+
+
+def q_event_total(rng: np.random.Generator, record: dict, sep: int) -> Draft | None:
+    if not record["objects"]:
+        return None
+    kind = list(_TOTAL_PHRASES)[int(rng.integers(len(_TOTAL_PHRASES)))]
+    n = len(events_of(record, kind))
+    text = f"Over the whole video, how many times did an object {_TOTAL_PHRASES[kind]}?"
+    wrong = [str(k) for k in range(4) if k != n] if n <= 3 else _numbers(rng, n, 0)
+    return text, wrong, {"event": kind}, [0, int(record["num_frames"]) - 1], False
+
+
+def q_returns(rng: np.random.Generator, record: dict, sep: int) -> Draft | None:
+    """The answer's value is drawn first (uniformly among the values the video offers), then an object with it."""
+    by_value: dict[int, list[int]] = {}
+    for i in range(len(record["objects"])):
+        by_value.setdefault(_returns(record, i), []).append(i)
+    if not by_value:
+        return None
+    values = sorted(by_value)
+    objs = by_value[values[int(rng.integers(len(values)))]]
+    i = objs[int(rng.integers(len(objs)))]
+    n = _returns(record, i)
+    text = f"How many times did {name(record, i)} come back into view after it first left?"
+    wrong = [str(k) for k in range(4) if k != n] if n <= 3 else _numbers(rng, n, 0)
+    o = record["objects"][i]
+    return text, wrong, {"object": int(i)}, [int(o["first_frame"]), int(o["last_frame"])], False
+
+
+LONG_GENERATORS: dict[str, Callable[[np.random.Generator, dict, int], Draft | None]] = {
+    "first_appearance": q_first_appearance,
+    "event_order": q_event_order,
+    "distinct_count": q_distinct_count,
+    "start_end": q_start_end,
+    "event_total": q_event_total,
+    "returns": q_returns,
+}
+
+
+def make_long_questions(
+    rng: np.random.Generator,
+    record: dict,
+    video_id: str,
+    *,
+    per_type: int = 2,
+    sep: int = 16,
+    qtypes: tuple[str, ...] = LONG_QTYPES,
+    tries: int = 4,
+) -> list[dict]:
+    """Up to ``per_type`` distinct questions of each long type (``tries`` draws per wanted question)."""
+    unknown = set(qtypes) - set(LONG_QTYPES)
+    if unknown:
+        raise ValueError(f"unknown long question types {sorted(unknown)}; expected some of {LONG_QTYPES}")
+    drafts: list[tuple[str, Draft]] = []
+    for qtype in qtypes:
+        seen: set[str] = set()
+        for _ in range(per_type * tries):
+            d = LONG_GENERATORS[qtype](rng, record, sep)
+            if d is None:
+                break
+            key = repr((d[0], d[2]))
+            if key not in seen:
+                seen.add(key)
+                drafts.append((qtype, d))
+            if len(seen) == per_type:
+                break
+    return _finish_questions(rng, record, video_id, drafts)
 
 
 # ---------------------------------------------------------------------------------------------------------------
