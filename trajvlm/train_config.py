@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from trajtok.checks import check_field_types, check_frame_count
 from trajvlm.configuration import CONNECTOR_NAMES as CONNECTORS
 
 logger = logging.getLogger(__name__)
@@ -199,13 +200,15 @@ class TrainConfig:
         choice("token_mode", TOKEN_MODES)
         if self.tokens_per_trajectory not in (None, 1, 2, 4):
             raise ValueError(f"tokens_per_trajectory must be 1, 2, 4 or null, got {self.tokens_per_trajectory!r}")
+        if isinstance(self.report_to, str):
+            self.report_to = [self.report_to]
+        # every field holds its declared kind (numbers finite; no list where a number belongs), named when not
+        check_field_types(self)
         choice("stage", STAGES)
         choice("quantization", QUANTIZATIONS)
         choice("precision", PRECISIONS)
         choice("attn_implementation", ATTN_IMPLEMENTATIONS)
         choice("bnb_4bit_quant_type", ("nf4", "fp4"))
-        if isinstance(self.report_to, str):
-            self.report_to = [self.report_to]
         for sink in self.report_to:
             if sink not in REPORT_TO:
                 raise ValueError(f"report_to entries must be in {list(REPORT_TO)}, got {sink!r}")
@@ -220,8 +223,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.snapshot_at_seconds is not None and not float(self.snapshot_at_seconds) > 0:
             raise ValueError(f"snapshot_at_seconds must be > 0 or null, got {self.snapshot_at_seconds!r}")
-        if self.num_frames is not None and self.num_frames <= 0:
-            raise ValueError(f"num_frames must be positive or null (processor default), got {self.num_frames}")
+        if self.num_frames is not None:
+            check_frame_count("num_frames", self.num_frames)
+        self._check_sampling()
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if not 0.0 <= self.max_skip_fraction <= 1.0:
@@ -231,9 +235,9 @@ class TrainConfig:
         if self.learning_rate <= 0 or (self.connector_learning_rate is not None and self.connector_learning_rate <= 0):
             lrs = (self.learning_rate, self.connector_learning_rate)
             raise ValueError(f"learning rates must be positive, got learning_rate, connector_learning_rate = {lrs}")
-        if self.max_steps == 0 or (self.max_steps < 0 and self.num_epochs <= 0):
+        if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(
-                f"set max_steps > 0 or num_epochs > 0, got max_steps={self.max_steps}, num_epochs={self.num_epochs}"
+                f"max_steps must be a positive number of steps or -1 (num_epochs decides), got {self.max_steps}"
             )
         if self.save_total_limit is not None and self.save_total_limit <= 0:
             raise ValueError(f"save_total_limit must be positive or null (keep all), got {self.save_total_limit}")
@@ -243,6 +247,13 @@ class TrainConfig:
         if self.stage == "align" and self.full_finetune:
             raise ValueError("full_finetune needs stage: finetune (stage 'align' keeps the LLM frozen)")
         if self.quantization != "none" and self.full_finetune:
+        if self.max_steps == -1 and self.num_epochs <= 0:
+            raise ValueError(f"num_epochs must be > 0 when max_steps is -1, got num_epochs={self.num_epochs}")
+        for name in ("weight_decay", "max_grad_norm", "num_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.dataloader_num_workers < 0:
+            raise ValueError(f"dataloader_num_workers must be >= 0, got {self.dataloader_num_workers}")
             raise ValueError(
                 f"quantization={self.quantization!r} cannot be combined with full_finetune: quantised weights do not "
                 "train; use LoRA (full_finetune: false) for QLoRA, or quantization: none"
@@ -294,7 +305,7 @@ class TrainConfig:
         try:
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ValueError(f"{path} is not valid YAML ({err})") from err
+            raise ValueError(f"{path} is not valid YAML ({' '.join(str(err).split())})") from err
         if not isinstance(values, dict):
             raise ValueError(f"{path} must hold a YAML mapping of TrainConfig fields, got {type(values).__name__}")
         values.update(parse_overrides(overrides))
@@ -410,7 +421,10 @@ def parse_overrides(overrides: list[str] | dict[str, Any] | None) -> dict[str, A
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"overrides are key=value pairs, got {item!r}")
-        parsed[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        try:
+            parsed[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as err:
+            raise ValueError(f"override {item!r}: the value is not valid YAML ({' '.join(str(err).split())})") from None
     return parsed
 
 

@@ -8,6 +8,7 @@ model and ``trajtok --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -39,11 +40,38 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def is_environment_error(error: BaseException) -> bool:
+    """Failures of the files and the disk rather than of the program: a full or read-only disk, a corrupt or
+    truncated weights file, a symlink loop. Shown as one ``error:`` line like user errors."""
+    from trajtok.checks import is_corrupt_weights_error, is_disk_error
+
+    return (
+        is_disk_error(error)
+        or is_corrupt_weights_error(error)
+        or (isinstance(error, OSError) and error.errno == errno.ELOOP)
+    )
+
+
+def error_message(error: BaseException) -> str:
+    """The one line shown for a user error: its message, with the disk's reason spelled out for OSErrors."""
+    from trajtok.checks import DiskWriteError, disk_error_message, is_corrupt_weights_error, is_disk_error
+
+    if isinstance(error, DiskWriteError):
+        return str(error)
+    if is_disk_error(error):
+        return disk_error_message(error)  # type: ignore[arg-type]
+    if isinstance(error, OSError) and error.errno == errno.ELOOP:
+        return f"cannot read {error.filename!r}: symlink loop (the link points, through other links, back to itself)"
+    if is_corrupt_weights_error(error):
+        return f"a weights file is corrupt or truncated ({type(error).__name__}: {error})"
+    return str(error)
+
+
 def report_error(error: BaseException, verbose: bool) -> int:
     """Print a user error as ``error: <message>`` on stderr (its traceback first with ``-v``); returns exit status 2."""
     if verbose:
         traceback.print_exception(error)
-    print(f"error: {error}", file=sys.stderr)
+    print(f"error: {error_message(error)}", file=sys.stderr)
     return 2
 
 
@@ -80,7 +108,7 @@ def run_commands(
     try:
         return int(importlib.import_module(commands[args.command][0]).run(args) or 0)
     except Exception as e:
-        if not is_user_error(e):
+        if not (is_user_error(e) or is_environment_error(e)):
             raise
         return report_error(e, args.verbose)
 

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import yaml
 
+from trajtok.checks import check_field_types
 from trajtok.configuration import TrajTokConfig
 from trajtok.losses import BACKGROUND_MODES, segmentation_loss
 
@@ -107,9 +108,14 @@ class TrainConfig:
     model: dict = field(default_factory=dict)  # TrajTokConfig fields set on top of the preset
 
     def __post_init__(self) -> None:
+        if isinstance(self.model, (dict, type(None))):
+            self.model = dict(self.model or {})
+        if isinstance(self.trajvit2, (dict, type(None))):
+            self.trajvit2 = dict(self.trajvit2 or {})
+        check_field_types(self)  # each field its declared kind, numbers finite: the error names the field
+        if len(self.betas) != 2 or any(isinstance(b, bool) or not isinstance(b, (int, float)) for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
         self.betas = tuple(float(b) for b in self.betas)
-        self.model = dict(self.model or {})
-        self.trajvit2 = dict(self.trajvit2 or {})
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.clip_weight < 0:
@@ -200,7 +206,10 @@ def _parse_value(text: str) -> Any:
     """A command-line value as YAML, with numbers YAML 1.1 reads as strings (``3e-3``) made floats."""
     if not text:
         return None
-    value = yaml.safe_load(text)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"override value {text!r} is not valid YAML ({' '.join(str(e).split())})") from None
     if isinstance(value, str):
         try:
             return float(value)
@@ -231,7 +240,10 @@ def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> TrainConfig:
     """TrainConfig from a YAML preset (or a train_config.json) plus ``key=value`` overrides."""
     path = preset_path(path)
-    d = yaml.safe_load(path.read_text()) or {}  # JSON is YAML
+    try:
+        d = yaml.safe_load(path.read_text()) or {}  # JSON is YAML
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path} is not valid YAML ({' '.join(str(e).split())})") from None
     if not isinstance(d, dict):
         raise ValueError(f"{path}: expected a mapping of TrainConfig fields, got {type(d).__name__}")
     return TrainConfig.from_dict(apply_overrides(d, overrides or []))

@@ -1,0 +1,273 @@
+"""Checks shared by the configs and the command lines of both packages: the declared types of a dataclass config's
+fields, the frame-count bound, the device name, unreadable weights and disk-level write failures, each turned into
+one clear message (the command lines print it as ``error: ...`` and exit 2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import math
+import os
+import pickle
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+# Most frames any entry point samples from one video. Frames are decoded and held at once (the model's size, 3
+# bytes a pixel, plus the model's activations per frame), so a typo such as 100000 grows by gigabytes before
+# anything fails; the paper's longest setting is 128 frames, long-video benchmarks sample at most a few hundred.
+MAX_FRAMES = 4096
+
+# OSError numbers that say the disk (not the program) is the problem, with the words shown for them.
+DISK_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EIO: "input/output error",
+}
+
+
+# ---------------------------------------------------------------------------------------------- config fields
+
+
+def check_field_types(config: Any) -> None:
+    """Check (and coerce) every field of a dataclass ``config`` against its declared type, naming the field.
+
+    Declared ``int`` / ``float`` fields accept numbers written as text (YAML 1.1 reads ``3e-3`` as a string) and
+    become that number; a float must be finite (``.nan`` and ``.inf`` are refused); ``bool``, ``str``, ``list``,
+    ``dict`` and ``tuple`` fields must hold that kind (a list where a number belongs is refused, not cast).
+    ``X | None`` fields also take null. Raises ValueError ``"<field> must be <kind>, got <value>"``.
+    """
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        declared = str(f.type).replace(" ", "")
+        kinds = [k.split("[", 1)[0] for k in _split_union(declared)]
+        if value is None:
+            if "None" in kinds:
+                continue
+            raise ValueError(f"{f.name} must not be null (expected {declared})")
+        setattr(config, f.name, _check_value(f.name, value, [k for k in kinds if k != "None"], declared))
+
+
+def _split_union(declared: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(declared):
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "|" and depth == 0:
+            parts.append(declared[start:i])
+            start = i + 1
+    parts.append(declared[start:])
+    return parts
+
+
+def _check_value(name: str, value: Any, kinds: list[str], declared: str) -> Any:
+    if "Any" in kinds or not kinds:
+        return value
+    if "float" in kinds:
+        number = _as_number(value, float)
+        if number is not None:
+            if not math.isfinite(number):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            return number
+    if "int" in kinds:
+        number = _as_number(value, int)
+        if number is not None:
+            return number
+    if "bool" in kinds and isinstance(value, bool):
+        return value
+    if "str" in kinds and isinstance(value, str):
+        return value
+    if "list" in kinds and isinstance(value, (list, tuple)):
+        return list(value)
+    if "tuple" in kinds and isinstance(value, (list, tuple)):
+        return tuple(value)
+    if "dict" in kinds and isinstance(value, dict):
+        return value
+    words = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+    words |= {"list": "a list", "tuple": "a list", "dict": "a mapping"}
+    expected = " or ".join(words.get(k, k) for k in kinds) + (" or null" if "None" in declared else "")
+    return _raise(f"{name} must be {expected}, got {value!r} ({type(value).__name__})")
+
+
+def _as_number(value: Any, kind: type) -> int | float | None:
+    """``value`` as an int / float, or None when it is not one (bools, lists, words are not numbers)."""
+    if isinstance(value, bool):
+        return None
+    if kind is int:
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return int(value.strip())
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return float(value.strip())
+    return None
+
+
+def _raise(message: str) -> Any:
+    raise ValueError(message)
+
+
+# ------------------------------------------------------------------------------------------------------ frames
+
+
+def check_frame_count(name: str, value: Any, *, limit: int = MAX_FRAMES) -> None:
+    """Raise ValueError unless ``value`` is None or an int in ``1..limit`` (frames sampled from one video)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer (frames per video), got {value!r}")
+    if value > limit:
+        raise ValueError(
+            f"{name}={value} is more than the {limit} frames one video may be sampled at (trajtok.checks.MAX_FRAMES:"
+            " every frame is held in memory at once); sample fewer frames"
+        )
+
+
+def check_rate(name: str, value: Any) -> None:
+    """Raise ValueError unless ``value`` is None or a finite positive number (frames per second)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number (frames per second), got {value!r}")
+
+
+# ------------------------------------------------------------------------------------------------------ device
+
+
+def check_device(device: str | None) -> str | None:
+    """``device`` as torch reads it, or ValueError naming it: unknown names, CUDA on a machine without one."""
+    if device is None or device == "auto":
+        return device
+    import torch
+
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown device {device!r} ({e}); expected cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but no CUDA GPU is available; use --device cpu")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+    elif resolved.type not in ("cpu", "mps", "xpu"):
+        raise ValueError(f"unknown device {device!r}; expected cpu, cuda or cuda:N")
+    return device
+
+
+# ----------------------------------------------------------------------------------------------------- weights
+
+
+def is_corrupt_weights_error(error: BaseException) -> bool:
+    """A failure to read a weights or state file: safetensors' header / size errors, a damaged torch pickle."""
+    if type(error).__name__ == "SafetensorError":
+        return True
+    if isinstance(error, (pickle.UnpicklingError, EOFError)):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("PytorchStreamReader" in text or "zip archive" in text)
+
+
+@contextlib.contextmanager
+def reading_weights(path: str | os.PathLike, what: str = "checkpoint") -> Iterator[None]:
+    """Around loading ``path``: a corrupt or truncated weights file becomes ValueError naming ``path``; a model
+    folder without weights (transformers' OSError) becomes FileNotFoundError naming it."""
+    try:
+        yield
+    except Exception as e:
+        if is_corrupt_weights_error(e):
+            raise ValueError(
+                f"{what} {str(path)!r}: a weights file is corrupt or truncated ({type(e).__name__}: {e}); "
+                "save or copy the checkpoint again"
+            ) from e
+        if type(e) is OSError and e.errno is None and "no file named" in str(e):
+            raise FileNotFoundError(f"{what} {str(path)!r} has no weights: {e}") from e
+        raise
+
+
+# ------------------------------------------------------------------------------------------------- disk errors
+
+
+def is_disk_error(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in DISK_ERRORS
+
+
+def disk_error_message(error: OSError) -> str:
+    """``cannot write '<file>': no space left on the device [...]`` for an OSError of :data:`DISK_ERRORS`."""
+    where = f" {error.filename!r}" if error.filename else ""
+    reason = DISK_ERRORS.get(error.errno or 0, error.strerror or str(error))
+    return f"cannot write{where}: {reason} ({error})"
+
+
+class DiskWriteError(OSError):
+    """Writing an output failed at the disk (full, quota, read-only); the message says what was kept."""
+
+    def __init__(self, number: int | None, message: str):
+        super().__init__(number, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike, kept: str | None = None) -> Iterator[Path]:
+    """Write a folder atomically: yields ``.tmp_<name>`` beside ``target``, renamed to ``target`` when the block
+    ends without error (an existing ``target`` is replaced only then). On any error the temporary folder is removed
+    and ``target`` is untouched; a disk error becomes :class:`DiskWriteError` saying so (``kept`` names what
+    remains usable, e.g. the previous checkpoint)."""
+    target = Path(target)
+    tmp = target.parent / f".tmp_{target.name}"
+    old = target.parent / f".old_{target.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        yield tmp
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_error(e):
+            left = f"; {kept}" if kept else f"; {target} was left as it was"
+            raise DiskWriteError(e.errno, f"{disk_error_message(e)} while writing {target}{left}") from e
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, prefix: str = ".tmp_", keep: Path | None = None) -> list[Path]:
+    """Delete ``prefix*`` folders in ``folder`` that a killed save left behind (never ``keep``); returns them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if p.name.startswith(prefix) and p.is_dir() and p != keep]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return stale
+
+
+__all__ = [
+    "MAX_FRAMES",
+    "DiskWriteError",
+    "atomic_directory",
+    "check_device",
+    "check_field_types",
+    "check_frame_count",
+    "check_rate",
+    "disk_error_message",
+    "is_corrupt_weights_error",
+    "is_disk_error",
+    "reading_weights",
+    "remove_stale_temporaries",
+]
