@@ -1,5 +1,7 @@
 import json
 from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
 
 import av
 import numpy as np
@@ -9,10 +11,22 @@ from trajtok.cli import main as trajtok_main
 from trajtok.labels import TrajectoryLabels, load_labels
 from trajtok.synth import WorldConfig, answer_from_record, generate_video, write_dataset
 from trajtok.synth.dataset import SEED_RANGE, SPLITS, parse_counts, video_seed
-from trajtok.synth.text import LETTERS, QTYPES, colour_at, is_visible
+from trajtok.synth.generate import generate_long_video
+from trajtok.synth.longworld import LongWorldConfig
+from trajtok.synth.text import (
+    LETTERS,
+    LONG_QTYPES,
+    QTYPES,
+    colour_at,
+    describe_ref,
+    is_visible,
+    long_true_answer,
+    make_long_questions,
+)
 from trajtok.synth.world import COLOURS, PALETTE
 
 CUTS = WorldConfig(cut_prob=0.5)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -281,3 +295,202 @@ def test_bad_arguments_are_explained():
         parse_counts("training=3")
     assert parse_counts("train=4,test=2") == {"train": 4, "val": 0, "test": 2}
     assert parse_counts(5) == {"train": 5, "val": 5, "test": 5}
+
+
+# ------------------------------------------------------------------------------------------------- long world
+
+
+def _hand_world() -> dict:
+    """A 100-frame world written by hand: the red circle leaves twice and comes back twice, the blue square visits
+    once and turns green, the green star is there from the start and vanishes, the yellow ring pops up late."""
+
+    def obj(i, colour, shape, visible, colours=None):
+        return {
+            "id": i,
+            "colour": colour,
+            "shape": shape,
+            "colours": colours or [colour],
+            "visible": visible,
+            "first_frame": visible[0][0],
+            "last_frame": visible[-1][1],
+        }
+
+    def ev(kind, t, i, **extra):
+        return {"type": kind, "frames": [t, t], "objects": [i], **extra}
+
+    return {
+        "num_frames": 100,
+        "objects": [
+            obj(0, "red", "circle", [[0, 19], [60, 79], [90, 99]]),
+            obj(1, "blue", "square", [[30, 49]], ["blue", "green"]),
+            obj(2, "green", "star", [[0, 39]]),
+            obj(3, "yellow", "ring", [[70, 99]]),
+        ],
+        "events": [
+            ev("exit", 20, 0, side="left"),
+            ev("enter", 30, 1, side="top"),
+            ev("vanish", 40, 2),
+            ev("colour_change", 45, 1, **{"from": "blue", "to": "green"}),
+            ev("exit", 50, 1, side="right"),
+            ev("enter", 60, 0, side="left"),
+            ev("appear", 70, 3),
+            ev("exit", 80, 0, side="bottom"),
+            ev("enter", 90, 0, side="bottom"),
+        ],
+    }
+
+
+def test_long_answers_on_a_hand_built_world():
+    rec = _hand_world()
+
+    def truth(qtype, **params):
+        return long_true_answer(rec, {"qtype": qtype, "params": params})
+
+    with pytest.raises(ValueError, match="shared by 2 objects"):  # the red circle and the green star start together
+        truth("first_appearance", variant="first")
+    assert truth("first_appearance", variant="last") == "the yellow ring"
+    assert truth("first_appearance", variant="first_new") == "the blue square"
+    assert truth("distinct_count") == "4"  # the red circle came back twice and counts once
+    assert truth("start_end", variant="gone", candidates=[0, 2, 3]) == "the green star"
+    assert truth("start_end", variant="new", candidates=[0, 1, 3]) == "the yellow ring"
+    assert truth("start_end", variant="colour", candidates=[0, 1, 2]) == "the blue square"
+    assert [truth("event_total", event=k) for k in ("enter", "exit", "appear", "vanish")] == ["3", "3", "1", "1"]
+    assert [truth("returns", object=i) for i in range(4)] == ["2", "0", "0", "0"]
+    red_exits = [["exit", 0, 0], ["enter", 0, 0], ["exit", 0, 1], ["enter", 0, 1]]
+    before = truth("event_order", variant="before", anchor=["colour_change", 1, 0], events=red_exits)
+    assert before == "The red circle left the frame for the first time"
+    after = [["exit", 0, 1], ["exit", 0, 0], ["enter", 1, 0], ["vanish", 2, 0]]
+    assert truth("event_order", variant="after", anchor=["appear", 3, 0], events=after) == (
+        "The red circle left the frame for the second time"
+    )
+    with pytest.raises(ValueError, match="exactly one"):  # two options before the anchor: no single answer
+        truth("event_order", variant="before", anchor=["appear", 3, 0], events=after)
+
+    # questions drawn from the world: every type, and each stored letter points at the answer worked out above
+    expected = {
+        "distinct_count": lambda p: "4",
+        "event_total": lambda p: {"enter": "3", "exit": "3", "appear": "1", "vanish": "1"}[p["event"]],
+        "returns": lambda p: ["2", "0", "0", "0"][p["object"]],
+        "first_appearance": lambda p: {"last": "the yellow ring", "first_new": "the blue square"}[p["variant"]],
+        "start_end": lambda p: {"gone": "the green star", "new": "the yellow ring", "colour": "the blue square"}[
+            p["variant"]
+        ],
+    }
+    at: dict[tuple[str, int], list[int]] = {}
+    for e in rec["events"]:
+        at.setdefault((e["type"], e["objects"][0]), []).append(e["frames"][0])
+
+    def frame(ref: list) -> int:
+        return at[(ref[0], ref[1])][ref[2]]
+
+    seen = Counter()
+    for seed in range(12):
+        for q in make_long_questions(np.random.default_rng(seed), rec, "hand", per_type=2, sep=10):
+            seen[q["qtype"]] += 1
+            assert len(q["options"]) == 4 and len(set(q["options"])) == 4
+            answer = q["options"][LETTERS.index(q["answer"])]
+            if q["qtype"] in expected:
+                assert answer == expected[q["qtype"]](q["params"]), q
+            else:  # event_order: the one option on the asked side of the anchor, by the hand-written frames
+                side = [
+                    r
+                    for r in q["params"]["events"]
+                    if (frame(r) < frame(q["params"]["anchor"])) == (q["params"]["variant"] == "before")
+                ]
+                assert len(side) == 1 and answer == describe_ref(rec, side[0])
+    assert set(seen) == set(LONG_QTYPES), seen
+
+
+@pytest.fixture(scope="module")
+def long_videos():
+    cfg = LongWorldConfig(visit_frames=(16, 40), min_gap=8)
+    return [generate_long_video(seed, 128, 48, 48, 5, config=cfg, min_separation=8) for seed in range(4)]
+
+
+def test_long_world_labels_events_and_questions_agree(long_videos):
+    returned = 0
+    qtypes = Counter()
+    for v in long_videos:
+        rec = v.record
+        T = rec["num_frames"]
+        assert rec["world"] == "long" and v.frames.shape == (T, 48, 48, 3)
+        for o in rec["objects"]:
+            seen = (v.masks == o["id"] + 1).reshape(T, -1).any(axis=1)
+            expected = np.zeros(T, dtype=bool)
+            for s, e in o["visible"]:
+                expected[s : e + 1] = True
+            np.testing.assert_array_equal(seen, expected)
+        for ev in rec["events"]:
+            s, i = ev["frames"][0], ev["objects"][0]
+            if ev["type"] in ("enter", "appear"):
+                assert is_visible(rec, i, s) and not is_visible(rec, i, s - 1)
+            if ev["type"] in ("exit", "vanish"):
+                assert not is_visible(rec, i, s) and is_visible(rec, i, s - 1)
+        returned += sum(
+            int(long_true_answer(rec, {"qtype": "returns", "params": {"object": i}})) > 0
+            for i in range(len(rec["objects"]))
+        )
+        for q in rec["questions"]:
+            qtypes[q["qtype"]] += 1
+            assert answer_from_record(rec, q) == q["answer"]
+    assert returned >= 2  # objects leave and come back
+    assert set(qtypes) == set(LONG_QTYPES), qtypes
+
+
+def test_long_objects_are_big_enough_to_tell_apart():
+    v = generate_long_video(3, 24, 128, 128, 6, config=LongWorldConfig(visit_frames=(8, 16), min_gap=4))
+    assert min(o["size_px"] for o in v.record["objects"]) >= 0.14 * 128  # >= 16 px at 128 px frames
+    small = generate_long_video(3, 24, 128, 128, 6, config=LongWorldConfig(object_size=(0.1, 0.1), min_gap=4))
+    assert {o["size_px"] for o in small.record["objects"]} == {12.8}
+    with pytest.raises(ValueError, match="object_size"):
+        LongWorldConfig(object_size=(0.3, 0.2))
+
+
+def test_long_world_manifest_records_every_setting_and_like_redraws_it(tmp_path, capsys):
+    argv = ["synth", "--world", "long", "--num-videos", "0", "--val", "2", "--frames", "64-80", "--size", "32"]
+    argv += ["--objects", "3-4", "--visit-frames", "12-30", "--min-gap", "6", "--min-separation", "6"]
+    assert trajtok_main([*argv, "--out", str(tmp_path / "a"), "--seed", "1", "--camera", "pan"]) == 0
+    gen = json.loads((tmp_path / "a" / "manifest.json").read_text())["generator"]
+    assert gen["world"] == "long" and gen["num_videos"] == {"train": 0, "val": 2, "test": 0}
+    assert gen["config"] == {
+        **json.loads(json.dumps(asdict(LongWorldConfig()))),
+        "visit_frames": [12, 30],
+        "min_gap": 6,
+        "camera": "pan",
+    }
+    assert gen["questions_per_type"] == 2 and gen["min_separation"] == 6 and gen["qtypes"] == list(LONG_QTYPES)
+    like = ["synth", "--like", str(tmp_path / "a" / "manifest.json")]
+    assert trajtok_main([*like, "--out", str(tmp_path / "b"), "--seed", "2"]) == 0
+    assert trajtok_main([*like, "--out", str(tmp_path / "c"), "--size", "48"]) == 0
+    b = json.loads((tmp_path / "b" / "manifest.json").read_text())["generator"]
+    c = json.loads((tmp_path / "c" / "manifest.json").read_text())["generator"]
+    assert {k for k in gen if gen[k] != b[k]} == {"seed"} and b["seed"] == 2
+    assert {k for k in gen if gen[k] != c[k]} == {"size"} and c["size"] == [48, 48]
+    qa = {name: (tmp_path / name / "val" / "qa.json").read_text() for name in "ab"}
+    assert qa["a"] != qa["b"] and len(json.loads(qa["a"])) >= 8  # a new world, questions from both videos
+    # same settings and seed: the same world again
+    assert trajtok_main([*like, "--out", str(tmp_path / "a2")]) == 0
+    assert (tmp_path / "a2" / "val" / "qa.json").read_text() == qa["a"]
+
+    bad = [
+        (["--visits", "2"], "--visits: options of the long world"),
+        (["--world", "long", "--cuts", "0.5"], "no cuts"),
+        (["--like", str(tmp_path / "a" / "manifest.json"), "--world", "short"], "contradicts"),
+        (["--like", str(tmp_path / "nope.json")], "manifest not found"),
+        (["--world", "long", "--visits", "3-1"], "visits must be a range"),
+    ]
+    for extra, needle in bad:
+        assert trajtok_main(["synth", "--out", str(tmp_path / "x"), *extra]) == 2
+        assert needle in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_trajworld_task_scores_every_long_question_type():
+    text = {
+        name: (ROOT / "eval" / "tasks" / "trajworld" / f"{name}.yaml").read_text()
+        for name in ("trajworld", "trajworld_open")
+    }
+    utils = (ROOT / "eval" / "tasks" / "trajworld" / "utils.py").read_text()
+    for q in LONG_QTYPES:
+        assert f'acc_{q} = accuracy_where("qtype", "{q}")' in utils
+        assert all(f"aggregation: !function utils.acc_{q}\n" in t for t in text.values())

@@ -30,6 +30,9 @@ from trajvlm.integrations.lmms_eval_tasks import (
 )
 
 QTYPES = ("count", "order", "exit_side", "attribute", "collision", "first_event", "event_count", "change")
+# the long world's whole-video questions (`trajtok synth --world long`)
+LONG_QTYPES = ("first_appearance", "event_order", "distinct_count", "start_end", "event_total", "returns")
+QTYPES = QTYPES + LONG_QTYPES
 LAYOUT = "TRAJWORLD_DIR/{test,val,train}/qa.json + the videos it names (the output of `trajtok synth --out DIR`)"
 
 
@@ -131,3 +134,9 @@ acc_collision = accuracy_where("qtype", "collision")
 acc_first_event = accuracy_where("qtype", "first_event")
 acc_event_count = accuracy_where("qtype", "event_count")
 acc_change = accuracy_where("qtype", "change")
+acc_first_appearance = accuracy_where("qtype", "first_appearance")
+acc_event_order = accuracy_where("qtype", "event_order")
+acc_distinct_count = accuracy_where("qtype", "distinct_count")
+acc_start_end = accuracy_where("qtype", "start_end")
+acc_event_total = accuracy_where("qtype", "event_total")
+acc_returns = accuracy_where("qtype", "returns")

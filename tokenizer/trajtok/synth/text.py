@@ -500,8 +500,10 @@ def long_true_answer(record: dict, question: dict) -> str:
     qtype, p = question["qtype"], question["params"]
     if qtype == "first_appearance":
         firsts = [first_frame(record, i) for i in range(len(record["objects"]))]
-        pick = min if p["variant"] == "first" else max
-        best = pick(firsts)
+        if p["variant"] == "first_new":  # among the objects not in view in the first frame
+            firsts = [f if f > 0 else None for f in firsts]
+        pick = max if p["variant"] == "last" else min
+        best = pick(f for f in firsts if f is not None)
         winners = [i for i, f in enumerate(firsts) if f == best]
         if len(winners) != 1:
             raise ValueError(f"{p['variant']} appearance is shared by {len(winners)} objects (frame {best})")
@@ -537,14 +539,18 @@ def q_first_appearance(rng: np.random.Generator, record: dict, sep: int) -> Draf
         variants.append("first")
     if n >= 2 and firsts[-1][0] - firsts[-2][0] >= sep:
         variants.append("last")
+    later = [(f, i) for f, i in firsts if f > 0]
+    if n and firsts[0][0] == 0 and later and (len(later) == 1 or later[1][0] - later[0][0] >= sep):
+        variants.append("first_new")  # some objects are there from the start: who came first after them
     if not variants:
         return None
     variant = variants[int(rng.integers(len(variants)))]
-    winner = firsts[0][1] if variant == "first" else firsts[-1][1]
-    if variant == "first":
-        text = "Which object appeared first in the video?"
-    else:
-        text = "Which object was the last one to show up in the video?"
+    winner = {"first": firsts[0][1], "last": firsts[-1][1], "first_new": later[0][1] if later else -1}[variant]
+    text = {
+        "first": "Which object appeared first in the video?",
+        "last": "Which object was the last one to show up in the video?",
+        "first_new": "Of the objects not in view at the start, which one showed up first?",
+    }[variant]
     wrong = _other_names(rng, record, exclude={winner})
     return text, wrong, {"variant": variant}, [0, firsts[-1][0]], False
 
