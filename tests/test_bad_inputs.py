@@ -391,6 +391,84 @@ def test_lmms_eval_model_rejects_bad_settings(vlm, files, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device 'cuda' requested"):
             TrajVLMLmms(pretrained=str(vlm), device="cuda")
+    cases = [
+        ({"num_frames": "-1"}, "num_frames must be a positive integer .* got -1"),
+        ({"num_frames": "abc"}, "num_frames must be an integer, got 'abc'"),
+        ({"num_frames": "100000"}, "num_frames=100000 is more than the 4096 frames"),
+        ({"max_frames": "0"}, "max_frames must be a positive integer"),
+        ({"fps": "nan"}, "fps must be a positive finite number .* got nan"),
+        ({"batch_size": "0"}, "batch_size must be a positive integer, got '0'"),  # used to become 1
+        ({"max_context": "-5"}, "max_context must be a positive integer"),
+        ({"device": "tpu9"}, "unknown device 'tpu9'"),
+        ({"frames": "8"}, r"unknown model_args for trajvlm: \['frames'\]"),
+    ]
+    for args, match in cases:
+        with pytest.raises(ValueError, match=match):
+            TrajVLMLmms(pretrained=str(vlm), **args)
+    with pytest.raises(ValueError, match="pretrained=PATH is required"):
+        TrajVLMLmms(num_frames="4")
+
+
+def test_lmms_eval_model_corrupt_or_missing_weights(vlm, tmp_path):
+    pytest.importorskip("lmms_eval")
+    from trajvlm.integrations.lmms_eval import TrajVLMLmms
+
+    broken = tmp_path / "vlm"
+    shutil.copytree(vlm, broken)
+    weights = broken / "model.safetensors"
+    whole = weights.read_bytes()
+    for content in (whole[: len(whole) // 2], b"\x00garbage" * 30):  # truncated copy, not a safetensors file
+        weights.write_bytes(content)
+        with pytest.raises(ValueError, match=f"'{broken}': a weights file is corrupt or truncated"):
+            TrajVLMLmms(pretrained=str(broken))
+    weights.unlink()
+    with pytest.raises(FileNotFoundError, match=f"'{broken}' has no weights"):
+        TrajVLMLmms(pretrained=str(broken))
+
+
+def test_lmms_eval_model_args_exit_2_with_one_line(vlm, tmp_path, capsys):
+    """lmms-eval's CLI catches every exception of a run and exits 0; bad model_args leave through SystemExit(2)."""
+    pytest.importorskip("lmms_eval")
+    from trajvlm.integrations.lmms_eval import TrajVLMLmms
+
+    for arg_string, needles in (
+        (f"pretrained={vlm},num_frames=abc", ["num_frames", "'abc'"]),
+        (f"pretrained={vlm},batch_size=0", ["batch_size must be a positive integer", "got 0"]),
+        (f"pretrained={tmp_path / 'none'}", [tmp_path / "none", "not found"]),
+        (f"pretrained={vlm},bogus=1", ["unknown model_args", "bogus"]),
+        ("num_frames=4", ["pretrained=PATH is required"]),
+        (f"pretrained={vlm},num_frames", ["key=value"]),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            TrajVLMLmms.create_from_arg_string(arg_string, {"batch_size": 1, "device": None})
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and "Traceback" not in err, err
+        (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert f"trajvlm model_args {arg_string!r}" in line
+        for needle in needles:
+            assert str(needle) in line, (needle, line)
+    model = TrajVLMLmms.create_from_arg_string(f"pretrained={vlm},num_frames=2", {"batch_size": 3, "device": "cpu"})
+    assert model.batch_size == 3 and model.processor.num_frames == 2
+
+
+def test_lmms_eval_cli_exits_nonzero_on_bad_model_args(vlm, tmp_path):
+    """The real `python -m lmms_eval` with a bad model_args: exit 2 and one error line, not exit 0."""
+    pytest.importorskip("lmms_eval")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tokenizer"), str(ROOT)]),
+        "OMP_NUM_THREADS": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+    cmd = [sys.executable, "-m", "lmms_eval", "--model", "trajvlm", "--model_args", f"pretrained={vlm},num_frames=-1",
+           "--tasks", "trajworld", "--include_path", str(ROOT / "eval" / "tasks"), "--output_path", str(tmp_path / "o")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, (proc.stdout + proc.stderr)[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "error: trajvlm model_args" in proc.stderr and "num_frames must be a positive integer" in proc.stderr
+    assert "got -1" in proc.stderr
 
 
 def test_lmms_eval_failed_samples_file_is_per_run(vlm, tmp_path):

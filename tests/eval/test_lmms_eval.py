@@ -175,12 +175,15 @@ def test_blind_asks_without_the_video(lmm, synth_world):
     assert seeing[0][0] != pytest.approx(blind[0][0], abs=1e-4)  # the video changed the score
 
 
-def test_blind_model_arg_is_checked(tiny_model_dir):
+def test_blind_model_arg_is_checked(tiny_model_dir, capsys):
     from trajvlm.integrations.lmms_eval import TrajVLMLmms
 
     assert TrajVLMLmms.create_from_arg_string(f"pretrained={tiny_model_dir},blind=true", {}).blind is True
     with pytest.raises(ValueError, match="blind must be true or false"):
+        TrajVLMLmms(pretrained=str(tiny_model_dir), blind="maybe")
+    with pytest.raises(SystemExit):  # lmms-eval's CLI would swallow a ValueError and exit 0
         TrajVLMLmms.create_from_arg_string(f"pretrained={tiny_model_dir},blind=maybe", {})
+    assert "blind must be true or false, got 'maybe'" in capsys.readouterr().err
 
 
 def test_multi_round(lmm, synth_world):

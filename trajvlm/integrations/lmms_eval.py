@@ -13,6 +13,13 @@ processor's saved settings), ``batch_size``, ``device``, ``dtype`` (``bf16``, ``
 (cap on prompt + answer tokens), ``system_prompt``, ``failures_path`` (where ``failed_samples.jsonl`` goes; default:
 the run's ``--output_path``), ``blind`` (``true``: the questions without their videos, a text-only control).
 
+Bad ``model_args`` (an unknown key, ``num_frames=-1`` or ``abc``, ``batch_size=0``, a missing or corrupt
+``pretrained``, an unknown device) end the run with one line ``error: trajvlm model_args ...: <reason>`` on stderr
+and exit status 2 (``--verbosity DEBUG`` adds the traceback). lmms-eval's own ``cli_evaluate`` catches every
+exception a run raises, prints it and exits 0, so scripts could not tell a failed run from a finished one: the
+model therefore leaves through ``SystemExit(2)`` from :meth:`TrajVLMLmms.create_from_arg_string`, which lmms-eval
+does not catch. Built directly, ``TrajVLMLmms(...)`` raises the ValueError / FileNotFoundError itself.
+
 A sample whose video is missing or unreadable, or whose prompt does not fit the context, does not stop the run: it
 is answered with :data:`~trajvlm.integrations.lmms_eval_tasks.FAILED_ANSWER` (log-likelihood ``-inf``), logged
 with the reason, and written to ``failed_samples.jsonl`` (one file per run: an earlier run's file in the same place
@@ -24,8 +31,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +43,7 @@ from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 from tqdm import tqdm
 
+from trajtok.checks import check_frame_count, check_rate, reading_weights
 from trajvlm.inference import (
     generate_batch,
     load_frames,
@@ -73,10 +83,19 @@ def failures_file(failures_path: str | None, argv: Sequence[str] | None = None) 
 def _as_int(name: str, value: Any) -> int | None:
     if value is None or value == "":
         return None
+    if isinstance(value, bool):
+        raise ValueError(f"model_args {name} must be an integer, got {value!r}")
     try:
         return int(value)
     except (TypeError, ValueError):
         raise ValueError(f"model_args {name} must be an integer, got {value!r}") from None
+
+
+def _as_positive_int(name: str, value: Any) -> int | None:
+    number = _as_int(name, value)
+    if number is not None and number < 1:
+        raise ValueError(f"model_args {name} must be a positive integer, got {value!r}")
+    return number
 
 
 def _as_bool(name: str, value: Any) -> bool:
@@ -106,7 +125,7 @@ class TrajVLMLmms(lmms):
 
     def __init__(
         self,
-        pretrained: str,
+        pretrained: str | None = None,
         connector: str | None = None,
         num_frames: int | str | None = None,
         fps: float | str | None = None,
@@ -127,25 +146,33 @@ class TrajVLMLmms(lmms):
                 f"unknown model_args for trajvlm: {sorted(kwargs)}; valid: pretrained, connector, num_frames, fps, "
                 "max_frames, batch_size, device, dtype, max_context, system_prompt, failures_path, blind"
             )
+        if not pretrained:
+            raise ValueError(
+                "model_args pretrained=PATH is required: a TrajVLM, llava-hf base or LoRA checkpoint folder"
+            )
         if batch_size == "auto" or (isinstance(batch_size, str) and batch_size.startswith("auto")):
             logger.info("batch_size=auto is not supported by trajvlm; using 1")
             batch_size = 1
-        self._batch_size = _as_int("batch_size", batch_size) or 1
-        if self._batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self._batch_size}")
-        self.max_context = _as_int("max_context", max_context)
+        self._batch_size = _as_positive_int("batch_size", batch_size) or 1  # unset (None / "") -> 1; 0 is refused
+        self.max_context = _as_positive_int("max_context", max_context)
+        num_frames_, max_frames_ = _as_int("num_frames", num_frames), _as_int("max_frames", max_frames)
+        check_frame_count("model_args num_frames", num_frames_)
+        check_frame_count("model_args max_frames", max_frames_)
+        fps_ = _as_float("fps", fps)
+        check_rate("model_args fps", fps_)
         # blind=true: every question without its video (the text-only control: what the questions alone give away)
         self.blind = _as_bool("blind", blind)
         self.system_prompt = self._resolve_system_prompt(system_prompt) if system_prompt else None
-        self.model, self.processor = load_model(
-            pretrained,
-            device=_distributed_device(device),
-            dtype=dtype,
-            connector=connector,
-            num_frames=_as_int("num_frames", num_frames),
-            fps=_as_float("fps", fps),
-            max_frames=_as_int("max_frames", max_frames),
-        )
+        with reading_weights(pretrained, "model_args pretrained"):
+            self.model, self.processor = load_model(
+                pretrained,
+                device=_distributed_device(device),
+                dtype=dtype,
+                connector=connector,
+                num_frames=num_frames_,
+                fps=fps_,
+                max_frames=max_frames_,
+            )
         self.failures_path = failures_file(failures_path)
         if self.failures_path is not None and self.failures_path.is_file() and self.rank == 0:
             # one file per run: rows of an earlier run in the same output folder would be counted as this run's
@@ -156,12 +183,29 @@ class TrajVLMLmms(lmms):
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):
-        """model_args win over the CLI's ``--batch_size`` / ``--device`` (lmms-eval passes both, which would clash)."""
+        """model_args win over the CLI's ``--batch_size`` / ``--device`` (lmms-eval passes both, which would clash).
+
+        Bad settings leave through ``SystemExit(2)`` after one ``error:`` line on stderr: lmms-eval catches any
+        exception of a run and exits 0 (see the module docstring)."""
         from lmms_eval import utils
 
-        args = utils.simple_parse_args_string(arg_string)
-        extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k not in args}
-        return cls(**args, **extra)
+        try:
+            try:
+                args = utils.simple_parse_args_string(arg_string)
+            except ValueError as e:
+                raise ValueError(f"not a list of key=value pairs ({e})") from e
+            extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k not in args}
+            return cls(**args, **extra)
+        except Exception as e:
+            from trajtok.cli import USER_ERRORS, error_message, is_environment_error
+
+            if not (isinstance(e, USER_ERRORS) or is_environment_error(e)):
+                raise
+            if os.environ.get("VERBOSITY", "").upper() == "DEBUG":  # lmms-eval's --verbosity DEBUG
+                traceback.print_exception(e)
+            message = error_message(e).removeprefix("model_args ")
+            print(f"error: trajvlm model_args {arg_string!r}: {message}", file=sys.stderr)
+            raise SystemExit(2) from e
 
     @property
     def batch_size(self) -> int:
@@ -383,8 +427,6 @@ class TrajVLMLmms(lmms):
 
 def _distributed_device(device: str | None) -> str | None:
     """Under ``accelerate launch`` / ``torchrun`` each process takes the GPU of its LOCAL_RANK."""
-    import os
-
     import torch
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and torch.cuda.is_available() and device in (None, "cuda"):
