@@ -579,8 +579,9 @@ class LlavaVideoDataset(Dataset):
             raise SampleError(f"row {index} is a {type(sample).__name__}, not an object")
         return sample
 
-    def build(self, index: int) -> dict[str, Any]:
-        """Sample ``index`` as tensors; raises SampleError when it cannot be used."""
+    def build(self, index: int, *, check_length: bool = True) -> dict[str, Any]:
+        """Sample ``index`` as tensors; raises SampleError when it cannot be used (with ``check_length``, also
+        when it is longer than ``max_length``)."""
         sample = self._sample(index)
         kind, paths = self.media(sample)
         messages = self.messages(sample, len(paths))
@@ -595,7 +596,10 @@ class LlavaVideoDataset(Dataset):
             item["pixel_values_videos"] = pixel_values
             n_tokens = self.processor.num_video_tokens(pixel_values.shape[1])
         input_ids, labels = self.tokenize(messages, n_tokens)
-        self._check_length(item["id"], len(input_ids))
+        if check_length and len(input_ids) > self.max_length:
+            raise SampleError(
+                f"sample {item['id']!r} has {len(input_ids)} tokens, more than max_length={self.max_length}"
+            )
         item["input_ids"] = torch.tensor(input_ids, dtype=torch.long)  # (L,)
         item["labels"] = torch.tensor(labels, dtype=torch.long)  # (L,)
         return item
@@ -621,9 +625,147 @@ class LlavaVideoDataset(Dataset):
             "supervised": sum(label != IGNORE_INDEX for label in labels),
         }
 
-    def _check_length(self, name: str, length: int) -> None:
-        if length > self.max_length:
-            raise SampleError(f"sample {name!r} has {length} tokens, more than max_length={self.max_length}")
+
+# ---------------------------------------------------------------------------------------------------------------
+# trajvlm validate: render samples as training would, without a model
+
+
+@dataclass
+class DataReport:
+    """What :func:`survey` found in a data file: token counts of the usable samples, the too long, the failed."""
+
+    # the data file
+    path: str
+    # samples in the file
+    total: int
+    # samples checked (evenly spaced over the file)
+    checked: int
+    # the dataset's max_length and max_skip_fraction
+    max_length: int
+    max_skip_fraction: float
+    # tokens of each sample that renders (including those over max_length)
+    tokens: list[int]
+    # frames per video of each sample with media
+    frames: list[int]
+    # samples per kind ("video", "image", "text") among those that render
+    kinds: dict[str, int]
+    # (id, tokens) of the samples over max_length
+    too_long: list[tuple[str, int]]
+    # reason (ids, paths and numbers masked) -> (count, example paths or ids)
+    failures: dict[str, tuple[int, list[str]]]
+
+    @property
+    def num_failed(self) -> int:
+        return sum(count for count, _ in self.failures.values())
+
+    @property
+    def num_ok(self) -> int:
+        """Samples training would use: rendered and within max_length."""
+        return len(self.tokens) - len(self.too_long)
+
+    def problem(self) -> str | None:
+        """Why training on this file would stop (None when it would not): every sample skipped, or more skipped
+        than max_skip_fraction allows."""
+        skipped = self.num_failed + len(self.too_long)
+        if self.num_ok == 0:
+            return f"every one of the {self.checked} samples checked in {self.path} would be skipped ({self.reasons()})"
+        if skipped > self.max_skip_fraction * self.checked:
+            return (
+                f"{skipped} of the {self.checked} samples checked in {self.path} would be skipped, more than "
+                f"max_skip_fraction={self.max_skip_fraction}: training would stop ({self.reasons()})"
+            )
+        return None
+
+    def reasons(self) -> str:
+        parts = [f"{count} x {reason}" for reason, (count, _) in self.failures.items()]
+        if self.too_long:
+            parts.append(f"{len(self.too_long)} x longer than max_length={self.max_length}")
+        return "; ".join(parts) or "none"
+
+    def lines(self) -> list[str]:
+        """The report as text lines."""
+        spread = "all" if self.checked == self.total else "evenly spaced"
+        out = [f"data {self.path}: {self.total} samples, {self.checked} checked ({spread})"]
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.kinds.items()))
+        out.append(f"  samples ok: {self.num_ok} of {self.checked}" + (f" (renders: {kinds})" if kinds else ""))
+        if self.tokens:
+            ordered = sorted(self.tokens)
+            median = ordered[len(ordered) // 2]
+            out.append(
+                f"  tokens per sample: min {ordered[0]}, median {median}, max {ordered[-1]} "
+                f"(max_length {self.max_length})"
+            )
+        if self.frames:
+            out.append(f"  frames per video: min {min(self.frames)}, max {max(self.frames)}")
+        examples = ", ".join(f"{name!r} ({n} tokens)" for name, n in self.too_long[:3])
+        line = f"  over max_length (skipped in training): {len(self.too_long)}"
+        out.append(line + (f", e.g. {examples}" if examples else ""))
+        out.append(f"  failed: {self.num_failed}")
+        for reason, (count, where) in sorted(self.failures.items(), key=lambda kv: -kv[1][0]):
+            out.append(f"    {count} x {reason}; e.g. {', '.join(where)}")
+        return out
+
+
+def _reason_key(reason: str, names: list[str]) -> str:
+    """A failure reason with its sample's paths, quoted ids and numbers masked, so alike failures group."""
+    for name in sorted(names, key=len, reverse=True):
+        reason = reason.replace(name, "<path>")
+    reason = re.sub(r"'[^']*'", "'...'", reason)
+    return re.sub(r"\d+(\.\d+)?", "N", reason)
+
+
+def survey(dataset: LlavaVideoDataset, *, limit: int | None = 200, decode: bool = False) -> DataReport:
+    """Render ``limit`` samples of ``dataset`` (evenly spaced; None = all) as training would: the chat template, the
+    connector's token count for each video's frames (from the files' metadata, or by decoding them with
+    ``decode``). Nothing is raised for bad samples: they are counted in the report, grouped by reason."""
+    total = len(dataset)
+    n = total if limit is None or limit >= total else max(1, int(limit))
+    indices = sorted({round(k * (total - 1) / max(1, n - 1)) for k in range(n)}) if n < total else range(total)
+    tokens: list[int] = []
+    frames: list[int] = []
+    kinds: dict[str, int] = {}
+    too_long: list[tuple[str, int]] = []
+    failures: dict[str, tuple[int, list[str]]] = {}
+    for i in indices:
+        sample = dataset.samples[i]
+        try:
+            if decode:
+                item = dataset.build(i, check_length=False)
+                kind = dataset.media(sample)[0]
+                pixels = item.get("pixel_values_videos")
+                info = {"id": item["id"], "tokens": len(item["input_ids"])}
+                info["frames"] = [pixels.shape[1]] * pixels.shape[0] if pixels is not None else []
+            else:
+                info = dataset.measure(i)
+                kind = info["kind"]
+        except SampleError as err:
+            try:
+                paths = [str(p) for p in dataset.media(sample)[1]]
+            except SampleError:
+                paths = []
+            name = sample.get("id", i) if isinstance(sample, dict) else i
+            key = _reason_key(str(err), paths)
+            count, where = failures.get(key, (0, []))
+            example = next((p for p in paths if p in str(err)), paths[0] if paths else f"sample {name!r}")
+            failures[key] = (count + 1, where if len(where) >= 3 or example in where else [*where, example])
+            continue
+        tokens.append(info["tokens"])
+        frames += info["frames"]
+        kinds[kind] = kinds.get(kind, 0) + 1
+        if info["tokens"] > dataset.max_length:
+            too_long.append((info["id"], info["tokens"]))
+    return DataReport(
+        path=str(dataset.json_path),
+        total=total,
+        checked=len(indices),
+        max_length=dataset.max_length,
+        max_skip_fraction=dataset.max_skip_fraction,
+        tokens=tokens,
+        frames=frames,
+        kinds=kinds,
+        too_long=too_long,
+        failures=failures,
+    )
 
 
 @dataclass
@@ -673,6 +815,7 @@ class DataCollator:
 
 __all__ = [
     "DataCollator",
+    "DataReport",
     "IGNORE_INDEX",
     "LlavaVideoDataset",
     "SampleError",
@@ -683,4 +826,5 @@ __all__ = [
     "media_entries",
     "parse_sampling_strategy",
     "planned_frames",
+    "survey",
 ]

@@ -358,6 +358,9 @@ def load_processor(cfg: TrainConfig, model_config: Any):
     if cfg.num_frames is not None:
         processor.num_frames = cfg.num_frames
         processor.fps = None
+        processor.max_frames = None
+    elif cfg.fps is not None:
+        processor.num_frames, processor.fps, processor.max_frames = None, cfg.fps, cfg.max_frames
     return processor
 
 
@@ -413,8 +416,12 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
             root,
             processor,
             num_frames=cfg.num_frames,
+            fps=cfg.fps,
+            max_frames=cfg.max_frames,
             max_length=cfg.max_length,
             max_skip_fraction=cfg.max_skip_fraction,
+            image_root=cfg.image_root,
+            seed=cfg.seed,
         )
         for name, json_path, root in (
             ("train", cfg.train_json, cfg.video_root),

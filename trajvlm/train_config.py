@@ -1,7 +1,7 @@
 """The training configuration: one dataclass that YAML presets fill, validated before any model is built.
 
     trajvlm validate --config trajvlm/presets/stage2_lora.yaml                 # check a preset, print it resolved
-    trajvlm validate --config trajvlm/presets/demo_pool.yaml max_steps=4       # with key=value overrides
+    trajvlm validate trajvlm/presets/demo_pool.yaml max_steps=4 --samples 50   # with key=value overrides
 
 A preset is a flat YAML mapping of :class:`TrainConfig` fields. ``key=value`` overrides (values parsed as YAML)
 apply after the file. Relative paths are taken from the current directory; ``deepspeed: zero2`` (a bare name)
@@ -113,16 +113,24 @@ class TrainConfig:
     bnb_4bit_use_double_quant: bool = True
 
     # --- data ----------------------------------------------------------------------------------------------------
-    # LLaVA-format JSON list of {"id", "video", "conversations"} used for training
+    # training data: a LLaVA-format JSON list of {"id", "video" | "image", "conversations"}, a JSON-lines file, or a
+    # LLaVA-NeXT mixture YAML (datasets: [{json_path, sampling_strategy}]); see docs/data.md
     train_json: str = ""
     # directory the "video" paths of train_json are relative to
     video_root: str = ""
+    # directory the "image" paths (still images, trained as one-frame videos) are relative to; None = video_root
+    image_root: str | None = None
     # optional evaluation JSON (same format); None = no evaluation
     eval_json: str | None = None
     # directory of eval_json's videos; None = video_root
     eval_video_root: str | None = None
-    # frames sampled per video; None = the processor's saved setting
+    # frames sampled per video, evenly spaced (LLaVA-Video's force_sample with frames_upbound); None = fps, or the
+    # processor's saved setting when fps is None too
     num_frames: int | None = None
+    # sample videos at this many frames per second instead (LLaVA-Video's video_fps); exclusive with num_frames
+    fps: float | None = None
+    # with fps: at most this many frames per video, thinned uniformly (LLaVA-Video's frames_upbound)
+    max_frames: int | None = None
     # longest token sequence (after <video> expansion); longer samples are skipped and counted
     max_length: int = 4096
     # the run stops with an error once more than this fraction of the samples failed (missing/corrupt video)
@@ -192,6 +200,10 @@ class TrainConfig:
             if value not in options:
                 raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
 
+        if isinstance(self.report_to, str):
+            self.report_to = [self.report_to]
+        # every field holds its declared kind (numbers finite; no list where a number belongs), named when not
+        check_field_types(self)
         if not self.base_model:
             raise ValueError("base_model is required: the directory of a llava-hf LLaVA-OneVision or TrajVLM model")
         if not self.train_json:
@@ -200,10 +212,6 @@ class TrainConfig:
         choice("token_mode", TOKEN_MODES)
         if self.tokens_per_trajectory not in (None, 1, 2, 4):
             raise ValueError(f"tokens_per_trajectory must be 1, 2, 4 or null, got {self.tokens_per_trajectory!r}")
-        if isinstance(self.report_to, str):
-            self.report_to = [self.report_to]
-        # every field holds its declared kind (numbers finite; no list where a number belongs), named when not
-        check_field_types(self)
         choice("stage", STAGES)
         choice("quantization", QUANTIZATIONS)
         choice("precision", PRECISIONS)
@@ -239,6 +247,13 @@ class TrainConfig:
             raise ValueError(
                 f"max_steps must be a positive number of steps or -1 (num_epochs decides), got {self.max_steps}"
             )
+        if self.max_steps == -1 and self.num_epochs <= 0:
+            raise ValueError(f"num_epochs must be > 0 when max_steps is -1, got num_epochs={self.num_epochs}")
+        for name in ("weight_decay", "max_grad_norm", "num_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.dataloader_num_workers < 0:
+            raise ValueError(f"dataloader_num_workers must be >= 0, got {self.dataloader_num_workers}")
         if self.save_total_limit is not None and self.save_total_limit <= 0:
             raise ValueError(f"save_total_limit must be positive or null (keep all), got {self.save_total_limit}")
         # incompatible combinations
@@ -247,13 +262,6 @@ class TrainConfig:
         if self.stage == "align" and self.full_finetune:
             raise ValueError("full_finetune needs stage: finetune (stage 'align' keeps the LLM frozen)")
         if self.quantization != "none" and self.full_finetune:
-        if self.max_steps == -1 and self.num_epochs <= 0:
-            raise ValueError(f"num_epochs must be > 0 when max_steps is -1, got num_epochs={self.num_epochs}")
-        for name in ("weight_decay", "max_grad_norm", "num_epochs"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.dataloader_num_workers < 0:
-            raise ValueError(f"dataloader_num_workers must be >= 0, got {self.dataloader_num_workers}")
             raise ValueError(
                 f"quantization={self.quantization!r} cannot be combined with full_finetune: quantised weights do not "
                 "train; use LoRA (full_finetune: false) for QLoRA, or quantization: none"
@@ -275,6 +283,28 @@ class TrainConfig:
                     f"DeepSpeed ZeRO-3 ({self.deepspeed}) cannot shard bitsandbytes-quantised weights "
                     f"(quantization={self.quantization!r}); use a ZeRO-2 config for QLoRA"
                 )
+
+    def _check_sampling(self) -> None:
+        """fps / max_frames / num_frames: one sampling rule, and batches whose videos share a frame count."""
+        from trajvlm.processing import check_sampling
+
+        check_sampling(self.num_frames, self.fps, self.max_frames)
+        if self.num_frames is not None and self.fps is not None:
+            raise ValueError(
+                f"give num_frames (evenly spaced) or fps (frames per second), not both; got num_frames="
+                f"{self.num_frames}, fps={self.fps}"
+            )
+        if self.max_frames is not None and self.fps is None:
+            raise ValueError(
+                f"max_frames={self.max_frames} caps fps sampling; set fps too, or use num_frames alone for a fixed "
+                "count (LLaVA-Video's force_sample)"
+            )
+        if self.fps is not None and self.per_device_batch_size > 1:
+            raise ValueError(
+                f"fps={self.fps} gives every video its own frame count, but the videos of one batch need the same "
+                f"count: use per_device_batch_size: 1 (gradient_accumulation_steps for a larger batch), got "
+                f"{self.per_device_batch_size}, or num_frames"
+            )
 
     # ---------------------------------------------------------------------------------------------------------
     # properties
@@ -346,7 +376,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not Path(value).is_file():
                 raise FileNotFoundError(f"{name} not found: {value}")
-        for name in ("video_root", "eval_video_root"):
+        for name in ("video_root", "eval_video_root", "image_root"):
             value = getattr(self, name)
             if value and not Path(value).is_dir():
                 raise FileNotFoundError(f"{name} is not a directory: {value}")
@@ -361,22 +391,17 @@ class TrainConfig:
         from trajvlm.data import check_samples
 
         fraction = 0.0 if strict else self.max_skip_fraction
-        counts = {"train": check_samples(self.train_json, self.video_root, max_skip_fraction=fraction)}
+        kwargs: dict[str, Any] = {"max_skip_fraction": fraction, "image_root": self.image_root, "seed": self.seed}
+        counts = {"train": check_samples(self.train_json, self.video_root, **kwargs)}
         if self.eval_json is not None:
             root = self.eval_video_root or self.video_root
-            counts["eval"] = check_samples(self.eval_json, root, max_skip_fraction=fraction)
+            counts["eval"] = check_samples(self.eval_json, root, **kwargs)
         return counts
 
-    def check_connector(self) -> str:
-        """Build the configured connector on the base model's config (no weights are read); returns its class name.
-
-        Catches connector settings that only fail when the model is built (a TrajTok config transformers rejects,
-        bad ``connector_kwargs``, a TrajTok checkpoint that does not fit).
-        """
-        import torch
+    def model_config(self) -> Any:
+        """The config of the model training builds (the base's with the configured connector); no weights read."""
         from transformers import AutoConfig
 
-        from trajvlm.connectors import build_connector
         from trajvlm.modeling import trajvlm_config_for_base
 
         base = Path(self.base_model)
@@ -402,6 +427,19 @@ class TrainConfig:
                 tokens_per_trajectory=self.tokens_per_trajectory,
                 connector_kwargs=self.connector_kwargs or None,
             )
+        return config
+
+    def check_connector(self) -> str:
+        """Build the configured connector on the base model's config (no weights are read); returns its class name.
+
+        Catches connector settings that only fail when the model is built (a TrajTok config transformers rejects,
+        bad ``connector_kwargs``, a TrajTok checkpoint that does not fit).
+        """
+        import torch
+
+        from trajvlm.connectors import build_connector
+
+        config = self.model_config()
         try:
             with torch.device("meta"):  # shapes only: no memory for the weights, no initialisation cost
                 connector = build_connector(config)
@@ -467,20 +505,78 @@ def deepspeed_zero_stage(path: str | Path) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, type=Path, help="YAML preset (see trajvlm/presets)")
+    parser.add_argument("--config", type=Path, help="YAML preset (see trajvlm/presets); or give it first, bare")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of TrainConfig fields (values are YAML)")
-    parser.add_argument("--no-files", action="store_true", help="skip checking that model and data paths exist")
+    parser.add_argument("--no-files", action="store_true", help="only the settings: no model, data or connector")
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=200,
+        help="samples of each data file rendered through the chat template and the connector's token count, "
+        "evenly spaced (default 200; 0 = all)",
+    )
+    parser.add_argument("--decode", action="store_true", help="decode the sampled videos' frames (else metadata)")
+    parser.add_argument("--strict", action="store_true", help="fail on any unusable row, not only past the skip limit")
+
+
+def validate_data(cfg: TrainConfig, *, samples: int | None = 200, decode: bool = False) -> list[Any]:
+    """Render ``samples`` samples of train_json (and eval_json) as training would: the base's processor and
+    tokenizer (no model weights), its chat template, the connector's token count for each video's frames.
+    Writes each file's report to stdout and returns them (:class:`~trajvlm.data.DataReport`); raises ValueError
+    when training would fail on a file (every sample skipped, the skip limit passed, mixed frame counts)."""
+    from trajvlm.data import LlavaVideoDataset, survey
+    from trajvlm.train import load_processor
+
+    model_config = cfg.model_config()
+    processor = load_processor(cfg, model_config)
+    reports = []
+    for json_path, root in ((cfg.train_json, cfg.video_root), (cfg.eval_json, cfg.eval_video_root or cfg.video_root)):
+        if json_path is None:
+            continue
+        dataset = LlavaVideoDataset(
+            json_path,
+            root,
+            processor,
+            num_frames=cfg.num_frames,
+            fps=cfg.fps,
+            max_frames=cfg.max_frames,
+            max_length=cfg.max_length,
+            max_skip_fraction=cfg.max_skip_fraction,
+            image_root=cfg.image_root,
+            seed=cfg.seed,
+        )
+        report = survey(dataset, limit=samples, decode=decode)
+        sys.stdout.write("".join(line + "\n" for line in report.lines()))
+        reports.append(report)
+        problem = report.problem()
+        if problem is None and cfg.per_device_batch_size > 1 and len(set(report.frames)) > 1:
+            problem = (
+                f"{report.path}: videos give {sorted(set(report.frames))} frames (images are one frame), but the "
+                f"videos of a batch of per_device_batch_size={cfg.per_device_batch_size} need one count; use "
+                "per_device_batch_size: 1 or keep images and videos in separate runs"
+            )
+        if problem is not None:
+            raise ValueError(problem)
+    return reports
 
 
 def run(args: argparse.Namespace) -> int:
     """Raises the first problem found (``trajvlm`` prints it as ``error: ...`` and exits 2)."""
-    cfg = TrainConfig.from_yaml(args.config, args.overrides)
+    config, overrides = args.config, list(args.overrides)
+    if config is None:
+        if not overrides or "=" in overrides[0]:
+            raise ValueError("give the preset: trajvlm validate CONFIG.yaml [key=value ...] (or --config CONFIG.yaml)")
+        config = Path(overrides.pop(0))
+    if args.samples < 0:
+        raise ValueError(f"--samples must be >= 0 (0 = all), got {args.samples}")
+    cfg = TrainConfig.from_yaml(config, overrides)
     if not args.no_files:
         cfg.check_files()
-        counts = cfg.check_data(strict=True)
+        counts = cfg.check_data(strict=args.strict)
         connector = cfg.check_connector()
     sys.stdout.write(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     if not args.no_files:
-        logger.info("%s: data %s, connector %s builds", args.config, counts, connector)
-    logger.info("%s: ok", args.config)
+        validate_data(cfg, samples=args.samples or None, decode=args.decode)
+        logger.info("%s: data %s, connector %s builds", config, counts, connector)
+    logger.info("%s: ok", config)
     return 0
