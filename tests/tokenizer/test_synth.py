@@ -494,3 +494,14 @@ def test_trajworld_task_scores_every_long_question_type():
     for q in LONG_QTYPES:
         assert f'acc_{q} = accuracy_where("qtype", "{q}")' in utils
         assert all(f"aggregation: !function utils.acc_{q}\n" in t for t in text.values())
+
+
+def test_like_redraws_a_short_world_with_its_settings(tmp_path):
+    argv = ["synth", "--num-videos", "train=1,test=1", "--frames", "24-30", "--size", "32", "--objects", "2-3"]
+    assert trajtok_main([*argv, "--cuts", "0.5", "--out", str(tmp_path / "a")]) == 0
+    like = ["synth", "--like", str(tmp_path / "a" / "manifest.json")]
+    assert trajtok_main([*like, "--out", str(tmp_path / "b"), "--seed", "9"]) == 0
+    a, b = (json.loads((tmp_path / n / "manifest.json").read_text())["generator"] for n in "ab")
+    assert a["world"] == "short" and a["config"]["cut_prob"] == 0.5
+    assert {k for k in a if a[k] != b[k]} == {"seed"}
+    assert (tmp_path / "a" / "test" / "qa.json").read_text() != (tmp_path / "b" / "test" / "qa.json").read_text()

@@ -169,6 +169,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "--" + name.replace("_", "-"),
             type=kind,
             default=None,
+            choices=CAMERA_KINDS if name == "camera" else None,
             help=f"{help_} (default {_show(getattr(LONG, name))})",
         )
     group.add_argument(
