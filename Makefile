@@ -1,10 +1,14 @@
 # The two commands of the quick start:
 #   make demo   # end-to-end main job on small defaults (creates/reuses .venv)
 #   make test   # the test suite (creates/reuses .venv)
-.PHONY: install demo demo-fast demo-large test lint bench lock drift
+.PHONY: install install-gpu demo demo-fast demo-large test lint bench lock drift
 
 install:
 	bash scripts/install.sh
+
+# flash-attn for the `gpu` extra: CUDA machines only (a CUDA build of torch + nvcc); builds from source, after torch
+install-gpu: install
+	bash scripts/install_flash_attn.sh
 
 demo: install
 	.venv/bin/python scripts/demo.py $(ARGS)
