@@ -395,6 +395,11 @@ def test_validate_reports_tokens_and_what_training_would_skip(llava_hf_base, vid
     assert f"tokens per sample: min {lengths[0]}, median {lengths[2]}, max {lengths[-1]} (max_length {limit})" in out
     assert f"over max_length (skipped in training): {over}" in out and f"samples ok: {5 - over} of 5" in out
     assert "image 1" in out and "text 1" in out and "video 3" in out
+    # frames decoded instead of read from the metadata: the same numbers
+    assert main(["validate", str(_preset(tmp_path, **values)), "--samples", "0", "--decode"]) == 0
+    decoded = capsys.readouterr().out
+    assert f"tokens per sample: min {lengths[0]}, median {lengths[2]}, max {lengths[-1]}" in decoded
+    assert f"over max_length (skipped in training): {over}" in decoded
 
     # more skipped than max_skip_fraction allows: exit 2 with the reason, after the report
     assert main(["validate", str(_preset(tmp_path, **{**values, "max_skip_fraction": 0.1}))]) == 2
