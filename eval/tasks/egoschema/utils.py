@@ -102,8 +102,8 @@ def egoschema_doc_to_text(doc, lmms_eval_specific_kwargs=None):
 
 def egoschema_process_results(doc, results):
     letter = LETTERS[int(doc["answer"])]
-    scored = with_score(score_choice(results[0], letter, "ABCDE", question_idx=doc["question_idx"]))
-    return {"score": scored, "failed": scored}
+    scored = score_choice(results[0], letter, "ABCDE", question_idx=doc["question_idx"])
+    return {"score": with_score(scored), "failed": scored}
 
 
 egoschema_aggregate_score = overall_accuracy("egoschema_subset", (), 1.0, eval_logger.info)

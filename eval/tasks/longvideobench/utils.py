@@ -82,18 +82,21 @@ def lvb_doc_to_text(doc, lmms_eval_specific_kwargs=None):
 
 
 def lvb_process_results(doc, results):
-    scored = with_score(
-        score_choice(
-            results[0],
-            doc["answer"],
-            LETTERS[: len(doc["options"])],
-            id=doc["id"],
-            video_path=doc["video_path"],
-            duration_group=doc["duration_group"],
-            question_category=doc["question_category"],
-        )
+    scored = score_choice(
+        results[0],
+        doc["answer"],
+        LETTERS[: len(doc["options"])],
+        id=doc["id"],
+        video_path=doc["video_path"],
+        duration_group=doc["duration_group"],
+        question_category=doc["question_category"],
     )
-    return {name: scored for name in ("lvb_acc", "by_duration_group", "by_question_category", "failed")}
+    return {
+        "lvb_acc": with_score(scored),
+        "by_duration_group": scored,
+        "by_question_category": scored,
+        "failed": scored,
+    }
 
 
 longvideobench_aggregate_results = overall_accuracy(

@@ -99,18 +99,16 @@ def lvbench_doc_to_text(doc, lmms_eval_specific_kwargs=None):
 
 
 def lvbench_process_results(doc, results):
-    scored = with_score(
-        score_choice(
-            results[0],
-            doc["answer"],
-            "ABCD",
-            uid=doc["uid"],
-            key=doc["key"],
-            question_type=list(doc["question_type"]),
-            video_type=doc["type"],
-        )
+    scored = score_choice(
+        results[0],
+        doc["answer"],
+        "ABCD",
+        uid=doc["uid"],
+        key=doc["key"],
+        question_type=list(doc["question_type"]),
+        video_type=doc["type"],
     )
-    return {"lvbench_score": scored, "by_question_type": scored, "failed": scored}
+    return {"lvbench_score": with_score(scored), "by_question_type": scored, "failed": scored}
 
 
 lvbench_aggregate_results = overall_accuracy("lvbench", ("question_type", "video_type"), 1.0, eval_logger.info)

@@ -104,17 +104,15 @@ def mlvu_doc_to_text(doc, lmms_eval_specific_kwargs=None):
 
 def mlvu_process_results(doc, results):
     letters = LETTERS[: max(len(doc["candidates"]), 4)]
-    scored = with_score(
-        score_choice(
-            results[0],
-            doc["answer"],
-            letters,
-            question_id=doc["question_id"],
-            video_name=doc["video_name"],
-            task_type=doc["task_type"],
-        )
+    scored = score_choice(
+        results[0],
+        doc["answer"],
+        letters,
+        question_id=doc["question_id"],
+        video_name=doc["video_name"],
+        task_type=doc["task_type"],
     )
-    return {"mlvu_percetion_score": scored, "by_task_type": scored, "failed": scored}
+    return {"mlvu_percetion_score": with_score(scored), "by_task_type": scored, "failed": scored}
 
 
 def mlvu_aggregate_results(results):

@@ -98,17 +98,20 @@ def videomme_doc_to_text_subtitle(doc, lmms_eval_specific_kwargs=None):
 
 
 def videomme_process_results(doc, results):
-    scored = with_score(
-        score_choice(
-            results[0],
-            doc["answer"],
-            "ABCD",
-            question_id=doc["question_id"],
-            videoID=doc["videoID"],
-            **{k: doc[k] for k in BREAKDOWNS},
-        )
+    scored = score_choice(
+        results[0],
+        doc["answer"],
+        "ABCD",
+        question_id=doc["question_id"],
+        videoID=doc["videoID"],
+        **{k: doc[k] for k in BREAKDOWNS},
     )
-    return {name: scored for name in ("videomme_perception_score", *(f"by_{k}" for k in BREAKDOWNS), "failed")}
+    # only the main metric's samples carry `score`: lmms-eval gives its standard errors to that metric alone
+    return {
+        "videomme_perception_score": with_score(scored),
+        **{f"by_{k}": scored for k in BREAKDOWNS},
+        "failed": scored,
+    }
 
 
 videomme_aggregate_results = overall_accuracy("videomme", BREAKDOWNS, 100.0, eval_logger.info)
