@@ -556,21 +556,35 @@ def q_first_appearance(rng: np.random.Generator, record: dict, sep: int) -> Draf
 
 
 def q_event_order(rng: np.random.Generator, record: dict, sep: int) -> Draft | None:
+    """One option happened before (after) the anchor event, three after (before), all >= ``sep`` frames from it.
+
+    The anchor and the four options are about five different objects, so ordinals ("for the second time") and the
+    order of one object's own events (it enters before it leaves) give nothing away.
+    """
     evs = [ev for ev in record["events"] if ev["type"] in _ORDER_KINDS]
     refs = [r for r in (_event_ref(record, ev) for ev in evs) if r[2] < len(ORDINALS)]
     if len(refs) < 4:
         return None
     frame = {tuple(r): _event_of_ref(record, r)["frames"][0] for r in refs}
-    variant = "before" if rng.random() < 0.5 else "after"
-    for j in rng.permutation(len(refs)):
-        anchor = refs[int(j)]
-        at = frame[tuple(anchor)]
-        early = [r for r in refs if frame[tuple(r)] <= at - sep]
-        late = [r for r in refs if frame[tuple(r)] >= at + sep]
-        one, three = (early, late) if variant == "before" else (late, early)
-        if one and len(three) >= 3:
+    for variant in ("before", "after") if rng.random() < 0.5 else ("after", "before"):
+        for j in rng.permutation(len(refs)):
+            anchor = refs[int(j)]
+            at = frame[tuple(anchor)]
+            early = [r for r in refs if frame[tuple(r)] <= at - sep and r[1] != anchor[1]]
+            late = [r for r in refs if frame[tuple(r)] >= at + sep and r[1] != anchor[1]]
+            one, three = (early, late) if variant == "before" else (late, early)
+            if not one:
+                continue
             truth = one[int(rng.integers(len(one)))]
-            others = [three[int(k)] for k in rng.permutation(len(three))[:3]]
+            others: list[list] = []
+            for k in rng.permutation(len(three)):
+                r = three[int(k)]
+                if all(r[1] != q[1] for q in (truth, *others)):
+                    others.append(r)
+                if len(others) == 3:
+                    break
+            if len(others) < 3:
+                continue
             params = {"variant": variant, "anchor": anchor, "events": [truth, *others]}
             wrong = [describe_ref(record, r) for r in others]
             anchor_text = describe_ref(record, anchor)
