@@ -482,3 +482,22 @@ def test_egoschema_lmms_eval_format(task_manager, monkeypatch, tmp_path):
     assert "Why?\nA. one\nB. two\nC. three" in task.doc_to_text(docs[0])
     assert _score(task, docs, ["B. two"])["score"] == 1.0
     assert _score(task, docs, ["A"])["score"] == 0.0
+
+
+def test_bad_records_name_the_file_and_the_reason(monkeypatch, tmp_path, caplog):
+    """A record lmms-eval cannot score stops the task with a message naming the file, the record and the reason, and
+    the message is logged too (lmms-eval reports only the exception type after its retries)."""
+    row = _videomme_row("v1", "short", "Knowledge", "Astronomy", "Counting Problem", "A")
+    del row["options"]
+    _write_parquet(tmp_path / "vm" / "videomme" / "test-00000-of-00001.parquet", [row])
+    monkeypatch.setenv("VIDEOMME_DIR", str(tmp_path / "vm"))
+    with pytest.raises(ValueError, match=r"test-00000-of-00001.parquet row 0: missing column\(s\) \['options'\]"):
+        _utils("videomme").videomme_process_docs(None)
+    assert "missing column(s) ['options']" in caplog.text
+
+    ego = tmp_path / "ego"
+    rows = [{"question_idx": "q1", "question": "Why?", "video_idx": "v", "option": list("abcde"), "answer": "B"}]
+    _write_parquet(ego / "Subset" / "test-00000-of-00001.parquet", rows)
+    monkeypatch.setenv("EGOSCHEMA_DIR", str(ego))
+    with pytest.raises(ValueError, match="question q1's answer is 'B'; expected an option index"):
+        _utils("egoschema").egoschema_process_docs(None)

@@ -53,6 +53,20 @@ def _missing(message: str) -> FileNotFoundError:
     return FileNotFoundError(message)
 
 
+def invalid_data(message: str) -> ValueError:
+    """A ValueError for a bad annotation record, its reason logged first (lmms-eval reports only the type)."""
+    logger.error(message)
+    return ValueError(message)
+
+
+def as_index(value: Any, what: str) -> int:
+    """``value`` as an int (an option index such as ``3`` or ``"3"``); :func:`invalid_data` naming ``what`` if not."""
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise invalid_data(f"{what} is {value!r}; expected an option index (0, 1, ...)") from None
+
+
 def data_dir(env_var: str, layout: str) -> Path:
     """The local data folder named by ``env_var``; FileNotFoundError describing ``layout`` when unset or missing."""
     value = os.environ.get(env_var, "").strip()
@@ -391,7 +405,7 @@ def docs_dataset(records: list[dict[str, Any]], source: Path):
     import datasets
 
     if not records:
-        raise ValueError(f"no samples in {source}")
+        raise invalid_data(f"no samples in {source}")
     return datasets.Dataset.from_list(records)
 
 
@@ -400,6 +414,7 @@ __all__ = [
     "FAILED_ANSWER",
     "accuracy",
     "accuracy_where",
+    "as_index",
     "as_loglikelihood",
     "breakdown",
     "by_group",
@@ -411,6 +426,7 @@ __all__ = [
     "find_video",
     "group_accuracies",
     "group_mean_accuracy",
+    "invalid_data",
     "is_failed",
     "lettered",
     "overall_accuracy",

@@ -16,11 +16,13 @@ from loguru import logger as eval_logger
 
 from trajvlm.integrations.lmms_eval_tasks import (
     LETTERS,
+    as_index,
     data_dir,
     docs_dataset,
     failed_count,
     find_annotation,
     find_video,
+    invalid_data,
     lettered,
     overall_accuracy,
     read_records,
@@ -43,10 +45,10 @@ def _strip_letter(option: str) -> str:
 def _doc(root: Path, source: Path, question_idx: str, video_idx: str, question: str, options, answer) -> dict:
     options = [_strip_letter(o) for o in options]
     if len(options) != NUM_OPTIONS:
-        raise ValueError(f"{source}: question {question_idx} has {len(options)} options; EgoSchema has {NUM_OPTIONS}")
-    index = int(answer)
+        raise invalid_data(f"{source}: question {question_idx} has {len(options)} options; EgoSchema has {NUM_OPTIONS}")
+    index = as_index(answer, f"{source}: question {question_idx}'s answer")
     if not 0 <= index < NUM_OPTIONS:
-        raise ValueError(f"{source}: question {question_idx} has answer {answer!r}; expected an index 0-4")
+        raise invalid_data(f"{source}: question {question_idx} has answer {answer!r}; expected an index 0-4")
     return {
         "question_idx": question_idx,
         "video_idx": video_idx,

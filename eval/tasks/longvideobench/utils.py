@@ -13,11 +13,13 @@ from loguru import logger as eval_logger
 
 from trajvlm.integrations.lmms_eval_tasks import (
     LETTERS,
+    as_index,
     by_group,
     data_dir,
     docs_dataset,
     failed_count,
     find_annotation,
+    invalid_data,
     lettered,
     overall_accuracy,
     read_records,
@@ -46,13 +48,13 @@ def lvb_process_docs(dataset):
     for i, row in enumerate(read_records(path)):
         missing = [k for k in REQUIRED if k not in row]
         if missing:
-            raise ValueError(f"{path} row {i}: missing column(s) {missing}; expected LongVideoBench's {REQUIRED}")
+            raise invalid_data(f"{path} row {i}: missing column(s) {missing}; expected LongVideoBench's {REQUIRED}")
         options = _options(row)
         if not 2 <= len(options) <= NUM_OPTIONS:
-            raise ValueError(f"{path}: sample {row['id']} has {len(options)} options; expected 2 to {NUM_OPTIONS}")
-        choice = int(row["correct_choice"])
+            raise invalid_data(f"{path}: sample {row['id']} has {len(options)} options; expected 2 to {NUM_OPTIONS}")
+        choice = as_index(row["correct_choice"], f"{path}: sample {row['id']}'s correct_choice")
         if not 0 <= choice < len(options):
-            raise ValueError(f"{path}: sample {row['id']} has correct_choice {choice} for {len(options)} options")
+            raise invalid_data(f"{path}: sample {row['id']} has correct_choice {choice} for {len(options)} options")
         doc = dict(row)
         doc.update(
             id=str(row["id"]),

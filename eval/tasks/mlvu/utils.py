@@ -22,6 +22,7 @@ from trajvlm.integrations.lmms_eval_tasks import (
     find_annotation,
     find_video,
     group_accuracies,
+    invalid_data,
     lettered,
     read_records,
     score_choice,
@@ -51,7 +52,7 @@ def _original(root: Path) -> tuple[list[dict], Path]:
             candidates = [str(c) for c in row["candidates"]]
             answer = str(row["answer"])
             if answer not in candidates:
-                raise ValueError(f"{path} row {i}: answer {answer!r} is not one of the candidates {candidates}")
+                raise invalid_data(f"{path} row {i}: answer {answer!r} is not one of the candidates {candidates}")
             docs.append(
                 {
                     "question_id": f"{path.stem}/{i}",

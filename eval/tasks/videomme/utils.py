@@ -20,6 +20,7 @@ from trajvlm.integrations.lmms_eval_tasks import (
     failed_count,
     find_annotation,
     find_video,
+    invalid_data,
     lettered,
     overall_accuracy,
     read_records,
@@ -47,7 +48,9 @@ def _docs(duration: str | None = None) -> tuple[list[dict], Path]:
     for i, row in enumerate(read_records(path)):
         missing = [k for k in REQUIRED if k not in row]
         if missing:
-            raise ValueError(f"{path} row {i}: missing column(s) {missing}; expected the Video-MME columns {REQUIRED}")
+            raise invalid_data(
+                f"{path} row {i}: missing column(s) {missing}; expected the Video-MME columns {REQUIRED}"
+            )
         doc = dict(row)
         doc.update(
             videoID=str(row["videoID"]),
