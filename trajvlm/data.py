@@ -434,9 +434,9 @@ class LlavaVideoDataset(Dataset):
         return messages
 
     def _template_takes_strings(self) -> bool:
-        probe = [{"role": "user", "content": f"{self.video_token}\nprobe"}]
         from jinja2 import TemplateError
 
+        probe = [{"role": "user", "content": f"{self.video_token}\nprobe"}]
         try:
             text = self._render(probe)
         except TemplateError:  # a parts-only template may raise on string content
