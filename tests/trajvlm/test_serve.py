@@ -571,3 +571,375 @@ def _wait_for(condition, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not reached")
         time.sleep(0.01)
+
+
+# --------------------------------------------------------------------------------------------- hostile clients
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header says ``width x height`` and whose pixel data is empty: only a header-first check is cheap."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def frames_url(images: list[bytes], media_type: str = "video/png") -> str:
+    return f"data:{media_type};base64," + ",".join(base64.b64encode(b).decode() for b in images)
+
+
+def png_bytes(width: int, height: int, seed: int = 0) -> bytes:
+    from PIL import Image
+
+    pixels = torch.randint(0, 256, (height, width, 3), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels.numpy()).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_large_frames_are_kept_at_model_size(loaded, client):
+    """Pre-sampled frames larger than the model's input come back at its size (decoded one by one and resized),
+    smaller ones keep theirs; the server answers them."""
+    from trajvlm.serve.media import Sampling, load_video_url
+
+    model, processor = loaded
+    cfg = ServeConfig(model=Path(NAME), max_upload_mb=1.0)
+    side = processor.image_size
+    big = load_video_url(frames_url([png_bytes(5 * side, 3 * side, s) for s in range(3)]), processor, cfg, Sampling())
+    assert tuple(big.shape) == (3, 3, side, side) and big.dtype == torch.uint8
+    small = load_video_url(frames_url([png_bytes(40, 30, s) for s in range(2)]), processor, cfg, Sampling())
+    assert tuple(small.shape) == (2, 3, 30, 40)
+    out = client.chat.completions.create(
+        model=NAME,
+        messages=video_message(frames_url([png_bytes(4 * side, 4 * side, s) for s in range(3)])),
+        max_tokens=3,
+    )
+    assert out.usage.model_dump()["video_frames"] == 3
+
+
+def test_images_over_the_pixel_limit_are_422(client, media_root, tmp_path):
+    from trajtok.video import MAX_IMAGE_PIXELS, VideoDecodeError, load_video
+
+    for width, height in ((9000, 9000), (14000, 14000)):  # over the server's limit; the second is a Pillow "bomb"
+        assert width * height > MAX_IMAGE_PIXELS
+        url = frames_url([png_bytes(32, 32), png_header_only(width, height)])
+        with pytest.raises(openai.UnprocessableEntityError, match="frame 1 is") as info:
+            client.chat.completions.create(model=NAME, messages=video_message(url), max_tokens=2)
+        message = info.value.body["message"]
+        assert info.value.body["code"] == "image_too_large"
+        assert f"{width}x{height}" in message or f"{width * height} pixels" in message
+    # the decoder's own guard: an image folder or still image read by trajtok.video, from its header alone
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    (folder / "frame_0.png").write_bytes(png_header_only(9000, 9000))
+    with pytest.raises(VideoDecodeError, match="9000x9000, over the limit"):
+        load_video(folder)
+    still = media_root / "huge.png"
+    still.write_bytes(png_header_only(9000, 9000))
+    try:
+        with pytest.raises(openai.UnprocessableEntityError, match="9000x9000, over the limit") as info:
+            client.chat.completions.create(model=NAME, messages=video_message(still.as_uri()), max_tokens=2)
+        assert str(media_root) not in info.value.body["message"]
+    finally:
+        still.unlink()
+
+
+def test_max_tokens_over_the_limit_is_400(loaded):
+    with live_server(make_app(loaded, None, max_tokens_limit=50, default_max_tokens=8)) as url:
+        plain = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        with pytest.raises(openai.BadRequestError, match="max_tokens 51 is over this server's limit of 50") as info:
+            plain.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Hi"}], max_tokens=51)
+        assert info.value.body["param"] == "max_tokens"
+        out = plain.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Hi"}], max_tokens=50)
+        assert out.usage.completion_tokens <= 50
+    with pytest.raises(ValueError, match="default_max_tokens 256 is over max_tokens_limit 100"):
+        ServeConfig(max_tokens_limit=100)
+
+
+LONG = 1000  # new tokens that take the tiny model seconds; a cancelled request must stop long before
+
+
+def test_closed_stream_stops_generating_and_frees_its_place(loaded):
+    app = make_app(loaded, None, max_concurrency=1)
+    engine = app.state.engine
+    body = {"model": NAME, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": LONG, "stream": True}
+    with live_server(app) as url:
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=30) as response:
+            for line in response.iter_lines():  # the role chunk, then read until the first text arrives
+                if line.startswith("data: ") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
+                    break
+        _wait_for(lambda: engine.stats()["admitted"] == 0 and engine.stats()["running"] == 0)
+        stats = engine.stats()
+        assert stats["cancelled"] == 1 and stats["served"] == 0 and stats["running"] == 0  # stopped mid-answer
+        out = httpx.post(
+            f"{url}/v1/chat/completions", json={**body, "stream": False, "max_tokens": 3}, timeout=30
+        ).json()
+        assert out["usage"]["completion_tokens"] >= 1
+
+
+def test_timed_out_and_abandoned_requests_stop_generating(loaded):
+    """A 504 and a client that gives up both cancel their generation (counted as cancelled, not served)."""
+    app = make_app(loaded, None, max_concurrency=1, request_timeout_s=1.0)
+    engine = app.state.engine
+    body = {"model": NAME, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": LONG}
+    with live_server(app) as url:
+        got = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+        assert got.status_code == 504 and _error(got)["code"] == "timeout"
+        _wait_for(lambda: engine.stats()["admitted"] == 0 and engine.stats()["running"] == 0)
+        assert engine.stats()["cancelled"] == 1 and engine.stats()["served"] == 0
+    app = make_app(loaded, None, max_concurrency=1)
+    engine = app.state.engine
+    with live_server(app) as url:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/v1/chat/completions", json=body, timeout=0.5)
+        _wait_for(lambda: engine.stats()["admitted"] == 0 and engine.stats()["running"] == 0)
+        assert engine.stats()["cancelled"] == 1 and engine.stats()["served"] == 0
+
+
+def test_place_is_freed_only_when_the_work_stops(loaded):
+    """A cancelled job the worker has taken keeps its place until its row stops; a waiting one frees it at once."""
+    import asyncio
+
+    from trajvlm.serve.engine import Engine, Job
+
+    model, processor = loaded
+    engine = Engine(model, processor, ServeConfig(max_concurrency=1, batch_wait_ms=0))
+    messages = [{"role": "user", "content": [{"type": "text", "text": QUESTION}]}]
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        running = Job(None, messages, {"max_new_tokens": LONG, "min_new_tokens": LONG}, loop)
+        waiting = Job(None, messages, {"max_new_tokens": 4}, loop)
+        with engine.lock:  # the model is busy: the worker takes the first job and waits for the lock
+            for job in (running, waiting):
+                engine.admit()
+                engine.submit(job)
+            await asyncio.to_thread(_wait_for, lambda: running.state == "running")
+            waiting.cancel()
+            assert engine.stats()["admitted"] == 1  # the waiting job's place is free at once
+            running.cancel()
+            await asyncio.sleep(0.2)
+            assert engine.stats()["admitted"] == 1 and running.state == "running"  # still at work: still counted
+        await asyncio.to_thread(_wait_for, lambda: engine.stats()["admitted"] == 0)
+        return running
+
+    engine.start()
+    try:
+        running = asyncio.run(scenario())
+    finally:
+        engine.stop()
+    tokens = len(processor.tokenizer(running.raw)["input_ids"])
+    assert running.state == "done" and tokens < LONG // 4  # its row stopped early; min_new_tokens would go on
+    assert engine.cancelled == 1 and engine.served == 0
+
+
+def test_sigterm_ends_open_requests_and_exits(model_dir):
+    """SIGTERM while a 20000-token answer streams: the stream ends with a 503 event and the process exits."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from trajvlm.serve.server import bind_socket
+
+    with bind_socket("127.0.0.1", 0) as probe:
+        port = probe.getsockname()[1]
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(root / "tokenizer"), str(root)])}
+    cmd = [sys.executable, "-m", "trajvlm.cli", "serve", "--model", str(model_dir), "--served-model-name", NAME]
+    cmd += ["--port", str(port), "--max-tokens-limit", "20000", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(lambda: _healthy(url, proc), timeout=120)
+        body = {"model": NAME, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 20000, "stream": True}
+        events = []
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    events.append(json.loads(line[6:]))
+                if len(events) == 3:
+                    proc.send_signal(signal.SIGTERM)
+        assert events[-1]["error"]["code"] == "shutting_down"
+        # a 20000-token answer takes over a minute: it was stopped, and the server shut down in order (uvicorn
+        # re-raises the signal once it is done, so the status is -SIGTERM)
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        proc.stderr.close()
+
+
+def _healthy(url: str, proc) -> bool:
+    if proc.poll() is not None:
+        raise RuntimeError(f"the server exited ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_cli_says_when_the_port_is_in_use(model_dir, capsys):
+    from trajvlm.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--model", str(model_dir), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: port {port} on 127.0.0.1 is in use" in err and "Traceback" not in err
+
+
+def test_only_json_posts_from_this_server_s_own_pages(loaded, server):
+    body = json.dumps({"model": NAME, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+    for kind in ("text/plain", "application/x-www-form-urlencoded", None):  # what a form or no-cors fetch can send
+        headers = {} if kind is None else {"Content-Type": kind}
+        got = httpx.post(f"{server}/v1/chat/completions", content=body, headers=headers, timeout=10)
+        assert got.status_code == 415 and _error(got)["code"] == "unsupported_media_type"
+    overlay = httpx.post(f"{server}/v1/trajectory_overlay", content=b"{}", headers={"Content-Type": "text/plain"})
+    assert overlay.status_code == 415
+    rebound = httpx.get(f"{server}/v1/models", headers={"Host": "attacker.example:8000"})  # DNS rebinding
+    assert rebound.status_code == 421 and "not this server's name" in _error(rebound)["message"]
+    foreign = httpx.post(
+        f"{server}/v1/chat/completions", content=body, headers={**JSON_TYPE, "Origin": "http://attacker.example"}
+    )
+    assert foreign.status_code == 403 and _error(foreign)["code"] == "origin_not_allowed"
+    assert "access-control-allow-origin" not in foreign.headers
+    own = httpx.post(f"{server}/v1/chat/completions", content=body, headers={**JSON_TYPE, "Origin": server}, timeout=30)
+    assert own.status_code == 200 and "access-control-allow-origin" not in own.headers
+    for host in ("localhost", "[::1]:1234"):
+        assert httpx.get(f"{server}/health", headers={"Host": host}).status_code == 200
+
+
+def test_allowed_hosts_and_origins(loaded):
+    app = make_app(loaded, None, allowed_hosts=("myhost.lan",), allowed_origins=("https://app.example",))
+    with live_server(app) as url:
+        assert httpx.get(f"{url}/health", headers={"Host": "myhost.lan:8000"}).status_code == 200
+        assert httpx.get(f"{url}/health", headers={"Host": "other.lan"}).status_code == 421
+        got = httpx.get(f"{url}/v1/models", headers={"Origin": "https://app.example"})
+        assert got.status_code == 200 and got.headers["access-control-allow-origin"] == "https://app.example"
+        preflight = httpx.options(
+            f"{url}/v1/chat/completions",
+            headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert preflight.status_code == 204 and "POST" in preflight.headers["access-control-allow-methods"]
+        assert "content-type" in preflight.headers["access-control-allow-headers"]
+        assert httpx.get(f"{url}/v1/models", headers={"Origin": "https://other.example"}).status_code == 403
+    with pytest.raises(ValueError, match="allowed origin 'app.example'"):
+        ServeConfig(allowed_origins=("app.example",))
+
+
+@pytest.fixture(scope="module")
+def hidden_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hidden_media")
+    write_clip(root / "clip.mp4")
+    write_clip(root / ".private.mp4", seed=2)
+    (root / ".cache").mkdir()
+    write_clip(root / ".cache" / "inner.mp4", seed=3)
+    (root / "sub").mkdir()
+    write_clip(root / "sub" / "ok.mp4", seed=4)
+    return root
+
+
+def test_media_hides_dotfiles_and_never_names_the_root(loaded, hidden_root):
+    with live_server(make_app(loaded, hidden_root)) as url:
+        listed = httpx.get(f"{url}/v1/media").json()["data"]
+        assert [m["name"] for m in listed] == ["clip.mp4", "sub/ok.mp4"]
+        preview = httpx.get(url + listed[1]["preview"])
+        assert preview.status_code == 200 and preview.content == (hidden_root / "sub" / "ok.mp4").read_bytes()
+        plain = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        for hidden in (hidden_root / ".private.mp4", hidden_root / ".cache" / "inner.mp4"):
+            with pytest.raises(openai.PermissionDeniedError, match="hidden") as info:
+                plain.chat.completions.create(model=NAME, messages=video_message(hidden.as_uri()), max_tokens=2)
+            assert info.value.body["code"] == "hidden_media"
+            assert httpx.get(f"{url}/v1/media/{hidden.relative_to(hidden_root)}").status_code == 403
+        for outside in (f"file://{hidden_root}/../x.mp4", "file:///etc/passwd"):
+            with pytest.raises(openai.PermissionDeniedError) as info:
+                plain.chat.completions.create(model=NAME, messages=video_message(outside), max_tokens=2)
+            assert str(hidden_root) not in info.value.body["message"].replace(outside.removeprefix("file://"), "")
+        assert httpx.get(f"{url}/v1/media/..%2F..%2Fetc%2Fpasswd").status_code in (403, 404)
+
+
+def test_slow_clients_are_cut_off(loaded):
+    """Headers (or a body) dribbled a byte at a time get a 408 and a closed connection after --read-timeout."""
+    app = make_app(loaded, None, read_timeout_s=1.0)
+    with live_server(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        starts = [
+            b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ",  # headers never end
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{",  # the body never ends
+        ]
+        for start in starts:
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.sendall(start)
+                sock.settimeout(0.2)
+                got = b""
+                for _ in range(100):  # 20 s of dribbling at most
+                    try:
+                        sock.sendall(b"a")
+                        chunk = sock.recv(4096)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        break
+                    if not chunk:
+                        break
+                    got += chunk
+            assert got.startswith(b"HTTP/1.1 408"), got[:200]
+            assert json.loads(got.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "read_timeout"
+        assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_oversize_upload_413_reaches_a_closing_client(server):
+    """urllib sends `Connection: close` and the whole body: it must read the 413, not a reset."""
+    import urllib.error
+    import urllib.request
+
+    big = "data:video/mp4;base64," + "A" * (24 * 1024 * 1024)  # 24 MiB: more than the socket buffers hold
+    data = json.dumps({"model": NAME, "messages": video_message(big)}).encode()
+    request = urllib.request.Request(f"{server}/v1/chat/completions", data=data, headers=JSON_TYPE)
+    for _ in range(3):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=30)
+        assert info.value.code == 413
+        assert json.loads(info.value.read())["error"]["code"] == "request_too_large"
+
+
+def test_hostile_json_is_400_and_errors_keep_the_connection(loaded, server):
+    deep = "[" * 1000 + "]" * 1000
+    for text in (
+        deep,
+        json.dumps({"model": NAME, "messages": [{"role": "user", "content": json.loads("[" * 80 + "]" * 80)}]}),
+    ):
+        got = httpx.post(f"{server}/v1/chat/completions", content=text, headers=JSON_TYPE, timeout=10)
+        assert got.status_code == 400 and "nested too deeply" in _error(got)["message"]
+    surrogate = json.dumps({"model": NAME, "messages": [{"role": "user", "content": "Hi \ud800 there"}]})
+    assert "\\ud800" in surrogate  # escaped in the JSON text, a lone surrogate once decoded
+    got = httpx.post(f"{server}/v1/chat/completions", content=surrogate, headers=JSON_TYPE, timeout=10)
+    assert got.status_code == 400 and "lone UTF-16 surrogate" in _error(got)["message"]
+    assert _error(got)["param"] == "messages.0.content"
+
+    app = make_app(loaded, None)
+
+    @app.get("/fails")
+    async def fails():  # a route with a bug: the one way to reach the unexpected-error path on purpose
+        raise RuntimeError("kaput")
+
+    with live_server(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"GET /fails HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            first = _read_response(sock)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # the same connection
+            second = _read_response(sock)
+    assert first.startswith("HTTP/1.1 500")
+    assert json.loads(first.split("\r\n\r\n", 1)[1])["error"]["message"] == "internal error: RuntimeError: kaput"
+    assert second.startswith("HTTP/1.1 200") and json.loads(second.split("\r\n\r\n", 1)[1])["status"] == "ok"

@@ -26,6 +26,7 @@ import asyncio
 import base64
 import json
 import logging
+import math
 import tempfile
 import time
 from contextlib import asynccontextmanager
@@ -40,6 +41,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from trajvlm.serve.config import ServeConfig
 from trajvlm.serve.engine import Engine, Job
@@ -268,10 +270,18 @@ def create_app(model, processor, cfg: ServeConfig) -> FastAPI:
                     504, f"no answer within {cfg.request_timeout_s:g} s (the server's request timeout)", code="timeout"
                 )
             done, _ = await asyncio.wait({work}, timeout=min(remaining, DISCONNECT_POLL_S))
+            if request is not None and await _gone(request):
+                raise APIError(499, "the client closed the connection", code="client_closed")
             if done:
                 return work.result()
-            if request is not None and await request.is_disconnected():
-                raise APIError(499, "the client closed the connection", code="client_closed")
+
+    async def _gone(request: Request) -> bool:
+        """Whether the client has disconnected, asked at most every DISCONNECT_POLL_S (events may come faster)."""
+        now = asyncio.get_running_loop().time()
+        if now - getattr(request.state, "polled", -math.inf) < DISCONNECT_POLL_S:
+            return False
+        request.state.polled = now
+        return await request.is_disconnected()
 
     # ------------------------------------------------------------------------------------------------ overlay
 
@@ -320,10 +330,13 @@ async def read_json(request: Request, limit: int) -> Any:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(int(declared), limit)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _too_large(None, limit)
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise _too_large(None, limit)
+    except ClientDisconnect:  # the client left, or its body did not arrive within --read-timeout
+        raise APIError(499, "the client closed the connection before its body arrived", code="client_closed") from None
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

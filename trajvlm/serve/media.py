@@ -280,7 +280,9 @@ def _frame_header_size(data: bytes, k: int) -> tuple[int, int]:
     try:
         with Image.open(io.BytesIO(data)) as im:
             width, height = im.size
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:  # far over the limit: Pillow refuses it from the header
+        raise APIError(422, f"frame {k} is too large: {e}", code="image_too_large", param="messages") from e
+    except (OSError, UnidentifiedImageError) as e:
         raise APIError(422, f"frame {k} is not a readable image ({e})", code="invalid_video", param="messages") from e
     if width * height > MAX_IMAGE_PIXELS:
         raise APIError(

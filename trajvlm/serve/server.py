@@ -188,6 +188,10 @@ class Server(uvicorn.Server):
         self.engine.begin_shutdown()
         super().handle_exit(sig, frame)
 
+    async def shutdown(self, sockets=None) -> None:
+        self.engine.begin_shutdown()  # also when the server is stopped by should_exit, not by a signal
+        await super().shutdown(sockets)
+
 
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening-ready socket bound to ``host:port``; :class:`PortInUseError` when another process holds it."""
