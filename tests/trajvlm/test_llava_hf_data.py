@@ -203,6 +203,55 @@ def test_only_answers_and_their_end_token_are_trained(llava_hf_base, video178k, 
             assert "named SmolLM" in rendered  # the template's default system prompt is there, never trained
 
 
+def _char_tokenizer():
+    """A character-level pure-Python (slow) tokenizer: it gives no offset mapping, so masking tokenizes the prompt
+    and answer pieces apart."""
+    from transformers import PreTrainedTokenizer
+
+    class CharTokenizer(PreTrainedTokenizer):
+        def __init__(self, **kwargs):
+            self.chars = [chr(c) for c in range(32, 127)] + ["\n"]
+            self.vocab = {c: i for i, c in enumerate(self.chars)}
+            super().__init__(**kwargs)
+
+        @property
+        def vocab_size(self):
+            return len(self.chars)
+
+        def get_vocab(self):
+            return {**self.vocab, **self.added_tokens_encoder}
+
+        def _tokenize(self, text, **kwargs):
+            return list(text)
+
+        def _convert_token_to_id(self, token):
+            return self.vocab.get(token, 0)
+
+        def _convert_id_to_token(self, index):
+            return self.chars[index]
+
+        def convert_tokens_to_string(self, tokens):
+            return "".join(tokens)
+
+    specials = ["<|im_start|>", "<image>", "<video>"]
+    return CharTokenizer(eos_token="<|im_end|>", pad_token="<|endoftext|>", additional_special_tokens=specials)
+
+
+def test_a_slow_tokenizer_masks_the_same_way(video178k):
+    from trajvlm.processing import TrajVLMProcessor
+
+    tokenizer = _char_tokenizer()
+    assert not tokenizer.is_fast
+    processor = TrajVLMProcessor(
+        tokenizer=tokenizer, chat_template=LLAVA_HF_TEMPLATE, image_size=64, patch_size=8, num_frames=NUM_FRAMES
+    )
+    data = video178k / "llava_video_178k.json"
+    ds = LlavaVideoDataset(data, video178k, processor, num_frames=NUM_FRAMES)
+    for i, row in enumerate(json.loads(data.read_text())):
+        item = ds.build(i)
+        assert [tokenizer.decode(run) for run in _supervised_runs(item)] == [a + "<|im_end|>" for a in _answers(row)]
+
+
 def test_generation_tags_agree_with_the_masks(llava_hf_base, video178k):
     """The llava-hf template marks answers with {% generation %}: transformers' own assistant mask (characters of
     '\\n' + answer) covers every token this dataset trains but the end-of-turn token."""
