@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
+from torch import Tensor
 
 from trajtok import TrajTok, TrajTokConfig
 from trajtok.cli import main as trajtok_main
+from trajtok.nn.release_segmenter import ReleasePerceiver
 from trajtok.release import convert, map_key
 
 SEG = "vision_encoder."
@@ -172,3 +178,72 @@ def test_release_preset_holds_the_released_shapes():
             assert own[target].shape == value.shape, key
             targets[target] = key
     assert {k for k in own if k.startswith(("features.", "segmenter."))} == set(targets)
+
+
+FIXTURE = Path(__file__).parent / "data" / "release_parity_tiny.safetensors"
+
+
+def test_release_matches_the_authors_segmenter(load_script, tmp_path):
+    """The converted model reproduces the authors' own segmenter (hellomuffin/trajtok, their code run once by
+    ``eval/bench/bench_release_parity.py --write-fixture``): same release weights at the tiny size, same 2 frames,
+    their queries, 8 x 8 assignment logits and 32 x 32 high-resolution logits. Covers what the key mapping cannot:
+    the Perceiver's normalisation order, its rotary layout and stored frequencies, the layer order, the stage fusion
+    and both heads."""
+    bench = load_script("eval/bench/bench_release_parity.py")
+    ref = load_file(str(FIXTURE))
+    with safe_open(str(FIXTURE), "pt") as f:
+        meta = f.metadata()
+    tiny = json.loads(meta["tiny"])
+    shapes = {
+        k: tuple(v.shape)
+        for k, v in release_state(
+            e=tiny["width"], k=tiny["queries"], dims=tiny["dims"], depths=tiny["depths"], seg_depth=tiny["seg_depth"]
+        ).items()
+    }
+    torch.save({"model": bench.random_release_state(shapes, seed=int(meta["seed"]))}, tmp_path / "model.pth")
+    model = TrajTok.from_pretrained(convert(tmp_path / "model.pth", tmp_path / "converted")).eval()
+    frames = ref["frames"]  # (T, 3, 32, 32) already normalised, as their segmenter reads them
+    with torch.no_grad():
+        feats = model.features(frames).unsqueeze(0)  # (1, T, 8, 8, E)
+        queries, logits = model.segmenter(feats)  # (1, K, E), (1, K, T, 8, 8)
+        hi = model.segmenter.high_res_logits(feats, queries)  # (1, K, T, 32, 32)
+    k = logits.shape[1]
+    ours_low = logits.reshape(1, k, -1).transpose(1, 2)  # (1, T*h*w, K): their layout
+    ours_high = hi.reshape(1, k, -1).transpose(1, 2)
+    torch.testing.assert_close(queries, ref["queries"], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ours_low, ref["logits"], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ours_high, ref["high_res_logits"], rtol=1e-4, atol=1e-4)
+    assert torch.equal(ours_low.argmax(-1), ref["logits"].argmax(-1))
+    assert ref["logits"].argmax(-1).unique().numel() > 1  # the reference is not a degenerate single-query mask
+
+
+def test_release_perceiver_normalisation_order():
+    """As released: the features are normalised once (norm_ctx), the latents again before every layer (norm_lat),
+    each attention normalises both (norm_media, norm_latents), the gated MLP normalises its input, and the residual
+    adds the layer's output to the normalised latents. So every attention reads norm_lat of the running latents,
+    and the output is unchanged by any positive scale and shift of the initial latents or of the features."""
+    torch.manual_seed(0)
+    p = ReleasePerceiver(width=32, depth=3, heads=4, head_dim=8).eval()
+    with torch.no_grad():
+        for name, t in p.named_parameters():
+            if "norm" in name:
+                t.copy_((1.0 if name.endswith("weight") else 0.0) + 0.3 * torch.randn_like(t))
+    seen: list[tuple[Tensor, Tensor]] = []
+    hooks = [layer.attn.register_forward_pre_hook(lambda m, a: seen.append(a)) for layer in p.layers]
+    latents, feats = torch.randn(2, 5, 32) * 3 + 1, torch.randn(2, 40, 32) * 2 - 1
+    with torch.no_grad():
+        out = p(latents, feats)
+        for h in hooks:
+            h.remove()
+        assert len(seen) == 3
+        for i, (x, lat) in enumerate(seen):
+            torch.testing.assert_close(x, p.norm_ctx(feats), msg=f"layer {i} attends to norm_ctx(features)")
+            rows = (lat - p.norm_lat.bias) / p.norm_lat.weight  # norm_lat without its affine
+            torch.testing.assert_close(rows.mean(-1), torch.zeros(2, 5), atol=1e-4, rtol=0, msg=f"layer {i} mean")
+            torch.testing.assert_close(rows.var(-1, unbiased=False), torch.ones(2, 5), atol=1e-3, rtol=0)
+        torch.testing.assert_close(p(latents * 4.0 + 2.0, feats), out, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(p(latents, feats * 0.25 - 3.0), out, rtol=1e-4, atol=1e-4)
+        # the returned latents are the raw residual stream (no final norm_lat): undoing its affine leaves rows that
+        # are not normalised
+        rows = (out - p.norm_lat.bias) / p.norm_lat.weight
+        assert (rows.var(-1, unbiased=False) - 1).abs().max() > 0.1
