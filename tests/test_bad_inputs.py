@@ -69,6 +69,13 @@ def files(tmp_path_factory) -> dict[str, Path]:
     tiny_model(seed=0, clip_len=4).save_pretrained(tokenizer)
     malformed = root / "malformed.json"
     malformed.write_text('[{"id": 1, "video": "clip.mp4",')
+    other = generate_video(2, 3, 64, 64, 2)  # another video's labels: 3 frames where the clip has 6
+    save_labels(root / "other.npz", other.masks, other.graph)
+    square = generate_video(3, 4, 64, 64, 2)  # 4 frames like big.mp4, but square where it is 320x240
+    save_labels(root / "square.npz", square.masks, square.graph)
+    loop = root / "loop.mp4"
+    loop.symlink_to(root / "loop2.mp4")
+    (root / "loop2.mp4").symlink_to(loop)
     return {
         "clip": clip,
         "labels": root / "clip.npz",
@@ -78,6 +85,9 @@ def files(tmp_path_factory) -> dict[str, Path]:
         "tokenizer": tokenizer,
         "malformed": malformed,
         "missing": root / "no_such_file.mp4",
+        "other_labels": root / "other.npz",
+        "square_labels": root / "square.npz",
+        "loop": loop,
     }
 
 
@@ -131,6 +141,140 @@ def test_trajtok_errors(files, tmp_path, capsys):
         rc, _, err = _run(trajtok_main, argv, capsys)
         assert_user_error(rc, err, *needles)
     assert not (tmp_path / "s" / "manifest.json").exists()  # --objects 0 wrote nothing
+
+
+def _corrupt_copy(src: Path, dst: Path, content: bytes | None = None) -> Path:
+    """A copy of the checkpoint folder ``src`` whose ``model.safetensors`` is truncated (or holds ``content``)."""
+    shutil.copytree(src, dst)
+    weights = dst / "model.safetensors"
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[: len(whole) // 2] if content is None else content)
+    return dst
+
+
+def _huge_png(path: Path, width: int = 100_000, height: int = 100_000) -> Path:
+    """A tiny PNG file whose header claims ``width`` x ``height`` pixels (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = data[12:29]  # b"IHDR" + width, height (4 bytes each) + 5 bytes
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_trajtok_more_errors(files, tmp_path, capsys):
+    """Frame bounds, flags checked before any work, unknown devices, corrupt weights, another video's labels,
+    YAML mistakes, a text file given as a release checkpoint, symlink loops, decompression bombs."""
+    f = files
+    ck = str(f["tokenizer"])
+    corrupt = str(_corrupt_copy(f["tokenizer"], tmp_path / "corrupt_ck"))
+    garbage = str(_corrupt_copy(f["tokenizer"], tmp_path / "garbage_ck", b"\x00garbage" * 30))
+    text = tmp_path / "notes.pth"
+    text.write_text("these are my notes, not a checkpoint\n")
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("steps: 2\nlr: [1e-3\n")
+    list_yaml = tmp_path / "list.yaml"
+    list_yaml.write_text("data: d\nsteps: [1, 2]\n")
+    bomb, big_png = tmp_path / "bomb", tmp_path / "big_png"
+    bomb.mkdir()
+    big_png.mkdir()
+    _huge_png(bomb / "000.png")  # Pillow's own guard refuses it at open
+    _huge_png(big_png / "000.png", 10_000, 10_000)  # under Pillow's limit, over trajtok's
+    gif = str(tmp_path / "a.gif")
+    cases = [
+        (["tokenize", str(f["clip"]), "--checkpoint", ck, "--num-frames", "100000"], ["num_frames", "at most 4096", "got 100000"]),
+        (["tokenize", str(f["clip"]), "--checkpoint", ck, "--max-frames", "5000"], ["max_frames", "at most 4096", "got 5000"]),
+        (["tokenize", str(f["clip"]), "--checkpoint", ck, "--fps", "nan"], ["--fps", "nan"]),
+        (["tokenize", str(f["clip"]), "--checkpoint", ck, "--fps", "-2"], ["--fps", "-2"]),
+        (["tokenize", str(f["clip"]), "--checkpoint", ck, "--device", "tpu9"], ["'tpu9'", "unknown device"]),
+        (["tokenize", str(f["clip"]), "--checkpoint", ck, "--viz", "x.avi"], ["x.avi", ".png, .gif or .mp4"]),
+        (["tokenize", str(f["clip"]), "--checkpoint", corrupt], [corrupt, "corrupt or truncated"]),
+        (["tokenize", str(f["clip"]), "--checkpoint", garbage], [garbage, "corrupt or truncated"]),
+        (["tokenize", str(f["loop"]), "--checkpoint", ck], [f["loop"], "symlink loop"]),
+        (["tokenize", str(bomb), "--checkpoint", ck], [bomb / "000.png", "decompression bomb"]),
+        (["tokenize", str(big_png), "--checkpoint", ck], [big_png / "000.png", "10000x10000", "over the limit"]),
+        (["eval", "--checkpoint", ck, "--data", str(tmp_path), "--max-videos", "-1"], ["--max-videos", "-1"]),
+        (["eval", "--checkpoint", ck, "--data", str(tmp_path), "--device", "tpu9"], ["'tpu9'", "unknown device"]),
+        (["eval", "--checkpoint", corrupt, "--data", str(tmp_path)], [corrupt, "corrupt or truncated"]),
+        (["train", "--config", "smoke", "steps=ten"], ["steps must be an integer", "'ten'"]),
+        (["train", "--config", "smoke", "lr=.nan"], ["lr must be a finite number", "nan"]),
+        (["train", "--config", "smoke", "lr=.inf"], ["lr must be a finite number", "inf"]),
+        (["train", "--config", "smoke", "lr=[1, 2]"], ["lr must be a number", "[1, 2]"]),
+        (["train", "--config", "smoke", "model=[4]"], ["model must be a mapping", "[4]"]),
+        (["train", "--config", "smoke", "steps=[1,"], ["'[1,'", "not valid YAML"]),
+        (["train", "--config", str(bad_yaml)], ["bad.yaml", "not valid YAML"]),
+        (["train", "--config", str(list_yaml)], ["steps must be an integer", "[1, 2]"]),
+        (["convert-release", str(text), str(tmp_path / "rel")], [text, "not a weights-only PyTorch checkpoint"]),
+        (["viz", "--video", str(f["clip"]), "--labels", str(f["other_labels"]), "--out", gif],
+         [f["other_labels"], "3 frames", "the video 6"]),
+        (["viz", "--video", str(f["big"]), "--labels", str(f["square_labels"]), "--out", gif],
+         [f["square_labels"], "64x64", "320x240"]),
+        (["viz", "--video", str(f["loop"]), "--labels", str(f["labels"]), "--out", gif], [f["loop"], "symlink loop"]),
+        (["viz", "--video", str(f["clip"]), "--labels", str(f["labels"]), "--out", gif, "--fps", "inf"], ["--fps"]),
+    ]  # fmt: skip
+    for argv, needles in cases:
+        rc, out, err = _run(trajtok_main, argv, capsys)
+        assert_user_error(rc, err, *needles)
+    assert not (tmp_path / "rel").exists() and not Path(gif).exists()
+    # the labels that belong to the clip still draw
+    rc, _, err = _run(trajtok_main, ["viz", "--video", str(f["clip"]), "--labels", str(f["labels"]), "--out", gif],
+                      capsys)  # fmt: skip
+    assert rc == 0 and Path(gif).is_file(), err
+
+
+def test_tokenize_samples_at_most_the_frames_the_source_has(files, capsys):
+    """--num-frames past the clip's 6 frames used to repeat frames (memory grew by gigabytes for 100000)."""
+    argv = ["tokenize", str(files["clip"]), "--checkpoint", str(files["tokenizer"]), "--num-frames", "50"]
+    rc, out, err = _run(trajtok_main, argv, capsys)
+    assert rc == 0, err
+    assert f"note: {files['clip']} has 6 frames: sampling all 6, not 50" in out
+    assert "(6 frames at" in out
+
+
+def test_trajtok_train_disk_full_keeps_the_checkpoint_and_stale_temporaries_go(tmp_path, capsys, monkeypatch):
+    """A full disk while saving: one error line saying the previous checkpoint is intact, no half-written folder;
+    the temporary folder a killed save leaves is removed at the next save and by --resume."""
+    import errno
+
+    import safetensors.torch
+
+    from trajtok.modeling import TrajTok
+    from trajtok.synth import write_dataset
+    from trajtok.train import latest_checkpoint
+
+    data = tmp_path / "synth"
+    write_dataset(data, "train=2,val=1,test=1", frames=8, size=64, objects=(2, 2), seed=0)
+    run = tmp_path / "run"
+    opts, overrides = ["--config", "smoke", "--out", str(run)], [f"data={data}", "val_split=null", "threads=1"]
+    rc, _, err = _run(trajtok_main, ["train", *opts, *overrides], capsys)
+    assert rc == 0, err
+    ckpt = run / "checkpoints" / "step_0000002"
+    before = (ckpt / "model.safetensors").read_bytes()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(args[1]) if len(args) > 1 else None)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    rc, _, err = _run(trajtok_main, ["train", *opts, "--resume", *overrides, "steps=3"], capsys)
+    assert_user_error(rc, err, "no space left on the device", "step 3", f"previous checkpoint {ckpt} is intact")
+    assert latest_checkpoint(run) == ckpt and (ckpt / "model.safetensors").read_bytes() == before
+    assert not [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".tmp_")]
+    TrajTok.from_pretrained(ckpt)  # still loads
+
+    monkeypatch.undo()
+    stale = run / "checkpoints" / ".tmp_step_0000009"  # what a kill in the middle of a save leaves
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half")
+    rc, _, err = _run(trajtok_main, ["train", *opts, "--resume", *overrides, "steps=3"], capsys)
+    assert rc == 0, err
+    assert latest_checkpoint(run).name == "step_0000003" and not stale.exists()
 
 
 def test_trajtok_bad_flag_type_is_argparse_error(capsys):
@@ -394,7 +538,7 @@ def test_lmms_eval_model_rejects_bad_settings(vlm, files, tmp_path):
     cases = [
         ({"num_frames": "-1"}, "num_frames must be a positive integer .* got -1"),
         ({"num_frames": "abc"}, "num_frames must be an integer, got 'abc'"),
-        ({"num_frames": "100000"}, "num_frames=100000 is more than the 4096 frames"),
+        ({"num_frames": "100000"}, "num_frames must be at most 4096 frames .* got 100000"),
         ({"max_frames": "0"}, "max_frames must be a positive integer"),
         ({"fps": "nan"}, "fps must be a positive finite number .* got nan"),
         ({"batch_size": "0"}, "batch_size must be a positive integer, got '0'"),  # used to become 1

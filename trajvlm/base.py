@@ -369,6 +369,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trajtok.checks import check_frame_count
+
+    check_frame_count("--num-frames (num_frames)", args.num_frames)
     if args.llm is not None:
         if args.vocab_from is not None or args.size != "tiny":
             raise ValueError("--llm keeps the LLM's own tokenizer and size: drop --vocab-from / --size")

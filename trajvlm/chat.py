@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -43,22 +44,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--system", default=None, help="system prompt")
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """The flags that need no model: checked before it loads, each error naming its flag and value."""
+    from trajtok.checks import check_frame_count
+
+    check_frame_count("--num-frames (num_frames)", args.num_frames)
+    check_frame_count("--max-frames (max_frames)", args.max_frames)
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):  # torch refuses it only mid-generation
+        raise ValueError(f"--temperature must be 0 (greedy) or a positive finite number, got {args.temperature}")
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be a positive integer, got {args.max_new_tokens}")
+    if args.max_context is not None and args.max_context < 1:
+        raise ValueError(f"--max-context must be a positive integer, got {args.max_context}")
+    if args.viz is not None and args.viz.suffix.lower() not in (".png", ".gif", ".mp4"):
+        raise ValueError(f"--viz {args.viz}: unknown overlay format; use .png, .gif or .mp4")
+
+
 def run(args: argparse.Namespace) -> int:
+    from trajtok.checks import check_input_exists, reading_weights
     from trajvlm.inference import ContextLengthError, VideoChat, load_model
 
     out = sys.stdout
     try:
-        if args.video is not None and not args.video.exists():
-            raise FileNotFoundError(f"video not found: {args.video}")
-        model, processor = load_model(
-            args.model,
-            device=args.device,
-            dtype=args.dtype,
-            connector=args.connector,
-            num_frames=args.num_frames,
-            fps=args.fps,
-            max_frames=args.max_frames,
-        )
+        check_arguments(args)
+        if args.video is not None:
+            check_input_exists(args.video)  # "not found", or a symlink loop / broken symlink said as such
+        with reading_weights(args.model, "model"):
+            model, processor = load_model(
+                args.model,
+                device=args.device,
+                dtype=args.dtype,
+                connector=args.connector,
+                num_frames=args.num_frames,
+                fps=args.fps,
+                max_frames=args.max_frames,
+            )
         if args.viz is not None and model.config.connector != "trajtok":
             raise ValueError(
                 f"--viz needs the trajtok connector: it draws TrajTok's trajectory assignment, and this model uses "

@@ -277,7 +277,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = export(args.checkpoint, args.out, precision=args.precision, format=args.format)
+    from trajtok.checks import reading_weights
+
+    with reading_weights(args.checkpoint, "checkpoint"):  # a corrupt or truncated weights file: one error line
+        path = export(args.checkpoint, args.out, precision=args.precision, format=args.format)
     config = json.loads((path / "config.json").read_text())
     if config.get("model_type") == "llava_onevision":
         logger.info("load it with LlavaOnevisionForConditionalGeneration.from_pretrained(%r)", str(path))

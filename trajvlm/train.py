@@ -30,6 +30,7 @@ import argparse
 import json
 import logging
 import re
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,14 @@ from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
 
+from trajtok.checks import (
+    DiskWriteError,
+    atomic_directory,
+    disk_error_message,
+    is_disk_error,
+    reading_weights,
+    replace_directory,
+)
 from trajvlm.data import DataCollator, LlavaVideoDataset
 from trajvlm.train_config import CONFIG_NAME, TrainConfig
 
@@ -407,7 +416,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         # attaches DeepSpeed's comm layer to the process group (on CPU runs the Trainer does not), so ZeRO-3
         # partitions the weights across ranks while they load (zero.Init sees the real world size)
         deepspeed.init_distributed()
-    model = build_model(cfg)
+    with reading_weights(cfg.base_model, "base_model"):
+        model = build_model(cfg)
     processor = load_processor(cfg, model.config)
     model = setup_trainable(model, cfg)
     datasets = {
@@ -469,21 +479,42 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         from trajvlm.export import export
 
         unset_hf_deepspeed_config()  # rank 0 alone rebuilds the model: no ZeRO-3 partitioning while it loads
-        export(save_dir, out / "final")
+        kept = f"{out / 'final'} was left as it was; {save_dir} holds the trained adapter"
+        with atomic_directory(out / "final", kept=kept) as tmp:  # renamed once complete: never final/ without weights
+            export(save_dir, tmp)
         if (snapshot / "adapter").is_dir():
-            export(snapshot / "adapter", snapshot / "final")
+            with atomic_directory(snapshot / "final") as tmp:
+                export(snapshot / "adapter", tmp)
     trainer.accelerator.wait_for_everyone()
     return out
 
 
 def save_outputs(trainer: Trainer, model, processor, cfg: TrainConfig, save_dir: Path) -> None:
-    """The trained weights (the adapter for LoRA runs), the processor and the config, into ``save_dir``."""
+    """The trained weights (the adapter for LoRA runs), the processor and the config, into ``save_dir``.
+
+    Written to ``.tmp_<name>`` beside it and renamed once complete, so ``save_dir`` is never left half-written (a
+    full disk used to leave ``final/`` without weights and no message): an earlier ``save_dir`` stays as it was and
+    a disk error says so (:class:`~trajtok.checks.DiskWriteError`)."""
     unwrapped = model.get_base_model() if hasattr(model, "get_base_model") else model
     record_encoder_training(unwrapped.config, cfg)
-    trainer.save_model(str(save_dir))
-    if trainer.is_world_process_zero():
-        cfg.save(save_dir)
-        processor.save_pretrained(save_dir)
+    main = trainer.is_world_process_zero()
+    tmp = save_dir.parent / f".tmp_{save_dir.name}"
+    try:
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        trainer.accelerator.wait_for_everyone()
+        trainer.save_model(str(tmp))  # every rank: ZeRO-3 gathers the weights for rank 0
+        if main:
+            cfg.save(tmp)
+            processor.save_pretrained(tmp)
+    except OSError as e:
+        if not is_disk_error(e):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DiskWriteError(e.errno, f"{disk_error_message(e)} while saving {save_dir}; it was left as it was") from e
+    trainer.accelerator.wait_for_everyone()
+    if main:
+        replace_directory(tmp, save_dir)
     trainer.accelerator.wait_for_everyone()
 
 
@@ -499,13 +530,23 @@ def _warn_config_changes(cfg: TrainConfig, saved: TrainConfig) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, type=Path, help="YAML preset (see trajvlm/presets)")
+    parser.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        action="append",
+        help="YAML preset (see trajvlm/presets); repeat it to train several presets one after another in this launch "
+        "(e.g. stage 1 then stage 2: one start-up of the processes; the overrides apply to each)",
+    )
     parser.add_argument("overrides", nargs="*", help="key=value overrides of TrainConfig fields (values are YAML)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = TrainConfig.from_yaml(args.config, args.overrides)
-    out = train(cfg, resume=args.resume)
-    logger.info("outputs in %s", out)
+    if args.resume and len(args.config) > 1:
+        raise ValueError(f"--resume takes one --config, got {len(args.config)}: resume each run on its own")
+    configs = [TrainConfig.from_yaml(path, args.overrides) for path in args.config]  # every preset checked first
+    for cfg in configs:
+        out = train(cfg, resume=args.resume)
+        logger.info("outputs in %s", out)
     return 0

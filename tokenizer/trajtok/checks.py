@@ -129,8 +129,8 @@ def check_frame_count(name: str, value: Any, *, limit: int = MAX_FRAMES) -> None
         raise ValueError(f"{name} must be a positive integer (frames per video), got {value!r}")
     if value > limit:
         raise ValueError(
-            f"{name}={value} is more than the {limit} frames one video may be sampled at (trajtok.checks.MAX_FRAMES:"
-            " every frame is held in memory at once); sample fewer frames"
+            f"{name} must be at most {limit} frames per video (trajtok.checks.MAX_FRAMES: every sampled frame is "
+            f"held in memory at once), got {value}"
         )
 
 
@@ -140,6 +140,28 @@ def check_rate(name: str, value: Any) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive finite number (frames per second), got {value!r}")
+
+
+# ------------------------------------------------------------------------------------------------------- paths
+
+
+def missing_reason(path: str | os.PathLike) -> str:
+    """Why ``path`` cannot be opened although it may be listed: a symlink loop, a broken symlink, or not found."""
+    path = Path(path)
+    if not path.is_symlink():
+        return "not found"
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symlink loop (the link points, through other links, back to itself)"
+    return f"broken symlink (its target {os.readlink(path)!r} does not exist)"
+
+
+def check_input_exists(path: str | os.PathLike, what: str = "video") -> None:
+    """FileNotFoundError ``cannot read <what> '<path>': not found`` (or ``symlink loop`` / ``broken symlink``)."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"cannot read {what} {str(path)!r}: {missing_reason(path)}")
 
 
 # ------------------------------------------------------------------------------------------------------ device
@@ -228,7 +250,6 @@ def atomic_directory(target: str | os.PathLike, kept: str | None = None) -> Iter
     remains usable, e.g. the previous checkpoint)."""
     target = Path(target)
     tmp = target.parent / f".tmp_{target.name}"
-    old = target.parent / f".old_{target.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
@@ -239,10 +260,18 @@ def atomic_directory(target: str | os.PathLike, kept: str | None = None) -> Iter
             left = f"; {kept}" if kept else f"; {target} was left as it was"
             raise DiskWriteError(e.errno, f"{disk_error_message(e)} while writing {target}{left}") from e
         raise
+    replace_directory(tmp, target)
+
+
+def replace_directory(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Rename the complete folder ``source`` to ``target``, replacing an existing ``target`` (moved aside first,
+    deleted after: at every moment one complete version is in place or being renamed)."""
+    source, target = Path(source), Path(target)
+    old = target.parent / f".old_{target.name}"
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
         os.replace(target, old)
-    os.replace(tmp, target)
+    os.replace(source, target)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -262,12 +291,15 @@ __all__ = [
     "DiskWriteError",
     "atomic_directory",
     "check_device",
+    "check_input_exists",
     "check_field_types",
     "check_frame_count",
     "check_rate",
     "disk_error_message",
     "is_corrupt_weights_error",
     "is_disk_error",
+    "missing_reason",
     "reading_weights",
     "remove_stale_temporaries",
+    "replace_directory",
 ]

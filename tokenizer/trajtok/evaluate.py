@@ -274,10 +274,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trajtok.checks import check_device, reading_weights
     from trajtok.modeling import TrajTok
 
+    for flag, value in (
+        ("--max-videos", args.max_videos),
+        ("--clip-len", args.clip_len),
+        ("--label-size", args.label_size),
+    ):
+        if value is not None and value < 1:  # --max-videos -1 used to drop the last video (a Python slice)
+            raise ValueError(f"{flag} must be a positive integer, got {value}")
+    check_device(args.device)
     ckpt = resolve_checkpoint(args.checkpoint)
-    model = TrajTok.from_pretrained(ckpt).to(args.device)
+    with reading_weights(ckpt, "TrajTok checkpoint"):
+        model = TrajTok.from_pretrained(ckpt).to(args.device)
     logger.info("evaluating %s on %s (%s)", ckpt, args.data, args.split)
     result = evaluate_model(
         model,

@@ -102,7 +102,8 @@ def read_release(path: str | os.PathLike) -> dict[str, Tensor]:
         raise FileNotFoundError(f"release checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError, IndexError, TypeError, ValueError) as e:
+        # a text file or other bytes: the unpickler stumbles with whichever of these its first opcodes give
         raise ValueError(f"{path}: not a weights-only PyTorch checkpoint ({type(e).__name__}: {e})") from e
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):

@@ -46,19 +46,48 @@ def encoder_provenance(trained_by: str | None) -> str:
     return ENCODER_PROVENANCE.get(trained_by, f"trained by {trained_by}")
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every flag checked before the model loads or a frame is decoded (a bad --fps used to fail only after the
+    whole video was tokenized)."""
+    from trajtok.checks import check_device, check_frame_count, check_rate
+
+    check_frame_count("--num-frames (num_frames)", args.num_frames)
+    check_frame_count("--max-frames (max_frames)", args.max_frames)
+    check_rate("--fps", args.fps)
+    for flag, value in (("--clip-len", args.clip_len),):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be a positive number of frames, got {value}")
+    if args.tokens_per_trajectory not in (None, 1, 2, 4):
+        raise ValueError(f"--tokens-per-trajectory must be 1, 2 or 4, got {args.tokens_per_trajectory}")
+    if args.viz is not None and Path(args.viz).suffix.lower() not in (".png", ".gif", ".mp4"):
+        raise ValueError(f"--viz {args.viz}: unknown overlay format; use .png, .gif or .mp4")
+    check_device(args.device)
+
+
 def run(args: argparse.Namespace) -> int:
+    from trajtok.checks import check_input_exists, reading_weights
     from trajtok.evaluate import resolve_checkpoint
     from trajtok.modeling import TrajTok
     from trajtok.video import load_video, probe_video
 
+    check_arguments(args)
+    check_input_exists(args.video)  # "not found", or a symlink loop / broken symlink said as such
     ckpt = resolve_checkpoint(args.checkpoint)
-    model = TrajTok.from_pretrained(ckpt).to(args.device)
+    with reading_weights(ckpt, "TrajTok checkpoint"):
+        model = TrajTok.from_pretrained(ckpt).to(args.device)
     size = model.config.image_size
     # Decoded straight to the model's size (shorter side; never upscaled), so memory follows the sampled frames
     # at model size whatever the source resolution; the overlay is drawn at that size too.
     info = probe_video(args.video)
     decode_size = size if min(info.height, info.width) > size else None
-    video = load_video(args.video, num_frames=args.num_frames, max_frames=args.max_frames, size=decode_size)
+    num_frames = args.num_frames
+    if num_frames is not None and info.num_frames > 1 and num_frames > info.num_frames:
+        if not info.num_frames_exact:  # container metadata can be off: count the packets before deciding
+            info = probe_video(args.video, count_frames=True)
+        if num_frames > info.num_frames:  # more would only repeat frames (memory for nothing)
+            print(f"note: {args.video} has {info.num_frames} frames: sampling all {info.num_frames}, not {num_frames}")
+            num_frames = info.num_frames
+    video = load_video(args.video, num_frames=num_frames, max_frames=args.max_frames, size=decode_size)
     frames = video.frames  # (T, C, H, W) uint8, shorter side <= the model's size, for drawing
     pixels = frames
     if min(frames.shape[-2:]) != size or frames.shape[-2] != frames.shape[-1]:

@@ -40,7 +40,14 @@ import numpy as np
 import torch
 import yaml
 
-from trajtok.checks import check_field_types
+from trajtok.checks import (
+    DiskWriteError,
+    check_field_types,
+    disk_error_message,
+    is_disk_error,
+    reading_weights,
+    remove_stale_temporaries,
+)
 from trajtok.configuration import TrajTokConfig
 from trajtok.losses import BACKGROUND_MODES, segmentation_loss
 
@@ -349,22 +356,31 @@ def save_checkpoint(
     root = run_dir / CHECKPOINTS
     final = root / f"step_{step:07d}"
     tmp = root / f".tmp_step_{step:07d}"
-    if dist.main:
+    try:
+        if dist.main:
+            # the temporary folders of saves cut short (a kill, a full disk) are never read: clear them
+            remove_stale_temporaries(root, ".tmp_step_")
+            tmp.mkdir(parents=True)
+            model.save_pretrained(tmp)
+            torch.save(
+                {
+                    "step": step,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "world": dist.world,
+                },
+                tmp / STATE_NAME,
+            )
+            (tmp / CONFIG_NAME).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        dist.barrier()
+        torch.save(rng_state(), tmp / f"rng_rank{dist.rank}.pt")  # every rank: its own RNG streams
+    except OSError as e:
+        if not is_disk_error(e):
+            raise
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        model.save_pretrained(tmp)
-        torch.save(
-            {
-                "step": step,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "world": dist.world,
-            },
-            tmp / STATE_NAME,
-        )
-        (tmp / CONFIG_NAME).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    dist.barrier()
-    torch.save(rng_state(), tmp / f"rng_rank{dist.rank}.pt")  # every rank: its own RNG streams
+        previous = latest_checkpoint(run_dir)
+        kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
+        raise DiskWriteError(e.errno, f"{disk_error_message(e)} while saving checkpoint step {step}; {kept}") from e
     dist.barrier()
     if dist.main:
         if final.exists():
@@ -494,10 +510,14 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
     step = 0
     if resume:
         ckpt = latest_checkpoint(run_dir)
+        if dist.main:
+            for stale in remove_stale_temporaries(run_dir / CHECKPOINTS, ".tmp_step_"):
+                logger.warning("--resume: removed %s, left by a save that was cut short", stale)
         if ckpt is None:
             logger.warning("--resume: no checkpoint in %s, starting from scratch", run_dir)
         else:
-            step = load_checkpoint(ckpt, model, optimizer, scheduler, dist)
+            with reading_weights(ckpt, "checkpoint"):
+                step = load_checkpoint(ckpt, model, optimizer, scheduler, dist)
             logger.info("resumed from %s at step %d", ckpt, step)
 
     net: torch.nn.Module = SegmentationLogits(model, cfg.clip_len) if cfg.objective == "segmentation" else model

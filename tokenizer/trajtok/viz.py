@@ -213,16 +213,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=None, help="animation frame rate (default: the video's)")
 
 
+def check_labels_fit(video: str | Path, labels: str | Path, label_shape: tuple[int, ...]) -> None:
+    """ValueError when the labels (T, H, W) cannot be this video's: another frame count or another aspect ratio
+    (labels may be smaller than the video, at the same shape). Read from the container before decoding."""
+    from trajtok.checks import MAX_FRAMES
+    from trajtok.video import probe_video
+
+    T, H, W = (int(v) for v in label_shape)
+    if T > MAX_FRAMES:
+        raise ValueError(f"{labels}: {T} labelled frames is more than the {MAX_FRAMES} frames viz draws")
+    info = probe_video(video)
+    if info.num_frames != T and not info.num_frames_exact:
+        info = probe_video(video, count_frames=True)  # container metadata can be off: count before refusing
+    if info.num_frames != T:
+        raise ValueError(
+            f"{labels} does not fit {video}: the labels have {T} frames, the video {info.num_frames} "
+            "(labels of another video?)"
+        )
+    if abs(H / W - info.height / info.width) > 0.02 * info.height / info.width + 1.0 / min(W, info.width):
+        raise ValueError(
+            f"{labels} does not fit {video}: the labels are {W}x{H}, the video {info.width}x{info.height}, "
+            "another shape (labels of another video?)"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
+    from trajtok.checks import check_input_exists, check_rate
     from trajtok.labels import load_labels
 
+    check_rate("--fps", args.fps)
+    if not 0.0 <= args.alpha <= 1.0:
+        raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
+    for flag, value in (("--max-frames", args.max_frames), ("--cols", args.cols)):
+        if value < 1:
+            raise ValueError(f"{flag} must be a positive integer, got {value}")
+    check_input_exists(args.video)
     ids = load_labels(args.labels).trajectory_ids()  # (T, H, W): trajectory m -> m + 1
+    check_labels_fit(args.video, args.labels, ids.shape)
     # decoded at the labels' size: memory follows the labels, not the source resolution (a 4K video stays small)
     frames, fps = _read_video(Path(args.video), size=tuple(int(v) for v in ids.shape[1:3]))
     if frames.shape[0] != ids.shape[0]:
-        T = min(frames.shape[0], ids.shape[0])
-        logger.warning("video has %d frames, labels %d: drawing the first %d", frames.shape[0], ids.shape[0], T)
-        frames, ids = frames[:T], ids[:T]
+        raise ValueError(
+            f"{args.labels} does not fit {args.video}: the labels have {ids.shape[0]} frames, the video decoded to "
+            f"{frames.shape[0]}"
+        )
     out = Path(args.out)
     if out.suffix.lower() == ".png":
         contact_sheet(frames, ids, out, max_frames=args.max_frames, cols=args.cols, alpha=args.alpha)
