@@ -1,8 +1,8 @@
 """Video-MME (local copy) for lmms-eval: see videomme_local.yaml for the folder layout and the command.
 
 Docs keep the columns of the published annotation file (lmms-eval/Video-MME: video_id, duration, domain,
-sub_category, url, videoID, question_id, task_type, question, options, answer) and add ``video_file``, the video's
-path. Metrics carry lmms-eval's names: ``videomme_perception_score`` (accuracy in percent), and the breakdowns
+sub_category, url, videoID, question_id, task_type, question, options, answer) and add ``video_file`` and
+``subtitle_file``, the paths of the video and its .srt subtitles. Metrics carry lmms-eval's names: ``videomme_perception_score`` (accuracy in percent), and the breakdowns
 lmms-eval only logs are written into the results file as ``{group: accuracy %}`` dicts: ``by_duration``,
 ``by_domain``, ``by_sub_category``, ``by_task_type``.
 """
