@@ -119,8 +119,11 @@ def rewrite_module(module: str) -> RewrittenModule:
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None or _is_package(module):
         raise ValueError(f"{module} is not a module file of {PACKAGES} (packages are not exported)")
-    path = Path(spec.origin)
-    source = path.read_text(encoding="utf-8")
+    return rewrite_source(module, Path(spec.origin).read_text(encoding="utf-8"), Path(spec.origin))
+
+
+def rewrite_source(module: str, source: str, path: Path) -> RewrittenModule:
+    """:func:`rewrite_module` on given source text (``path`` names it in messages and the header)."""
     tree = ast.parse(source, filename=str(path))
     starts = _offsets(source)
     edits: list[_Edit] = []
@@ -208,4 +211,12 @@ def write_remote_code(out_dir: str | Path) -> list[Path]:
     return written
 
 
-__all__ = ["AUTO_MAP", "ENTRY_MODULES", "flat_name", "module_closure", "rewrite_module", "write_remote_code"]
+__all__ = [
+    "AUTO_MAP",
+    "ENTRY_MODULES",
+    "flat_name",
+    "module_closure",
+    "rewrite_module",
+    "rewrite_source",
+    "write_remote_code",
+]

@@ -41,18 +41,24 @@ def _inputs(processor):
     return text, video, dict(processor(text=[text], videos=[video]))
 
 
-def _load_elsewhere(model_dir: Path, text: str, video: torch.Tensor, model_inputs: dict, tmp_path: Path) -> dict:
-    """Run export_load_check.py with trajvlm / trajtok blocked and the repository off the path; its results."""
-    inputs, out = tmp_path / "inputs.pt", tmp_path / "out.pt"
-    torch.save({"text": text, "video": video, "model_inputs": model_inputs}, inputs)
+def _load_elsewhere(runs: list[tuple[Path, str, torch.Tensor, dict]], tmp_path: Path) -> list[dict]:
+    """Run export_load_check.py with trajvlm / trajtok blocked and the repository off the path; its results.
+
+    ``runs``: (model_dir, text, video, model_inputs) per exported model, all loaded by one subprocess."""
+    args, outs = [], []
+    for k, (model_dir, text, video, model_inputs) in enumerate(runs):
+        inputs, out = tmp_path / f"inputs{k}.pt", tmp_path / f"out{k}.pt"
+        torch.save({"text": text, "video": video, "model_inputs": model_inputs}, inputs)
+        args += [str(model_dir), str(inputs), str(out)]
+        outs.append(out)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "hf_modules"), OMP_NUM_THREADS="1")
     cwd = tmp_path / "elsewhere"  # not the repository: it must not be importable from the working directory
     cwd.mkdir()
-    cmd = [sys.executable, str(CHECK_SCRIPT), "--block-project", str(model_dir), str(inputs), str(out)]
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, str(CHECK_SCRIPT), "--block-project", *args]
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return torch.load(out)
+    return [torch.load(out) for out in outs]
 
 
 def test_pool_exports_a_plain_llava_onevision_checkpoint(tiny_base_path, tmp_path):
@@ -99,7 +105,7 @@ def test_pool_exports_a_plain_llava_onevision_checkpoint(tiny_base_path, tmp_pat
     assert expanded.count("<video>") == int((batch["input_ids"] == model.config.video_token_id).sum())
 
     # transformers alone, with trajvlm / trajtok unimportable
-    result = _load_elsewhere(out, text, video, batch, tmp_path)
+    (result,) = _load_elsewhere([(out, text, video, batch)], tmp_path)
     assert result["project_modules"] == []
     assert result["model_class"].endswith("modeling_llava_onevision.LlavaOnevisionForConditionalGeneration")
     torch.testing.assert_close(result["logits"], want, rtol=0, atol=1e-5)
@@ -135,7 +141,7 @@ def test_trajtok_model_carries_its_code(tiny_base_path, tmp_path):
     with torch.no_grad():
         want = model(**batch).logits
         new_tokens = model.generate(**batch, max_new_tokens=4, do_sample=False)
-    result = _load_elsewhere(out, text, video, batch, tmp_path)
+    (result,) = _load_elsewhere([(out, text, video, batch)], tmp_path)
     assert result["project_modules"] == []
     for key in ("config_class", "model_class", "processor_class"):
         assert result[key].startswith("transformers_modules."), result[key]  # the folder's code, not the project's
@@ -172,3 +178,63 @@ def test_export_command_defaults_and_format_errors(tiny_base_path, tmp_path):
     with pytest.raises(ValueError, match="mode='average'.*upstream pools bilinear with stride 2"):
         save_model(averaged, averaged_processor, tmp_path / "z", format="llava_onevision")
     assert save_model(averaged, averaged_processor, tmp_path / "avg") == "remote_code"
+
+
+@pytest.mark.slow
+def test_other_connectors_carry_their_code(tiny_base_path, tmp_path):
+    """resampler, tome, vtok, coordtok and trajvit load from their folders too (vtok / trajvit's default shot
+    detection needs opencv, as in the project: the project venv has it)."""
+    from trajvlm.export import save_model
+
+    connectors = ("resampler", "tome", "vtok", "coordtok", "trajvit")
+    runs, wants = [], []
+    for connector in connectors:
+        model, processor = tiny_trajvlm(tiny_base_path, connector=connector)
+        assert save_model(model, processor, tmp_path / connector) == "remote_code"
+        text, video, batch = _inputs(processor)
+        with torch.no_grad():
+            wants.append((model(**batch).logits, model.generate(**batch, max_new_tokens=4, do_sample=False)))
+        runs.append((tmp_path / connector, text, video, batch))
+    for connector, result, (logits, new_tokens) in zip(connectors, _load_elsewhere(runs, tmp_path), wants, strict=True):
+        assert result["project_modules"] == [], connector
+        assert result["model_class"].startswith("transformers_modules."), connector
+        torch.testing.assert_close(result["logits"], logits, rtol=0, atol=1e-5, msg=connector)
+        assert torch.equal(result["generated"], new_tokens), connector
+
+
+def test_remote_code_rewrites_imports_and_refuses_other_forms(tmp_path):
+    from trajvlm.remote_code import flat_name, rewrite_source
+
+    source = (
+        "from __future__ import annotations\n"
+        "from trajtok import TrajTok, TrajTokConfig  # noqa: F401\n"
+        "from trajvlm.connectors import CONNECTORS as REGISTRY\n"
+        "\n"
+        "def lazy():\n"
+        "    from trajtok.nn.encoder import TrajectoryEncoder\n"
+        "    return TrajectoryEncoder, 'trajvlm.vtok', 'trajvlm.vtok is imported by name'\n"
+    )
+    out = rewrite_source("trajvlm.example", source, tmp_path / "example.py")
+    assert out.name == "trajvlm_example" and flat_name("trajvlm.modeling") == "modeling_trajvlm"
+    body = out.source.splitlines()
+    assert body[0].startswith("# Generated by `trajvlm export` from trajvlm.example")
+    assert body[1] == "from __future__ import annotations"
+    # a package re-export resolves to the defining modules, one line each, the comment kept
+    assert body[2] == "from .trajtok_modeling import TrajTok"
+    assert body[3] == "from .trajtok_configuration import TrajTokConfig  # noqa: F401"
+    assert body[4] == "from .trajvlm_connectors import CONNECTORS as REGISTRY"
+    assert body[7] == "    from .trajtok_nn_encoder import TrajectoryEncoder"
+    # a module named by a string: resolved under the folder's package, and listed for transformers to copy
+    assert "return TrajectoryEncoder, __package__ + \".trajvlm_vtok\", 'trajvlm.vtok is imported by name'" in body[8]
+    assert "    from .trajvlm_vtok import *  # noqa: F401,F403" in body
+    assert out.needs == {"trajtok.modeling", "trajtok.configuration", "trajvlm.connectors", "trajtok.nn.encoder"} | {
+        "trajvlm.vtok"
+    }
+    for bad, reason in (
+        ("import trajtok.video\n", "cannot be made relative"),
+        ("from trajtok.video import *\n", r"import \*` is not supported"),
+        ("from trajtok import nn\n", "imports a sub-module"),
+        ("x = 1; from trajtok.video import load_video\n", "sharing its line"),
+    ):
+        with pytest.raises(ValueError, match=reason):
+            rewrite_source("trajvlm.example", bad, tmp_path / "example.py")
