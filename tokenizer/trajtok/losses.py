@@ -1,9 +1,10 @@
 """Training losses: Hungarian-matched segmentation loss (softmax focal + Dice) and the CLIP loss.
 
-Segmentation (DESIGN.md section 3): per video, each ground-truth trajectory is matched to one predicted query by
-the Hungarian algorithm on cost = -IoU(soft mask, GT mask) (no gradient); then a softmax focal loss (gamma 2)
-on the per-pixel K-way classification toward the matched query, and Dice between matched soft masks and GT
-masks. Unlabeled pixels (-1) are ignored. Segmenter pretraining weights focal x1 + Dice x2.
+Segmentation (the TrajTok paper, arXiv 2602.22779, its training objectives): per video, each ground-truth
+trajectory is matched to one predicted query by the Hungarian algorithm on cost = -IoU(soft mask, GT mask) (no
+gradient); then a softmax focal loss (gamma 2) on the per-pixel K-way classification toward the matched query, and
+Dice between matched soft masks and GT masks. Unlabeled pixels (-1) are ignored. Segmenter pretraining weights
+focal x1 + Dice x2.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The TrajTok model: frames -> trajectory tokens.
 
-Pipeline (DESIGN.md section 3): per-frame backbone features F (B, T*h*w, E) -> unified segmenter (K queries, a
-Perceiver over the stop-gradient features, cosine assignment logits) -> soft / hard masks -> trajectory encoder
-(soft-mask-mean init, n sub-latents, hard-mask Perceiver) -> tokens (B, N, D_out) + validity (B, N).
+Pipeline (the TrajTok paper, arXiv 2602.22779, its method section; drawn in docs/architecture.md): per-frame
+backbone features F (B, T*h*w, E) -> unified segmenter (K queries, a Perceiver over the stop-gradient features,
+cosine assignment logits) -> soft / hard masks -> trajectory encoder (soft-mask-mean init, n sub-latents, hard-mask
+Perceiver) -> tokens (B, N, D_out) + validity (B, N).
 
 Long video: every entry point (``forward`` on one clip, ``tokenize_video``, the VLM connector) runs the same clip
 step (:meth:`TrajTok._step`) on a :class:`_VideoAccumulator`. A video is cut into ``clip_len``-frame clips and
