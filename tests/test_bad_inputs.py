@@ -408,6 +408,108 @@ def test_validate_reports_bad_data(base, files, tmp_path, capsys):
     assert rc == 0, err
 
 
+def test_validate_refuses_bad_values_naming_the_field(base, files, tmp_path, capsys):
+    """Values that used to train silently (max_steps -4 ran a whole epoch, a nan learning rate) or crash later."""
+    root = files["clip"].parent
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps([_sample()]))
+    cases = [
+        ({"max_steps": -4}, ["max_steps", "-4"]),
+        ({"learning_rate": float("nan")}, ["learning_rate must be a finite number", "nan"]),
+        ({"learning_rate": float("inf")}, ["learning_rate must be a finite number", "inf"]),
+        ({"connector_learning_rate": float("-inf")}, ["connector_learning_rate", "inf"]),
+        ({"num_frames": 100000}, ["num_frames", "at most 4096", "got 100000"]),
+        ({"max_steps": [1, 2]}, ["max_steps must be an integer", "[1, 2]"]),
+        ({"lora_r": {"a": 1}}, ["lora_r must be an integer", "{'a': 1}"]),
+        ({"per_device_batch_size": "ten"}, ["per_device_batch_size must be an integer", "'ten'"]),
+        ({"base_model": ["a", "b"]}, ["base_model must be a string", "['a', 'b']"]),
+        ({"max_grad_norm": -1.0}, ["max_grad_norm", "-1.0"]),
+    ]
+    for extra, needles in cases:
+        preset = _preset(tmp_path, base, good, root, **extra)
+        rc, _, err = _run(trajvlm_main, ["validate", "--config", str(preset)], capsys)
+        assert_user_error(rc, err, *needles)
+    preset = _preset(tmp_path, base, good, root)
+    for override, needles in (
+        ("max_steps=-4", ["max_steps", "-4"]),
+        ("learning_rate=.nan", ["learning_rate", "nan"]),
+        ("num_frames=[8]", ["num_frames must be an integer", "[8]"]),
+        ("max_steps=[1,", ["max_steps=[1,", "not valid YAML"]),
+    ):
+        rc, _, err = _run(trajvlm_main, ["validate", "--config", str(preset), override], capsys)
+        assert_user_error(rc, err, *needles)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(preset.read_text() + "max_steps: [1\n")
+    rc, _, err = _run(trajvlm_main, ["validate", "--config", str(broken)], capsys)
+    assert_user_error(rc, err, "broken.yaml", "not valid YAML")
+    assert len([line for line in err.splitlines() if line]) == 1  # the parser's message on the same line
+    # a number where the video path belongs: named by validate (and train, which checks the data first)
+    data = tmp_path / "numeric_video.json"
+    data.write_text(json.dumps([_sample(video=123)]))
+    for command in ("validate", "train"):
+        rc, _, err = _run(trajvlm_main, [command, "--config", str(_preset(tmp_path, base, data, root))], capsys)
+        assert_user_error(rc, err, "numeric_video.json", "123")
+
+
+def test_trajvlm_chat_and_build_base_more_errors(vlm, files, tmp_path, capsys):
+    chat = ["chat", "--prompt", "hi", "--max-new-tokens", "1", "--model", str(vlm)]
+    corrupt = _corrupt_copy(vlm, tmp_path / "corrupt_vlm")
+    no_weights = tmp_path / "no_weights"
+    shutil.copytree(vlm, no_weights)
+    (no_weights / "model.safetensors").unlink()
+    cases = [
+        (["--temperature", "-1"], ["--temperature", "-1"]),
+        (["--temperature", "nan"], ["--temperature", "nan"]),
+        (["--max-new-tokens", "0"], ["--max-new-tokens", "0"]),
+        (["--num-frames", "100000"], ["num_frames", "at most 4096", "got 100000"]),
+        (["--max-frames", "9999"], ["max_frames", "at most 4096", "got 9999"]),
+        (["--video", str(files["loop"])], [files["loop"], "symlink loop"]),
+        (["--model", str(corrupt)], [corrupt, "corrupt or truncated"]),
+        (["--model", str(no_weights)], [no_weights, "has no weights"]),
+    ]
+    for args, needles in cases:
+        rc, _, err = _run(trajvlm_main, [*chat, *args], capsys)
+        assert_user_error(rc, err, *needles)
+    rc, _, err = _run(trajvlm_main, ["build-base", "--out", str(tmp_path / "b"), "--num-frames", "5000"], capsys)
+    assert_user_error(rc, err, "num_frames", "at most 4096")
+    assert not (tmp_path / "b").exists()
+    rc, _, err = _run(trajvlm_main, ["export", "--checkpoint", str(corrupt), "--out", str(tmp_path / "e")], capsys)
+    assert rc == 2 and "Traceback" not in err, err
+
+
+def test_trajvlm_train_disk_full_keeps_final(base, files, tmp_path, capsys, monkeypatch):
+    """A full disk while final/ is written: one error line, and the earlier final/ is whole (it used to be left
+    without weights, silently); no temporary folder stays."""
+    import errno
+
+    import transformers.modeling_utils
+
+    from trajvlm.modeling import TrajVLMForConditionalGeneration
+
+    data = tmp_path / "good.json"
+    data.write_text(json.dumps([_sample()]))
+    preset = _preset(tmp_path, base, data, files["clip"].parent, num_frames=2, save_steps=100, report_to=["none"])
+    rc, _, err = _run(trajvlm_main, ["train", "--config", str(preset)], capsys)
+    assert rc == 0, err
+    final = tmp_path / "out" / "final"
+    before = (final / "model.safetensors").read_bytes()
+
+    write = transformers.modeling_utils.safe_save_file  # the weights writer of save_pretrained
+
+    def full_disk(state, filename, *args, **kwargs):  # the disk fills up when final/'s weights are written
+        if ".tmp_final" in str(filename):
+            raise OSError(errno.ENOSPC, "No space left on device", str(filename))
+        return write(state, filename, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", full_disk)
+    rc, _, err = _run(trajvlm_main, ["train", "--config", str(preset)], capsys)
+    assert_user_error(rc, err, "no space left on the device", str(final), "left as it was")
+    monkeypatch.undo()
+    assert (final / "model.safetensors").read_bytes() == before
+    assert not [p.name for p in final.parent.iterdir() if p.name.startswith((".tmp_", ".old_"))]
+    TrajVLMForConditionalGeneration.from_pretrained(final)
+
+
 def test_validate_builds_the_connector(base, files, tmp_path, capsys):
     root = files["clip"].parent
     data = tmp_path / "good.json"
