@@ -9,6 +9,7 @@ records the same check run once in a real scratch venv holding only torch + tran
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
 import subprocess
@@ -62,7 +63,7 @@ def _load_elsewhere(runs: list[tuple[Path, str, torch.Tensor, dict]], tmp_path: 
 
 
 def test_pool_exports_a_plain_llava_onevision_checkpoint(tiny_base_path, tmp_path):
-    from transformers import AutoImageProcessor, AutoTokenizer, LlavaOnevisionForConditionalGeneration
+    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer, LlavaOnevisionForConditionalGeneration
     from transformers.models.llava_onevision.processing_llava_onevision import LlavaOnevisionProcessor
 
     from trajvlm.export import save_model
@@ -103,6 +104,10 @@ def test_pool_exports_a_plain_llava_onevision_checkpoint(tiny_base_path, tmp_pat
     upstream_settings = SimpleNamespace(num_image_tokens=settings["num_image_tokens"], video_token="<video>")
     expanded = LlavaOnevisionProcessor.replace_video_token(upstream_settings, dict(batch), 0)
     assert expanded.count("<video>") == int((batch["input_ids"] == model.config.video_token_id).sum())
+    if importlib.util.find_spec("torchvision") is None:
+        # AutoProcessor reads the llava-hf files as far as upstream's video processor, whose class needs torchvision
+        with pytest.raises(ImportError, match="LlavaOnevisionVideoProcessor requires the Torchvision"):
+            AutoProcessor.from_pretrained(out)
 
     # transformers alone, with trajvlm / trajtok unimportable
     (result,) = _load_elsewhere([(out, text, video, batch)], tmp_path)
