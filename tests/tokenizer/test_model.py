@@ -385,6 +385,25 @@ def test_tiny_preset_matches_tiny_config():
     assert TrajTokConfig.from_yaml(preset, width=32).width == 32
 
 
+def test_presets_are_named_by_their_backbone():
+    """paper() is the paper's ConvNeXt-Tiny; the release's ConvNeXt-Small geometry is release() (its own layout) and
+    paper_convnext_small() (this package's layout); built on the meta device, so the real block counts are read."""
+    from trajtok.nn.backbone import build_backbone
+
+    def stage_blocks(cfg: TrajTokConfig) -> list[int]:
+        with torch.device("meta"):
+            backbone = build_backbone(cfg.backbone, cfg.backbone_config, None)
+        return [len(stage.layers) for stage in backbone.encoder.stages]
+
+    tiny, small, release = TrajTokConfig.paper(), TrajTokConfig.paper_convnext_small(), TrajTokConfig.release()
+    assert stage_blocks(tiny) == [3, 3, 9, 3]  # ConvNeXt-Tiny
+    assert stage_blocks(small) == [3, 3, 27, 3]  # ConvNeXt-Small
+    # the release's backbone geometry (read by convert-release from its tensor shapes) is ConvNeXt-Small
+    assert release.backbone_config == small.backbone_config and release.segmenter_variant == "release"
+    assert small.replace(backbone_config=tiny.backbone_config) == tiny  # the two paper presets differ only there
+    assert TrajTokConfig.paper(num_queries=64).num_queries == 64  # overrides still apply to the old name
+
+
 def test_fourier_banks_are_distinct():
     assert grid_shape(16) == (4, 4) and grid_shape(128) == (8, 16) and grid_shape(7) == (1, 7)
     q = query_fourier_bank(16, 64)

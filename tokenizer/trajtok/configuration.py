@@ -325,9 +325,17 @@ class TrajTokConfig:
         )
         return cls.from_dict(base, **overrides)
 
+    # Which preset is which (the paper names ConvNeXt-Tiny, the authors' release ships ConvNeXt-Small):
+    #   paper()                  this package's architecture at the paper's size, ConvNeXt-Tiny (depths 3-3-9-3)
+    #   paper_convnext_small()   the same architecture with the release's backbone size, ConvNeXt-Small (3-3-27-3);
+    #                            it cannot load the release's weights (its stage fusion and segmenter differ)
+    #   release()                the release itself: DINOv3 ConvNeXt-Small and the release's segmenter layout;
+    #                            the only preset that matches the release and loads its converted weights
     @classmethod
     def release(cls, **overrides: Any) -> TrajTokConfig:
-        """The authors' released segmenter: DINOv3 ConvNeXt-Small, 224 px, E = 512, K = 128, 8 heads x 64."""
+        """The authors' released segmenter, the preset that matches the release (its weights load through
+        ``trajtok convert-release``): DINOv3 ConvNeXt-Small (depths 3-3-27-3, 96-768) with the release's segmenter
+        layout (``segmenter_variant="release"``), 224 px, E = 512, K = 128, 8 heads x 64."""
         base: dict[str, Any] = dict(
             backbone="dinov3_convnext",
             backbone_config={"depths": [3, 3, 27, 3], "hidden_sizes": [96, 192, 384, 768]},
@@ -343,10 +351,23 @@ class TrajTokConfig:
 
     @classmethod
     def paper(cls, **overrides: Any) -> TrajTokConfig:
-        """The paper's size: ConvNeXt-Tiny backbone (depths 3-3-9-3, 96-768), E = 512, K = 128, 8 heads x 64."""
+        """The paper's size, ConvNeXt-Tiny: this package's architecture with a ConvNeXt-Tiny backbone (depths
+        3-3-9-3, 96-768), 224 px, E = 512, K = 128, 8 heads x 64. Not the authors' release, which uses
+        ConvNeXt-Small: see :meth:`release` (the release itself) and :meth:`paper_convnext_small`."""
+        return cls._paper_architecture([3, 3, 9, 3], **overrides)
+
+    @classmethod
+    def paper_convnext_small(cls, **overrides: Any) -> TrajTokConfig:
+        """This package's architecture with the backbone size of the authors' release, ConvNeXt-Small (depths
+        3-3-27-3, 96-768), otherwise as :meth:`paper`. Matches the release's geometry, not its layout: the release's
+        weights load only into :meth:`release`."""
+        return cls._paper_architecture([3, 3, 27, 3], **overrides)
+
+    @classmethod
+    def _paper_architecture(cls, depths: list[int], **overrides: Any) -> TrajTokConfig:
         base: dict[str, Any] = dict(
             backbone="convnext",
-            backbone_config={"depths": [3, 3, 9, 3], "hidden_sizes": [96, 192, 384, 768]},
+            backbone_config={"depths": depths, "hidden_sizes": [96, 192, 384, 768]},
             image_size=224,
             width=512,
             num_queries=128,
