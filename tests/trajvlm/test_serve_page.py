@@ -1,7 +1,8 @@
 """The web page of trajvlm serve in a real headless Chromium (Debian's chromium + chromium-driver, via Selenium).
 
 Load the page, upload a video, ask, watch the answer stream in, ask again (multi-turn), and keep a screenshot
-whose answer area is not blank. Skips with the reason when Chromium or chromedriver is not installed
+whose answer area is not blank. Switch video while an answer streams (the next question carries the new video), see
+a media-root video's preview, and recover from an error. Skips with the reason when Chromium or chromedriver is not installed
 (CI installs them with apt-get; no browser is ever downloaded at run time).
 """
 
@@ -53,8 +54,11 @@ def page_server(tiny_base_path, tmp_path_factory):
     model_dir = saved_tiny_model(tiny_base_path, tmp_path_factory.mktemp("page_model"))
     root = tmp_path_factory.mktemp("page_media")
     write_clip(root / "clip.mp4")
-    with live_server(make_app(load_model(model_dir, device="cpu"), root)) as url:
-        yield url, root
+    write_clip(root / "other.mp4", seed=8)
+    (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    app = make_app(load_model(model_dir, device="cpu"), root)
+    with live_server(app) as url:
+        yield url, root, app
 
 
 def _text(driver, css: str) -> str:
@@ -70,7 +74,7 @@ def _wait(driver, condition, what: str, timeout: float = 30):
 def test_upload_ask_stream_and_multi_turn(browser, page_server, tmp_path):
     from PIL import Image
 
-    url, root = page_server
+    url, root, _ = page_server
     browser.get(url)
     _wait(browser, lambda d: NAME in _text(d, "#model-info"), "the model info")
     _wait(browser, lambda d: "clip.mp4" in _text(d, "#media-select"), "the media root's videos")
@@ -113,7 +117,7 @@ def test_upload_ask_stream_and_multi_turn(browser, page_server, tmp_path):
 def test_choose_from_media_root_and_reset(browser, page_server):
     from selenium.webdriver.support.ui import Select
 
-    url, _ = page_server
+    url, _, _ = page_server
     browser.get(url)
     _wait(browser, lambda d: "clip.mp4" in _text(d, "#media-select"), "the media root's videos")
     Select(browser.find_element("css selector", "#media-select")).select_by_visible_text("clip.mp4")
@@ -124,3 +128,86 @@ def test_choose_from_media_root_and_reset(browser, page_server):
     assert _text(browser, "#answer-0 .text").strip()
     browser.find_element("css selector", "#reset").click()
     assert browser.find_elements("css selector", ".turn") == []
+
+
+RECORD_REQUESTS = """
+window.sentQuestions = [];
+const realFetch = window.fetch;
+window.fetch = (url, options) => {
+  if (String(url).includes("/v1/chat/completions")) window.sentQuestions.push(JSON.parse(options.body));
+  return realFetch(url, options);
+};
+"""
+
+
+def _choose(driver, name: str) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element("css selector", "#media-select")).select_by_visible_text(name)
+    _wait(driver, lambda d: f"video: {name}" in _text(d, "#video-status"), f"the chosen video {name}")
+
+
+def _ask(driver, question: str, max_tokens: int) -> None:
+    box = driver.find_element("css selector", "#max-tokens")
+    box.clear()
+    box.send_keys(str(max_tokens))
+    driver.find_element("css selector", "#question").send_keys(question)
+    _wait(driver, lambda d: d.find_element("css selector", "#ask").is_enabled(), "the Ask button enabled")
+    driver.find_element("css selector", "#ask").click()
+
+
+def test_switching_video_mid_stream_sends_the_new_video(browser, page_server):
+    url, root, app = page_server
+    engine = app.state.engine
+    cancelled = engine.stats()["cancelled"]
+    browser.get(url)
+    _wait(browser, lambda d: "other.mp4" in _text(d, "#media-select"), "the media root's videos")
+    browser.execute_script(RECORD_REQUESTS)
+    _choose(browser, "clip.mp4")
+    _ask(browser, "Tell me everything.", 1000)  # seconds of streaming on the tiny model
+    _wait(browser, lambda d: _text(d, "#answer-0 .text").strip(), "the first streamed text", timeout=60)
+    _choose(browser, "other.mp4")  # while the answer streams
+    assert browser.find_elements("css selector", ".turn") == []
+    _ask(browser, "And this one?", 6)
+    _wait(browser, lambda d: _text(d, "#status").startswith("done"), "the answer about the new video", timeout=60)
+    sent = browser.execute_script("return window.sentQuestions;")
+    assert len(sent) == 2
+    last = sent[-1]["messages"]
+    assert len(last) == 1 and last[0]["content"][0]["video_url"]["url"] == (root / "other.mp4").resolve().as_uri()
+    assert [t.get_attribute("class") for t in browser.find_elements("css selector", ".turn")] == [
+        "turn user",
+        "turn assistant",
+    ]
+    assert "And this one?" in _text(browser, "#conversation")
+    assert "Tell me everything." not in _text(browser, "#conversation")  # the old conversation did not come back
+    assert engine.stats()["cancelled"] == cancelled + 1  # the old answer's generation was stopped, not finished
+
+
+def test_media_root_video_has_a_preview(browser, page_server):
+    import httpx
+
+    url, root, _ = page_server
+    browser.get(url)
+    _wait(browser, lambda d: "clip.mp4" in _text(d, "#media-select"), "the media root's videos")
+    _choose(browser, "clip.mp4")
+    preview = browser.find_element("css selector", "#preview")
+    assert preview.get_attribute("hidden") is None
+    src = preview.get_attribute("src")
+    assert src == f"{url}/v1/media/clip.mp4"
+    assert httpx.get(src).content == (root / "clip.mp4").read_bytes()  # what the video element loads
+
+
+def test_an_error_puts_the_question_back(browser, page_server):
+    url, _, _ = page_server
+    browser.get(url)
+    _wait(browser, lambda d: "broken.mp4" in _text(d, "#media-select"), "the media root's videos")
+    _choose(browser, "broken.mp4")
+    _ask(browser, "What is in it?", 6)
+    _wait(browser, lambda d: "cannot decode the video" in _text(d, "#status"), "the decoding error")
+    assert "error" in browser.find_element("css selector", "#status").get_attribute("class")
+    assert browser.find_elements("css selector", ".turn") == []  # no question left without its answer
+    assert browser.find_element("css selector", "#question").get_attribute("value") == "What is in it?"
+    _choose(browser, "clip.mp4")
+    browser.find_element("css selector", "#ask").click()  # the question is still in the box: ask it again
+    _wait(browser, lambda d: _text(d, "#status").startswith("done"), "the answer after the error")
+    assert _text(browser, "#answer-0 .text").strip()

@@ -8,6 +8,8 @@ const state = {
   videoLabel: "",
   messages: [],         // OpenAI messages of the conversation so far (the video in the first user message)
   busy: false,
+  conversation: 0,      // bumped by every new conversation: an answer of an older one must not touch this one
+  inflight: null,       // AbortController of the question being answered
 };
 
 const $ = (id) => document.getElementById(id);
@@ -32,12 +34,14 @@ async function loadModelInfo() {
   state.model = card;
   $("model-info").textContent =
     `${card.id} · connector ${card.connector} · uploads up to ${card.max_upload_mb} MiB · ≤ ${card.max_frames} frames`;
+  if (card.max_tokens_limit) $("max-tokens").max = card.max_tokens_limit;
   if (card.media_root) {
     const media = (await (await fetch("/v1/media")).json()).data;
     for (const item of media) {
       const option = document.createElement("option");
       option.value = item.url;
       option.textContent = item.name;
+      if (item.preview) option.dataset.preview = item.preview;
       $("media-select").appendChild(option);
     }
   } else {
@@ -47,6 +51,11 @@ async function loadModelInfo() {
 }
 
 function newConversation() {
+  state.conversation += 1;
+  if (state.inflight) state.inflight.abort(); // the server stops generating the old answer
+  state.inflight = null;
+  state.busy = false;
+  $("ask").disabled = false;
   state.messages = [];
   $("conversation").innerHTML = "";
   setStatus("ready");
@@ -112,88 +121,109 @@ function addTurn(role, text) {
 }
 
 async function ask(question) {
+  const conversation = state.conversation;
+  const current = () => conversation === state.conversation; // false once another video or conversation began
+  const controller = new AbortController();
+  state.inflight = controller;
   const content = [];
   if (state.videoUrl && state.messages.length === 0) {
     content.push({ type: "video_url", video_url: { url: state.videoUrl } });
   }
   content.push({ type: "text", text: question });
   const messages = [...state.messages, { role: "user", content }];
-  addTurn("user", question);
+  const userTurn = addTurn("user", question);
   const turn = addTurn("assistant", "");
   turn.id = `answer-${state.messages.length / 2}`;
   const textEl = turn.querySelector(".text");
   const meta = document.createElement("span");
   meta.className = "meta muted";
   turn.appendChild(meta);
+  // A question that got no answer leaves the conversation and goes back to the input, to be asked again.
+  const fail = (message) => {
+    if (!current()) return;
+    userTurn.remove();
+    turn.remove();
+    if (!$("question").value) $("question").value = question;
+    setStatus(`error ${message}`, true);
+  };
   setStatus("waiting for the model…");
   const started = performance.now();
-  const response = await fetch("/v1/chat/completions", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({
-      model: state.model.id,
-      messages,
-      stream: true,
-      stream_options: { include_usage: true },
-      max_tokens: Number($("max-tokens").value) || 64,
-      temperature: Number($("temperature").value) || 0,
-    }),
-  });
-  if (!response.ok) {
-    turn.remove();
-    setStatus(`error ${await errorText(response)}`, true);
-    return;
-  }
-  let answer = "";
-  let usage = null;
-  let failure = null;
-  let firstTokenMs = null;
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const event = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      if (!event.startsWith("data: ")) continue;
-      const data = event.slice(6);
-      if (data === "[DONE]") continue;
-      const chunk = JSON.parse(data);
-      if (chunk.error) failure = chunk.error.message;
-      if (chunk.usage) usage = chunk.usage;
-      for (const choice of chunk.choices || []) {
-        if (choice.delta && choice.delta.content) {
-          if (firstTokenMs === null) firstTokenMs = performance.now() - started;
-          answer += choice.delta.content;
-          textEl.textContent = answer;
-          setStatus("streaming…");
+  try {
+    const response = await fetch("/v1/chat/completions", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      signal: controller.signal,
+      body: JSON.stringify({
+        model: state.model.id,
+        messages,
+        stream: true,
+        stream_options: { include_usage: true },
+        max_tokens: Number($("max-tokens").value) || 64,
+        temperature: Number($("temperature").value) || 0,
+      }),
+    });
+    if (!current()) return;
+    if (!response.ok) {
+      fail(await errorText(response));
+      return;
+    }
+    let answer = "";
+    let usage = null;
+    let failure = null;
+    let firstTokenMs = null;
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (!current()) return;
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const event = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        if (!event.startsWith("data: ")) continue;
+        const data = event.slice(6);
+        if (data === "[DONE]") continue;
+        const chunk = JSON.parse(data);
+        if (chunk.error) failure = chunk.error.message;
+        if (chunk.usage) usage = chunk.usage;
+        for (const choice of chunk.choices || []) {
+          if (choice.delta && choice.delta.content) {
+            if (firstTokenMs === null) firstTokenMs = performance.now() - started;
+            answer += choice.delta.content;
+            textEl.textContent = answer;
+            setStatus("streaming…");
+          }
         }
       }
     }
+    if (failure) {
+      fail(`: ${failure}`);
+      return;
+    }
+    state.messages = [...messages, { role: "assistant", content: answer }];
+    if (usage) {
+      meta.textContent =
+        `${usage.visual_tokens} visual tokens (${usage.video_frames} frames) · ${usage.prompt_tokens} prompt tokens · ` +
+        `${usage.completion_tokens} new tokens`;
+      meta.dataset.visualTokens = usage.visual_tokens;
+    }
+    const seconds = ((performance.now() - started) / 1000).toFixed(2);
+    setStatus(`done in ${seconds} s` + (firstTokenMs !== null ? ` (first text after ${(firstTokenMs / 1000).toFixed(2)} s)` : ""));
+  } catch (err) {
+    if (current()) fail(`: ${err}`); // an abort comes from a newer conversation: nothing to report
+  } finally {
+    if (state.inflight === controller) state.inflight = null;
   }
-  if (failure) {
-    setStatus(`error: ${failure}`, true);
-    return;
-  }
-  state.messages = [...messages, { role: "assistant", content: answer }];
-  if (usage) {
-    meta.textContent =
-      `${usage.visual_tokens} visual tokens (${usage.video_frames} frames) · ${usage.prompt_tokens} prompt tokens · ` +
-      `${usage.completion_tokens} new tokens`;
-    meta.dataset.visualTokens = usage.visual_tokens;
-  }
-  const seconds = ((performance.now() - started) / 1000).toFixed(2);
-  setStatus(`done in ${seconds} s` + (firstTokenMs !== null ? ` (first text after ${(firstTokenMs / 1000).toFixed(2)} s)` : ""));
 }
 
 $("media-select").addEventListener("change", (e) => {
   $("file-input").value = "";
   const url = e.target.value;
-  chooseVideo(url || null, e.target.selectedOptions[0].textContent, null);
+  const option = e.target.selectedOptions[0];
+  chooseVideo(url || null, option.textContent, (url && option.dataset.preview) || null);
 });
 
 $("file-input").addEventListener("change", (e) => {
@@ -222,13 +252,14 @@ $("ask-form").addEventListener("submit", async (e) => {
   state.busy = true;
   $("ask").disabled = true;
   $("question").value = "";
+  const conversation = state.conversation;
   try {
     await ask(question);
-  } catch (err) {
-    setStatus(`error: ${err}`, true);
   } finally {
-    state.busy = false;
-    $("ask").disabled = false;
+    if (conversation === state.conversation || !state.inflight) {
+      state.busy = false;
+      $("ask").disabled = false;
+    }
   }
 });
 
