@@ -136,9 +136,12 @@ def export(
 
 def save_model(model, processor, out_dir: str | Path, *, format: str = "auto") -> str:
     """Save a (merged) TrajVLM and its processor to ``out_dir`` in ``format``; returns the concrete format."""
+    from trajvlm.remote_code import remove_remote_code
+
     out = Path(out_dir)
     chosen = resolve_format(model.config, format)
     out.mkdir(parents=True, exist_ok=True)
+    remove_remote_code(out)  # an earlier export's code must not outlive its model
     if chosen == "llava_onevision":
         save_llava_onevision(model, processor, out)
         return chosen

@@ -195,6 +195,18 @@ def module_closure(roots: tuple[str, ...] = tuple(ENTRY_MODULES)) -> dict[str, R
     return done
 
 
+def remove_remote_code(out_dir: str | Path) -> list[Path]:
+    """Delete the modules an earlier export generated in ``out_dir`` (files starting with :data:`HEADER`)."""
+    prefix = HEADER.split("{")[0]
+    removed = []
+    for path in sorted(Path(out_dir).glob("*.py")):
+        with path.open(encoding="utf-8", errors="replace") as f:
+            if f.readline().startswith(prefix):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
 def write_remote_code(out_dir: str | Path) -> list[Path]:
     """Write the rewritten modules into ``out_dir`` (a saved TrajVLM) and return their paths.
 
@@ -216,6 +228,7 @@ __all__ = [
     "ENTRY_MODULES",
     "flat_name",
     "module_closure",
+    "remove_remote_code",
     "rewrite_module",
     "rewrite_source",
     "write_remote_code",

@@ -183,6 +183,9 @@ def test_export_command_defaults_and_format_errors(tiny_base_path, tmp_path):
     with pytest.raises(ValueError, match="mode='average'.*upstream pools bilinear with stride 2"):
         save_model(averaged, averaged_processor, tmp_path / "z", format="llava_onevision")
     assert save_model(averaged, averaged_processor, tmp_path / "avg") == "remote_code"
+    (tmp_path / "avg" / "user_notes.py").write_text("# not ours\n")
+    assert save_model(model, processor, tmp_path / "avg") == "llava_onevision"  # re-exported over it, as plain
+    assert [p.name for p in (tmp_path / "avg").glob("*.py")] == ["user_notes.py"]  # the old code went, not theirs
 
 
 @pytest.mark.slow
