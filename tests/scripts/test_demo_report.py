@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 
@@ -13,6 +14,13 @@ from trajvlm.integrations.lmms_eval_tasks import bootstrap_accuracy, paired_diff
 @pytest.fixture(scope="module")
 def demo(load_script):
     return load_script("scripts/demo.py")
+
+
+@pytest.fixture(scope="module")
+def report():
+    import demo_report
+
+    return demo_report
 
 
 def test_bootstrap_interval_contains_the_estimate_and_narrows_with_more_questions():
@@ -42,34 +50,14 @@ def test_paired_difference_matches_questions_by_id_and_is_tighter_than_separate_
         paired_difference([{"id": "x", "correct": True}], b)
 
 
-def test_demo_pairs_trajtok_with_pool_and_each_connector_with_its_control(demo):
-    def row(label, conn):
-        return {"label": label, "connector": conn}
-
-    rows = [row("trajtok 4f", "trajtok"), row("pool 4f", "pool"), row("pool 1f (matched budget)", "pool")]
-    rows.append(row("trajtok 8f", "trajtok"))
-    controls = [row("trajtok, no video (control)", "trajtok"), row("pool, no video (control)", "pool")]
-    right = {"trajtok 4f": 30, "pool 4f": 20, "pool 1f (matched budget)": 10, "trajtok 8f": 30}
-    right.update({"trajtok, no video (control)": 25, "pool, no video (control)": 25})
-    for r in rows + controls:  # each row's per-question results, as the demo records them
-        r["answers"] = [{"id": i, "correct": i < right[r["label"]]} for i in range(100)]
-    got = {(d["a"], d["b"]): d["diff"] for d in demo.paired_differences(rows, controls)}
-    assert got == {
-        ("trajtok 4f", "pool 4f"): 10.0,
-        ("trajtok 4f", "pool 1f (matched budget)"): 20.0,
-        ("trajtok 4f", "trajtok, no video (control)"): 5.0,
-        ("pool 4f", "pool, no video (control)"): -5.0,
-    }
-
-
-def test_descriptions_are_scored_by_colour_and_shape(demo):
+def test_descriptions_are_scored_by_colour_and_shape(report):
     texts = [
         "Two objects move over a dark gradient background: a striped red circle that bounces around.",
         "A blue square and a green star.",
         "B",
     ]
     truths = [{"red circle", "blue star"}, {"red square"}, {"red circle"}]
-    scored = demo.score_descriptions(texts, truths)
+    scored = report.score_descriptions(texts, truths)
     assert scored["videos"] == 3
     assert scored["names_a_correct_object_pct"] == pytest.approx(100 / 3)  # only the first names a true object
     assert scored["named_objects_correct_pct"] == pytest.approx(100 / 3)  # 1 of the 3 names it gave is right
@@ -80,20 +68,20 @@ def test_descriptions_are_scored_by_colour_and_shape(demo):
     assert scored["named_shape_chance_pct"] == pytest.approx(100 * (1 * 2 / 8 + 2 * 1 / 8) / 3)
 
 
-def test_description_colour_and_shape_are_scored_apart(demo):
+def test_description_colour_and_shape_are_scored_apart(report):
     # right colour, wrong shape: the colour counts, the shape and the object do not
-    scored = demo.score_descriptions(["a yellow ring and a red star"], [{"yellow circle", "red circle"}])
+    scored = report.score_descriptions(["a yellow ring and a red star"], [{"yellow circle", "red circle"}])
     assert scored["names_a_correct_object_pct"] == 0.0
     assert scored["named_colour_in_video_pct"] == 100.0
     assert scored["named_shape_in_video_pct"] == 0.0
 
 
-def test_object_names_include_changed_colours(demo):
+def test_object_names_include_changed_colours(report):
     record = {
         "objects": [{"colour": "red", "shape": "circle"}, {"colour": "blue", "shape": "star"}],
         "events": [{"type": "colour_change", "objects": [1], "to": "green"}],
     }
-    assert demo.object_names(record) == {"red circle", "blue star", "green star"}
+    assert report.object_names(record) == {"red circle", "blue star", "green star"}
 
 
 def test_stage_data_is_shared_and_packed(demo, tmp_path):
@@ -113,13 +101,9 @@ def test_stage_data_is_shared_and_packed(demo, tmp_path):
     (data / "qa.json").write_text(json.dumps(qa))
     for i in range(4):
         (data / f"v{i}.json").write_text(json.dumps({"objects": [{}] * (i + 1)}))
-    p = {
-        "stage1_samples": 3,
-        "stage2_videos": 4,
-        "stage2_turns": 3,
-        "stage2_caption_frac": 1.0,
-        "stage2_open_frac": 1.0,
-    }
+    p = SimpleNamespace(
+        stage1_samples=3, stage2_videos=4, stage2_turns=3, stage2_caption_frac=1.0, stage2_open_frac=1.0
+    )
     s1, s2 = demo.write_stage_data(tmp_path / "data", tmp_path, p, seed=0)
     stage1, stage2 = json.loads(s1.read_text()), json.loads(s2.read_text())
     assert len(stage1) == 3 and len({r["id"] for r in stage1}) == 3  # one caption per video
@@ -146,38 +130,7 @@ def test_stage_data_is_shared_and_packed(demo, tmp_path):
         assert open_answer.startswith(["One", "Two", "Three", "Four"][i])  # the world's object count, in words
 
 
-def test_a_type_counts_as_learned_only_above_chance_and_the_no_video_control(demo):
-    def row(conn, lo, acc=50.0):
-        return {"connector": conn, "ci": {q: {"acc": acc, "lo": lo, "hi": acc + 10, "n": 20} for q in demo.QTYPES}}
-
-    rows = [row("trajtok", lo=40.0)]
-    assert demo.unlearned(rows) == []  # above chance, no control given
-    assert demo.unlearned(rows, [row("trajtok", lo=30.0, acc=45.0)]) == list(demo.QTYPES)  # the text gives 45 %
-    assert demo.unlearned(rows, [row("pool", lo=30.0, acc=45.0)]) == []  # another connector's control does not count
-    rows[0]["ci"]["count"]["lo"] = 20.0
-    assert demo.unlearned(rows) == ["count"]
-
-
-def test_train_metrics_up_to_a_snapshot_step(demo, tmp_path):
-    """The equal-time row's losses stop at its snapshot step and its FLOPs are prorated to it."""
-    rows = [{"step": s, "loss": 3.0 - s / 10} for s in (5, 10, 15, 20)]
-    rows.append({"step": 20, "train_runtime": 40.0, "total_flos": 2e12})
-    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    whole = demo.train_metrics(tmp_path)
-    assert (whole["steps"], whole["train_s"], whole["tflop"]) == (20, 40.0, 2.0)
-    assert (whole["first_loss"], whole["last_loss"]) == (2.5, 1.0)
-    part = demo.train_metrics(tmp_path, until_step=10)
-    assert part["tflop"] == 1.0 and part["last_loss"] == 2.0 and part["first_loss"] == 2.5
-
-
-def test_visual_tokens_cell_shows_the_range_only_where_it_varies(demo):
-    assert demo.tokens_cell({"visual_tokens": 65, "visual_tokens_min": 65, "visual_tokens_max": 65}) == "65"
-    assert demo.tokens_cell({"visual_tokens": 9.1, "visual_tokens_min": 4, "visual_tokens_max": 20}) == "9.1 (4-20)"
-    assert demo.tokens_cell({"visual_tokens": 0}) == "0"
-
-
-def test_warm_up_line_names_the_words_the_tokens_read(demo):
-    warm = {"words": ["red", "of", "star"], "words_read": ["red"]}
-    assert demo._words_read(warm) == "1 of 3 read: red"
-    assert demo._words_read({**warm, "words_read": []}) == "0 of 3 read: none"
-    assert demo._words_read({"words": ["red"]}) == "words read: not recorded"  # a run from before the list
+def test_visual_tokens_cell_shows_the_range_only_where_it_varies(report):
+    assert report.tokens_cell({"visual_tokens": 65, "visual_tokens_min": 65, "visual_tokens_max": 65}) == "65"
+    assert report.tokens_cell({"visual_tokens": 9.1, "visual_tokens_min": 4, "visual_tokens_max": 20}) == "9.1 (4-20)"
+    assert report.tokens_cell({"visual_tokens": 0}) == "0"
