@@ -212,6 +212,7 @@ def test_trajtok_more_errors(files, tmp_path, capsys):
         (["train", "--config", str(bad_yaml)], ["bad.yaml", "not valid YAML"]),
         (["train", "--config", str(list_yaml)], ["steps must be an integer", "[1, 2]"]),
         (["convert-release", str(text), str(tmp_path / "rel")], [text, "not a weights-only PyTorch checkpoint"]),
+        (["synth", "--out", str(tmp_path / "s"), "--num-videos", "train=ten"], ["--num-videos", "'train=ten'"]),
         (["viz", "--video", str(f["clip"]), "--labels", str(f["other_labels"]), "--out", gif],
          [f["other_labels"], "3 frames", "the video 6"]),
         (["viz", "--video", str(f["big"]), "--labels", str(f["square_labels"]), "--out", gif],
@@ -469,6 +470,10 @@ def test_trajvlm_chat_and_build_base_more_errors(vlm, files, tmp_path, capsys):
     ]
     for args, needles in cases:
         rc, _, err = _run(trajvlm_main, [*chat, *args], capsys)
+        assert_user_error(rc, err, *needles)
+    warmup = ["warmup", "--base", str(vlm), "--train-json", "x.json", "--video-root", ".", "--out", str(tmp_path / "w")]
+    for override, needles in (("steps=[1]", ["steps must be an integer", "[1]"]), ("lr=.nan", ["lr", "nan"])):
+        rc, _, err = _run(trajvlm_main, [*warmup, override], capsys)
         assert_user_error(rc, err, *needles)
     rc, _, err = _run(trajvlm_main, ["build-base", "--out", str(tmp_path / "b"), "--num-frames", "5000"], capsys)
     assert_user_error(rc, err, "num_frames", "at most 4096")

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from trajtok.checks import check_field_types, check_frame_count
+from trajtok.checks import check_field_types, check_frame_count, check_values
 from trajvlm.configuration import CONNECTOR_NAMES as CONNECTORS
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,11 @@ QUANTIZATIONS = ("none", "4bit", "8bit")
 PRECISIONS = ("fp32", "bf16", "fp16")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 REPORT_TO = ("none", "jsonl", "wandb", "tensorboard")
+# report_to sinks that need a package: (modules, any of which will do; the install hint)
+LOGGER_PACKAGES = {
+    "tensorboard": (("tensorboard", "tensorboardX"), "pip install 'trajvlm[tensorboard]'"),
+    "wandb": (("wandb",), "pip install wandb"),
+}
 
 
 _NUMBER_TYPES = {"float": float, "float | None": float, "int": int, "int | None": int}
@@ -220,6 +225,11 @@ class TrainConfig:
         for sink in self.report_to:
             if sink not in REPORT_TO:
                 raise ValueError(f"report_to entries must be in {list(REPORT_TO)}, got {sink!r}")
+            if sink in LOGGER_PACKAGES and not any(importlib.util.find_spec(m) for m in LOGGER_PACKAGES[sink][0]):
+                raise ValueError(  # a setting this machine cannot honour: one error line, before any model loads
+                    f"report_to lists {sink!r} but {LOGGER_PACKAGES[sink][0][0]} is not installed; "
+                    f"{LOGGER_PACKAGES[sink][1]}, or remove {sink!r} from report_to (e.g. report_to=[jsonl])"
+                )
         if any(
             isinstance(getattr(self, n), str) for n in ("trainable_modules", "lora_target_modules", "frozen_modules")
         ):
@@ -474,7 +484,7 @@ def config_from_overrides(cls: type, overrides: list[str] | dict[str, Any] | Non
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise ValueError(f"bad override {unknown[0]!r}: expected key=value with key in {names}")
-    return cls(**{name: _as_declared(cls, name, value) for name, value in values.items()})
+    return cls(**check_values(cls, {name: _as_declared(cls, name, value) for name, value in values.items()}))
 
 
 def resolve_deepspeed(value: str | Path) -> Path:

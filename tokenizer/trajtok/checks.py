@@ -52,6 +52,21 @@ def check_field_types(config: Any) -> None:
         setattr(config, f.name, _check_value(f.name, value, [k for k in kinds if k != "None"], declared))
 
 
+def check_values(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` for the dataclass ``cls`` checked (and coerced) against the fields' declared types before the
+    instance is built (its ``__post_init__`` would compare a list with a number); the same rules and messages as
+    :func:`check_field_types`. Unknown names pass through (the caller reports them)."""
+    declared = {f.name: str(f.type).replace(" ", "") for f in dataclasses.fields(cls)}
+    out = {}
+    for name, value in values.items():
+        if name not in declared or value is None:
+            out[name] = value
+            continue
+        kinds = [k.split("[", 1)[0] for k in _split_union(declared[name])]
+        out[name] = _check_value(name, value, [k for k in kinds if k != "None"], declared[name])
+    return out
+
+
 def _split_union(declared: str) -> list[str]:
     parts, depth, start = [], 0, 0
     for i, ch in enumerate(declared):
@@ -295,6 +310,7 @@ __all__ = [
     "check_field_types",
     "check_frame_count",
     "check_rate",
+    "check_values",
     "disk_error_message",
     "is_corrupt_weights_error",
     "is_disk_error",

@@ -114,17 +114,22 @@ def _make_video(task: dict) -> dict:
 
 def parse_counts(value: int | str | dict[str, int]) -> dict[str, int]:
     """Videos per split from ``8`` (every split), ``"train=64,val=8,test=16"`` or a dict."""
-    if isinstance(value, int):
-        counts = dict.fromkeys(SPLITS, value)
-    elif isinstance(value, dict):
-        counts = {k: int(v) for k, v in value.items()}
-    elif "=" in value:
-        counts = {}
-        for part in value.split(","):
-            key, _, num = part.partition("=")
-            counts[key.strip()] = int(num)
-    else:
-        counts = dict.fromkeys(SPLITS, int(value))
+    try:
+        if isinstance(value, int):
+            counts = dict.fromkeys(SPLITS, value)
+        elif isinstance(value, dict):
+            counts = {k: int(v) for k, v in value.items()}
+        elif "=" in value:
+            counts = {}
+            for part in value.split(","):
+                key, _, num = part.partition("=")
+                counts[key.strip()] = int(num)
+        else:
+            counts = dict.fromkeys(SPLITS, int(value))
+    except (TypeError, ValueError):  # "train=ten": int()'s own message names neither the option nor the value
+        raise ValueError(
+            f"video counts (--num-videos) must be N or split=N,... with whole numbers N, got {value!r}"
+        ) from None
     bad = set(counts) - set(SPLITS)
     if bad or any(n < 0 for n in counts.values()):
         raise ValueError(f"video counts must be split=N with splits in {SPLITS} and N >= 0, got {value!r}")
