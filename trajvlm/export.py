@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from trajvlm.remote_code import AUTO_MAP, remove_remote_code, write_remote_code
 from trajvlm.train_config import CONFIG_NAME, PRECISIONS, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -136,8 +137,6 @@ def export(
 
 def save_model(model, processor, out_dir: str | Path, *, format: str = "auto") -> str:
     """Save a (merged) TrajVLM and its processor to ``out_dir`` in ``format``; returns the concrete format."""
-    from trajvlm.remote_code import remove_remote_code
-
     out = Path(out_dir)
     chosen = resolve_format(model.config, format)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,8 +153,6 @@ def save_model(model, processor, out_dir: str | Path, *, format: str = "auto") -
 
 def add_remote_code(out_dir: str | Path) -> None:
     """Write the model's code into a saved TrajVLM folder and point the Auto classes at it (``auto_map``)."""
-    from trajvlm.remote_code import AUTO_MAP, write_remote_code
-
     out = Path(out_dir)
     write_remote_code(out)
     _update_json(out / "config.json", auto_map=dict(AUTO_MAP))
