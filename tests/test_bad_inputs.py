@@ -444,6 +444,12 @@ def test_validate_refuses_bad_values_naming_the_field(base, files, tmp_path, cap
     rc, _, err = _run(trajvlm_main, ["validate", "--config", str(broken)], capsys)
     assert_user_error(rc, err, "broken.yaml", "not valid YAML")
     assert len([line for line in err.splitlines() if line]) == 1  # the parser's message on the same line
+    # a video that does not decode: validate used to say ok
+    shutil.copy(files["corrupt"], tmp_path / "broken.mp4")
+    data = tmp_path / "broken_video.json"
+    data.write_text(json.dumps([_sample(video="broken.mp4")]))
+    rc, _, err = _run(trajvlm_main, ["validate", "--config", str(_preset(tmp_path, base, data, tmp_path))], capsys)
+    assert_user_error(rc, err, "broken_video.json", "not a readable video")
     # a number where the video path belongs: named by validate (and train, which checks the data first)
     data = tmp_path / "numeric_video.json"
     data.write_text(json.dumps([_sample(video=123)]))
