@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 
 from trajvlm.remote_code import AUTO_MAP, remove_remote_code, write_remote_code
 from trajvlm.train_config import CONFIG_NAME, PRECISIONS, TrainConfig
@@ -167,8 +168,6 @@ def _update_json(path: Path, **values: Any) -> None:
 
 def llava_onevision_config(config):
     """The plain ``LlavaOnevisionConfig`` of a TrajVLM config (every upstream field, none of the connector's)."""
-    from transformers import LlavaOnevisionConfig
-
     data = config.to_dict()
     for key in (*TRAJVLM_FIELDS, "model_type", "architectures", "transformers_version", "auto_map"):
         data.pop(key, None)
@@ -181,8 +180,6 @@ def save_llava_onevision(model, processor, out_dir: str | Path) -> None:
     The upstream model is built on the meta device and given the TrajVLM's own tower, projector, newline, LLM and
     LM head modules (no copy of the weights), so the saved tensors and their names are exactly upstream's.
     """
-    from transformers import LlavaOnevisionForConditionalGeneration
-
     problem = plain_pooling_problem(model.config)
     if problem:
         raise ValueError(f"cannot write a plain llava_onevision checkpoint: {problem}")
@@ -215,8 +212,6 @@ def save_llava_processor(processor, config, out_dir: str | Path) -> None:
     ``chat_template.jinja`` and the tokenizer files. Videos are resized to the tower's square input (bicubic),
     rescaled by 1/255 and normalised with the processor's mean / std, as the TrajVLM processor does.
     """
-    from transformers import LlavaOnevisionImageProcessorPil
-
     out = Path(out_dir)
     processor.tokenizer.save_pretrained(out)
     _update_json(out / "tokenizer_config.json", processor_class=LLAVA_PROCESSOR)
@@ -247,16 +242,12 @@ def save_llava_processor(processor, config, out_dir: str | Path) -> None:
         "rescale_factor": 1 / 255,
         "size": size,
     }
-    image = LlavaOnevisionImageProcessorPil(
-        size=size,
-        image_mean=common["image_mean"],
-        image_std=common["image_std"],
-        image_grid_pinpoints=config.image_grid_pinpoints,
-    ).to_dict()
-    image.update(
-        common, image_processor_type="LlavaOnevisionImageProcessor", image_grid_pinpoints=config.image_grid_pinpoints
-    )
-    image.pop("backend", None)
+    image = {
+        **common,
+        "do_pad": True,
+        "image_grid_pinpoints": config.image_grid_pinpoints,
+        "image_processor_type": "LlavaOnevisionImageProcessor",
+    }
     (out / "preprocessor_config.json").write_text(json.dumps(image, indent=2, sort_keys=True) + "\n")
     video = {**common, "video_processor_type": "LlavaOnevisionVideoProcessor", "do_sample_frames": False}
     (out / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2, sort_keys=True) + "\n")
