@@ -486,6 +486,11 @@ def test_trajvlm_chat_and_build_base_more_errors(vlm, files, tmp_path, capsys):
     assert not (tmp_path / "b").exists()
     rc, _, err = _run(trajvlm_main, ["export", "--checkpoint", str(corrupt), "--out", str(tmp_path / "e")], capsys)
     assert rc == 2 and "Traceback" not in err, err
+    data = tmp_path / "good.json"
+    data.write_text(json.dumps([_sample()]))
+    preset = _preset(tmp_path, corrupt, data, files["clip"].parent, connector="trajtok")
+    rc, _, err = _run(trajvlm_main, ["train", "--config", str(preset)], capsys)
+    assert_user_error(rc, err, f"base_model '{corrupt}'", "corrupt or truncated")
 
 
 def test_trajvlm_train_disk_full_keeps_final(base, files, tmp_path, capsys, monkeypatch):
