@@ -269,7 +269,10 @@ def compare(upstream: torch.nn.Module, ours, frames: torch.Tensor) -> dict[str, 
     for tag, a, b in (("low", ours_low, low), ("high", ours_high, high)):
         row[f"{tag}_logits"] = _maxdiff(a, b)
         row[f"{tag}_soft"] = _maxdiff(a.softmax(-1), b.softmax(-1))
-        row[f"{tag}_hard_agree"] = 100.0 * (a.argmax(-1) == b.argmax(-1)).double().mean().item()
+        agree = a.argmax(-1) == b.argmax(-1)  # (1, pixels)
+        row[f"{tag}_hard_agree"] = 100.0 * agree.double().mean().item()
+        top2 = b.topk(2, dim=-1).values  # (1, pixels, 2): a flipped pixel is a near tie when its margin is tiny
+        row[f"{tag}_flip_margin"] = (top2[..., 0] - top2[..., 1])[~agree].max().item() if (~agree).any() else 0.0
         row[f"{tag}_used"] = int(b.argmax(-1).unique().numel())  # queries that win a pixel (upstream)
     return row
 
@@ -289,6 +292,8 @@ def print_table(rows: dict[str, dict]) -> None:
     print("|---|" + "---:|" * len(cols))
     for clip, row in rows.items():
         print(f"| {clip} | " + " | ".join(fmt.format(row[key]) for key, _, fmt in cols) + " |")
+    margin = max(row[f"{tag}_flip_margin"] for row in rows.values() for tag in ("low", "high"))
+    print(f"largest top-2 logit margin (upstream) of a pixel whose hard mask differs: {margin:.2e}")
 
 
 def main(argv: list[str] | None = None) -> int:
