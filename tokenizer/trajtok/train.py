@@ -41,6 +41,7 @@ import torch
 import yaml
 
 from trajtok.checks import (
+    MAX_FRAMES,
     DiskWriteError,
     check_field_types,
     disk_error_message,
@@ -140,6 +141,11 @@ class TrainConfig:
         ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.clip_len * self.stream_clips > MAX_FRAMES:  # the frames of one sample are decoded and held at once
+            raise ValueError(
+                f"clip_len x stream_clips must be at most {MAX_FRAMES} frames per sample (trajtok.checks.MAX_FRAMES), "
+                f"got {self.clip_len} x {self.stream_clips}"
+            )
         for name in ("eval_every", "save_every", "stop_at", "max_videos", "eval_videos", "label_size", "threads"):
             v = getattr(self, name)
             if v is not None and int(v) < 1:
