@@ -5,7 +5,9 @@ tokens: per frame, the features under the trajectory's mask are pooled; a sinuso
 bounding box is added; a small Perceiver resampler with one query attends over the trajectory's frames and gives
 one token. This is the "trajectories without a learned segmenter" baseline the TrajTok paper improves on. Here the
 features are the projected tower patches (the paper: a ResNet-18 pyramid at 56x56); masks are resized to the
-tower's patch grid as coverage fractions (area pooling), so a patch half covered by the object counts half.
+tower's patch grid as coverage fractions (area pooling), so a patch half covered by the object counts half. The
+pooling, encodings and resampler are ``trajtok.nn.trajvit_tokens`` (shared with TrajViT2's ``trajvit`` baseline);
+this module adds where the masks come from, the token budget and the order.
 
 How the masks reach the connector (kwarg ``mask_source``):
 
@@ -33,16 +35,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
+from trajtok.nn.trajvit_tokens import TrajViTTokens, boxes_of, sinusoidal
 from trajvlm.connectors import CONNECTORS, Connector, ConnectorOutput
 from trajvlm.token_budget import check_kwargs, finish_tokens, raw_frames, to_uint8_frames
 
@@ -68,34 +68,13 @@ def load_trajectory_masks(path: str | Path, num_frames: int | None = None) -> to
     return torch.from_numpy(labels.trajectory_ids()).long()
 
 
-def sinusoidal(values: torch.Tensor, dim: int) -> torch.Tensor:
-    """(..., k) values in [0, 1] -> (..., dim) sin/cos features (dim // (2k) frequencies per value, zero padded)."""
-    k = values.shape[-1]
-    per = max(1, dim // (2 * k))
-    freqs = 2.0 ** torch.arange(per, device=values.device, dtype=values.dtype) * math.pi  # (per,)
-    angles = values[..., None] * freqs  # (..., k, per)
-    enc = torch.cat([angles.sin(), angles.cos()], dim=-1).flatten(-2)  # (..., 2 * k * per)
-    return F.pad(enc, (0, dim - enc.shape[-1]))
+class TrajViTConnector(TrajViTTokens, Connector):
+    """Mask-pooled features + box encoding per frame -> 1-query Perceiver over time -> one token per trajectory.
 
-
-def boxes_of(onehot: torch.Tensor) -> torch.Tensor:
-    """(M, T, H, W) bool masks -> (M, T, 4) normalised boxes (y0, x0, y1, x1) in [0, 1] (zeros where absent)."""
-    _, _, h, w = onehot.shape
-    rows = onehot.any(-1)  # (M, T, H)
-    cols = onehot.any(-2)  # (M, T, W)
-    ar_h = torch.arange(h, device=onehot.device)
-    ar_w = torch.arange(w, device=onehot.device)
-    big = max(h, w) + 1
-    y0 = torch.where(rows, ar_h, big).amin(-1).clamp(max=h)
-    y1 = torch.where(rows, ar_h, -1).amax(-1) + 1
-    x0 = torch.where(cols, ar_w, big).amin(-1).clamp(max=w)
-    x1 = torch.where(cols, ar_w, -1).amax(-1) + 1
-    box = torch.stack([y0 / h, x0 / w, y1 / h, x1 / w], dim=-1).float()
-    return box * rows.any(-1, keepdim=True)  # absent frames -> 0
-
-
-class TrajViTConnector(Connector):
-    """Mask-pooled features + box encoding per frame -> 1-query Perceiver over time -> one token per trajectory."""
+    The layers come from :class:`trajtok.nn.trajvit_tokens.TrajViTTokens` as this module's own attributes, so the
+    state-dict keys (``box_proj.*``, ``time_proj.*``, ``norm_kv.*``, ``query``, ``attn.*``, ``norm_out.*``,
+    ``mlp.*``) are those of every checkpoint saved before the implementation moved to trajtok.
+    """
 
     name = "trajvit"
 
@@ -117,13 +96,7 @@ class TrajViTConnector(Connector):
             raise ValueError(f"trajvit heads ({heads}) must divide the LLM width {d}")
         self.token_mode = config.token_mode
         self.budget = int(config.video_token_budget)
-        self.box_proj = nn.Linear(d, d)
-        self.time_proj = nn.Linear(d, d)
-        self.norm_kv = nn.LayerNorm(d)
-        self.query = nn.Parameter(torch.randn(1, d) * d**-0.5)
-        self.attn = nn.MultiheadAttention(d, heads, batch_first=True)
-        self.norm_out = nn.LayerNorm(d)
-        self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+        self.init_trajvit_layers(d, heads)
         self._given: torch.Tensor | list[torch.Tensor] | None = None
         self._labeler = None
 
@@ -187,20 +160,8 @@ class TrajViTConnector(Connector):
             return feats.new_zeros(0, d)
         first = onehot.flatten(2).any(-1).float().argmax(-1)  # (M,) first frame of each trajectory
         onehot = onehot[first.argsort(stable=True)]  # ordered by first appearance
-        m = onehot.shape[0]
-        cover = F.adaptive_avg_pool2d(onehot.float().flatten(0, 1)[:, None], self.grid)  # (M*T, 1, h, w)
-        cover = cover.view(m, num_frames, self.grid * self.grid).to(feats.dtype)  # fraction of each patch covered
-        area = cover.sum(-1)  # (M, T)
-        pooled = torch.einsum("mtp,tpd->mtd", cover, feats) / area.clamp(min=1e-6)[..., None]  # (M, T, D)
-        boxes = boxes_of(onehot).to(feats.dtype)  # (M, T, 4)
-        times = torch.linspace(0, 1, num_frames, device=feats.device, dtype=feats.dtype)[None, :, None]
-        x = pooled + self.box_proj(sinusoidal(boxes, d)) + self.time_proj(sinusoidal(times.expand(m, -1, 1), d))
-        absent = area <= 0  # (M, T) frames the trajectory is not in
-        kv = self.norm_kv(x)
-        q = self.query[None].expand(m, -1, -1).to(kv.dtype)  # (M, 1, D)
-        tok = q + self.attn(q, kv, kv, key_padding_mask=absent, need_weights=False)[0]
-        tok = tok + self.mlp(self.norm_out(tok))
-        return tok[:, 0]  # (M, D)
+        grid = feats.reshape(num_frames, self.grid, self.grid, d)  # (T, h, w, D)
+        return self.trajectory_tokens(grid, onehot)  # (M, D)
 
     def forward(
         self, features, pixel_values_videos, num_frames, *, newline=None, trajectory_masks=None

@@ -154,6 +154,42 @@ def test_baselines_train_with_the_same_recipe(synth, tmp_path, encoder):
         assert out.num_tokens.tolist() == [3, 3]  # one token per labelled trajectory (background included)
 
 
+def test_trajvit_baseline_resamples_over_time_and_ignores_absent_frames():
+    """TrajViT's 1-query resampler over time (its Table 2), not a mean over frames: playing the clip backwards
+    changes a trajectory's token (a mean of per-frame tokens would not change), and frames where a trajectory is
+    absent do not reach its token."""
+    model = tiny_trajvit2("trajvit").eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 4, 3, 64, 64, generator=g)
+    ids = torch.zeros(1, 4, 64, 64, dtype=torch.long)  # 0: background, in every frame
+    ids[0, :2, 8:24, 8:24] = 1  # frames 0-1 only
+    ids[0, :, 36:60, 30:54] = 2  # every frame
+    with torch.no_grad():
+        tokens, valid = model.trajvit(x, ids)
+        backwards, _ = model.trajvit(x.flip(1), ids.flip(1))
+        changed = x.clone()
+        changed[:, 2:] = torch.rand(1, 2, 3, 64, 64, generator=g)
+        later, _ = model.trajvit(changed, ids)
+    assert tokens.shape == (1, 3, model.tok_cfg.width) and valid.tolist() == [[True, True, True]]
+    assert (tokens[0, 2] - backwards[0, 2]).abs().max() > 1e-3
+    torch.testing.assert_close(later[0, 1], tokens[0, 1])  # trajectory 1 is not in frames 2-3
+    assert (later[0, 2] - tokens[0, 2]).abs().max() > 1e-3
+
+
+def test_trajvit_checkpoint_of_the_averaging_baseline_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    model = tiny_trajvit2("trajvit")
+    model.save_pretrained(tmp_path)
+    state = load_file(str(tmp_path / "trajvit2.safetensors"))
+    e = model.tok_cfg.width
+    state = {k: v for k, v in state.items() if not k.startswith("trajvit.") or k.startswith("trajvit.features.")}
+    state.update({"trajvit.box.weight": torch.zeros(e, e), "trajvit.box.bias": torch.zeros(e)})
+    save_file(state, str(tmp_path / "trajvit2.safetensors"))
+    with pytest.raises(ValueError, match="averaged its per-frame tokens over time"):
+        TrajViT2.from_pretrained(tmp_path)
+
+
 def test_clip_loss_reaches_segmenter_and_encoder():
     model = tiny_trajvit2()
     x = torch.rand(2, 2, 3, 64, 64, generator=torch.Generator().manual_seed(1))

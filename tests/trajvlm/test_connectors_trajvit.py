@@ -65,6 +65,68 @@ def test_one_token_per_given_trajectory(given):
     assert (a[2] - b[2]).abs().max() > 1e-4
 
 
+# The connector's state-dict keys before its layers moved to trajtok.nn.trajvit_tokens (every saved checkpoint has
+# these), and the tokens that code gave for the seeded weights and inputs below (tokens @ a seeded (D, 4) projection).
+OLD_KEYS = [
+    "attn.in_proj_bias",
+    "attn.in_proj_weight",
+    "attn.out_proj.bias",
+    "attn.out_proj.weight",
+    "box_proj.bias",
+    "box_proj.weight",
+    "mlp.0.bias",
+    "mlp.0.weight",
+    "mlp.2.bias",
+    "mlp.2.weight",
+    "norm_kv.bias",
+    "norm_kv.weight",
+    "norm_out.bias",
+    "norm_out.weight",
+    "query",
+    "time_proj.bias",
+    "time_proj.weight",
+]
+OLD_TOKENS = [
+    [-4.274471759796143, 17.034610748291016, -3.1758928298950195, 8.180639266967773],
+    [-6.314609527587891, 19.49960708618164, -7.97036075592041, 13.875269889831543],
+    [-1.965490460395813, 11.135951042175293, 0.21587753295898438, 14.648153305053711],
+]
+
+
+def test_old_checkpoints_load_and_give_the_same_tokens(given):
+    """The shared trajtok implementation keeps the connector's key names and its numbers."""
+    conn = type(given[0].model.connector)(given[0].config)
+    assert sorted(conn.state_dict()) == OLD_KEYS
+    g = torch.Generator().manual_seed(0)
+    state = {k: torch.randn(conn.state_dict()[k].shape, generator=g) * 0.2 for k in OLD_KEYS}
+    conn.load_state_dict(state, strict=True)
+    feats = torch.randn(6, conn.grid * conn.grid, conn.hidden, generator=g)
+    with torch.no_grad():
+        tokens = conn.encode(feats, _masks())
+    proj = torch.randn(conn.hidden, 4, generator=g)
+    torch.testing.assert_close(tokens @ proj, torch.tensor(OLD_TOKENS), atol=1e-4, rtol=1e-5)
+
+
+def test_trajvit2_baseline_is_the_same_resampler(given):
+    """TrajViT2's trajvit baseline and this connector share one implementation: the baseline's resampler weights
+    load into the connector by name (strict) and give the same token per trajectory on the same features."""
+    from trajtok import TrajTokConfig
+    from trajtok.trajvit2 import GTTrajectoryTokens
+
+    conn = type(given[0].model.connector)(given[0].config)
+    torch.manual_seed(1)
+    baseline = GTTrajectoryTokens(TrajTokConfig.tiny(width=conn.hidden))
+    state = {k: v for k, v in baseline.state_dict().items() if not k.startswith("features.")}
+    conn.load_state_dict(state, strict=True)
+    feats = torch.randn(6, conn.grid * conn.grid, conn.hidden, generator=torch.Generator().manual_seed(2))
+    masks = _masks()
+    onehot = masks[None] == torch.arange(1, 4)[:, None, None, None]  # trajectories 1, 2, 3 in id order
+    with torch.no_grad():
+        ours = conn.encode(feats, masks)  # in order of first appearance: 1, 3, 2
+        theirs = baseline.trajectory_tokens(feats.view(6, conn.grid, conn.grid, -1), onehot)
+    torch.testing.assert_close(ours, theirs[[0, 2, 1]])
+
+
 def test_budget_keeps_the_largest_trajectories(tiny_base_path):
     model, _ = build(tiny_base_path, "trajvit", {"mask_source": "input"}, video_token_budget=2)
     conn = model.model.connector

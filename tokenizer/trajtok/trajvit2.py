@@ -15,9 +15,10 @@ Baselines behind the same transformer and text tower (``video_encoder``):
 
 - ``vit3d``: space-time patch tokens (tubelets of ``tubelet`` frames x ``patch_size``^2 pixels, Conv3d) with a
   learned factorised (time + space) positional embedding.
-- ``trajvit``: one token per ground-truth (or pseudo-label) trajectory, no learned segmenter: per frame the fused
-  backbone features are mask-pooled per trajectory and a sin-cos encoding of the frame's box is added; the per-frame
-  tokens are averaged over the frames where the trajectory is present, then an MLP.
+- ``trajvit``: one token per ground-truth (or pseudo-label) trajectory, no learned segmenter (TrajViT, its
+  Table 2): per frame the fused backbone features are mask-pooled per trajectory and sin-cos encodings of the
+  frame's box and time are added; a 1-query Perceiver resampler over the trajectory's frames gives its token. The
+  same implementation (``trajtok.nn.trajvit_tokens``) is the VLM plugin's ``trajvit`` connector.
 
 Images are videos of T = 1 (ViT3D repeats the frame to fill a tubelet).
 
@@ -46,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trajtok.configuration import TrajTokConfig
+from trajtok.nn.trajvit_tokens import TrajViTTokens
 from trajtok.weights import load_strict
 
 logger = logging.getLogger(__name__)
@@ -298,11 +300,12 @@ class PatchTokens(nn.Module):
         return tokens, pos.expand(b, -1, -1), (tt, g, g)
 
 
-class GTTrajectoryTokens(nn.Module):
+class GTTrajectoryTokens(TrajViTTokens, nn.Module):
     """TrajViT tokens: one per labelled trajectory of the clip (background included), no learned segmenter.
 
-    Per frame: the fused backbone features are mean-pooled under the trajectory's mask and a sin-cos encoding of
-    its box (y0, x0, y1, x1) is added; the per-frame tokens are averaged over the frames where it is present.
+    The fused backbone features (TrajTok's own backbone fusion, at 1/4 of the input) go through TrajViT's mask
+    pooling, box and time encodings and 1-query resampler over time (:class:`trajtok.nn.trajvit_tokens.TrajViTTokens`,
+    shared with the VLM plugin's ``trajvit`` connector); resampler heads of width 64 (at least one).
     """
 
     def __init__(self, cfg: TrajTokConfig):
@@ -312,40 +315,23 @@ class GTTrajectoryTokens(nn.Module):
         self.cfg = cfg
         e = cfg.width
         self.features = FeatureBackbone(cfg.backbone, cfg.backbone_config, None, e, cfg.layer_norm_eps)
-        self.box = nn.Linear(e, e)
-        self.mlp = nn.Sequential(nn.LayerNorm(e), nn.Linear(e, e), nn.GELU(), nn.Linear(e, e))
+        heads = max(1, e // 64)
+        self.init_trajvit_layers(e, heads if e % heads == 0 else 1)
 
     def forward(self, pixel_values: Tensor, target_ids: Tensor) -> tuple[Tensor, Tensor]:
-        from trajtok.losses import _resize_ids
-        from trajtok.nn.positions import fourier_features
-
+        """pixel_values (B, T, C, H, W) and target_ids (B, T, H', W') (-1 unlabeled counts as background 0) ->
+        tokens (B, M, E) and valid (B, M), M = the batch's largest id + 1; token m is trajectory id m."""
         x = _normalise(pixel_values, self.cfg)  # (B, T, C, S, S)
         b, t = x.shape[:2]
         feats = self.features(x.flatten(0, 1))  # (B*T, h, w, E)
         _, h, w, e = feats.shape
-        feats = feats.view(b, t, h * w, e)
-        ids = _resize_ids(target_ids.to(feats.device).long().clamp_min(0), (h, w)).view(b, t, h * w)
+        feats = feats.view(b, t, h, w, e)
+        ids = target_ids.to(feats.device).long().clamp_min(0)  # (B, T, H', W')
         m = int(ids.max()) + 1
-        onehot = F.one_hot(ids, m).to(feats.dtype).permute(0, 3, 1, 2)  # (B, M, T, P)
-        mass = onehot.sum(-1)  # (B, M, T)
-        pooled = torch.einsum("bmtp,btpe->bmte", onehot, feats) / mass.clamp_min(1.0)[..., None]  # (B, M, T, E)
-        ys = (torch.arange(h, device=feats.device, dtype=feats.dtype) + 0.5) / h
-        xs = (torch.arange(w, device=feats.device, dtype=feats.dtype) + 0.5) / w
-        yy = ys[:, None].expand(h, w).reshape(-1)
-        xx = xs[None, :].expand(h, w).reshape(-1)
-        on = onehot > 0
-        big = torch.tensor(2.0, device=feats.device, dtype=feats.dtype)
-        y0 = torch.where(on, yy, big).amin(-1)
-        x0 = torch.where(on, xx, big).amin(-1)
-        y1 = torch.where(on, yy, -big).amax(-1)
-        x1 = torch.where(on, xx, -big).amax(-1)
-        box = torch.stack([y0, x0, y1, x1], dim=-1).clamp(0, 1) * 2 - 1  # (B, M, T, 4) in [-1, 1]
-        enc = fourier_features(box.reshape(-1, 4).cpu(), e).to(feats.device).view(b, m, t, e)
-        present = mass > 0  # (B, M, T)
-        per_frame = (pooled + self.box(enc)) * present[..., None]
-        tokens = per_frame.sum(2) / present.sum(2).clamp_min(1)[..., None]  # (B, M, E)
-        valid = present.any(-1)  # (B, M)
-        return self.mlp(tokens) * valid[..., None], valid
+        onehot = ids[:, None] == torch.arange(m, device=ids.device)[None, :, None, None, None]  # (B, M, T, H', W')
+        valid = onehot.flatten(2).any(-1)  # (B, M)
+        tokens = torch.stack([self.trajectory_tokens(feats[i], onehot[i]) for i in range(b)])  # (B, M, E)
+        return tokens, valid
 
 
 # ------------------------------------------------------------------------------------------------- the model
@@ -508,6 +494,12 @@ class TrajViT2(nn.Module):
         if not weights.is_file():
             raise FileNotFoundError(f"TrajViT2 weights not found: {weights} (expected a folder from save_pretrained)")
         state = load_file(str(weights))
+        if self.config.video_encoder == "trajvit" and "trajvit.box.weight" in state:
+            raise ValueError(
+                f"{weights}: a trajvit baseline that averaged its per-frame tokens over time (box + mlp layers); "
+                "the baseline now uses TrajViT's 1-query resampler over time, which these weights do not fit: "
+                "train it again"
+            )
         if self.config.video_encoder == "trajtok":
             from trajtok.modeling import WEIGHTS_NAME as TRAJTOK_WEIGHTS
 
