@@ -208,6 +208,7 @@ def test_trajtok_more_errors(files, tmp_path, capsys):
         (["train", "--config", "smoke", "lr=.inf"], ["lr must be a finite number", "inf"]),
         (["train", "--config", "smoke", "lr=[1, 2]"], ["lr must be a number", "[1, 2]"]),
         (["train", "--config", "smoke", "model=[4]"], ["model must be a mapping", "[4]"]),
+        (["train", "--config", "smoke", "model.num_queries=ten"], ["model.num_queries must be an integer", "'ten'"]),
         (["train", "--config", "smoke", "clip_len=100000"], ["clip_len", "at most 4096", "100000"]),
         (["train", "--config", "smoke", "steps=[1,"], ["'[1,'", "not valid YAML"]),
         (["train", "--config", str(bad_yaml)], ["bad.yaml", "not valid YAML"]),

@@ -44,6 +44,7 @@ from trajtok.checks import (
     MAX_FRAMES,
     DiskWriteError,
     check_field_types,
+    check_values,
     disk_error_message,
     is_disk_error,
     reading_weights,
@@ -121,6 +122,13 @@ class TrainConfig:
         if isinstance(self.trajvit2, (dict, type(None))):
             self.trajvit2 = dict(self.trajvit2 or {})
         check_field_types(self)  # each field its declared kind, numbers finite: the error names the field
+        # the TrajTokConfig fields under model: the same check, named model.<field> (int("ten") names neither);
+        # an int tokens_per_trajectory is TrajTokConfig's shorthand for a one-element tuple
+        shorthand = {k for k, v in self.model.items() if k == "tokens_per_trajectory" and isinstance(v, int)}
+        try:
+            self.model.update(check_values(TrajTokConfig, {k: v for k, v in self.model.items() if k not in shorthand}))
+        except ValueError as e:
+            raise ValueError(f"model.{e}") from None
         if len(self.betas) != 2 or any(isinstance(b, bool) or not isinstance(b, (int, float)) for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
         self.betas = tuple(float(b) for b in self.betas)
