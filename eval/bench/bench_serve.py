@@ -11,6 +11,16 @@ C threads: most name a clip by ``file://`` URL, every 4th uploads it as a ``data
 streams. Latency is per request from send to the last byte. A server error is any 5xx answer, dropped connection or
 client timeout; the script exits 1 if there is one. Traffic goes only to 127.0.0.1; the run is bounded by
 ``--max-seconds`` (the server is stopped in every case).
+
+    python eval/bench/bench_serve.py --hostile                        # hostile clients against a live server: ~3 min
+
+``--hostile`` runs, one after another against one server, with a client sending normal requests all the while (its
+p95 latency is each row's last figure): oversize frames (7 frames of 8000x8000 PNG in one 1-2 MiB request, to the
+chat and overlay routes; the server's peak RSS over its resident size before, from /proc), a 14000x14000 frame (its
+status), cancelled streams (a 1000-token stream closed after its first text: seconds until the server has freed its
+place, from /health), slow clients (300 connections dribbling header bytes: seconds until the server closed each, and
+how many got a 408) and 100 concurrent requests (answered / refused 429 / server errors). The server must answer a
+normal request at the end; the script exits 1 on any server error or a failed check.
 """
 
 from __future__ import annotations
@@ -186,6 +196,429 @@ def summarise(results: list[dict], wall: float, health: dict, args) -> dict:
     }
 
 
+# --------------------------------------------------------------------------------------------- hostile clients
+
+
+def server_command(model: Path, port: int, media: Path, args, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "trajvlm.cli",
+        "serve",
+        "--model",
+        str(model),
+        "--served-model-name",
+        NAME,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--media-root",
+        str(media),
+        "--max-concurrency",
+        str(args.server_concurrency),
+        "--max-queue",
+        str(4 * args.concurrency),
+        "--request-timeout",
+        str(args.request_timeout),
+        *extra,
+    ]
+
+
+def server_env(args) -> dict[str, str]:
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tokenizer"), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+def proc_kib(pid: int, field: str) -> int:
+    """A memory figure of /proc/<pid>/status in KiB (VmRSS: resident now, VmHWM: peak resident)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Start VmHWM afresh from the current RSS (Linux clear_refs 5); False where the kernel refuses."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+class Background:
+    """Normal requests sent one after another while a scenario runs; their latencies (s) and failures."""
+
+    def __init__(self, url: str, clip: Path, max_tokens: int, timeout: float) -> None:
+        import openai
+
+        self.client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=timeout)
+        self.clip, self.max_tokens = clip, max_tokens
+        self.latencies: list[float] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        k = 0
+        while not self._stop.is_set():
+            r = one_request(self.client, k, [self.clip], [self.clip.as_uri()], self.max_tokens) if k % 4 != 3 else None
+            if r is None:  # every 4th normal request is text only
+                r = normal_request(self.client, self.max_tokens)
+            (self.latencies.append(r["latency_s"]) if r["status"] == 200 else self.failures.append(str(r)[:200]))
+            k += 1
+
+    def __enter__(self) -> Background:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=120)
+
+    def p95(self) -> float:
+        return float(np.percentile(self.latencies, 95)) if self.latencies else float("nan")
+
+
+def normal_request(client, max_tokens: int) -> dict:
+    import openai
+
+    start = time.perf_counter()
+    try:
+        client.chat.completions.create(
+            model=NAME, messages=[{"role": "user", "content": "Say something."}], max_tokens=max_tokens
+        )
+        status = 200
+    except openai.APIStatusError as e:
+        status = e.status_code
+    except (openai.APIConnectionError, openai.APITimeoutError):
+        status = -1
+    return {"status": status, "latency_s": time.perf_counter() - start}
+
+
+def big_png(side: int) -> bytes:
+    """A ``side`` x ``side`` RGB PNG that compresses well (flat colour with a few blocks), as an attacker sends."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (side, side), (30, 60, 90))
+    draw = ImageDraw.Draw(image)
+    for k in range(8):
+        x = (k * side) // 9
+        draw.rectangle([x, x, x + side // 10, x + side // 10], fill=(200, 40 * k % 256, 120))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def header_only_png(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def post_json(url: str, body: dict, timeout: float) -> tuple[int, dict]:
+    import httpx
+
+    response = httpx.post(url, json=body, timeout=timeout)
+    try:
+        return response.status_code, response.json()
+    except ValueError:
+        return response.status_code, {}
+
+
+def scenario_oversize_frames(url: str, pid: int, args) -> dict:
+    frame = base64.b64encode(big_png(8000)).decode()
+    frames_url = "data:video/png;base64," + ",".join([frame] * 7)
+    bomb_url = "data:video/png;base64," + base64.b64encode(header_only_png(14000, 14000)).decode()
+    message = [
+        {
+            "role": "user",
+            "content": [{"type": "video_url", "video_url": {"url": frames_url}}, {"type": "text", "text": "?"}],
+        }
+    ]
+    before = proc_kib(pid, "VmRSS")
+    exact = reset_peak_rss(pid)
+    statuses = []
+    for _ in range(3):
+        statuses.append(
+            post_json(f"{url}/v1/chat/completions", {"model": NAME, "messages": message, "max_tokens": 4}, 300)[0]
+        )
+    one = {"video_url": {"url": "data:video/png;base64," + frame}}
+    statuses.append(post_json(f"{url}/v1/trajectory_overlay", one, 300)[0])
+    peak = proc_kib(pid, "VmHWM")
+    bomb = [
+        {
+            "role": "user",
+            "content": [{"type": "video_url", "video_url": {"url": bomb_url}}, {"type": "text", "text": "?"}],
+        }
+    ]
+    bomb_status, bomb_body = post_json(f"{url}/v1/chat/completions", {"model": NAME, "messages": bomb}, 60)
+    return {
+        "request_mib": len(frames_url) / 2**20,
+        "statuses": statuses,
+        "rss_before_mib": before / 1024,
+        "peak_rss_mib": peak / 1024,
+        "peak_over_before_mib": (peak - before) / 1024,
+        "peak_exact": exact,
+        "bomb_status": bomb_status,
+        "bomb_message": bomb_body.get("error", {}).get("message", "")[:200],
+    }
+
+
+def scenario_cancelled_streams(url: str, args, count: int = 10) -> dict:
+    import httpx
+
+    body = {"model": NAME, "messages": [{"role": "user", "content": "Tell me everything."}], "max_tokens": 1000}
+    waits = []
+    before = httpx.get(f"{url}/health").json()
+    for _ in range(count):
+        start = httpx.get(f"{url}/health").json()["cancelled"]
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json={**body, "stream": True}, timeout=60) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: ") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
+                    break
+        closed = time.perf_counter()
+        deadline = closed + 60
+        while time.perf_counter() < deadline:  # the engine counts a cancellation when the row stops (place freed)
+            if httpx.get(f"{url}/health").json()["cancelled"] > start:
+                break
+            time.sleep(0.01)
+        waits.append(time.perf_counter() - closed)
+    after = httpx.get(f"{url}/health").json()
+    return {
+        "streams": count,
+        "cancelled": after["cancelled"] - before["cancelled"],
+        "free_after_s_median": statistics.median(waits),
+        "free_after_s_max": max(waits),
+    }
+
+
+def scenario_slow_clients(url: str, args, count: int = 300, limit_s: float = 60.0) -> dict:
+    """``count`` connections each sending one header byte per second; seconds until the server closed each."""
+    import selectors
+
+    host, port = url.removeprefix("http://").split(":")
+    selector = selectors.DefaultSelector()
+    opened = time.perf_counter()
+    socks = []
+    for _ in range(count):
+        sock = socket.create_connection((host, int(port)), timeout=10)
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+        socks.append(sock)
+    closed_after: dict[int, float] = {}
+    got_408 = 0
+    replies: dict[int, bytes] = {}
+    next_byte = time.perf_counter() + 1.0
+    while len(closed_after) < count and time.perf_counter() - opened < limit_s:
+        for key, _ in selector.select(timeout=0.1):
+            sock = key.fileobj
+            try:
+                data = sock.recv(4096)
+            except OSError:
+                data = b""
+            if data:
+                replies[sock.fileno()] = replies.get(sock.fileno(), b"") + data
+                continue
+            got_408 += replies.get(sock.fileno(), b"").startswith(b"HTTP/1.1 408")
+            closed_after[sock.fileno()] = time.perf_counter() - opened
+            selector.unregister(sock)
+        if time.perf_counter() >= next_byte:
+            next_byte += 1.0
+            for sock in socks:
+                if sock.fileno() not in closed_after and sock.fileno() != -1:
+                    try:
+                        sock.send(b"a")
+                    except OSError:
+                        pass
+    for sock in socks:
+        sock.close()
+    return {
+        "connections": count,
+        "closed_by_server": len(closed_after),
+        "answered_408": got_408,
+        "closed_after_s_max": max(closed_after.values()) if closed_after else float("nan"),
+    }
+
+
+def scenario_concurrent(url: str, clip: Path, args, count: int = 100) -> dict:
+    import openai
+
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=args.request_timeout)
+    barrier = threading.Barrier(count)
+
+    def task(k: int) -> dict:
+        barrier.wait(timeout=60)
+        return (
+            one_request(client, k, [clip], [clip.as_uri()], args.max_tokens)
+            if k % 4 != 3
+            else normal_request(client, args.max_tokens)
+        )
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        results = list(pool.map(task, range(count)))
+    ok = sorted(r["latency_s"] for r in results if r["status"] == 200)
+    return {
+        "requests": count,
+        "ok": len(ok),
+        "refused_429": sum(r["status"] == 429 for r in results),
+        "server_errors": sum(r["status"] >= 500 or r["status"] < 0 for r in results),
+        "p95_ok_s": float(np.percentile(ok, 95)) if ok else float("nan"),
+    }
+
+
+def run_hostile(url: str, pid: int, clips: list[Path], args) -> tuple[list[dict], dict]:
+    import openai
+
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=args.request_timeout)
+    for k in range(3):  # warm-up
+        one_request(client, k, clips, [c.as_uri() for c in clips], args.max_tokens)
+    quiet = [
+        one_request(client, k, clips, [c.as_uri() for c in clips], args.max_tokens)["latency_s"] for k in range(20)
+    ]
+    rows = [
+        {
+            "scenario": "none (baseline)",
+            "figure": f"{len(quiet)} requests",
+            "p95_s": float(np.percentile(quiet, 95)),
+            "normal_failures": 0,
+        }
+    ]
+    scenarios = [
+        ("oversize frames", lambda: scenario_oversize_frames(url, pid, args)),
+        ("cancelled streams", lambda: scenario_cancelled_streams(url, args)),
+        ("slow clients", lambda: scenario_slow_clients(url, args)),
+        ("100 concurrent", lambda: scenario_concurrent(url, clips[0], args)),
+    ]
+    details = {}
+    for title, run in scenarios:
+        with Background(url, clips[0], args.max_tokens, args.request_timeout) as background:
+            result = run()
+        details[title] = result
+        rows.append(
+            {
+                "scenario": title,
+                "figure": describe(title, result),
+                "p95_s": background.p95(),
+                "normal_requests": len(background.latencies),
+                "normal_failures": len(background.failures),
+            }
+        )
+    final = one_request(client, 0, clips, [c.as_uri() for c in clips], args.max_tokens)
+    details["final_request_status"] = final["status"]
+    return rows, details
+
+
+def describe(title: str, r: dict) -> str:
+    if title == "oversize frames":
+        return (
+            f"{r['request_mib']:.1f} MiB requests answered {sorted(set(r['statuses']))}; server peak RSS "
+            f"{r['peak_rss_mib']:.0f} MiB = {r['peak_over_before_mib']:+.0f} MiB over {r['rss_before_mib']:.0f} MiB"
+            f"{'' if r['peak_exact'] else ' (lifetime peak)'}; 14000x14000 frame: {r['bomb_status']}"
+        )
+    if title == "cancelled streams":
+        return (
+            f"{r['streams']} 1000-token streams closed after the first text: {r['cancelled']} stopped; generation "
+            f"stopped and place freed {r['free_after_s_median']:.2f} s after the close (median), "
+            f"{r['free_after_s_max']:.2f} s max"
+        )
+    if title == "slow clients":
+        return (
+            f"{r['connections']} connections dribbling headers: {r['closed_by_server']} closed by the server "
+            f"({r['answered_408']} with a 408), the last after {r['closed_after_s_max']:.1f} s"
+        )
+    return (
+        f"{r['requests']} at once: {r['ok']} answered, {r['refused_429']} refused 429, {r['server_errors']} "
+        f"server errors; p95 of the answered {r['p95_ok_s']:.2f} s"
+    )
+
+
+def hostile_checks(rows: list[dict], details: dict, args) -> list[str]:
+    problems = []
+    frames = details["oversize frames"]
+    if any(s != 200 for s in frames["statuses"]):
+        problems.append(f"oversize frames answered {frames['statuses']}, expected 200s")
+    if frames["bomb_status"] != 422:
+        problems.append(f"the 14000x14000 frame answered {frames['bomb_status']}, expected 422")
+    streams = details["cancelled streams"]
+    if streams["cancelled"] != streams["streams"] or streams["free_after_s_max"] > 1.0:
+        problems.append(f"cancelled streams kept generating: {streams}")
+    slow = details["slow clients"]
+    if slow["closed_by_server"] < slow["connections"]:
+        problems.append(f"slow clients not all closed: {slow}")
+    if details["100 concurrent"]["server_errors"]:
+        problems.append(f"server errors under 100 concurrent requests: {details['100 concurrent']}")
+    if any(row["normal_failures"] for row in rows):
+        problems.append("normal requests failed during a scenario")
+    if details["final_request_status"] != 200:
+        problems.append(f"the final normal request answered {details['final_request_status']}")
+    return problems
+
+
+def print_hostile(rows: list[dict], args) -> None:
+    print("| scenario | figure | p95 of normal requests meanwhile (s) |")
+    print("|---|---|---:|")
+    for row in rows:
+        print(f"| {row['scenario']} | {row['figure']} | {row['p95_s']:.3f} |")
+
+
+def main_hostile(args) -> int:
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        tmp = Path(tmp)
+        model = args.model or build_tiny_model(tmp, args.num_frames)
+        media = tmp / "media"
+        media.mkdir()
+        clips = write_clips(media, args.clips)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        extra = ["--read-timeout", str(args.read_timeout), "--max-upload-mb", "16"]
+        log = (tmp / "server.log").open("w")
+        proc = subprocess.Popen(
+            server_command(model, port, media, args, *extra), env=server_env(args), stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_healthy(url, proc, timeout=180)
+            rows, details = run_hostile(url, proc.pid, clips, args)
+        finally:
+            stop = time.perf_counter()
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            details_stop = time.perf_counter() - stop
+            log.close()
+        server_log = (tmp / "server.log").read_text()
+    details["sigterm_exit_s"] = details_stop
+    print_hostile(rows, args)
+    print(
+        f"\nthe server answered a normal request at the end: {details['final_request_status']}; "
+        f"SIGTERM to exit: {details_stop:.2f} s"
+    )
+    problems = hostile_checks(rows, details, args)
+    for problem in problems:
+        print("FAILED:", problem)
+    crashed = proc.returncode not in (0, -15)
+    if crashed:
+        print(f"the server exited with status {proc.returncode}; its log:\n{server_log[-3000:]}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"rows": rows, "details": details}, indent=1, default=str))
+    return 1 if problems or crashed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200)
@@ -199,7 +632,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--request-timeout", type=float, default=120.0, help="client timeout per request (s)")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="stop sending new requests after this")
     parser.add_argument("--json", type=Path, default=None, help="write the summary (and every request) here")
+    parser.add_argument("--hostile", action="store_true", help="hostile clients instead of the load test")
+    parser.add_argument("--read-timeout", type=float, default=5.0, help="the server's --read-timeout in --hostile")
     args = parser.parse_args(argv)
+    if args.hostile:
+        return main_hostile(args)
 
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         tmp = Path(tmp)
@@ -209,33 +646,8 @@ def main(argv: list[str] | None = None) -> int:
         clips = write_clips(media, args.clips)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "OMP_NUM_THREADS": str(args.threads),
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "tokenizer"), str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        }
-        cmd = [
-            sys.executable,
-            "-m",
-            "trajvlm.cli",
-            "serve",
-            "--model",
-            str(model),
-            "--served-model-name",
-            NAME,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--media-root",
-            str(media),
-            "--max-concurrency",
-            str(args.server_concurrency),
-            "--max-queue",
-            str(4 * args.concurrency),
-            "--request-timeout",
-            str(args.request_timeout),
-        ]
+        env = server_env(args)
+        cmd = server_command(model, port, media, args)
         log = (tmp / "server.log").open("w")
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:

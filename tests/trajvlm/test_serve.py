@@ -601,16 +601,23 @@ def png_bytes(width: int, height: int, seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
-def test_large_frames_are_kept_at_model_size(loaded, client):
+def test_large_frames_are_kept_at_model_size(loaded, client, tmp_path):
     """Pre-sampled frames larger than the model's input come back at its size (decoded one by one and resized),
     smaller ones keep theirs; the server answers them."""
+    from trajtok.video import load_video
     from trajvlm.serve.media import Sampling, load_video_url
 
     model, processor = loaded
     cfg = ServeConfig(model=Path(NAME), max_upload_mb=1.0)
     side = processor.image_size
-    big = load_video_url(frames_url([png_bytes(5 * side, 3 * side, s) for s in range(3)]), processor, cfg, Sampling())
+    pngs = [png_bytes(5 * side, 3 * side, s) for s in range(3)]
+    big = load_video_url(frames_url(pngs), processor, cfg, Sampling())
     assert tuple(big.shape) == (3, 3, side, side) and big.dtype == torch.uint8
+    folder = tmp_path / "frames"  # the same frames read by the decoder at the model's size: the same pixels
+    folder.mkdir()
+    for k, data in enumerate(pngs):
+        (folder / f"frame_{k}.png").write_bytes(data)
+    assert torch.equal(big, load_video(folder, size=(side, side)).frames)
     small = load_video_url(frames_url([png_bytes(40, 30, s) for s in range(2)]), processor, cfg, Sampling())
     assert tuple(small.shape) == (2, 3, 30, 40)
     out = client.chat.completions.create(

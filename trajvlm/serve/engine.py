@@ -51,6 +51,7 @@ class Job:
     on_done: Callable[[], None] | None = None  # called once when no work for the job remains (frees its place)
     state: str = "queued"  # queued -> running -> done
     stopped_by_shutdown: bool = False
+    stopped_early: bool = False  # its row was stopped because it was cancelled
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def emit(self, kind: str, value: Any) -> None:
@@ -259,6 +260,9 @@ class Engine:
             job.stopped_by_shutdown = True
             return True
         if job.cancelled:
+            if not job.stopped_early:
+                job.stopped_early = True
+                self.cancelled += 1
             job.mark_done()  # its row generates nothing more: its place is free
             return True
         return False
@@ -279,7 +283,7 @@ class Engine:
         )
         for i, job in enumerate(jobs):
             if job.cancelled:
-                self.cancelled += 1
+                self.cancelled += 0 if job.stopped_early else 1  # (cancelled after its last token)
             elif i in failures:  # an over-long conversation or a prompt the chat template rejects: the client's fault
                 self.failed += 1
                 job.emit("error", APIError(400, failures[i], code="context_length_exceeded", param="messages"))

@@ -235,13 +235,17 @@ def load_video_url(url: str, processor, cfg: ServeConfig, sampling: Sampling) ->
             if not parts:
                 raise APIError(400, "a frames data URL holds no frames", param="messages")
             largest = 0
+            side = int(processor.image_size)
             for k, part in enumerate(parts):
                 data = b64decode(part, f"frame {k}")
-                largest = max(largest, *_frame_header_size(data, k))
-                (Path(tmp) / f"frame_{k:06d}{FRAME_TYPES[media_type]}").write_bytes(data)
+                height, width = _frame_header_size(data, k)
+                suffix = FRAME_TYPES[media_type]
+                if max(height, width) > side:  # decoded now, alone, and kept at the model's size only
+                    data, suffix, height, width = _shrink_frame(data, k, side), ".png", side, side
+                largest = max(largest, height, width)
+                (Path(tmp) / f"frame_{k:06d}{suffix}").write_bytes(data)
                 del data
             source, label = Path(tmp), f"uploaded frames ({len(parts)} {media_type.split('/')[1]} images)"
-            side = int(processor.image_size)
             size = (side, side) if largest > side else None  # as processor.load_video sizes a video: the model's input
             try:
                 return load_video(
@@ -293,6 +297,36 @@ def _frame_header_size(data: bytes, k: int) -> tuple[int, int]:
             param="messages",
         )
     return height, width
+
+
+# EXIF orientation -> the transpose that shows the image upright (as PIL.ImageOps.exif_transpose does)
+_ORIENTATION = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270"}
+_ORIENTATION |= {7: "TRANSVERSE", 8: "ROTATE_90"}
+
+
+def _shrink_frame(data: bytes, k: int, side: int) -> bytes:
+    """A frame larger than the model's input -> PNG bytes of it at ``side x side``, upright (EXIF orientation).
+
+    Only one full-size copy is ever held: JPEG is decoded at a reduced scale (``draft``), the resize comes straight
+    after decoding and the orientation is applied to the small image. The pixels equal ``trajtok.video``'s reading
+    of the frame at ``size=(side, side)`` (transposes commute with the square resize), JPEG's reduced decoding aside.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            orientation = im.getexif().get(0x0112, 1)
+            im.draft("RGB", (side, side))  # JPEG: decode at 1/2, 1/4 or 1/8 scale, still >= side (no-op otherwise)
+            image = im if im.mode in ("RGB", "L") else im.convert("RGB")
+            small = image.resize((side, side), Image.Resampling.BILINEAR)
+            del image
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+        raise APIError(422, f"frame {k} is not a readable image ({e})", code="invalid_video", param="messages") from e
+    if orientation in _ORIENTATION:
+        small = small.transpose(getattr(Image.Transpose, _ORIENTATION[orientation]))
+    buf = io.BytesIO()
+    small.convert("RGB").save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
 
 
 def _hidden(path: Path, media_root: Path) -> bool:
