@@ -15,7 +15,10 @@ against the words of the video's caption (multiple-instance learning: some token
 says red). The visual tokens so learn to carry the video's words and to lie where the LLM already reads those words.
 Trained: the projector and the connector (``frozen_modules``, default TrajTok's pretrained segmenter and its pixel
 backbone, excepted). Every connector gets the same recipe. The tower is frozen: it runs once per video and the steps
-train on its cached features (``cache_tower``), so a warm-up of a thousand steps costs minutes on a CPU.
+train on its cached features (``cache_tower``), so a warm-up of a thousand steps costs minutes on a CPU. TrajTok's
+pixel backbone and segmenter are frozen too (``frozen_modules``): their output for each video and clip (the query
+states and assignment logits) is computed once as well (``cache_segmenter``), and the steps run only the parts
+that train (TrajTok's projection of the tower features, its trajectory encoder, the projector).
 
 Outputs a TrajVLM model folder (``from_pretrained``; stage 1 continues from it with ``base_model=``) and
 ``warmup_metrics.json``: the loss and the held-out word AUC (videos the warm-up never trained on) before and after.
@@ -78,6 +81,9 @@ class WarmupConfig:
     # run the (frozen) tower once per video and train on its cached features: the same result, far fewer tower
     # passes (false: the tower runs in every step, as in the LLaVA stages)
     cache_tower: bool = True
+    # trajtok with its pixel backbone and segmenter frozen: compute their outputs once per video and clip and train
+    # on them (the same result; false: they run in every step)
+    cache_segmenter: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -163,6 +169,79 @@ def mean_auc(aucs: list[float]) -> float:
     return sum(vals) / len(vals) if vals else math.nan
 
 
+class _CachedSegmenter(nn.Module):
+    """Stands in for TrajTok's frozen segmenter during the warm-up: returns the (queries, logits) it gave for the
+    same video and clip, recorded once by :func:`cache_segmentation`. ``videos`` (the batch's video indices) is
+    set before each encode; each call is the next clip of those videos."""
+
+    def __init__(self, segmenter: nn.Module) -> None:
+        super().__init__()
+        self.inner = segmenter
+        self.queries = segmenter.queries  # TrajTok reads its device and dtype here
+        self.store: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self.videos: list[int] = []
+        self.clip = 0
+        self.recording = False
+
+    def initial_queries(self, *args, **kwargs) -> torch.Tensor:
+        return self.inner.initial_queries(*args, **kwargs)
+
+    def start(self, videos: list[int], *, recording: bool = False) -> None:
+        self.videos, self.clip, self.recording = videos, 0, recording
+
+    def forward(self, features, init_queries=None, *, detach_perceiver: bool = True):
+        clip, self.clip = self.clip, self.clip + 1
+        if self.recording:
+            queries, logits = self.inner(features, init_queries, detach_perceiver=detach_perceiver)
+            for row, video in enumerate(self.videos):
+                self.store.setdefault(video, []).append((queries[row].detach(), logits[row].detach()))
+            return queries, logits
+        queries = torch.stack([self.store[v][clip][0] for v in self.videos])  # (B, K, E)
+        logits = torch.stack([self.store[v][clip][1] for v in self.videos])  # (B, K, t, h0, w0)
+        return queries, logits
+
+
+class _SkippedFeatures(nn.Module):
+    """Stands in for TrajTok's frozen pixel backbone once the segmentation is cached: the segmenter no longer reads
+    its features, so an empty tensor of the right shape replaces them (the tower features feed the encoder)."""
+
+    def __init__(self, grid: int, width: int) -> None:
+        super().__init__()
+        self.grid, self.width = grid, width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(x.shape[0], self.grid, self.grid, self.width)  # (B*T, h0, w0, E)
+
+
+def can_cache_segmenter(model: nn.Module, cfg: WarmupConfig) -> bool:
+    """True for a trajtok connector that reads pixels with its backbone and segmenter both frozen."""
+    trajtok = getattr(model.model.connector, "trajtok", None)
+    frozen = {"segmenter", "features"} <= set(cfg.frozen_modules)
+    return cfg.cache_segmenter and trajtok is not None and trajtok.features is not None and frozen
+
+
+def cache_segmentation(model: nn.Module, encode, num_videos: int, batch: int = 32) -> tuple[_CachedSegmenter, tuple]:
+    """Run the frozen backbone + segmenter once over every video (through ``encode``, the warm-up's own encoding)
+    and swap in the cached stand-ins; returns the stand-in and the originals (for :func:`restore_segmenter`)."""
+    trajtok = model.model.connector.trajtok
+    originals = (trajtok.segmenter, trajtok.features)
+    cached = _CachedSegmenter(trajtok.segmenter)
+    trajtok.segmenter = cached
+    with torch.no_grad():
+        for i in range(0, num_videos, batch):
+            videos = list(range(i, min(i + batch, num_videos)))
+            cached.start(videos, recording=True)
+            encode(torch.tensor(videos))
+    logits = next(iter(cached.store.values()))[0][1]  # (K, t, h0, w0)
+    trajtok.features = _SkippedFeatures(logits.shape[-1], trajtok.config.width)
+    return cached, originals
+
+
+def restore_segmenter(model: nn.Module, originals: tuple) -> None:
+    trajtok = model.model.connector.trajtok
+    trajtok.segmenter, trajtok.features = originals
+
+
 def load_model(base: str | Path, cfg: WarmupConfig):
     from trajvlm.modeling import TrajVLMForConditionalGeneration
     from trajvlm.processing import TrajVLMProcessor
@@ -243,7 +322,17 @@ def warmup(
 
     def encode(idx: torch.Tensor | slice) -> list[torch.Tensor]:
         tower = cache[idx] if cache is not None else None
+        if segmentation is not None and not segmentation.recording:
+            rows = range(len(pixels))[idx] if isinstance(idx, slice) else idx.tolist()
+            segmentation.start(list(rows))
         return model.model.encode_videos(pixels[idx], tower_features=tower, **select).tokens
+
+    segmentation, originals = None, None
+    if can_cache_segmenter(model, cfg):
+        t_seg = time.time()
+        segmentation, originals = cache_segmentation(model, encode, len(pixels))
+        segmentation.recording = False
+        logger.info("cached TrajTok's frozen segmentation of %d videos in %.0f s", len(pixels), time.time() - t_seg)
 
     def held_out_auc() -> list[float]:
         with torch.no_grad():
@@ -270,6 +359,8 @@ def warmup(
             logger.info("warmup step %d/%d loss %.4f", step + 1, cfg.steps, loss.item())
     train_s = time.time() - t_train
     after = held_out_auc()
+    if originals is not None:  # the real modules back before saving
+        restore_segmenter(model, originals)
     metrics = {
         "held_out_word_auc_before": round(before, 4),
         "held_out_word_auc_after": round(mean_auc(after), 4),
@@ -283,6 +374,7 @@ def warmup(
         "videos": n_train,
         "held_out": cfg.held_out,
         "train_s": round(train_s, 1),
+        "segmenter_cached": segmentation is not None,
         "config": dataclasses.asdict(cfg),
     }
     out = Path(out)
