@@ -483,6 +483,9 @@ def test_trajvlm_chat_and_build_base_more_errors(vlm, files, tmp_path, capsys):
     for override, needles in (("steps=[1]", ["steps must be an integer", "[1]"]), ("lr=.nan", ["lr", "nan"])):
         rc, _, err = _run(trajvlm_main, [*warmup, override], capsys)
         assert_user_error(rc, err, *needles)
+    (tmp_path / "a_file").write_text("x")
+    rc, _, err = _run(trajvlm_main, ["build-base", "--out", str(tmp_path / "a_file")], capsys)
+    assert_user_error(rc, err, f"cannot use '{tmp_path / 'a_file'}': file exists")
     rc, _, err = _run(trajvlm_main, ["build-base", "--out", str(tmp_path / "b"), "--num-frames", "5000"], capsys)
     assert_user_error(rc, err, "num_frames", "at most 4096")
     assert not (tmp_path / "b").exists()

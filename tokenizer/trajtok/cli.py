@@ -64,6 +64,10 @@ def error_message(error: BaseException) -> str:
         return f"cannot read {error.filename!r}: symlink loop (the link points, through other links, back to itself)"
     if is_corrupt_weights_error(error):
         return f"a weights file is corrupt or truncated ({type(error).__name__}: {error})"
+    if isinstance(error, OSError) and error.filename and str(error).startswith("[Errno"):
+        # the operating system's own wording ("[Errno 17] File exists: 'x'"): the path first, then the reason
+        hint = " (a file is in the way of a folder)" if error.errno in (errno.EEXIST, errno.ENOTDIR) else ""
+        return f"cannot use {str(error.filename)!r}: {(error.strerror or str(error)).lower()}{hint}"
     return str(error)
 
 
