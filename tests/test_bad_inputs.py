@@ -762,6 +762,12 @@ def test_load_video_errors(files, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(VideoNotFoundError, match=f"'{files['missing']}': not found"):
         load_video(files["missing"])
+    with pytest.raises(VideoNotFoundError, match=f"'{files['loop']}': symlink loop"):
+        load_video(files["loop"])
+    dangling = tmp_path / "dangling.mp4"
+    dangling.symlink_to(tmp_path / "moved.mp4")
+    with pytest.raises(VideoNotFoundError, match="broken symlink .*moved.mp4' does not exist"):
+        load_video(dangling)
     with pytest.raises(VideoDecodeError, match=f"'{files['corrupt']}': not a readable video container"):
         load_video(files["corrupt"])
     with pytest.raises(VideoDecodeError, match="directory has no images"):

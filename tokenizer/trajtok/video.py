@@ -67,10 +67,10 @@ class VideoDecodeError(ValueError):
 
 
 class VideoNotFoundError(VideoDecodeError, FileNotFoundError):
-    """The video path does not exist (also a FileNotFoundError)."""
+    """The video path does not exist (also a FileNotFoundError); ``reason`` says a symlink loop or a broken link."""
 
-    def __init__(self, path: str | os.PathLike):
-        super().__init__(path, "not found")
+    def __init__(self, path: str | os.PathLike, reason: str = "not found"):
+        super().__init__(path, reason)
 
 
 @dataclass
@@ -224,7 +224,9 @@ def _check_args(num_frames, fps, max_frames, size, start, end, strategy, folder_
 def _check_exists(source: str | os.PathLike) -> Path:
     path = Path(source)
     if not path.exists():
-        raise VideoNotFoundError(path)
+        from trajtok.checks import missing_reason
+
+        raise VideoNotFoundError(path, missing_reason(path))  # "not found", "symlink loop" or "broken symlink"
     return path
 
 
