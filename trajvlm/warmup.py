@@ -58,6 +58,8 @@ class WarmupConfig:
     trajtok: str | None = None
     # trajtok only: tokens per trajectory (1, 2, 4; None = TrajTok's own choice)
     tokens_per_trajectory: int | None = None
+    # most visual tokens per video of a new connector, kept in the saved model for the stages after it
+    video_token_budget: int = 256
     # connector options for a new connector (e.g. {stride: 4} for pool: 4x4 pooling); kept in the saved config
     connector_kwargs: dict = field(default_factory=dict)
     # frames per video
@@ -85,6 +87,8 @@ class WarmupConfig:
     # on them (the same result; false: they run in every step)
     cache_segmenter: bool = True
     seed: int = 0
+    # where the tower and connector run: "auto" (a CUDA GPU when there is one, else the CPU), "cpu", "cuda", "cuda:1"
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.tokens_per_trajectory not in (None, 1, 2, 4):
@@ -101,6 +105,16 @@ class WarmupConfig:
             raise ValueError(f"connector_kwargs must be a mapping, got {self.connector_kwargs!r}")
         if not isinstance(self.frozen_modules, list):
             raise ValueError(f"frozen_modules must be a list of module names, got {self.frozen_modules!r}")
+        if self.device != "auto" and not str(self.device).startswith(("cpu", "cuda")):
+            raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+
+    def torch_device(self) -> torch.device:
+        """The device ``device`` names (``auto``: the first CUDA GPU when there is one)."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r} needs a CUDA GPU and none is available; use device=cpu or auto")
+        return torch.device(self.device)
 
 
 def caption_samples(train_json: str | Path) -> list[tuple[str, str]]:
@@ -259,6 +273,7 @@ def load_model(base: str | Path, cfg: WarmupConfig):
             connector=cfg.connector,
             trajtok=cfg.trajtok,
             tokens_per_trajectory=cfg.tokens_per_trajectory,
+            video_token_budget=cfg.video_token_budget,
             **extra,
         )
     processor = TrajVLMProcessor.from_pretrained(base).for_model(model.config)
@@ -285,6 +300,8 @@ def warmup(
     """Warm up ``base``'s connector + projector on the captions of ``train_json``; save to ``out``; the metrics."""
     t0 = time.time()
     model, processor = load_model(base, cfg)
+    device = cfg.torch_device()
+    model.to(device)
     samples = caption_samples(train_json)[: cfg.max_videos or None]
     if len(samples) <= cfg.held_out + 1:
         raise ValueError(f"{train_json}: {len(samples)} captioned videos, need more than held_out={cfg.held_out}")
@@ -307,12 +324,14 @@ def warmup(
     model.eval()  # the tower's and segmenter's layers as in inference; only the trainable parts get gradients
     # the tower never trains here: run it once per video, and train on its cached features (what it would give)
     cache = (
-        torch.cat([model.model.tower_features(pixels[i : i + 64], **select) for i in range(0, len(pixels), 64)])
+        torch.cat(
+            [model.model.tower_features(pixels[i : i + 64].to(device), **select) for i in range(0, len(pixels), 64)]
+        )
         if cfg.cache_tower
         else None
     )  # (N, T, h*w, D_tower)
     logger.info("read %d videos, %d target words in %.0f s", len(samples), len(vocab), time.time() - t0)
-    scorer = WordScorer(model.get_input_embeddings().weight[ids].detach(), cfg.init_scale)
+    scorer = WordScorer(model.get_input_embeddings().weight[ids].detach(), cfg.init_scale).to(device)
     params = trainable(model, cfg.frozen_modules)
     opt = torch.optim.AdamW([*params, *scorer.parameters()], lr=cfg.lr, weight_decay=0.0)
     warm = max(1, cfg.steps // 20)
@@ -325,7 +344,7 @@ def warmup(
         if segmentation is not None and not segmentation.recording:
             rows = range(len(pixels))[idx] if isinstance(idx, slice) else idx.tolist()
             segmentation.start(list(rows))
-        return model.model.encode_videos(pixels[idx], tower_features=tower, **select).tokens
+        return model.model.encode_videos(pixels[idx].to(device), tower_features=tower, **select).tokens
 
     segmentation, originals = None, None
     if can_cache_segmenter(model, cfg):
@@ -339,7 +358,7 @@ def warmup(
             logits = torch.cat(
                 [scorer(encode(slice(i, i + 32))) for i in range(len(pixels) - cfg.held_out, len(pixels), 32)]
             )
-        return word_aucs(logits, targets[-cfg.held_out :])
+        return word_aucs(logits.cpu(), targets[-cfg.held_out :])
 
     before = mean_auc(held_out_auc())
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -348,7 +367,7 @@ def warmup(
     losses = []
     for step in range(cfg.steps):
         idx = torch.randint(n_train, (cfg.batch_size,), generator=gen)
-        loss = F.binary_cross_entropy_with_logits(scorer(encode(idx)), targets[idx])
+        loss = F.binary_cross_entropy_with_logits(scorer(encode(idx)), targets[idx].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -403,17 +422,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video-root", required=True, type=Path, help="folder the samples' videos are relative to")
     parser.add_argument("--out", required=True, type=Path, help="output TrajVLM model folder")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of WarmupConfig fields (values are YAML)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="YAML preset of WarmupConfig fields (trajvlm/presets/warmup/); overrides apply after",
+    )
 
 
-def parse_overrides(overrides: list[str]) -> WarmupConfig:
+def parse_overrides(overrides: list[str], config: str | Path | None = None) -> WarmupConfig:
+    """The WarmupConfig of a YAML preset (optional) with ``key=value`` overrides applied after it."""
+    import yaml
+
     from trajvlm.train_config import config_from_overrides
+    from trajvlm.train_config import parse_overrides as parse_pairs
 
-    return config_from_overrides(WarmupConfig, overrides)
+    values: dict = {}
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise FileNotFoundError(f"warm-up preset not found: {path}")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path} is not valid YAML ({err})") from err
+        if not isinstance(values, dict):
+            raise ValueError(f"{path} must hold a YAML mapping of WarmupConfig fields, got {type(values).__name__}")
+    return config_from_overrides(WarmupConfig, {**values, **parse_pairs(overrides)})
 
 
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    metrics = warmup(args.base, args.train_json, args.video_root, args.out, parse_overrides(args.overrides))
+    cfg = parse_overrides(args.overrides, args.config)
+    metrics = warmup(args.base, args.train_json, args.video_root, args.out, cfg)
     keys = ("held_out_word_auc_before", "held_out_word_auc_after", "words_read", "train_s")
     print(json.dumps({k: metrics[k] for k in keys}))
     return 0
