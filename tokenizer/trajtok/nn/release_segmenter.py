@@ -11,6 +11,9 @@ It differs from TrajTok's own segmenter (``trajtok.nn.segmenter``) in these plac
 - heads: ReLU MLPs E -> E/4 -> E/8 for queries and features (low resolution), and a second pair for full
   resolution (features up-sampled 4x by transposed convolutions); logit scale softplus(s) + 1 capped at 20.
 
+Checked against the authors' own code (their SimpleSegmenter, DINOv3's ConvNeXt, same weights, real clips): equal to
+float32 rounding at every stage; ``docs/release_parity.md``, ``eval/bench/bench_release_parity.py``.
+
 Shapes: B batch, T frames, h x w feature grid, P = T*h*w, K queries (latents), E width.
 """
 
