@@ -247,3 +247,16 @@ def test_release_perceiver_normalisation_order():
         # are not normalised
         rows = (out - p.norm_lat.bias) / p.norm_lat.weight
         assert (rows.var(-1, unbiased=False) - 1).abs().max() > 0.1
+
+
+def test_parity_bench_skips_without_the_authors_code(load_script, tmp_path, capsys):
+    """bench_release_parity.py needs a checkout of the authors' repository: without one it says so and exits 0."""
+    bench = load_script("eval/bench/bench_release_parity.py")
+    assert bench.main([]) == 0
+    assert "skipped: no --upstream given" in capsys.readouterr().out
+    assert bench.main(["--upstream", str(tmp_path / "nope")]) == 0
+    assert f"skipped: --upstream {tmp_path / 'nope'} does not exist" in capsys.readouterr().out
+    assert bench.main(["--upstream", str(tmp_path), "--data", str(tmp_path)]) == 0
+    assert f"skipped: real-video data not found at {tmp_path}" in capsys.readouterr().out
+    assert bench.main(["--upstream", str(tmp_path), "--write-fixture", str(tmp_path / "f.safetensors")]) == 0
+    assert "no trajtok_segmenter/model/segmenter.py there" in capsys.readouterr().out
