@@ -1,7 +1,7 @@
 # The two commands of the quick start:
 #   make demo   # end-to-end main job on small defaults (creates/reuses .venv)
 #   make test   # the test suite (creates/reuses .venv)
-.PHONY: install install-gpu demo demo-fast demo-large test lint bench lock drift
+.PHONY: install install-gpu demo demo-fast demo-large demo-smoke demo-sweep test lint bench lock drift
 
 install:
 	bash scripts/install.sh
@@ -18,6 +18,12 @@ demo-fast: install
 
 demo-large: install
 	.venv/bin/python scripts/demo.py --preset large $(ARGS)
+
+demo-smoke: install
+	.venv/bin/python scripts/demo.py --preset smoke --out runs/demo-smoke $(ARGS)
+
+demo-sweep: install
+	.venv/bin/python scripts/demo.py --preset sweep --out runs/demo-sweep $(ARGS)
 
 test: install
 	.venv/bin/python -m pytest -n 2 --dist loadfile -q $(ARGS)

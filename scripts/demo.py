@@ -14,7 +14,7 @@ its output exists (an interrupted run continues where it stopped; a failed stage
   4. for every model of the preset (connector, frames, pool stride): stage 0 warm-up, stage 1 align, stage 2 LoRA,
      all at the model's own frames on the same data;
   5. lmms-eval (task trajworld_open) on val and on test for every model, the no-video control of each connector's
-     first model; visual tokens counted on val videos; first-token time;
+     first model on test; visual tokens counted on val videos; first-token time;
   6. choices on val (each connector's best model; the pool model nearest each trajtok model in tokens), paired
      differences on test, clustered bootstrap over videos; results.json, report.md, accuracy_vs_tokens.png and
      accuracy_vs_frames.png.
@@ -491,11 +491,10 @@ class DemoRunner:
                 m = next(x for x in p.models if x.connector == conn)
                 control = {"key": f"{m.key}-blind", "label": f"{m.label}, no video (control)", "connector": conn}
                 control.update(frames=m.frames, visual_tokens=0, ttft_ms=None, line="control", of=m.key)
-                for split in SPLITS:
-                    answers = self.evaluate(
-                        f"{m.key}-blind", Path(training[m.key]["model"]), m.frames, split, blind=True
-                    )
-                    control[split] = {"split": split, "ci": per_type(answers, samples=samples), "answers": answers}
+                # test only: the control is a reported number, no choice reads it
+                model = Path(training[m.key]["model"])
+                answers = self.evaluate(f"{m.key}-blind", model, m.frames, "test", blind=True)
+                control["test"] = {"split": "test", "ci": per_type(answers, samples=samples), "answers": answers}
                 controls.append(control)
         if stop_after == "eval":
             print(f"[demo] evaluated {len(rows)} models; stopping (--stop-after eval)", flush=True)

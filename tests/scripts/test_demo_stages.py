@@ -171,17 +171,24 @@ def test_preset_errors_name_the_file_and_the_field(tmp_path):
     good = (PRESET_DIR / "demo_smoke.yaml").read_text()
     cases = {
         "typo": (good + "stage3_overrides: []\n", "unknown field 'stage3_overrides'"),
-        "frames": (good.replace("{connector: pool, frames: 8}", "{connector: pool, frames: 0}"), "frames must be"),
+        "frames": (
+            good.replace("{connector: trajtok, frames: 8}", "{connector: trajtok, frames: 0}"),
+            "frames must be",
+        ),
         "stride": (
             good.replace("{connector: trajtok, frames: 8}", "{connector: trajtok, frames: 8, stride: 4}"),
             "stride",
         ),
-        "dup": (good.replace("frames: 8, stride: 4}", "frames: 8}"), "the same model twice (pool-8f)"),
+        "dup": (
+            good.replace("{connector: trajtok, frames: 8}", "{connector: pool, frames: 8, stride: 4}"),
+            "the same model twice (pool-s4-8f)",
+        ),
         "world": (good.replace("world: long", "world: medium"), "world must be 'long' or 'short'"),
         "split": (good.replace("val: 3", "val: 0"), "splits.val must be an integer >= 1"),
         "yaml": ("models: [\n", "not valid YAML"),
     }
     for name, (text, message) in cases.items():
+        assert text != good, name  # each case changes the preset
         path = tmp_path / f"{name}.yaml"
         path.write_text(text)
         with pytest.raises(ValueError) as err:
@@ -191,7 +198,7 @@ def test_preset_errors_name_the_file_and_the_field(tmp_path):
 
 def test_connectors_option_keeps_the_presets_models_of_those_connectors(demo, tmp_path):
     runner, _ = demo.build_runner(["--preset", "small", "--connectors", "pool", "--out", str(tmp_path)])
-    assert [m.key for m in runner.preset.models] == ["pool-8f", "pool-s4-8f", "pool-s4-32f"]
+    assert [m.key for m in runner.preset.models] == ["pool-8f", "pool-s4-8f"]
     runner, _ = demo.build_runner(["--preset", "fast", "--connectors", "trajtok,resampler", "--out", str(tmp_path)])
     assert [m.key for m in runner.preset.models] == ["trajtok-restart-8f", "resampler-8f"]
     runner, _ = demo.build_runner(["--preset", "smoke", "--stage-steps", "3,5", "--out", str(tmp_path)])
