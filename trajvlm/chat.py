@@ -61,14 +61,17 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trajtok.checks import check_input_exists, reading_weights
+    from trajtok.checks import missing_reason, reading_weights
     from trajvlm.inference import ContextLengthError, VideoChat, load_model
 
     out = sys.stdout
     try:
         check_arguments(args)
-        if args.video is not None:
-            check_input_exists(args.video)  # "not found", or a symlink loop / broken symlink said as such
+        if args.video is not None and not args.video.exists():
+            reason = missing_reason(args.video)  # "not found", or a symlink loop / broken symlink said as such
+            if reason == "not found":
+                raise FileNotFoundError(f"video not found: {args.video}")
+            raise FileNotFoundError(f"cannot read video {str(args.video)!r}: {reason}")
         with reading_weights(args.model, "model"):
             model, processor = load_model(
                 args.model,
