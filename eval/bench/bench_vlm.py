@@ -7,8 +7,9 @@
 
 For each base config (``tiny``: the test model, 64 px / 8x8 patches, 2-layer LLM of width 64; ``mid``: the real
 SigLIP geometry, 384 px / 27x27 patches, 10-layer LLM of width 768, see ``trajvlm.base.SIZES``), each connector
-(``pool``: upstream 2x2 bilinear pooling + newline; ``trajtok``: trajectory tokens, adaptive mode) and each frame
-count, one synthetic video (``trajtok.synth``, rendered at the tower's size; ``--scene-frames`` long, 256 by
+(every one of the registry ``trajvlm.connectors.CONNECTORS``, e.g. ``pool``: upstream 2x2 bilinear pooling +
+newline; ``trajtok``: trajectory tokens, adaptive mode; ``resampler``: ``video_token_budget`` learned queries; plus
+the trajtok variants below) and each frame count, one synthetic video (``trajtok.synth``, rendered at the tower's size; ``--scene-frames`` long, 256 by
 default, and every frame count sampled uniformly from that one scene) and one short question go through the
 model. Measured, each in a fresh subprocess:
 
@@ -29,8 +30,10 @@ grows at least linearly with frames) exceeds the budget is skipped, noted in the
 (``--trajtok-checkpoint`` uses a pretrained one from ``trajtok train`` instead). With a randomly initialised
 TrajTok, how many queries win pixels (= tokens) depends on the initialisation.
 
-Cost on the project's 2-core CPU machine: the default tiny sweep takes about 2 minutes. The mid sweep is dominated
-by the pool connector's LLM prefill (3k tokens at 16 frames, 25k at 128; attention grows quadratically): 16..128
+Cost on the project's 2-core CPU machine: each measurement is a fresh process (about 30-50 s on the tiny base,
+mostly start-up), so the smallest run, ``--frames 16 --repeats 1``, over the nine connector rows took 6 minutes and
+the default tiny sweep (five frame counts) takes about half an hour. The mid sweep is dominated by the pool
+connector's LLM prefill (3k tokens at 16 frames, 25k at 128; attention grows quadratically): 16..128
 frames with ``--repeats 1 --max-seconds 450`` take about 25 minutes (pool at 128 frames alone about 400 s per
 forward); pool at 256 frames (50k tokens, roughly 25 minutes per forward) is skipped by that budget. The trajtok
 connector on mid is the paper-size TrajTok (ConvNeXt-Tiny at 224 px, K = 128), whose cost grows linearly with frames.
@@ -58,12 +61,20 @@ import torch
 logger = logging.getLogger("bench_vlm")
 
 CONFIGS = ("tiny", "mid")
-# the middle four: registry defaults; "trajtok-tower" is trajtok whose segmenter reads the tower's own projected
-# features (TrajTok backbone "external": no second image model); "trajtok-tower-s2" also lets the segmenter's queries
-# read 2x2-pooled features (seg_read_stride = 2).
-CONNECTORS = ("pool", "trajtok", "vtok", "tome", "trajvit", "coordtok", "trajtok-tower", "trajtok-tower-s2")
-# Connector rows -> the registry connector they run (rows not listed run the connector of their own name).
+# Rows beyond the registry's connectors -> the registry connector they run: "trajtok-tower" is trajtok whose segmenter
+# reads the tower's own projected features (TrajTok backbone "external": no second image model); "trajtok-tower-s2"
+# also lets the segmenter's queries read 2x2-pooled features (seg_read_stride = 2).
 REGISTRY_NAME = {"trajtok-tower": "trajtok", "trajtok-tower-s2": "trajtok"}
+
+
+def connector_rows() -> list[str]:
+    """Every registered connector (registry defaults; pool, the reference, first), then the trajtok variants."""
+    from trajvlm.connectors import CONNECTORS as REGISTRY
+
+    names = ["pool", *(n for n in REGISTRY if n != "pool")]
+    return names + [row for row in REGISTRY_NAME if row not in names]
+
+
 QUESTION = "How many different objects appear in the video?"
 RATIO_FRAMES = 128  # the project's reference length: 128 frames in at most ~1/10 of pooling's tokens
 TOKEN_TARGET = 1 / 10  # trajtok tokens / pool tokens
@@ -514,7 +525,9 @@ def plot(rows: list[dict], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=["tiny"], help=f"base sizes, from {CONFIGS} (comma list ok)")
-    parser.add_argument("--connectors", nargs="+", default=list(CONNECTORS), help="connectors (comma list ok)")
+    parser.add_argument(
+        "--connectors", nargs="+", default=None, help="connectors (comma list ok; default: every registered one)"
+    )
     parser.add_argument("--frames", nargs="+", default=["16,32,64,128,256"], help="frame counts (comma list ok)")
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench_vlm"), help="cache of bases, TrajToks, video")
     parser.add_argument("--trajtok-checkpoint", type=Path, default=None, help="a pretrained TrajTok (trajtok train)")
@@ -545,7 +558,8 @@ def main() -> int:
         return run_worker(args.worker)
 
     args.configs = parse_list(args.configs)
-    args.connectors = parse_list(args.connectors)
+    choices = connector_rows()
+    args.connectors = choices if args.connectors is None else parse_list(args.connectors)
     args.frames = parse_list(args.frames, int)
     args.extra_ratio_frames = parse_list([args.extra_ratio_frames], int)
     args.memory_frames = parse_list([args.memory_frames], int)
@@ -555,8 +569,8 @@ def main() -> int:
         if name not in CONFIGS:
             parser.error(f"unknown config {name!r}; choose from {', '.join(CONFIGS)}")
     for name in args.connectors:
-        if name not in CONNECTORS:
-            parser.error(f"unknown connector {name!r}; choose from {', '.join(CONNECTORS)}")
+        if name not in choices:
+            parser.error(f"unknown connector {name!r}; choose from {', '.join(choices)}")
     if not args.frames or min(args.frames) < 1:
         parser.error(f"--frames must be positive integers, got {args.frames}")
     if args.trajtok_checkpoint is not None and not (args.trajtok_checkpoint / "config.json").is_file():

@@ -22,12 +22,15 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
     args = parser.parse_args()
     rows = []
-    for path in args.results:
+    for path in args.results:  # bad input: one error line (parser.error), no traceback
         if not path.is_file():
-            raise FileNotFoundError(f"benchmark result not found: {path} (write it with bench_vlm.py --json)")
-        data = json.loads(path.read_text())
-        if "rows" not in data:
-            raise ValueError(f"{path} has no 'rows': expected the JSON written by bench_vlm.py --json")
+            parser.error(f"benchmark result not found: {path} (write it with bench_vlm.py --json)")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            parser.error(f"{path} is not JSON ({e}): expected the file written by bench_vlm.py --json")
+        if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+            parser.error(f"{path} has no list 'rows': expected the JSON written by bench_vlm.py --json")
         rows += data["rows"]
     plot(rows, args.out)
     return 0
