@@ -19,6 +19,8 @@ import statistics
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # demo_stats
+
 
 def load(run: Path) -> dict:
     path = run / "results.json"
@@ -76,14 +78,21 @@ def first_rows(r: dict) -> dict[str, dict]:
     return first
 
 
-def matched_row(r: dict) -> dict | None:
+def matched_row(r: dict, trajtok: dict | None = None) -> dict | None:
+    """The pool row at trajtok's budget: a long-video run's pool model trained nearest trajtok's tokens (chosen on
+    val, ``paired[].why``), or a short-clip run's "(matched budget)" row."""
+    if trajtok is not None:
+        for d in r.get("paired", []):
+            if d["a"] == trajtok["label"] and "nearest its token count" in d.get("why", ""):
+                return next((row for row in r["rows"] if row["label"] == d["b"]), None)
     return next((row for row in r["rows"] if row["label"].endswith("(matched budget)")), None)
 
 
 def targets(r: dict) -> dict[str, bool | None]:
     """The main job's targets in one run (None: the run lacks the rows to judge)."""
     first = first_rows(r)
-    tt, pool, matched = first.get("trajtok"), first.get("pool"), matched_row(r)
+    tt, pool = first.get("trajtok"), first.get("pool")
+    matched = matched_row(r, tt)
 
     def acc(row: dict) -> float:
         return row["metrics"]["accuracy"]
@@ -174,6 +183,8 @@ def _shape_cell(desc: dict) -> str | None:
 
 def against_table(names: list[str], results: list[dict], bases: list[dict]) -> str:
     """Each row of each run minus the same row of its base run, in points, paired over the same questions."""
+    from demo_stats import clustered_difference
+
     from trajvlm.integrations.lmms_eval_tasks import paired_difference
 
     for name, r, b in zip(names, results, bases, strict=True):
@@ -197,7 +208,10 @@ def against_table(names: list[str], results: list[dict], bases: list[dict]) -> s
             if ra is None or rb is None:
                 cells.append("-")
                 continue
-            d = paired_difference(ra["answers"], rb["answers"])
+            if all(a.get("video") for a in ra["answers"] + rb["answers"]):
+                d = clustered_difference(ra["answers"], rb["answers"])  # long-video runs: resample whole videos
+            else:
+                d = paired_difference(ra["answers"], rb["answers"])
             cells.append(f"{d['diff']:+.1f} [{d['lo']:+.0f}, {d['hi']:+.0f}]")
             diffs.append(d["diff"])
         mean = f"{statistics.mean(diffs):+.1f}" if diffs else "-"

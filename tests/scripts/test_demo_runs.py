@@ -98,3 +98,32 @@ def test_description_colour_and_shape_rows(runs_script, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| named objects with a colour of the video % | 75.0 | - |" in out
     assert "| named objects with a shape of the video % (at random) | 42.5 (41.0) | - |" in out
+
+
+def test_long_video_runs_pair_by_videos_and_find_the_matched_pool_model(runs_script, tmp_path, capsys):
+    """A long-video run: the matched pool model is the one the run paired with trajtok on val (nearest in tokens),
+    and --against resamples whole videos (answers carry their video)."""
+
+    def answers(right: int) -> list[dict]:
+        return [{"id": f"q{i}", "video": f"v{i // 5}", "correct": i < right} for i in range(40)]
+
+    def run(trajtok_right: int) -> dict:
+        rows = [
+            {"label": "trajtok 8f", "connector": "trajtok", "visual_tokens": 20.0, "answers": answers(trajtok_right)},
+            {"label": "pool 8f", "connector": "pool", "visual_tokens": 129, "answers": answers(10)},
+            {"label": "pool 8f (stride 4)", "connector": "pool", "visual_tokens": 33, "answers": answers(10)},
+        ]
+        for r in rows:
+            r["metrics"] = {"accuracy": 100.0 * sum(a["correct"] for a in r["answers"]) / 40}
+        why = "the pool model trained nearest its token count (val videos)"
+        paired = [{"a": "trajtok 8f", "b": "pool 8f (stride 4)", "why": why, "diff": 0.0, "lo": 0.0, "hi": 0.0}]
+        return {"rows": rows, "controls": [], "paired": paired, "test_questions_sha256": "abc"}
+
+    new, old = run(30), run(20)
+    assert runs_script.matched_row(new, new["rows"][0])["label"] == "pool 8f (stride 4)"
+    assert runs_script.targets(new)["trajtok >= pool + 5 at a matched budget"] is True  # 75 % against 25 %
+    for name, res in (("new", new), ("old", old)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(res))
+    assert runs_script.main([str(tmp_path / "new"), "--against", str(tmp_path / "old")]) == 0
+    assert "| trajtok 8f | +25.0 [" in capsys.readouterr().out  # 30 - 20 of 40 questions, 8 videos
