@@ -495,7 +495,17 @@ def test_trajvlm_chat_and_build_base_more_errors(vlm, files, tmp_path, capsys):
     data.write_text(json.dumps([_sample()]))
     preset = _preset(tmp_path, corrupt, data, files["clip"].parent, connector="trajtok")
     rc, _, err = _run(trajvlm_main, ["train", "--config", str(preset)], capsys)
-    assert_user_error(rc, err, f"base_model '{corrupt}'", "corrupt or truncated")
+    assert_user_error(rc, err, f"base_model '{corrupt}'", corrupt / "model.safetensors", "corrupt or truncated")
+
+
+def test_trajvlm_train_names_the_corrupt_trajtok_checkpoint(base, files, tmp_path, capsys):
+    """The model loads two folders (the base and the TrajTok checkpoint); the error names the file that is bad."""
+    tokenizer = _corrupt_copy(files["tokenizer"], tmp_path / "tok")
+    data = tmp_path / "good.json"
+    data.write_text(json.dumps([_sample()]))
+    preset = _preset(tmp_path, base, data, files["clip"].parent, connector="trajtok", trajtok=str(tokenizer))
+    rc, _, err = _run(trajvlm_main, ["train", "--config", str(preset)], capsys)
+    assert_user_error(rc, err, tokenizer / "model.safetensors", "corrupt or truncated")
 
 
 def test_trajvlm_train_disk_full_keeps_final(base, files, tmp_path, capsys, monkeypatch):
@@ -686,7 +696,7 @@ def test_lmms_eval_model_corrupt_or_missing_weights(vlm, tmp_path):
     whole = weights.read_bytes()
     for content in (whole[: len(whole) // 2], b"\x00garbage" * 30):  # truncated copy, not a safetensors file
         weights.write_bytes(content)
-        with pytest.raises(ValueError, match=f"'{broken}': a weights file is corrupt or truncated"):
+        with pytest.raises(ValueError, match=f"'{broken}': a weights file \\({weights}\\) is corrupt or truncated"):
             TrajVLMLmms(pretrained=str(broken))
     weights.unlink()
     with pytest.raises(FileNotFoundError, match=f"'{broken}' has no weights"):

@@ -416,7 +416,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         # attaches DeepSpeed's comm layer to the process group (on CPU runs the Trainer does not), so ZeRO-3
         # partitions the weights across ranks while they load (zero.Init sees the real world size)
         deepspeed.init_distributed()
-    with reading_weights(cfg.base_model, "base_model"):
+    with reading_weights(cfg.base_model, "base_model", also=(cfg.trajtok,)):
         model = build_model(cfg)
     processor = load_processor(cfg, model.config)
     model = setup_trainable(model, cfg)

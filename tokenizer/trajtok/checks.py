@@ -216,20 +216,45 @@ def is_corrupt_weights_error(error: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def reading_weights(path: str | os.PathLike, what: str = "checkpoint") -> Iterator[None]:
-    """Around loading ``path``: a corrupt or truncated weights file becomes ValueError naming ``path``; a model
-    folder without weights (transformers' OSError) becomes FileNotFoundError naming it."""
+def reading_weights(
+    path: str | os.PathLike, what: str = "checkpoint", also: tuple[str | os.PathLike | None, ...] = ()
+) -> Iterator[None]:
+    """Around loading ``path``: a corrupt or truncated weights file becomes ValueError naming ``path`` and, found
+    among the ``.safetensors`` files of ``path`` and ``also`` (other folders the load reads, e.g. a TrajTok
+    checkpoint the model config points to), the file itself; a model folder without weights (transformers'
+    OSError) becomes FileNotFoundError naming it."""
     try:
         yield
     except Exception as e:
         if is_corrupt_weights_error(e):
+            bad = first_unreadable_safetensors([path, *also])
+            which = f" ({bad})" if bad else ""
             raise ValueError(
-                f"{what} {str(path)!r}: a weights file is corrupt or truncated ({type(e).__name__}: {e}); "
+                f"{what} {str(path)!r}: a weights file{which} is corrupt or truncated ({type(e).__name__}: {e}); "
                 "save or copy the checkpoint again"
             ) from e
         if type(e) is OSError and e.errno is None and "no file named" in str(e):
             raise FileNotFoundError(f"{what} {str(path)!r} has no weights: {e}") from e
         raise
+
+
+def first_unreadable_safetensors(paths: list[str | os.PathLike | None]) -> Path | None:
+    """The first ``.safetensors`` file (in these folders, or these files) whose header safetensors refuses: garbage,
+    a truncated copy, an empty file. Only headers are read."""
+    from safetensors import safe_open
+
+    for path in paths:
+        if path is None:
+            continue
+        path = Path(path)
+        files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path] if path.suffix == ".safetensors" else []
+        for file in files:
+            try:
+                with safe_open(str(file), "pt"):
+                    pass
+            except Exception:  # safetensors' own error type (or an OSError): whatever it refuses is the answer
+                return file
+    return None
 
 
 # ------------------------------------------------------------------------------------------------- disk errors
@@ -312,6 +337,7 @@ __all__ = [
     "check_rate",
     "check_values",
     "disk_error_message",
+    "first_unreadable_safetensors",
     "is_corrupt_weights_error",
     "is_disk_error",
     "missing_reason",
