@@ -7,6 +7,10 @@
 - :mod:`trajvlm.serve.engine`: the queue and the worker that batches requests through ``generate_batch``.
 - :mod:`trajvlm.serve.media`: video URLs (``file://`` under the media root, ``data:`` uploads and frames) -> frames.
 - :mod:`trajvlm.serve.schemas`: request validation and the OpenAI response / stream chunk bodies.
+- :mod:`trajvlm.serve.server`: uvicorn with read timeouts for slow clients, a lingering close after an early 413, and a
+  shutdown that stops running generations first.
+
+Limits, security rules and what a hostile request may cost: docs/serving.md.
 """
 
 from __future__ import annotations
