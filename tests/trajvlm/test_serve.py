@@ -950,3 +950,38 @@ def test_hostile_json_is_400_and_errors_keep_the_connection(loaded, server):
     assert first.startswith("HTTP/1.1 500")
     assert json.loads(first.split("\r\n\r\n", 1)[1])["error"]["message"] == "internal error: RuntimeError: kaput"
     assert second.startswith("HTTP/1.1 200") and json.loads(second.split("\r\n\r\n", 1)[1])["status"] == "ok"
+
+
+def test_a_504_during_decoding_keeps_its_place_until_decoding_ends(loaded):
+    """The decoder cannot be interrupted: a request that times out while its frames decode stays counted until
+    they are decoded, so the server never admits more decoding work than its capacity."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4000, 4000), (20, 90, 160)).save(buf, format="PNG")  # small file, 16 M pixels to decode
+    url = frames_url([buf.getvalue()] * 7)
+    app = make_app(loaded, None, request_timeout_s=0.2, max_upload_mb=4.0)
+    engine = app.state.engine
+    with live_server(app) as base:
+        got = httpx.post(
+            f"{base}/v1/chat/completions", json={"model": NAME, "messages": video_message(url)}, timeout=30
+        )
+        assert got.status_code == 504
+        assert engine.stats()["admitted"] == 1  # the frames are still being decoded
+        _wait_for(lambda: engine.stats()["admitted"] == 0, timeout=60)
+
+
+def test_cli_options_reach_the_config():
+    import argparse
+
+    from trajvlm.serve.cli import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(
+        ["--model", "m", "--max-tokens-limit", "64", "--default-max-tokens", "32", "--read-timeout", "3"]
+        + ["--allowed-hosts", "a.lan, b.lan", "--allowed-origins", "https://app.example/"]
+    )
+    cfg = config_from_args(args)
+    assert (cfg.max_tokens_limit, cfg.default_max_tokens, cfg.read_timeout_s) == (64, 32, 3.0)
+    assert cfg.allowed_hosts == ("a.lan", "b.lan") and cfg.allowed_origins == ("https://app.example",)
