@@ -309,7 +309,8 @@ class DemoRunner:
             f"evaluate TrajTok ({name})",
             run / "eval_val.json",
             [self.python, "-m", "trajtok.cli", "eval", "--checkpoint", str(ckpt), "--data", str(self.data)]
-            + ["--split", "val", "--json", str(run / "eval_val.json")],
+            + ["--split", "val", "--max-videos", str(self.preset.tokenizer_eval_videos)]
+            + ["--json", str(run / "eval_val.json")],
             echo=False,
         )
         return ckpt
@@ -481,10 +482,19 @@ class DemoRunner:
                 "tokens_counted_on": "val",
                 **{k: training[m.key][k] for k in ("steps", "compute", "warmup", "stage1", "stage2")},
             }
-            for split in SPLITS:
-                answers = self.evaluate(m.key, model, m.frames, split)
-                row[split] = {"split": split, "ci": per_type(answers, samples=samples), "answers": answers}
+            answers = self.evaluate(m.key, model, m.frames, "val")
+            row["val"] = {"split": "val", "ci": per_type(answers, samples=samples), "answers": answers}
             rows.append(row)
+        if stop_after == "val":  # for tuning a recipe: val numbers only, test untouched
+            from demo_report import table
+
+            print(table(rows, "val"), flush=True)
+            print(f"[demo] evaluated {len(rows)} models on val; stopping (--stop-after val)", flush=True)
+            return 0
+        # test: once per reported model
+        for m, row in zip(p.models, rows, strict=True):
+            answers = self.evaluate(m.key, Path(training[m.key]["model"]), m.frames, "test")
+            row["test"] = {"split": "test", "ci": per_type(answers, samples=samples), "answers": answers}
         controls: list[dict] = []
         if p.controls:
             for conn in dict.fromkeys(m.connector for m in p.models):
@@ -584,7 +594,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-v", "--verbose", action="store_true", help="tracebacks of the demo's own errors")
     ap.add_argument("--stage-steps", default=None, help="S1,S2: optimizer steps of stage 1 and 2 (default: preset's)")
-    ap.add_argument("--stop-after", choices=("train", "eval"), default=None, help="stop after training / evaluation")
+    ap.add_argument(
+        "--stop-after",
+        choices=("train", "val", "eval"),
+        default=None,
+        help="stop after training / the val evaluations (test untouched: for tuning) / all evaluations",
+    )
     ap.add_argument(
         "--connectors", default=None, help="comma-separated registered connector names (default: the preset's models)"
     )

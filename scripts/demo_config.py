@@ -108,6 +108,8 @@ class DemoPreset:
     stage2_open_frac: float = 0.15
     # trajtok: tokens per trajectory (1, 2 or 4) unless a model says otherwise
     tokens_per_trajectory: int = 4
+    # val videos TrajTok's segmentation is scored on (mIoU, association) after its pretraining
+    tokenizer_eval_videos: int = 8
     # val videos whose visual tokens are counted per model (their mean is the x axis)
     token_videos: int = 16
     # "Describe the video." on this many test videos with the first model (0: skipped)
@@ -153,6 +155,8 @@ class DemoPreset:
         for name in ("stage2_caption_frac", "stage2_open_frac"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if self.tokenizer_eval_videos < 1:
+            raise ValueError(f"tokenizer_eval_videos must be >= 1, got {self.tokenizer_eval_videos!r}")
         if self.token_videos < 1 or self.bootstrap_samples < 100:
             raise ValueError(
                 f"token_videos must be >= 1 and bootstrap_samples >= 100, got {self.token_videos}, "

@@ -134,6 +134,10 @@ def plot(rows: list[dict], path: Path, x: str, split: str = "test") -> bool:
     return True
 
 
+def _per_split(counts: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
 def _diff(d: dict) -> str:
     return f"{d['diff']:+.1f} [{d['lo']:+.1f}, {d['hi']:+.1f}] ({d['n']} questions, {d['videos']} videos)"
 
@@ -145,7 +149,7 @@ def report(results: dict) -> str:
     lines = [
         f"# TrajVLM main job: {results['preset']} preset ({world['kind']} world)",
         "",
-        f"World: {world['videos']} videos per split ({world['questions']} questions per split), seed "
+        f"World: {_per_split(world['videos'])} videos, {_per_split(world['questions'])} questions; seed "
         f"{results['seed']}. Each model is trained at the frames (and pool stride) it is evaluated at. Recipe choices "
         f"read val only; test is evaluated once per model. Intervals: 95 % percentile bootstrap resampling whole "
         f"videos ({results['bootstrap_samples']} draws); (n) = questions.",

@@ -14,6 +14,11 @@ import pytest
 def test_smoke_preset_runs_end_to_end_and_resumes(load_script, tmp_path, capsys):
     demo = load_script("scripts/demo.py")
     out = tmp_path / "smoke"
+    # tuning reads val: --stop-after val trains and evaluates on val, and no test evaluation runs
+    assert demo.main(["--preset", "smoke", "--out", str(out), "--stop-after", "val"]) == 0, capsys.readouterr().err
+    assert "val accuracy % [95% CI] (questions)" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "eval").glob("*-val")) == ["pool-s4-8f-val", "trajtok-restart-8f-val"]
+    assert not list((out / "eval").glob("*-test")) and not (out / "results.json").exists()
     assert demo.main(["--preset", "smoke", "--out", str(out)]) == 0, capsys.readouterr().err
     results = json.loads((out / "results.json").read_text())
     manifest = json.loads((out / "data" / "manifest.json").read_text())
