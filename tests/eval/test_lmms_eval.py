@@ -13,6 +13,8 @@ import pytest
 from trajvlm.integrations.lmms_eval_tasks import FAILED_ANSWER, as_loglikelihood, parse_choice, score_choice
 
 ROOT = Path(__file__).resolve().parents[2]
+# the trajworld task's generation_kwargs, with the stop string lmms-eval adds to a task without one
+GEN_KWARGS = {"max_new_tokens": 8, "temperature": 0, "do_sample": False, "until": ["\n\n"]}
 
 
 def _two_question_world(synth_world: Path, tmp_path: Path) -> Path:
@@ -64,15 +66,39 @@ def test_cli_end_to_end_records_failed_sample(tiny_model_dir, synth_world, tmp_p
     results = json.loads(results_file.read_text())["results"]
     gen, mc, open_ = results["trajworld"], results["trajworld_mc"], results["trajworld_open"]
     assert gen["failed,none"] == 1 and mc["failed,none"] == 1 and open_["failed,none"] == 1
-    assert 0.0 <= open_["accuracy,none"] <= 50.0 and "acc_count,none" in open_
-    assert gen["accuracy,none"] in (0.0, 50.0)  # the failed question is wrong; the other may be right
-    assert 0.0 <= mc["accuracy,none"] <= 50.0
 
-    samples = [json.loads(line) for f in out.rglob("*_samples_trajworld.jsonl") for line in f.read_text().splitlines()]
-    by_id = {s["accuracy"]["id"]: s for s in samples}
+    def samples(task: str) -> dict[str, dict]:
+        (path,) = out.rglob(f"*_samples_{task}.jsonl")
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        return {s["accuracy"]["id"]: s for s in rows}
+
+    by_id = samples("trajworld")
     assert by_id["broken_q0"]["filtered_resps"] == FAILED_ANSWER
     assert by_id["broken_q0"]["accuracy"]["failed"] is True
-    assert by_id[json.loads((world / "qa.json").read_text())[0]["id"]]["filtered_resps"] != FAILED_ANSWER
+
+    # the answered question: its logged answer and scores are the model's own (trajvlm.inference, same checkpoint),
+    # and each accuracy is what they give with the failed question counted wrong
+    from trajvlm.inference import generate_batch, load_model, score_choices
+
+    good, broken = json.loads((world / "qa.json").read_text())
+    model, processor = load_model(tiny_model_dir)
+    letters = [chr(ord("A") + i) for i in range(len(good["options"]))]
+    sample = by_id[good["id"]]
+    (answer,) = generate_batch(model, processor, [(good["video"], sample["input"], dict(GEN_KWARGS))])
+    assert sample["filtered_resps"] == answer
+    right = parse_choice(answer, "".join(letters)) == good["answer"]
+    assert gen["accuracy,none"] == (50.0 if right else 0.0)
+    for task, metrics, choices in (("trajworld_mc", mc, letters), ("trajworld_open", open_, good["options"])):
+        sample = samples(task)[good["id"]]
+        direct = [ll for ll, _ in score_choices(model, processor, good["video"], sample["input"], choices)]
+        logged = [as_loglikelihood(r)[0] for r in sample["filtered_resps"]]
+        assert logged == pytest.approx(direct, abs=1e-3), task
+        right = letters[max(range(len(direct)), key=direct.__getitem__)] == good["answer"]
+        assert sample["accuracy"]["correct"] is right and samples(task)["broken_q0"]["accuracy"]["failed"] is True
+        assert metrics["accuracy,none"] == (50.0 if right else 0.0), task
+        if task == "trajworld_open":  # per question type too; the failed question counts if it has that type
+            same_type = 2 if broken["qtype"] == good["qtype"] else 1
+            assert metrics[f"acc_{good['qtype']},none"] == pytest.approx(100.0 * right / same_type)
 
     failures = [json.loads(line) for line in (out / "failed_samples.jsonl").read_text().splitlines()]
     assert {f["task"] for f in failures} == {"trajworld", "trajworld_mc", "trajworld_open"}
@@ -120,7 +146,12 @@ def test_generate_until_batched_with_failure(lmm, synth_world):
     before = lmm.num_failed
     out = lmm.generate_until(reqs)
     assert len(out) == 3 and out[1] == FAILED_ANSWER
-    assert out[0] != FAILED_ANSWER and out[2] != FAILED_ANSWER
+    # the answered two, batched around the failure, are each the model's own answer asked alone
+    from trajvlm.inference import generate_batch
+
+    for i in (0, 2):
+        doc = _docs(synth_world)[i]
+        assert out[i] == generate_batch(lmm.model, lmm.processor, [(doc["video"], doc["question"], dict(gen))])[0]
     assert lmm.num_failed == before + 1
     rows = [json.loads(line) for line in lmm.failures_path.read_text().splitlines()]
     assert rows[-1]["doc_id"] == 1 and "/nonexistent/clip.mp4" in rows[-1]["reason"]
@@ -149,8 +180,14 @@ def test_loglikelihood_and_failure(lmm, synth_world):
         _Req("Pick one.", "A", visual, 1, "t", "test"),
     ]
     (ll_a, _), (ll_b, _), (ll_bad, greedy_bad) = lmm.loglikelihood(reqs)
-    assert ll_a < 0 and ll_b < 0 and ll_a != ll_b
     assert ll_bad == float("-inf") and greedy_bad is False
+    # the options scored together equal the model's log-likelihood of each, one request at a time
+    from trajvlm.inference import loglikelihood
+
+    video = _docs(synth_world)[0]["video"]
+    (want_a, _), (want_b, _) = loglikelihood(lmm.model, lmm.processor, [(video, reqs[0].args[0], c) for c in "AB"])
+    assert ll_a == pytest.approx(want_a, abs=1e-4) and ll_b == pytest.approx(want_b, abs=1e-4)
+    assert abs(ll_a - ll_b) > 1e-4
 
 
 def test_blind_asks_without_the_video(lmm, synth_world):
