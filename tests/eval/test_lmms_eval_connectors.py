@@ -1,4 +1,6 @@
-"""Every other-tokenizer connector trains (2 LoRA steps) and evaluates through the real lmms-eval CLI on the world."""
+"""Every other-tokenizer connector trains (2 LoRA steps on the world's train split) and evaluates on its test split
+through the real lmms-eval CLI; each logged answer and score is the model's own, recomputed through trajvlm.inference.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ from tests.trajvlm.helpers import tiny_base
 from tests.trajvlm.train_fixtures import make_config
 
 ROOT = Path(__file__).resolve().parents[2]
+LIMIT = 4  # questions evaluated (--limit)
+# the trajworld task's generation_kwargs, with the stop string lmms-eval adds to a task without one
+GEN_KWARGS = {"max_new_tokens": 8, "temperature": 0, "do_sample": False, "until": ["\n\n"]}
 
 
 @pytest.fixture(scope="module")
@@ -21,34 +26,88 @@ def base(tmp_path_factory) -> Path:
     return tiny_base(tmp_path_factory, "connector_base")
 
 
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """`trajtok synth` output with one train and one test video (different scenes) and their questions."""
+    from trajtok.cli import main
+
+    out = tmp_path_factory.mktemp("connector_world")
+    args = ["synth", "--out", str(out), "--num-videos", "train=1,val=0,test=1", "--frames", "12", "--size", "48"]
+    assert main([*args, "--objects", "2", "--seed", "5"]) == 0
+    return out
+
+
+def _samples(out: Path, task: str) -> list[dict]:
+    (path,) = out.rglob(f"*_samples_{task}.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("connector", ["vtok", "tome", "trajvit", "coordtok"])
-def test_connector_trains_and_evaluates_through_lmms_eval(connector, base, synth_world, tmp_path):
+def test_connector_trains_and_evaluates_through_lmms_eval(connector, base, world, tmp_path):
+    from trajvlm.inference import generate_batch, load_model, score_choices
+    from trajvlm.integrations.lmms_eval_tasks import as_loglikelihood, lettered, parse_choice
     from trajvlm.train import train
 
-    split = synth_world / "test"
+    train_split, test_split = world / "train", world / "test"
     run = tmp_path / "run"
-    cfg = make_config(base, split, run, connector=connector, max_steps=2, save_steps=10)
-    cfg.train_json = str(split / "qa.json")  # the world's questions, LLaVA format, answers as gpt turns
-    train(cfg)
+    train(make_config(base, train_split, run, connector=connector, max_steps=2, save_steps=10))
+    assert json.loads((run / "final" / "config.json").read_text())["connector"] == connector
     out = tmp_path / "out"
     env = {
         **os.environ,
-        "TRAJWORLD_DIR": str(synth_world),
+        "TRAJWORLD_DIR": str(world),  # its test split
         "HF_HOME": str(tmp_path / "hf"),
         "HF_DATASETS_OFFLINE": "1",
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
     cmd = [sys.executable, "-m", "lmms_eval", "--model", "trajvlm", "--model_args",
-           f"pretrained={run / 'final'},num_frames=4,batch_size=2", "--tasks", "trajworld", "--limit", "4",
-           "--include_path", str(ROOT / "eval" / "tasks"), "--output_path", str(out)]  # fmt: skip
+           f"pretrained={run / 'final'},num_frames=4,batch_size=1", "--tasks", "trajworld,trajworld_mc",
+           "--limit", str(LIMIT), "--include_path", str(ROOT / "eval" / "tasks"), "--output_path", str(out),
+           "--log_samples"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "Error during evaluation" not in log, log[-3000:]
     (results_file,) = out.rglob("*_results.json")
-    results = json.loads(results_file.read_text())["results"]["trajworld"]
-    assert results["failed,none"] == 0  # every question went through the connector
-    assert 0.0 <= results["accuracy,none"] <= 100.0
-    assert json.loads((run / "final" / "config.json").read_text())["connector"] == connector
+    results = json.loads(results_file.read_text())["results"]
+
+    questions = json.loads((test_split / "qa.json").read_text())[:LIMIT]
+    train_videos = {row["video"] for row in json.loads((train_split / "qa.json").read_text())}
+    assert not train_videos & {row["video"] for row in questions}  # evaluated on videos it did not train on
+    model, processor = load_model(run / "final", num_frames=4)  # the checkpoint the CLI loaded, loaded the same way
+
+    # generation: every question answered once, each answer the model's own greedy answer to the logged prompt
+    samples = sorted(_samples(out, "trajworld"), key=lambda s: s["doc_id"])
+    assert [s["accuracy"]["id"] for s in samples] == [str(q["id"]) for q in questions]
+    videos = [str(test_split / q["video"]) for q in questions]
+    correct = []
+    for sample, question, video in zip(samples, questions, videos, strict=True):
+        context = sample["input"]
+        assert question["question"] in context and all(line in context for line in lettered(question["options"]))
+        (answer,) = generate_batch(model, processor, [(video, context, dict(GEN_KWARGS))])
+        assert sample["filtered_resps"] == answer, question["id"]
+        letters = "ABCDEFGH"[: len(question["options"])]
+        correct.append(parse_choice(answer, letters) == question["answer"])
+        assert sample["accuracy"]["correct"] is correct[-1] and not sample["accuracy"]["failed"]
+    assert results["trajworld"]["failed,none"] == 0
+    assert results["trajworld"]["accuracy,none"] == pytest.approx(100 * sum(correct) / len(correct))
+
+    # log-likelihood: each option's logged score is the model's, the prediction their argmax, and it needs the video
+    samples = sorted(_samples(out, "trajworld_mc"), key=lambda s: s["doc_id"])
+    assert len(samples) == len(questions)
+    correct, other_video = [], str(sorted(train_split.glob("*.mp4"))[0])
+    for sample, question, video in zip(samples, questions, videos, strict=True):
+        context = sample["input"]
+        letters = [chr(ord("A") + i) for i in range(len(question["options"]))]
+        logged = [as_loglikelihood(resp)[0] for resp in sample["filtered_resps"]]  # "(log-likelihood, is_greedy)"
+        direct = [ll for ll, _ in score_choices(model, processor, video, context, letters)]
+        assert logged == pytest.approx(direct, abs=1e-3), question["id"]
+        pred = letters[max(range(len(direct)), key=direct.__getitem__)]
+        assert sample["accuracy"]["pred"] == pred
+        correct.append(pred == question["answer"])
+        elsewhere = [ll for ll, _ in score_choices(model, processor, other_video, context, letters)]
+        assert max(abs(a - b) for a, b in zip(elsewhere, direct, strict=True)) > 1e-4  # another video, other scores
+    assert results["trajworld_mc"]["failed,none"] == 0
+    assert results["trajworld_mc"]["accuracy,none"] == pytest.approx(100 * sum(correct) / len(correct))
