@@ -218,7 +218,7 @@ def test_pipeline_output_is_standard_label_npz(tmp_path):
     assert result.keyframes == [0, 6]
     T, M = frames.shape[0], result.graph.shape[0]
     assert result.masks.shape == (T, 48, 64) and result.graph.shape == (M, T)
-    assert set(result.seconds) == {"keyframes", "segmentation", "tracking", "merging"}
+    assert set(result.seconds) == {"keyframes", "segmentation", "tracking", "merging", "motion"}
     # no trajectory crosses the cut when linking across cuts is off
     assert not (result.graph[:, :6].any(1) & result.graph[:, 6:].any(1)).any()
     save_labels(tmp_path / "v.npz", result.masks, result.graph)

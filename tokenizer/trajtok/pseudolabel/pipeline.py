@@ -1,8 +1,14 @@
-"""The pseudo-label pipeline: key frames -> segment each key frame -> track to the next key frame -> merge.
+"""The pseudo-label pipeline: key frames -> segment each key frame -> track to the next key frame -> merge
+(-> cpu backend: moving objects found from motion and appearance over each shot laid on top).
 
     labeler = PseudoLabeler(PseudoLabelConfig(backend="cpu"))
     result = labeler(frames)            # frames (T, H, W, 3) uint8 RGB
     save_labels("clip.npz", result.masks, result.graph)
+
+With the cpu backend the colour segments alone rarely keep a whole object together, so the motion stage
+(``trajtok.pseudolabel.motion``: flow, motion boundaries, inside-outside maps, GrabCut) finds the moving
+foreground of each shot; its space-time connected components become trajectories of their own, painted over the
+colour trajectories. ``motion=None`` turns it off.
 
 Labels are produced at the processing resolution: frames are downscaled so that their shorter side is ``size``
 pixels (240 by default; never upscaled), so ``masks`` is (T, h, w) at that size, not the video's. Training
@@ -22,13 +28,14 @@ import numpy as np
 
 from trajtok.pseudolabel.keyframes import KeyframeConfig, detect_keyframes, require
 from trajtok.pseudolabel.merge import TrajectoryLinker, to_masks_and_graph
+from trajtok.pseudolabel.motion import MotionConfig, MotionSegmenter
 from trajtok.pseudolabel.segment import CpuSegmenterConfig, build_segmenter
 from trajtok.pseudolabel.track import FlowTrackerConfig, OpticalFlow, build_tracker
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("cpu", "sam2")
-STAGES = ("keyframes", "segmentation", "tracking", "merging")
+STAGES = ("keyframes", "segmentation", "tracking", "merging", "motion")
 
 
 @dataclass
@@ -42,6 +49,7 @@ class PseudoLabelConfig:
     tracker: FlowTrackerConfig = field(default_factory=FlowTrackerConfig)  # "cpu" tracking settings
     motion_gap: int = 0  # cpu: segment key frames with the flow to the frame this many frames later (0 = colour only;
     # used when segmenter.motion_weight > 0; measured no better than colour alone on the DAVIS clips)
+    motion: MotionConfig | None = field(default_factory=MotionConfig)  # cpu: moving-object stage (None = off)
     sam2_checkpoint: str | None = None  # sam2: checkpoint path
     sam2_config: str | None = None  # sam2: model config (e.g. configs/sam2.1/sam2.1_hiera_s.yaml)
     device: str = "cuda"  # sam2: torch device
@@ -63,7 +71,7 @@ class PseudoLabelResult:
     graph: np.ndarray  # (M, T) int32: graph[m, t] = m + 1 where trajectory m is present in frame t
     keyframes: list[int]  # key-frame indices
     cuts: list[int]  # key frames found by the detectors
-    seconds: dict[str, float]  # wall time per stage (keyframes, segmentation, tracking, merging)
+    seconds: dict[str, float]  # wall time per stage (keyframes, segmentation, tracking, merging, motion)
 
 
 def resize_frames(frames: np.ndarray, size: int | None) -> np.ndarray:
@@ -89,11 +97,13 @@ class PseudoLabeler:
             self.tracker = build_tracker("cpu", config=cfg.tracker)
             use_motion = cfg.motion_gap > 0 and cfg.segmenter.motion_weight > 0
             self.flow = OpticalFlow(cfg.tracker.method) if use_motion else None
+            self.motion = MotionSegmenter(cfg.motion) if cfg.motion is not None else None
         else:
             sam2 = {"checkpoint": cfg.sam2_checkpoint, "config": cfg.sam2_config, "device": cfg.device}
             self.segmenter = build_segmenter("sam2", **sam2)
             self.tracker = build_tracker("sam2", **sam2)
             self.flow = None
+            self.motion = None
 
     def segment(self, frames: np.ndarray, k: int, end: int) -> np.ndarray:
         """Segmentation (h, w) of key frame ``k`` (with motion to a later frame of its segment [k, end))."""
@@ -140,6 +150,11 @@ class PseudoLabeler:
             seconds["merging"] += t2 - t1
             seconds["tracking"] += t3 - t2
         t0 = time.perf_counter()
+        if self.motion is not None:
+            for a, b in zip(kf.cuts, [*kf.cuts[1:], T], strict=True):  # each shot on its own
+                linker.next_id = paint_objects(ids[a:b], self.motion(frames[a:b]), linker.next_id)
+        seconds["motion"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         masks, graph = to_masks_and_graph(ids)
         seconds["merging"] += time.perf_counter() - t0
         logger.debug(
@@ -150,6 +165,18 @@ class PseudoLabeler:
             linker.continued,
         )
         return PseudoLabelResult(masks, graph, kf.keyframes, kf.cuts, seconds)
+
+
+def paint_objects(ids: np.ndarray, foreground: np.ndarray, next_id: int) -> int:
+    """Give each space-time connected component of ``foreground`` (T, H, W) bool a new id from ``next_id`` in
+    ``ids`` (T, H, W), in place; returns the next unused id. A moving object overlaps itself from one frame to the
+    next, so its pixels form one component over the shot."""
+    from scipy import ndimage
+
+    comps, n = ndimage.label(foreground, structure=np.ones((3, 3, 3), bool))  # (T, H, W) 1..n
+    if n:
+        ids[comps > 0] = comps[comps > 0] + (next_id - 1)
+    return next_id + n
 
 
 def label_video(

@@ -1,0 +1,256 @@
+"""Moving-object segmentation without weights, after Papazoglou & Ferrari, "Fast object segmentation in
+unconstrained video" (ICCV 2013): optical flow -> motion boundaries -> inside-outside maps -> appearance model,
+propagated over time.
+
+    seg = MotionSegmenter()
+    fg = seg(frames)               # frames (T, H, W, 3) uint8 RGB -> (T, H, W) bool foreground (moving objects)
+
+Stages, per frame t (flow to the next frame; the last frame uses the flow to the previous one):
+
+1. Camera motion: a homography is fitted (RANSAC) to the flow on a grid of points; the residual flow (flow minus
+   the camera's) is what the objects add. The paper uses the raw flow's gradient; removing the camera first keeps
+   a panning camera from drawing boundaries everywhere (a depth edge still can).
+2. Moving pixels: residual speed above the frame's Otsu threshold (no tuned constant; at least ``min_residual``).
+3. Motion boundaries: ``b = 1 - exp(-boundary_lambda * |grad residual flow|)`` (the paper's form); pixels with
+   ``b > 0.5`` that also move are boundary pixels.
+4. Inside-outside map: a ray from a pixel inside a closed boundary crosses it an odd number of times; 8 rays
+   (axes and diagonals) are cast from every pixel and the pixel is inside when more than half cross an odd number
+   of times (the paper's majority rule). Counts come from cumulative sums, so this is O(H W) per direction. A
+   pixel is a foreground seed when it moves and is inside (either cue alone lets water ripples and reflections in).
+5. Propagation: the seed maps are averaged with their neighbours warped along the flow (``window`` frames each
+   side), so a frame where the object paused or the flow failed borrows from the frames around it.
+6. Appearance: OpenCV GrabCut per frame (colour GMMs + graph cut) initialised from the propagated map: probably
+   foreground where it is above 0.5, sure background far (``margin``) from any likely foreground. A frame whose
+   propagated map has no foreground gets none (a static scene gives an empty result).
+
+Components smaller than ``min_area`` (fraction of the frame) are dropped at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from trajtok.pseudolabel.keyframes import require
+from trajtok.pseudolabel.track import OpticalFlow
+
+
+@dataclass
+class MotionConfig:
+    flow_method: str = "dis"  # optical flow for this stage: "dis" (fast) or "farneback"
+    boundary_lambda: float = 4.0  # b = 1 - exp(-lambda |grad residual flow|) (flow in pixels per frame, grad per pixel)
+    min_residual: float = 0.5  # pixels/frame: residual flow below this is treated as no motion (flow noise)
+    window: int = 2  # propagation: frames each side averaged into a frame's inside map
+    grabcut_iterations: int = 3  # GrabCut iterations per frame (0 = no appearance refinement)
+    margin: float = 0.05  # sure background beyond this fraction of the shorter side from likely foreground
+    min_area: float = 0.002  # foreground components smaller than this fraction of the frame are dropped
+
+    def __post_init__(self) -> None:
+        if self.boundary_lambda <= 0:
+            raise ValueError(f"boundary_lambda must be > 0, got {self.boundary_lambda}")
+        if self.window < 0 or self.grabcut_iterations < 0:
+            raise ValueError(
+                f"window and grabcut_iterations must be >= 0, got {self.window}, {self.grabcut_iterations}"
+            )
+        if self.min_residual < 0 or not 0.0 <= self.margin < 1.0 or not 0.0 <= self.min_area < 1.0:
+            raise ValueError(
+                f"need min_residual >= 0, margin and min_area in [0, 1), got {self.min_residual}, {self.margin}, "
+                f"{self.min_area}"
+            )
+
+
+def camera_flow(flow: np.ndarray, step: int = 8) -> np.ndarray:
+    """The flow (H, W, 2) a homography fitted (RANSAC) to ``flow`` on a ``step``-pixel grid would give."""
+    import cv2
+
+    H, W, _ = flow.shape
+    ys, xs = np.mgrid[step // 2 : H : step, step // 2 : W : step]
+    src = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32)  # (N, 2) x, y
+    dst = src + flow[ys.ravel(), xs.ravel()]
+    if len(src) < 8:
+        return np.zeros_like(flow)
+    hom, _ = cv2.findHomography(src, dst, cv2.RANSAC, 1.0)
+    if hom is None:
+        return np.zeros_like(flow)
+    gy, gx = np.mgrid[0:H, 0:W].astype(np.float32)
+    pts = np.stack([gx, gy], -1).reshape(-1, 1, 2)
+    moved = cv2.perspectiveTransform(pts, hom).reshape(H, W, 2)
+    return (moved - np.stack([gx, gy], -1)).astype(np.float32)
+
+
+def moving_pixels(speed: np.ndarray, min_speed: float) -> np.ndarray:
+    """(H, W) bool: ``speed`` (H, W) above its Otsu threshold and at least ``min_speed``."""
+    import cv2
+
+    top = float(speed.max())
+    if top < min_speed:
+        return np.zeros(speed.shape, bool)
+    s8 = np.clip(speed / top * 255.0, 0, 255).astype(np.uint8)
+    level, _ = cv2.threshold(s8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return (s8 > level) & (speed >= min_speed)
+
+
+def motion_boundaries(residual: np.ndarray, lam: float) -> np.ndarray:
+    """``1 - exp(-lam * |grad residual|)``: (H, W) in [0, 1) from a residual flow (H, W, 2)."""
+    import cv2
+
+    mag2 = np.zeros(residual.shape[:2], np.float32)
+    for c in range(2):
+        gx = cv2.Sobel(residual[..., c], cv2.CV_32F, 1, 0, ksize=3) / 8.0
+        gy = cv2.Sobel(residual[..., c], cv2.CV_32F, 0, 1, ksize=3) / 8.0
+        mag2 += gx * gx + gy * gy
+    return 1.0 - np.exp(-lam * np.sqrt(mag2))
+
+
+def _odd_crossings_axis(boundary: np.ndarray) -> list[np.ndarray]:
+    """Per pixel, whether the rays along +-axis 0 cross ``boundary`` (H, W) bool an odd number of times."""
+    b = boundary.astype(np.int32)
+    start = b.copy()
+    start[1:] &= 1 - b[:-1]  # a run of boundary pixels counts once: its first pixel going down
+    end = b.copy()
+    end[:-1] &= 1 - b[1:]  # ... and its last pixel going up
+    below = np.cumsum(start[::-1], 0)[::-1] - start  # run starts strictly after each pixel (downward ray)
+    above = np.cumsum(end, 0) - end  # run ends strictly before each pixel (upward ray)
+    return [(below % 2) == 1, (above % 2) == 1]
+
+
+def _skew(a: np.ndarray, anti: bool) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Shear (H, W) so that diagonals (anti: anti-diagonals) become the columns of an (H, W + H - 1) array."""
+    H, W = a.shape
+    ys, xs = np.mgrid[0:H, 0:W]
+    cols = xs + ys if anti else xs - ys + H - 1
+    out = np.zeros((H, W + H - 1), a.dtype)
+    out[ys, cols] = a
+    return out, (ys, cols)
+
+
+def inside_outside(boundary: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels that more than half of 8 rays (axes, diagonals) see inside a closed ``boundary``."""
+    votes = np.zeros(boundary.shape, np.int32)
+    for odd in (*_odd_crossings_axis(boundary), *_odd_crossings_axis(boundary.T.copy())):
+        votes += odd if odd.shape == boundary.shape else odd.T
+    for anti in (False, True):
+        skewed, (ys, cols) = _skew(boundary, anti)
+        for odd in _odd_crossings_axis(skewed):
+            votes += odd[ys, cols]
+    return (votes > 4) & ~boundary
+
+
+class MotionSegmenter:
+    """Foreground (moving objects) of a whole shot from motion and appearance; no weights, CPU."""
+
+    def __init__(self, config: MotionConfig | None = None) -> None:
+        require("cv2")
+        self.config = config or MotionConfig()
+        self.flow = OpticalFlow(self.config.flow_method)
+
+    def inside_maps(self, frames: np.ndarray) -> tuple[np.ndarray, list[np.ndarray | None], list[np.ndarray | None]]:
+        """(T, H, W) float inside maps + forward / backward flows between neighbours (None at the ends)."""
+        cfg = self.config
+        T, H, W, _ = frames.shape
+        fwd: list[np.ndarray | None] = [self.flow(frames[t], frames[t + 1]) for t in range(T - 1)] + [None]
+        bwd: list[np.ndarray | None] = [None] + [self.flow(frames[t], frames[t - 1]) for t in range(1, T)]
+        inside = np.zeros((T, H, W), np.float32)
+        for t in range(T):
+            flow = fwd[t] if fwd[t] is not None else bwd[t]
+            if flow is None:  # a single frame: no motion
+                continue
+            residual = flow - camera_flow(flow)
+            moving = moving_pixels(np.linalg.norm(residual, axis=-1), cfg.min_residual)
+            boundary = (motion_boundaries(residual, cfg.boundary_lambda) > 0.5) & moving
+            inside[t] = (inside_outside(boundary) | boundary) & moving
+        return inside, fwd, bwd
+
+    def propagate(self, inside: np.ndarray, fwd: list, bwd: list) -> np.ndarray:
+        """Average each frame's map with its neighbours' warped along the flow, ``window`` frames each side."""
+        out = inside.copy()
+        T = inside.shape[0]
+        for _ in range(self.config.window):  # each pass widens the window by one frame each side
+            prev = out.copy()
+            for t in range(T):
+                acc, n = prev[t].copy(), 1
+                if t > 0:  # frame t-1 seen from t: sample it along the flow t -> t-1
+                    acc += _warp_float(prev[t - 1], bwd[t])
+                    n += 1
+                if t < T - 1:
+                    acc += _warp_float(prev[t + 1], fwd[t])
+                    n += 1
+                out[t] = acc / n
+        return out
+
+    def refine(self, frame: np.ndarray, prior: np.ndarray) -> np.ndarray:
+        """GrabCut of ``frame`` (H, W, 3) initialised from ``prior`` (H, W) in [0, 1] -> (H, W) bool."""
+        import cv2
+        from scipy import ndimage
+
+        cfg = self.config
+        likely = prior > 0.5
+        if not likely.any():
+            return likely
+        if cfg.grabcut_iterations == 0:
+            return likely
+        H, W = prior.shape
+        far = ndimage.distance_transform_edt(~(prior > 0.25)) > cfg.margin * min(H, W)
+        mask = np.where(likely, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+        mask[far] = cv2.GC_BGD
+        if (mask == cv2.GC_BGD).all() or not (mask == cv2.GC_BGD).any():
+            return likely
+        # GrabCut only on the box around what is not sure background (plus a margin of it for the colour model)
+        ys, xs = np.nonzero(~far)
+        pad = max(2, round(3 * cfg.margin * min(H, W)))
+        y0, y1 = max(0, ys.min() - pad), min(H, ys.max() + pad + 1)
+        x0, x1 = max(0, xs.min() - pad), min(W, xs.max() + pad + 1)
+        crop = np.ascontiguousarray(mask[y0:y1, x0:x1])
+        if (crop == cv2.GC_BGD).all() or not (crop == cv2.GC_BGD).any():
+            return likely
+        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        bgr = np.ascontiguousarray(frame[y0:y1, x0:x1, ::-1])
+        cv2.grabCut(bgr, crop, None, bgd, fgd, cfg.grabcut_iterations, cv2.GC_INIT_WITH_MASK)
+        out = np.zeros((H, W), bool)
+        out[y0:y1, x0:x1] = (crop == cv2.GC_FGD) | (crop == cv2.GC_PR_FGD)
+        return out
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """frames (T, H, W, 3) uint8 RGB of one shot -> (T, H, W) bool foreground."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or frames.shape[0] == 0:
+            raise ValueError(f"frames must be uint8 (T, H, W, 3) RGB with T >= 1, got {frames.dtype} {frames.shape}")
+        inside, fwd, bwd = self.inside_maps(frames)
+        prior = self.propagate(inside, fwd, bwd)
+        fg = np.stack([self.refine(f, p) for f, p in zip(frames, prior, strict=True)])
+        return drop_small(fg, self.config.min_area)
+
+
+def _warp_float(a: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    import cv2
+
+    H, W = a.shape
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
+    return cv2.remap(a, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def drop_small(fg: np.ndarray, min_area: float) -> np.ndarray:
+    """Remove 8-connected components smaller than ``min_area`` of a frame from each (H, W) of ``fg`` (T, H, W)."""
+    import cv2
+
+    out = fg.copy()
+    T, H, W = fg.shape
+    for t in range(T):
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(fg[t].astype(np.uint8), connectivity=8)
+        small = np.nonzero(stats[:, cv2.CC_STAT_AREA] < min_area * H * W)[0]
+        small = small[small != 0]
+        if len(small):
+            out[t] &= ~np.isin(lab, small)
+    return out
+
+
+__all__ = [
+    "MotionConfig",
+    "MotionSegmenter",
+    "camera_flow",
+    "drop_small",
+    "inside_outside",
+    "motion_boundaries",
+    "moving_pixels",
+]
