@@ -39,6 +39,7 @@ from transformers import (
     LlavaOnevisionModel,
 )
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
+from transformers.core_model_loading import ConversionOps, WeightConverter
 from transformers.models.llava_onevision import modeling_llava_onevision as _upstream
 from transformers.models.llava_onevision.modeling_llava_onevision import (
     LlavaOnevisionCausalLMOutputWithPast,
@@ -683,6 +684,26 @@ def _load_trajtok_state(connector: Connector, state: dict[str, torch.Tensor]) ->
         logger.info("TrajTok layers newly initialised for external features / LLM width: %s", fresh)
 
 
+class _AtLeast1d(ConversionOps):
+    """Loads a 0-dim checkpoint tensor as shape (1,): TrajTok's segmenter scale and gate were 0-dim before DeepSpeed
+    ZeRO needed every parameter 1-dim. Saving writes the (1,) tensor as it is (the reverse is a pass-through)."""
+
+    def convert(self, input_dict, source_patterns, target_patterns, **kwargs):
+        key, value = next(iter(input_dict.items()))
+        tensor = value[0] if isinstance(value, list) else value
+        return {target_patterns[0]: tensor.reshape(1) if tensor.dim() == 0 else tensor}
+
+    @property
+    def reverse_op(self) -> ConversionOps:
+        return _AtLeast1d()
+
+
+# TrajTok segmenter parameters that older TrajVLM checkpoints hold 0-dim (trajtok.nn.segmenter.SCALAR_PARAMETERS)
+_SCALAR_CONVERTERS = [
+    WeightConverter(f"segmenter.{name}", f"segmenter.{name}", [_AtLeast1d()]) for name in ("logit_scale", "carry_gate")
+]
+
+
 def register() -> None:
     """Register ``trajvlm`` with transformers' Auto classes (idempotent)."""
     AutoConfig.register("trajvlm", TrajVLMConfig, exist_ok=True)
@@ -694,9 +715,8 @@ def register() -> None:
         transformers.AutoModelForVision2Seq.register(TrajVLMConfig, TrajVLMForConditionalGeneration, exist_ok=True)
     AutoProcessor.register(TrajVLMConfig, TrajVLMProcessor, exist_ok=True)
     # llava-hf checkpoints store legacy key names (language_model.*, vision_tower.*); load them the same way.
-    mapping = get_checkpoint_conversion_mapping("llava_onevision")
-    if mapping is not None:
-        register_checkpoint_conversion_mapping("trajvlm", mapping, overwrite=True)
+    mapping = get_checkpoint_conversion_mapping("llava_onevision") or []
+    register_checkpoint_conversion_mapping("trajvlm", [*mapping, *_SCALAR_CONVERTERS], overwrite=True)
 
 
 register()
