@@ -96,6 +96,14 @@ class Connector(nn.Module):
             if loaded and name in persistent:
                 continue
             ref = ref_state[name]
+            if getattr(getattr(tensor, "ds_status", None), "name", None) == "NOT_AVAILABLE":
+                # a DeepSpeed ZeRO-3 shard that transformers' loading did not gather: gather, fill, re-partition
+                import deepspeed
+
+                with deepspeed.zero.GatheredParameters([tensor], modifier_rank=0):
+                    tensor.copy_(ref.to(device=tensor.device, dtype=tensor.dtype))
+                tensor._is_hf_initialized = True
+                continue
             if tensor.is_meta or tensor.shape != ref.shape:
                 raise ValueError(
                     f"connector tensor {name} has shape {tuple(tensor.shape)}, expected {tuple(ref.shape)}"

@@ -50,7 +50,7 @@ from trajtok.checks import (
     replace_directory,
 )
 from trajvlm.data import DataCollator, LlavaVideoDataset
-from trajvlm.train_config import CONFIG_NAME, TrainConfig
+from trajvlm.train_config import CONFIG_NAME, TrainConfig, deepspeed_zero_stage
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +214,34 @@ def record_encoder_training(model_config: Any, cfg: TrainConfig) -> None:
     """``trajtok.encoder_trained_by = "vlm"`` in a TrajVLM config when ``cfg`` trained the trajectory encoder."""
     if trains_trajectory_encoder(cfg) and isinstance(getattr(model_config, "trajtok", None), dict):
         model_config.trajtok = {**model_config.trajtok, "encoder_trained_by": "vlm"}
+
+
+def gather_connector_parameters_under_zero3(model: nn.Module) -> int:
+    """Registers the parameters a connector's own modules hold (not those of plain torch layers) as external
+    parameters of the TrajVLM model around it, so DeepSpeed ZeRO-3 gathers them for the backward pass; returns the
+    count.
+
+    ZeRO-3 gathers a module's own parameters for its backward through hooks on the tensors its forward returns. A
+    connector returns a ``ConnectorOutput`` (TrajTok a dataclass too), which DeepSpeed does not look into, so a tensor
+    such as the resampler's queries or vtok's query was still released (0 elements) when autograd needed it: ``The
+    size of tensor a (0) must match ...``. The TrajVLM model returns plain tensors; connectors are small next to the
+    LLM, so keeping these gathered through the model's forward and backward costs little memory.
+    """
+    import deepspeed
+
+    from trajvlm.modeling import TrajVLMModel
+
+    count = 0
+    for owner in model.modules():
+        if not isinstance(owner, TrajVLMModel):
+            continue
+        for module in owner.connector.modules():  # with LoRA: the trained copy inside peft's wrapper too
+            if type(module).__module__.startswith("torch."):
+                continue
+            for param in module.parameters(recurse=False):
+                deepspeed.zero.register_external_parameter(owner, param)
+                count += 1
+    return count
 
 
 def trainable_parameter_names(model: nn.Module) -> list[str]:
@@ -420,6 +448,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         model = build_model(cfg)
     processor = load_processor(cfg, model.config)
     model = setup_trainable(model, cfg)
+    if cfg.deepspeed is not None and deepspeed_zero_stage(cfg.deepspeed) == 3:
+        gather_connector_parameters_under_zero3(model)
     datasets = {
         name: LlavaVideoDataset(
             json_path,

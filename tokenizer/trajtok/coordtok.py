@@ -145,10 +145,16 @@ def grid_coords(*sizes: int, device=None) -> Tensor:
 
 
 def transformer(width: int, depth: int, heads: int, mlp_ratio: float) -> nn.TransformerEncoder:
-    layer = nn.TransformerEncoderLayer(
-        width, heads, int(width * mlp_ratio), dropout=0.0, activation="gelu", batch_first=True, norm_first=True
-    )
-    return nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+    def layer() -> nn.TransformerEncoderLayer:
+        return nn.TransformerEncoderLayer(
+            width, heads, int(width * mlp_ratio), dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
+
+    encoder = nn.TransformerEncoder(layer(), depth, enable_nested_tensor=False)
+    # layers built one by one, not nn.TransformerEncoder's deep copies of one: DeepSpeed ZeRO-3 partitions parameters
+    # as modules are built (zero.Init), and a deep copy of a partitioned parameter is an empty, unmanaged tensor
+    encoder.layers = nn.ModuleList(layer() for _ in range(depth))
+    return encoder
 
 
 @dataclass
