@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Multi-GPU (or multi-process CPU) training with the DeepSpeed launcher.
 #   bash scripts/train_deepspeed.sh NUM_PROCS PRESET.yaml [key=value ...] [--resume]
+#   bash scripts/train_deepspeed.sh NUM_PROCS A.yaml --config B.yaml [key=value ...]   # A then B in one launch
 #   bash scripts/train_deepspeed.sh 8 trajvlm/presets/stage2_lora.yaml deepspeed=zero3
 #   bash scripts/train_deepspeed.sh 2 trajvlm/presets/demo_pool.yaml deepspeed=zero2 use_cpu=true   # CPU, gloo
 # The preset's `deepspeed:` field (or a deepspeed=... override) picks the ZeRO JSON (zero2, zero3, *_offload).

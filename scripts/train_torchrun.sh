@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Multi-GPU (or multi-process CPU) training with torchrun (DDP, or DeepSpeed when the preset names a ZeRO JSON).
 #   bash scripts/train_torchrun.sh NUM_PROCS PRESET.yaml [key=value ...] [--resume]
+#   bash scripts/train_torchrun.sh NUM_PROCS A.yaml --config B.yaml [key=value ...]   # A then B in one launch
 #   bash scripts/train_torchrun.sh 8 trajvlm/presets/stage2_lora.yaml
 #   bash scripts/train_torchrun.sh 2 trajvlm/presets/demo_pool.yaml use_cpu=true    # CPU, gloo
 # Extra torchrun flags go in TORCHRUN_ARGS, e.g. TORCHRUN_ARGS="--master_port 29501" or multi-node settings.

@@ -125,3 +125,18 @@ def test_missing_logger_package_is_a_config_error(monkeypatch):
     with pytest.raises(ValueError, match=r"pip install 'trajvlm\[tensorboard\]'"):
         TrainConfig.from_yaml(PRESET_DIR / "stage2_lora.yaml")
     assert TrainConfig.from_yaml(PRESET_DIR / "stage2_lora.yaml", ["report_to=[jsonl]"]).report_to == ["jsonl"]
+
+
+def test_train_takes_several_presets_and_resume_only_one(tmp_path, capsys):
+    """`trajvlm train --config A --config B` checks every preset before training any (a bad second preset stops the
+    launch before the first trains); --resume takes one preset."""
+    from trajvlm.cli import main
+
+    good, bad = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    good.write_text(f"base_model: {tmp_path / 'missing'}\ntrain_json: t.json\noutput_dir: {tmp_path / 'a'}\n")
+    bad.write_text("base_model: b\ntrain_json: t.json\nlora_r: 0\n")
+    assert main(["train", "--config", str(good), "--config", str(bad)]) == 2
+    assert "lora_r must be a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    assert main(["train", "--config", str(good), "--config", str(good), "--resume"]) == 2
+    assert "--resume takes one --config, got 2" in capsys.readouterr().err
