@@ -4,7 +4,8 @@
     result = PseudoLabeler(PseudoLabelConfig(backend="cpu"))(frames)      # frames (T, H, W, 3) uint8 RGB
     # result.masks (T, h, w), result.graph (M, T): the trajtok.labels format
 
-Backends: "cpu" (superpixels + region merging, dense optical flow; needs ``pip install 'trajtok[pseudolabel]'``)
+Backends: "cpu" (superpixels + region merging, dense optical flow, and moving objects from motion boundaries and
+GrabCut, ``trajtok.pseudolabel.motion``; needs ``pip install 'trajtok[pseudolabel]'``)
 and "sam2" (SAM2 automatic masks + video predictor on GPU; ``pip install 'trajtok[sam2]'`` and a checkpoint).
 Command line: ``trajtok pseudolabel`` (see ``trajtok.pseudolabel.cli``).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from trajtok.pseudolabel.keyframes import KeyframeConfig, KeyframeResult, detect_keyframes, frame_measures, match_cuts
 from trajtok.pseudolabel.merge import TrajectoryLinker, match_segments, to_masks_and_graph
+from trajtok.pseudolabel.motion import MotionConfig, MotionSegmenter, inside_outside
 from trajtok.pseudolabel.pipeline import PseudoLabelConfig, PseudoLabeler, PseudoLabelResult, label_video
 from trajtok.pseudolabel.segment import (
     SEGMENTERS,
@@ -33,6 +35,8 @@ __all__ = [
     "FlowTrackerConfig",
     "KeyframeConfig",
     "KeyframeResult",
+    "MotionConfig",
+    "MotionSegmenter",
     "PseudoLabelConfig",
     "PseudoLabelResult",
     "PseudoLabeler",
@@ -44,6 +48,7 @@ __all__ = [
     "build_segmenter",
     "build_tracker",
     "detect_keyframes",
+    "inside_outside",
     "frame_measures",
     "label_video",
     "match_cuts",

@@ -47,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-spacing", type=int, default=None, help="re-segment at least every N frames")
     parser.add_argument("--granularity", default="medium", help="cpu segmenter: coarse | medium | fine | 0..1")
     parser.add_argument("--iou-threshold", type=float, default=0.5, help="IoU to continue a trajectory at a key frame")
+    parser.add_argument(
+        "--no-motion",
+        action="store_true",
+        help="cpu backend: skip the moving-object stage (flow, motion boundaries, GrabCut); colour segments only",
+    )
     parser.add_argument("--sam2-checkpoint", default=None, help="sam2 backend: checkpoint path")
     parser.add_argument("--sam2-config", default=None, help="sam2 backend: model config")
     parser.add_argument("--device", default="cuda", help="sam2 backend: torch device")
@@ -97,11 +102,12 @@ def _write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-_LABELER = None  # one per worker process
+_LABELER = None  # one per worker process, rebuilt when a run in the same process asks for another config
 
 
 def _config(args: argparse.Namespace):
     from trajtok.pseudolabel.keyframes import KeyframeConfig
+    from trajtok.pseudolabel.motion import MotionConfig
     from trajtok.pseudolabel.pipeline import PseudoLabelConfig
     from trajtok.pseudolabel.segment import CpuSegmenterConfig
 
@@ -113,6 +119,7 @@ def _config(args: argparse.Namespace):
         keyframes=KeyframeConfig(histogram_rule=args.keyframe_rule, max_spacing=args.max_spacing),
         iou_threshold=args.iou_threshold,
         segmenter=CpuSegmenterConfig(granularity=granularity),
+        motion=None if args.no_motion else MotionConfig(),
         sam2_checkpoint=args.sam2_checkpoint,
         sam2_config=args.sam2_config,
         device=args.device,
@@ -125,7 +132,7 @@ def _label_one(job: tuple[Any, str, str, dict[str, Any]]) -> tuple[str, str, str
     from trajtok.pseudolabel.pipeline import PseudoLabeler, label_video
 
     config, video, npz, options = job
-    if _LABELER is None:
+    if _LABELER is None or _LABELER.config != config:
         _LABELER = PseudoLabeler(config)
     try:
         label_video(_LABELER, video, npz, **options)
