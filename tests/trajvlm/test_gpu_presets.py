@@ -140,3 +140,17 @@ def test_train_takes_several_presets_and_resume_only_one(tmp_path, capsys):
     assert not (tmp_path / "a").exists()
     assert main(["train", "--config", str(good), "--config", str(good), "--resume"]) == 2
     assert "--resume takes one --config, got 2" in capsys.readouterr().err
+
+
+def test_warmup_device_setting():
+    import torch
+
+    from trajvlm.warmup import WarmupConfig
+
+    assert WarmupConfig(device="cpu").torch_device() == torch.device("cpu")
+    assert WarmupConfig().torch_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="device must be auto, cpu or cuda"):
+        WarmupConfig(device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="needs a CUDA GPU"):
+            WarmupConfig(device="cuda:1").torch_device()
