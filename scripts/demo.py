@@ -28,6 +28,7 @@ import json
 import math
 import os
 import random
+import resource
 import shlex
 import subprocess
 import sys
@@ -54,6 +55,11 @@ SPLITS = ("val", "test")
 
 class StageFailed(Exception):
     """A stage of the demo failed; the message is the one line the user reads."""
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def latest_checkpoint(run: Path) -> Path:
@@ -244,7 +250,7 @@ class DemoRunner:
 
     def run_python(self, name: str, args: list[str], log_name: str) -> str:
         """A demo_probe command in a fresh process; its last stdout line (JSON), or StageFailed with its log."""
-        t0 = time.time()
+        t0, c0 = time.time(), _children_cpu()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SCRIPTS), os.environ.get("PYTHONPATH", "")])}
         proc = subprocess.run(
             [self.python, "-m", "demo_probe", *args], cwd=ROOT, capture_output=True, text=True, env=env
@@ -257,7 +263,8 @@ class DemoRunner:
         lines = proc.stdout.strip().splitlines()
         if not lines:
             raise StageFailed(f"stage '{name}' printed nothing")
-        self.record_time(name, time.time() - t0, 0.0)
+        # the children's CPU since t0: probes run one at a time, never beside another stage
+        self.record_time(name, time.time() - t0, _children_cpu() - c0)
         return lines[-1]
 
     # -- stages ---------------------------------------------------------------------------------------------------

@@ -107,6 +107,12 @@ def _plt():
     return plt
 
 
+def matplotlib_ticker():
+    import matplotlib.ticker
+
+    return matplotlib.ticker
+
+
 def plot(rows: list[dict], path: Path, x: str, split: str = "test") -> bool:
     """Accuracy on ``split`` with its interval against ``x`` (``visual_tokens`` or ``frames``): one line per connector
     (and pool stride / TrajTok variant), one point per trained model. False when matplotlib is missing."""
@@ -123,6 +129,7 @@ def plot(rows: list[dict], path: Path, x: str, split: str = "test") -> bool:
         err = [[p[1]["acc"] - p[1]["lo"] for p in pts], [p[1]["hi"] - p[1]["acc"] for p in pts]]
         ax.errorbar(xs, ys, yerr=err, marker=markers[k % len(markers)], capsize=3, label=line)
     ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(matplotlib_ticker().ScalarFormatter())
     ax.set_xlabel("visual tokens per video (log)" if x == "visual_tokens" else "frames per video (log)")
     ax.set_ylabel(f"{split} accuracy (%, 95% CI over videos)")
     ax.axhline(CHANCE, ls=":", c="grey", lw=1)
