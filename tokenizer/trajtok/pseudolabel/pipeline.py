@@ -151,8 +151,13 @@ class PseudoLabeler:
             seconds["tracking"] += t3 - t2
         t0 = time.perf_counter()
         if self.motion is not None:
-            for a, b in zip(kf.cuts, [*kf.cuts[1:], T], strict=True):  # each shot on its own
-                linker.next_id = paint_objects(ids[a:b], self.motion(frames[a:b]), linker.next_id)
+            shots = list(zip(kf.cuts, [*kf.cuts[1:], T], strict=True))
+            fg = np.concatenate([self.motion(frames[a:b]) for a, b in shots])  # (T, H, W): each shot on its own
+            if cfg.link_across_cuts:  # an object overlapping itself across a cut continues (as colour segments do)
+                linker.next_id = paint_objects(ids, fg, linker.next_id)
+            else:
+                for a, b in shots:
+                    linker.next_id = paint_objects(ids[a:b], fg[a:b], linker.next_id)
         seconds["motion"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         masks, graph = to_masks_and_graph(ids)
