@@ -164,7 +164,8 @@ class TrajVLMModel(_ConnectorInitMixin, LlavaOnevisionModel):
 
     def _tower_features(self, pixel_values_videos, vision_feature_layer, vision_feature_select_strategy, **kwargs):
         batch_size, frames, channels, height, width = pixel_values_videos.shape
-        flat = pixel_values_videos.view(batch_size * frames, channels, height, width)  # (V*T, C, H, W)
+        # reshape: a streamed clip of several videos is a slice across frames, not contiguous
+        flat = pixel_values_videos.reshape(batch_size * frames, channels, height, width)  # (V*T, C, H, W)
         vision_outputs = self.vision_tower(flat, return_dict=True, **kwargs)
         if isinstance(vision_feature_layer, int):
             selected = vision_outputs.hidden_states[vision_feature_layer]
