@@ -2,6 +2,7 @@
 DAVIS clips, and seconds per frame of each stage.
 
     python eval/bench/bench_pseudolabel.py --data ../shared/data [--size 240] [--json out.json]
+    python eval/bench/bench_pseudolabel.py --skip-cuts --skip-davis --checkpoint runs/a/final --checkpoint runs/b/final
 
 Key frames: the hard cuts of ``cuts/`` (bikes.mp4, goldeneye-vfr-drop3.mp4), precision / recall with a detection
 counted when within 1 frame of a true cut; ``testvideo.mp4`` joins its shots by fades to black (no hard cut), so
@@ -158,6 +159,52 @@ def bench_davis(data: Path, config) -> list[dict]:
     return rows
 
 
+TOKEN_PREFIXES = (8, 16, 32)  # tokens over time: counts for the first N frames of each clip
+
+
+def bench_tokenizer(data: Path, checkpoint: Path, device: str = "cpu") -> list[dict]:
+    """A TrajTok checkpoint's trajectories on the DAVIS clips, scored like pseudo-labels (same J protocol), with
+    its token counts: over the whole clip, per annotated object, and for the first ``TOKEN_PREFIXES`` frames."""
+    import torch
+
+    from trajtok.evaluate import predict_ids
+    from trajtok.modeling import TrajTok
+    from trajtok.video import load_video
+
+    model = TrajTok.from_pretrained(checkpoint).to(device).eval()
+    size = model.config.image_size
+    rows = []
+    for clip in DAVIS:
+        folder = data / "masks" / clip
+        if not folder.is_dir():
+            continue
+        source, gt = load_davis(folder)
+        frames = load_video(source, size=(size, size)).frames.to(device)  # (T, 3, size, size), as training sees them
+        T = frames.shape[0]
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            ids, tokens, present = predict_ids(model, frames, (size, size))
+            over_time = {n: predict_ids(model, frames[:n], (size, size))[1] for n in TOKEN_PREFIXES if n < T}
+        seconds = time.perf_counter() - t0
+        stats = j_stats(ids.astype(np.int64) + 1, gt)  # query index k -> trajectory number k + 1
+        rows.append(
+            {
+                "checkpoint": str(checkpoint),
+                "clip": clip,
+                "frames": T,
+                "objects": len(stats),
+                "J": float(np.mean([v[0] for v in stats.values()])),
+                "J_per_object": {o: v[0] for o, v in stats.items()},
+                "tokens": tokens,
+                "trajectories": present,
+                "tokens_per_object": tokens / max(len(stats), 1),
+                "tokens_over_time": {**over_time, T: tokens},
+                "seconds": seconds,
+            }
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     here = Path(__file__).resolve()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -168,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-cuts", action="store_true")
     parser.add_argument("--skip-davis", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--checkpoint", type=Path, action="append", default=[], help="also score this TrajTok folder (repeatable)"
+    )
+    parser.add_argument("--device", default="cpu", help="torch device for --checkpoint")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(here.parents[2] / "tokenizer"))
     from trajtok.pseudolabel.pipeline import PseudoLabelConfig
@@ -208,6 +259,18 @@ def main(argv: list[str] | None = None) -> int:
             f"| **mean** | | | **{np.mean([r['J'] for r in rows]):.3f}** | {np.mean([r['J_union'] for r in rows]):.3f} "
             "| | | | | | | | |"
         )
+    if args.checkpoint:
+        rows = results["tokenizers"] = [r for c in args.checkpoint for r in bench_tokenizer(args.data, c, args.device)]
+        print("| checkpoint | clip | frames | objects | J | tokens | trajectories | tokens/object | tokens over time |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            over = ", ".join(f"{n}: {k}" for n, k in r["tokens_over_time"].items())
+            print(
+                f"| {r['checkpoint']} | {r['clip']} | {r['frames']} | {r['objects']} | {r['J']:.3f} | {r['tokens']} "
+                f"| {r['trajectories']} | {r['tokens_per_object']:.1f} | {over} |"
+            )
+        for c in args.checkpoint:
+            print(f"| {c} | **mean** | | | **{np.mean([r['J'] for r in rows if r['checkpoint'] == str(c)]):.3f}** |")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2, default=float))
     return 0
