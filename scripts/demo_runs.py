@@ -37,8 +37,12 @@ def _all_rows(r: dict) -> list[dict]:
 
 
 def _trajtok_description(r: dict) -> dict:
-    """The run's scores of trajtok's descriptions ({} when it has none)."""
-    return (r.get("description") or {}).get("trajtok") or {}
+    """The run's scores of trajtok's descriptions ({} when it has none): a short-clip run keys them by connector, a
+    long-video run has one model's, named by its key."""
+    desc = r.get("description") or {}
+    if "names_a_correct_object_pct" in desc:
+        return desc if str(desc.get("model", "")).startswith("trajtok") else {}
+    return desc.get("trajtok") or {}
 
 
 def _spread(values: list[float]) -> str:

@@ -120,6 +120,12 @@ def test_long_video_runs_pair_by_videos_and_find_the_matched_pool_model(runs_scr
         return {"rows": rows, "controls": [], "paired": paired, "test_questions_sha256": "abc"}
 
     new, old = run(30), run(20)
+    new["description"] = {"model": "trajtok-restart-8f", "names_a_correct_object_pct": 62.5}
+    assert runs_script.targets(new)["descriptions >= 60 %"] is True
+    assert (
+        runs_script.targets({**new, "description": {**new["description"], "model": "pool-8f"}})["descriptions >= 60 %"]
+        is None
+    )  # another connector's descriptions say nothing about trajtok's
     assert runs_script.matched_row(new, new["rows"][0])["label"] == "pool 8f (stride 4)"
     assert runs_script.targets(new)["trajtok >= pool + 5 at a matched budget"] is True  # 75 % against 25 %
     for name, res in (("new", new), ("old", old)):
