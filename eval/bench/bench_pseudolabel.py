@@ -221,11 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="torch device for --checkpoint")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(here.parents[2] / "tokenizer"))
+    from trajtok.pseudolabel.motion import MotionConfig
     from trajtok.pseudolabel.pipeline import PseudoLabelConfig
 
-    config = PseudoLabelConfig(size=args.size)
-    if args.no_motion:
-        config.motion = None
+    config = PseudoLabelConfig(size=args.size, motion=None if args.no_motion else MotionConfig())
     if args.granularity is not None:
         g = args.granularity
         config.segmenter = replace(config.segmenter, granularity=float(g) if g[0].isdigit() else g)

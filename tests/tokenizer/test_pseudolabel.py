@@ -270,8 +270,8 @@ def best_trajectory_iou(masks: np.ndarray, truth: np.ndarray) -> float:
 
 def test_pipeline_motion_stage_keeps_the_moving_object_one_trajectory():
     frames, truth = panning_object_video()
-    with_motion = PseudoLabeler(PseudoLabelConfig(size=None))(frames)
-    colour_only = PseudoLabeler(PseudoLabelConfig(size=None, motion=None))(frames)
+    with_motion = PseudoLabeler(PseudoLabelConfig(size=None, motion=MotionConfig()))(frames)
+    colour_only = PseudoLabeler(PseudoLabelConfig(size=None))(frames)  # the library default: colour only
     assert (with_motion.masks > 0).all()  # still a partition: every pixel in one trajectory
     j_motion, j_colour = best_trajectory_iou(with_motion.masks, truth), best_trajectory_iou(colour_only.masks, truth)
     assert j_motion > 0.8 and j_motion > j_colour, (j_motion, j_colour)
@@ -307,7 +307,7 @@ def two_shot_video() -> np.ndarray:
 
 def test_pipeline_output_is_standard_label_npz(tmp_path):
     frames = two_shot_video()
-    result = PseudoLabeler(PseudoLabelConfig(size=None, link_across_cuts=False))(frames)
+    result = PseudoLabeler(PseudoLabelConfig(size=None, link_across_cuts=False, motion=MotionConfig()))(frames)
     assert result.keyframes == [0, 6]
     T, M = frames.shape[0], result.graph.shape[0]
     assert result.masks.shape == (T, 48, 64) and result.graph.shape == (M, T)

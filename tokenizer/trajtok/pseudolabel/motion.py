@@ -206,6 +206,9 @@ class MotionSegmenter:
             return likely
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         bgr = np.ascontiguousarray(frame[y0:y1, x0:x1, ::-1])
+        # GrabCut seeds its colour models with k-means on OpenCV's global RNG: reseed it so that the same frames
+        # always give the same labels (a VLM connector labelling a video twice must see the same trajectories)
+        cv2.setRNGSeed(0)
         cv2.grabCut(bgr, crop, None, bgd, fgd, cfg.grabcut_iterations, cv2.GC_INIT_WITH_MASK)
         out = np.zeros((H, W), bool)
         out[y0:y1, x0:x1] = (crop == cv2.GC_FGD) | (crop == cv2.GC_PR_FGD)

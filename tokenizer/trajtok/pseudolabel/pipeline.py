@@ -8,7 +8,9 @@
 With the cpu backend the colour segments alone rarely keep a whole object together, so the motion stage
 (``trajtok.pseudolabel.motion``: flow, motion boundaries, inside-outside maps, GrabCut) finds the moving
 foreground of each shot; its space-time connected components become trajectories of their own, painted over the
-colour trajectories. ``motion=None`` turns it off.
+colour trajectories. ``trajtok pseudolabel`` and the benchmark turn it on (``motion=MotionConfig()``); the library
+default leaves it off because it costs 3-5 times the rest of the pipeline and callers that label on the fly (the
+VLM's trajvit connector labels every video it sees) keep their colour-only labels unless they ask for it.
 
 Labels are produced at the processing resolution: frames are downscaled so that their shorter side is ``size``
 pixels (240 by default; never upscaled), so ``masks`` is (T, h, w) at that size, not the video's. Training
@@ -49,7 +51,7 @@ class PseudoLabelConfig:
     tracker: FlowTrackerConfig = field(default_factory=FlowTrackerConfig)  # "cpu" tracking settings
     motion_gap: int = 0  # cpu: segment key frames with the flow to the frame this many frames later (0 = colour only;
     # used when segmenter.motion_weight > 0; measured no better than colour alone on the DAVIS clips)
-    motion: MotionConfig | None = field(default_factory=MotionConfig)  # cpu: moving-object stage (None = off)
+    motion: MotionConfig | None = None  # cpu: moving-object stage (None = off; `trajtok pseudolabel` turns it on)
     sam2_checkpoint: str | None = None  # sam2: checkpoint path
     sam2_config: str | None = None  # sam2: model config (e.g. configs/sam2.1/sam2.1_hiera_s.yaml)
     device: str = "cuda"  # sam2: torch device
