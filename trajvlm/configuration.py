@@ -13,6 +13,15 @@ from transformers import LlavaOnevisionConfig
 
 # Registry keys of trajvlm.connectors.CONNECTORS (kept here so validating a config does not import the connectors).
 CONNECTOR_NAMES: tuple[str, ...] = ("pool", "trajtok", "resampler", "vtok", "tome", "trajvit", "coordtok")
+# TrajVLMConfig's own fields beyond LlavaOnevisionConfig's (dropped when a config becomes a plain llava_onevision one).
+TRAJVLM_FIELDS: tuple[str, ...] = (
+    "connector",
+    "connector_kwargs",
+    "trajtok",
+    "token_mode",
+    "video_token_budget",
+    "tokens_per_trajectory",
+)
 TOKEN_MODES: tuple[str, ...] = ("adaptive", "fixed")
 
 

@@ -828,3 +828,27 @@ __all__ = [
     "planned_frames",
     "survey",
 ]
+
+
+def config_datasets(cfg: Any, processor: Any) -> dict[str, LlavaVideoDataset]:
+    """The datasets a training config (``trajvlm.train_config.TrainConfig``) names: ``train`` and, when set, ``eval``."""
+    sources = (
+        ("train", cfg.train_json, cfg.video_root),
+        ("eval", cfg.eval_json, cfg.eval_video_root or cfg.video_root),
+    )
+    return {
+        name: LlavaVideoDataset(
+            json_path,
+            root,
+            processor,
+            num_frames=cfg.num_frames,
+            fps=cfg.fps,
+            max_frames=cfg.max_frames,
+            max_length=cfg.max_length,
+            max_skip_fraction=cfg.max_skip_fraction,
+            image_root=cfg.image_root,
+            seed=cfg.seed,
+        )
+        for name, json_path, root in sources
+        if json_path is not None
+    }

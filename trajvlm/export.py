@@ -36,21 +36,13 @@ from typing import Any
 import torch
 from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 
+from trajvlm.configuration import TRAJVLM_FIELDS
 from trajvlm.remote_code import AUTO_MAP, remove_remote_code, write_remote_code
 from trajvlm.train_config import CONFIG_NAME, PRECISIONS, TrainConfig
 
 logger = logging.getLogger(__name__)
 
 FORMATS: tuple[str, ...] = ("auto", "llava_onevision", "remote_code", "trajvlm")
-# TrajVLMConfig's fields beyond LlavaOnevisionConfig (dropped from a plain llava_onevision config).
-TRAJVLM_FIELDS: tuple[str, ...] = (
-    "connector",
-    "connector_kwargs",
-    "trajtok",
-    "token_mode",
-    "video_token_budget",
-    "tokens_per_trajectory",
-)
 LLAVA_PROCESSOR = "LlavaOnevisionProcessor"
 
 

@@ -48,7 +48,7 @@ from transformers.models.llava_onevision.modeling_llava_onevision import (
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import select_hidden_states
 
-from trajvlm.configuration import TrajVLMConfig
+from trajvlm.configuration import TRAJVLM_FIELDS, TrajVLMConfig
 from trajvlm.connectors import Connector, ConnectorOutput, build_connector
 from trajvlm.processing import TrajVLMProcessor
 
@@ -625,14 +625,7 @@ def trajvlm_config_for_base(
     for key in ("model_type", "architectures", "transformers_version", "auto_map"):
         base.pop(key, None)
     if isinstance(llava_config, TrajVLMConfig):  # re-attaching a connector to a saved TrajVLM's backbone
-        for key in (
-            "connector",
-            "connector_kwargs",
-            "trajtok",
-            "token_mode",
-            "video_token_budget",
-            "tokens_per_trajectory",
-        ):
+        for key in TRAJVLM_FIELDS:
             base.pop(key, None)
     stats = checkpoint_image_stats(path)
     if connector == "trajtok" and stats is not None:

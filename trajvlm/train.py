@@ -49,7 +49,7 @@ from trajtok.checks import (
     reading_weights,
     replace_directory,
 )
-from trajvlm.data import DataCollator, LlavaVideoDataset
+from trajvlm.data import DataCollator, config_datasets
 from trajvlm.train_config import CONFIG_NAME, TrainConfig, deepspeed_zero_stage
 
 logger = logging.getLogger(__name__)
@@ -450,25 +450,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     model = setup_trainable(model, cfg)
     if cfg.deepspeed is not None and deepspeed_zero_stage(cfg.deepspeed) == 3:
         gather_connector_parameters_under_zero3(model)
-    datasets = {
-        name: LlavaVideoDataset(
-            json_path,
-            root,
-            processor,
-            num_frames=cfg.num_frames,
-            fps=cfg.fps,
-            max_frames=cfg.max_frames,
-            max_length=cfg.max_length,
-            max_skip_fraction=cfg.max_skip_fraction,
-            image_root=cfg.image_root,
-            seed=cfg.seed,
-        )
-        for name, json_path, root in (
-            ("train", cfg.train_json, cfg.video_root),
-            ("eval", cfg.eval_json, cfg.eval_video_root or cfg.video_root),
-        )
-        if json_path is not None
-    }
+    datasets = config_datasets(cfg, processor)
     callbacks: list[TrainerCallback] = [SaveConfigCallback(cfg)]
     if "jsonl" in cfg.report_to:
         callbacks.append(JsonlLogger(out / "metrics.jsonl"))

@@ -534,27 +534,13 @@ def validate_data(cfg: TrainConfig, *, samples: int | None = 200, decode: bool =
     tokenizer (no model weights), its chat template, the connector's token count for each video's frames.
     Writes each file's report to stdout and returns them (:class:`~trajvlm.data.DataReport`); raises ValueError
     when training would fail on a file (every sample skipped, the skip limit passed, mixed frame counts)."""
-    from trajvlm.data import LlavaVideoDataset, survey
+    from trajvlm.data import config_datasets, survey
     from trajvlm.train import load_processor
 
     model_config = cfg.model_config()
     processor = load_processor(cfg, model_config)
     reports = []
-    for json_path, root in ((cfg.train_json, cfg.video_root), (cfg.eval_json, cfg.eval_video_root or cfg.video_root)):
-        if json_path is None:
-            continue
-        dataset = LlavaVideoDataset(
-            json_path,
-            root,
-            processor,
-            num_frames=cfg.num_frames,
-            fps=cfg.fps,
-            max_frames=cfg.max_frames,
-            max_length=cfg.max_length,
-            max_skip_fraction=cfg.max_skip_fraction,
-            image_root=cfg.image_root,
-            seed=cfg.seed,
-        )
+    for dataset in config_datasets(cfg, processor).values():
         report = survey(dataset, limit=samples, decode=decode)
         sys.stdout.write("".join(line + "\n" for line in report.lines()))
         reports.append(report)
