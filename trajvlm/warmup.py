@@ -117,12 +117,15 @@ class WarmupConfig:
         return torch.device(self.device)
 
 
-def caption_samples(train_json: str | Path) -> list[tuple[str, str]]:
-    """(video, caption) per video of a LLaVA-format JSON: the first answer of its first sample."""
+def caption_samples(train_json: str | Path, *, seed: int = 0) -> list[tuple[str, str]]:
+    """(video, caption) per video of a LLaVA-format JSON: the first answer of its first sample.
+
+    ``seed`` drives a mixture YAML's ``random:N`` picks, as in training (the same seed picks the same rows).
+    """
     from trajvlm.data import load_samples
 
     seen: dict[str, str] = {}
-    for sample in load_samples(train_json):
+    for sample in load_samples(train_json, seed=seed):
         video = sample.get("video")
         answers = [t["value"] for t in sample.get("conversations", []) if t.get("from") == "gpt"]
         if video and answers:
@@ -302,7 +305,7 @@ def warmup(
     model, processor = load_model(base, cfg)
     device = cfg.torch_device()
     model.to(device)
-    samples = caption_samples(train_json)[: cfg.max_videos or None]
+    samples = caption_samples(train_json, seed=cfg.seed)[: cfg.max_videos or None]
     if len(samples) <= cfg.held_out + 1:
         raise ValueError(f"{train_json}: {len(samples)} captioned videos, need more than held_out={cfg.held_out}")
     captions = [c for _, c in samples]

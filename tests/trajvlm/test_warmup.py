@@ -124,3 +124,28 @@ def test_warmup_trains_trajtoks_extent_encoding(tiny_base_path, world, tmp_path)
     assert model.config.trajtok["extent_encoding"] is True
     extent = model.model.connector.trajtok.encoder.extent_proj
     assert torch.count_nonzero(extent.weight) > 0 and torch.count_nonzero(extent.bias) > 0
+
+
+def test_caption_samples_pick_a_mixture_s_random_rows_with_the_run_s_seed(tmp_path):
+    """A mixture's ``random:N`` rows follow the run's seed in the warm-up as in training (the same rows for a seed)."""
+    from trajvlm.data import load_samples
+    from trajvlm.warmup import caption_samples
+
+    rows = [
+        {
+            "id": i,
+            "video": f"v{i}.mp4",
+            "conversations": [
+                {"from": "human", "value": "<image>\nDescribe."},
+                {"from": "gpt", "value": f"caption {i}"},
+            ],
+        }
+        for i in range(40)
+    ]
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    mixture = tmp_path / "mix.yaml"
+    mixture.write_text("datasets:\n  - json_path: rows.json\n    sampling_strategy: random:25%\n")
+    picks = {seed: [video for video, _ in caption_samples(mixture, seed=seed)] for seed in (0, 3)}
+    for seed, videos in picks.items():
+        assert videos == [s["video"] for s in load_samples(mixture, seed=seed)]
+    assert len(picks[3]) == 10 and set(picks[0]) != set(picks[3])
