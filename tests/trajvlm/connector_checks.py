@@ -69,20 +69,28 @@ def check_round_trip(model, proc, tmp_path: Path) -> None:
 
 
 def check_generate_with_cache(model, proc, steps: int = 3) -> list[int]:
-    """Cached ``generate`` on a left-padded batch equals the greedy loop re-running the full forward each step."""
+    """Cached ``generate`` on a left-padded batch equals, row by row, the greedy loop re-running the full forward on
+    that row alone (no padding, so the reference reads each row's true last position even when the videos took
+    different numbers of tokens: an unpadded batch is re-padded on the right by ``forward``)."""
     inputs = batch(proc)
     with torch.no_grad():
         new = model.generate(**inputs, max_new_tokens=steps, do_sample=False)
         counts = list(model.last_visual_token_counts)
-        ids, mask = inputs["input_ids"], inputs["attention_mask"]
-        for _ in range(steps):
-            logits = model(
-                input_ids=ids, attention_mask=mask, pixel_values_videos=inputs["pixel_values_videos"], use_cache=False
-            ).logits[:, -1]
-            ids = torch.cat([ids, logits.argmax(-1, keepdim=True)], dim=1)
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        for row, seed in enumerate((0, 1)):
+            single = proc(text=[TEXTS[row]], videos=[random_video(num_frames=6, seed=seed)])
+            ids, mask = single["input_ids"], single["attention_mask"]
+            for _ in range(steps):
+                logits = model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    pixel_values_videos=single["pixel_values_videos"],
+                    use_cache=False,
+                ).logits[:, -1]
+                ids = torch.cat([ids, logits.argmax(-1, keepdim=True)], dim=1)
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            assert model.last_visual_token_counts == [counts[row]]
+            assert torch.equal(new[row], ids[0, -steps:]), f"row {row} (visual tokens {counts})"
     assert new.shape == (2, steps)
-    assert torch.equal(new, ids[:, -steps:])
     return counts
 
 

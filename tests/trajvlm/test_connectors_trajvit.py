@@ -175,5 +175,18 @@ def test_pseudolabel_source_round_trip_and_generate(tiny_base_path, tmp_path):
     check_round_trip(model, proc, tmp_path)
 
 
+def test_generate_when_the_videos_take_different_token_counts(tiny_base_path):
+    """Labels with the motion stage give the two test videos different trajectory counts: cached generation on the
+    left-padded batch still equals each row generated alone."""
+    from trajtok.pseudolabel.motion import MotionConfig
+    from trajtok.pseudolabel.pipeline import PseudoLabelConfig, PseudoLabeler
+
+    model, proc = build(tiny_base_path, "trajvit")
+    connector = model.model.connector
+    connector._labeler = PseudoLabeler(PseudoLabelConfig(size=connector.label_size, motion=MotionConfig()))
+    counts = check_generate_with_cache(model, proc)
+    assert counts[0] != counts[1], counts  # the case this test is for
+
+
 def test_two_step_training(tiny_base_path, train_data, tmp_path):  # noqa: F811
     check_two_step_training(tiny_base_path, train_data, tmp_path, "trajvit")
