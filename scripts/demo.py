@@ -547,7 +547,8 @@ class DemoRunner:
             description = self.describe(m.key, Path(training[m.key]["model"]), m.frames)
 
         if self.times:
-            self.record_time("total (this invocation)", time.time() - t_start, 0.0)
+            stages_cpu = sum(v["cpu_s"] for v in self.times.values())  # every stage of this run, its process tree
+            self.record_time("total (this invocation)", time.time() - t_start, stages_cpu)
         results = self._results(rows, controls, chosen, paired, description)
         (out / "results.json").write_text(json.dumps(results, indent=2))
         plotted = plot(rows, out / "accuracy_vs_tokens.png", "visual_tokens")
