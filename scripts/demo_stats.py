@@ -29,6 +29,17 @@ def _percentiles(values: list[float], level: float) -> tuple[float, float]:
     return lo, hi
 
 
+def _resampled_interval(sums: list[tuple[int, int]], samples: int, level: float, seed: int) -> tuple[float, float]:
+    """Percentile interval, in points, of sum / count over ``samples`` draws of whole clusters (videos) with
+    replacement; ``sums`` holds each cluster's (sum, count)."""
+    rng = random.Random(seed)
+    draws = []
+    for _ in range(samples):
+        pick = [sums[rng.randrange(len(sums))] for _ in sums]
+        draws.append(100.0 * sum(s for s, _ in pick) / sum(n for _, n in pick))
+    return _percentiles(draws, level)
+
+
 def clustered_accuracy(
     answers: list[dict], qtype: str | None = None, *, samples: int = 2000, level: float = 0.95, seed: int = 0
 ) -> dict:
@@ -40,12 +51,7 @@ def clustered_accuracy(
     clusters = _clusters(picked)
     sums = [(sum(c), len(c)) for c in clusters]
     acc = 100.0 * sum(s for s, _ in sums) / sum(n for _, n in sums)
-    rng = random.Random(seed)
-    draws = []
-    for _ in range(samples):
-        pick = [sums[rng.randrange(len(sums))] for _ in sums]
-        draws.append(100.0 * sum(s for s, _ in pick) / sum(n for _, n in pick))
-    lo, hi = _percentiles(draws, level)
+    lo, hi = _resampled_interval(sums, samples, level, seed)
     return {"acc": acc, "lo": lo, "hi": hi, "n": len(picked), "videos": len(clusters)}
 
 
@@ -65,12 +71,7 @@ def clustered_difference(
         by_video[str(x["video"])].append(int(bool(x["correct"])) - int(right_b[x["id"]]))
     sums = [(sum(d), len(d)) for d in by_video.values()]
     diff = 100.0 * sum(s for s, _ in sums) / len(shared)
-    rng = random.Random(seed)
-    draws = []
-    for _ in range(samples):
-        pick = [sums[rng.randrange(len(sums))] for _ in sums]
-        draws.append(100.0 * sum(s for s, _ in pick) / sum(n for _, n in pick))
-    lo, hi = _percentiles(draws, level)
+    lo, hi = _resampled_interval(sums, samples, level, seed)
     return {"diff": diff, "lo": lo, "hi": hi, "n": len(shared), "videos": len(sums)}
 
 
