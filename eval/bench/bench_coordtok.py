@@ -3,7 +3,7 @@
     python eval/bench/bench_coordtok.py                                     # CPU setting: 32 frames at 64x64
     python eval/bench/bench_coordtok.py --frames 128 --size 128 --models paper --steps 20000   # the paper's (GPU)
 
-Every model is trained by the same recipe as ``trajtok coordtok-train`` (``trajtok.coordtok_train.train``: AdamW,
+Every model is trained by the same recipe as ``trajtok coordtok-train`` (``trajtok.baselines.coordtok_train.train``: AdamW,
 warm-up + cosine, l2; CoordTok on a random ``sample_fraction`` of patches, the patch autoencoder on whole videos),
 on fresh synthetic-world videos, for the same number of steps and batch size; then every model reconstructs the
 same ``--eval-videos`` held-out videos (seeds never drawn in training) and the PSNR over all their pixels is
@@ -75,8 +75,8 @@ def model_sets(frames: int, size: int) -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def evaluate(model, frames: int, size: int, videos: int, objects: tuple[int, int]) -> float:
-    from trajtok.coordtok import psnr
-    from trajtok.coordtok_train import synthetic_video
+    from trajtok.baselines.coordtok import psnr
+    from trajtok.baselines.coordtok_train import synthetic_video
 
     model.eval()
     recon, target = [], []
@@ -89,8 +89,8 @@ def evaluate(model, frames: int, size: int, videos: int, objects: tuple[int, int
 
 
 def run_one(name: str, model_cfg: dict, args: argparse.Namespace, workdir: Path) -> dict:
-    from trajtok.coordtok import CoordTok, CoordTokConfig, PatchAutoencoder
-    from trajtok.coordtok_train import CoordTokTrainConfig, train
+    from trajtok.baselines.coordtok import CoordTok, CoordTokConfig, PatchAutoencoder
+    from trajtok.baselines.coordtok_train import CoordTokTrainConfig, train
 
     cfg = CoordTokTrainConfig(
         model=model_cfg, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=min(50, args.steps // 10),

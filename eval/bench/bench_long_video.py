@@ -11,7 +11,7 @@ every length F the first F frames (the video grows in duration, it is not resamp
 with ``TrajTok.tokenize_video`` twice: ``carry`` (the checkpoint's gated carried state, with release) and
 ``restart`` (every clip starts from the learned queries; identity across clips only from each query's spatial
 prior). Measured per run: tokens (n = 1 per trajectory), trajectories, space-time association (STQ's AQ) and mIoU
-against the labels (``trajtok.evaluate``; the predicted id of a pixel is its trajectory: query and, after a
+against the labels (``trajtok.training.evaluate``; the predicted id of a pixel is its trajectory: query and, after a
 release, segment), the carried state's mean norm at the end (learned queries: printed), and seconds.
 
 Real (``--real DIR``, the shared data folder): tokens vs duration on the longest real clips (``cuts/testvideo.mp4``
@@ -110,9 +110,9 @@ def token_count(model, frames: torch.Tensor, mode: str) -> dict:
 
 
 def synthetic_rows(model, args) -> list[dict]:
-    from trajtok.evaluate import association_quality, spacetime_miou
     from trajtok.synth import generate_video
     from trajtok.synth.world import noisy_moving_world
+    from trajtok.training.evaluate import association_quality, spacetime_miou
 
     size = model.config.image_size
     longest = max(args.frames)
@@ -140,8 +140,8 @@ def synthetic_rows(model, args) -> list[dict]:
 
 
 def real_rows(model, args) -> list[dict]:
-    from trajtok.evaluate import association_quality, spacetime_miou
-    from trajtok.video import load_video
+    from trajtok.io.video import load_video
+    from trajtok.training.evaluate import association_quality, spacetime_miou
 
     root = args.real
     size = model.config.image_size

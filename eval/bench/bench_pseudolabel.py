@@ -38,7 +38,7 @@ DAVIS = ("blackswan", "car-shadow", "motocross-jump", "judo", "bike")
 
 
 def load_frames(path: Path, size: int | None) -> np.ndarray:
-    from trajtok.video import load_video
+    from trajtok.io.video import load_video
 
     return load_video(path, size=size).frames.permute(0, 2, 3, 1).numpy()  # (T, H, W, 3)
 
@@ -167,9 +167,9 @@ def bench_tokenizer(data: Path, checkpoint: Path, device: str = "cpu") -> list[d
     its token counts: over the whole clip, per annotated object, and for the first ``TOKEN_PREFIXES`` frames."""
     import torch
 
-    from trajtok.evaluate import predict_ids
-    from trajtok.modeling import TrajTok
-    from trajtok.video import load_video
+    from trajtok.core.modeling import TrajTok
+    from trajtok.io.video import load_video
+    from trajtok.training.evaluate import predict_ids
 
     model = TrajTok.from_pretrained(checkpoint).to(device).eval()
     size = model.config.image_size

@@ -177,7 +177,7 @@ def randomise(model: torch.nn.Module, seed: int) -> None:
 def convert_into_ours(upstream: torch.nn.Module, workdir: Path):
     """Their state dict -> a release checkpoint (as their training saves it) -> ``trajtok convert-release``."""
     from trajtok import TrajTok
-    from trajtok.release import convert
+    from trajtok.io.release import convert
 
     state = {f"module.vision_encoder.{k}": v.clone() for k, v in upstream.state_dict().items()}
     path = workdir / "model.pth"
@@ -233,7 +233,7 @@ def write_fixture(simple_segmenter, cfg: dict, path: Path, commits: dict[str, st
 
 def load_clip(path: Path, frames: int, size: int) -> torch.Tensor:
     """(T, 3, size, size) float in [0, 1]: ``frames`` frames spread over the clip, resized as TrajTok resizes."""
-    from trajtok.video import load_video
+    from trajtok.io.video import load_video
 
     x = load_video(path, num_frames=frames).frames.float() / 255.0  # (T, 3, H, W)
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)

@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from trajtok.io.writer import write_video
 from trajtok.synth import generate_video
 from trajtok.synth.dataset import CODECS
-from trajtok.videowriter import write_video
 
 
 def main() -> None:

@@ -109,11 +109,11 @@ def tokens_vs_duration(args: argparse.Namespace) -> tuple[list[dict], str]:
     import torch
 
     from trajtok import TrajTok
-    from trajtok.modeling import tiny_model
+    from trajtok.core.modeling import tiny_model
     from trajtok.synth import generate_video
 
     if args.checkpoint:
-        from trajtok.evaluate import resolve_checkpoint
+        from trajtok.training.evaluate import resolve_checkpoint
 
         ckpt = resolve_checkpoint(args.checkpoint)
         model, source = TrajTok.from_pretrained(ckpt), f"checkpoint {ckpt}"

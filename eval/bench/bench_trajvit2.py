@@ -73,7 +73,7 @@ def make_world(root: Path, size: dict, seed: int) -> Path:
 
 def train_model(run: Path, overrides: list[str], data: Path, steps: int, seed: int, threads: int) -> tuple[Path, float]:
     """One ``trajtok train`` run of the ``trajvit2_quick`` recipe (reused when its folder is complete)."""
-    from trajtok.train import latest_checkpoint, load_config, train
+    from trajtok.training.train import latest_checkpoint, load_config, train
 
     done = run / "train_s.txt"
     if done.is_file() and latest_checkpoint(run) is not None:
@@ -91,7 +91,7 @@ def encoder_change(ckpt: Path, seed: int) -> dict:
     """How far TrajViT2's trajectory encoder moved from the seed's initialisation (train() builds TrajTok first)."""
     import torch
 
-    from trajtok.modeling import TrajTok
+    from trajtok.core.modeling import TrajTok
 
     trained = TrajTok.from_pretrained(ckpt)
     torch.manual_seed(seed)
@@ -136,7 +136,7 @@ def run_probes(work: Path, vit3d_ckpt: Path, segmenter_ckpt: Path, steps: int, s
     import torch
 
     from trajtok.adapter import build_probe, fit_probe, probe_accuracy
-    from trajtok.modeling import TrajTok
+    from trajtok.core.modeling import TrajTok
     from trajtok.trajvit2 import TrajViT2
 
     vit3d = TrajViT2.from_pretrained(vit3d_ckpt)

@@ -1,4 +1,4 @@
-"""Frame sampling speed and peak memory of trajtok.video: seek vs sequential vs auto, on a long video and real clips.
+"""Frame sampling speed and peak memory of trajtok.io.video: seek vs sequential vs auto, on a long video and real clips.
 
     python eval/bench/bench_video_io.py [--workdir runs/bench_video] [--minutes 30] [--counts 16 64 256] [--json out.json]
     python eval/bench/bench_video_io.py --sampling [--sampling-minutes 20] [--repeats 5] [--json out.json]
@@ -123,7 +123,7 @@ def measure_sampling(method: str, path: str, count: int) -> dict:
     import av  # noqa: F401  (imports before timing)
     import torch  # noqa: F401
 
-    from trajtok.video import load_video
+    from trajtok.io.video import load_video
 
     t0 = time.perf_counter()
     if method == "plain":
@@ -179,7 +179,7 @@ def measure(path: str, count: int, strategy: str, size: int | None, repeats: int
     import av  # noqa: F401  (imported before timing, and in every mode so that "base" includes it)
     import torch  # noqa: F401
 
-    from trajtok.video import load_video
+    from trajtok.io.video import load_video
 
     best, frames, used = 0.0, 0, "-"
     if count != 0:
@@ -227,7 +227,7 @@ def main() -> None:
         print(json.dumps(measure(path, int(count), strategy, int(size) or None, int(repeats))))
         return
 
-    from trajtok.video import probe_video
+    from trajtok.io.video import probe_video
 
     t0 = time.perf_counter()
     long_path = write_long_video(args.workdir / f"long_{args.minutes:g}min_{SIZE}px.mp4", args.minutes)

@@ -239,7 +239,7 @@ def test_read_srt_and_subtitles_at(tmp_path):
 def test_videomme_w_subtitle(task_manager, monkeypatch, tmp_path, synth_world):
     import shutil
 
-    from trajtok.video import load_video
+    from trajtok.io.video import load_video
     from trajvlm.integrations.lmms_eval_tasks import read_srt, subtitles_at, video_duration
 
     rows = [

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from trajtok.coordtok import (
+from trajtok.baselines.coordtok import (
     CoordTok,
     CoordTokConfig,
     PatchAutoencoder,

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from trajtok.cli import main as trajtok_main
-from trajtok.evaluate import (
+from trajtok.core.modeling import tiny_model
+from trajtok.synth import write_dataset
+from trajtok.training.evaluate import (
     association_quality,
     coverage,
     iou_matrix,
@@ -18,8 +20,6 @@ from trajtok.evaluate import (
     spacetime_miou,
     summarize,
 )
-from trajtok.modeling import tiny_model
-from trajtok.synth import write_dataset
 
 
 def two_objects() -> np.ndarray:

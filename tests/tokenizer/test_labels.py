@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from trajtok.labels import TrajectoryLabels, load_labels, save_labels
+from trajtok.io.labels import TrajectoryLabels, load_labels, save_labels
 
 
 def _labels():

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from trajtok import TrajTok, TrajTokConfig
-from trajtok.modeling import StreamState, tiny_model
+from trajtok.core.modeling import StreamState, tiny_model
 from trajtok.nn.encoder import hard_mask_attention_mask
 from trajtok.nn.positions import nested_fourier_bank, ring_fourier_bank
 
@@ -251,7 +251,7 @@ def test_plain_ddp_two_processes_gloo(tmp_path):
 
 
 def test_multi_clip_training_trains_the_carry_gate_with_truncation():
-    from trajtok.train import SegmentationLogits, load_config
+    from trajtok.training.train import SegmentationLogits, load_config
 
     cfg = load_config("stream")
     assert cfg.stream_clips >= 2 and cfg.model_config().carry == "gated"
@@ -334,7 +334,7 @@ def test_absent_clips_reach_neither_the_time_nor_the_extent_encoding():
     torch.testing.assert_close(out.boxes[0, :k], want["boxes"])
 
     # the accumulator itself: clip 2's stray pixel (late, far away, big count of 1) leaves clip 1's stats as they were
-    from trajtok.modeling import _extent_stats, _VideoAccumulator
+    from trajtok.core.modeling import _extent_stats, _VideoAccumulator
 
     acc = _VideoAccumulator(None, return_masks=False)
     clip1 = torch.zeros(1, 4, 8, 8, dtype=torch.long)

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from trajtok.losses import (
+from trajtok.core.losses import (
     LearnableTemperature,
     clip_loss,
     dice_loss,

@@ -9,7 +9,7 @@ import torch
 
 import trajtok
 from trajtok import TrajTok, TrajTokConfig
-from trajtok.modeling import StreamState, tiny_model
+from trajtok.core.modeling import StreamState, tiny_model
 from trajtok.nn.encoder import hard_mask_attention_mask
 from trajtok.nn.positions import grid_shape, query_fourier_bank, ring_fourier_bank
 
@@ -430,7 +430,7 @@ def test_extent_features_of_hand_made_trajectories():
 
 def test_trajectories_know_where_they_start_and_end_across_clips():
     """The centre of a trajectory's pixels in its first and in its last frame, carried over clips."""
-    from trajtok.modeling import _extent_stats, _merge_stats
+    from trajtok.core.modeling import _extent_stats, _merge_stats
 
     hard = torch.zeros(1, 6, 8, 8, dtype=torch.long)  # query 0 is the background
     for frame, col in enumerate([0, 1, 2, 4, 5, 6]):  # query 1: a 2 x 2 square moving right on rows 2-3

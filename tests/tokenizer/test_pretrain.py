@@ -15,11 +15,12 @@ from safetensors.torch import load_file
 
 from trajtok import TrajTok
 from trajtok.cli import main as trajtok_main
+from trajtok.core.modeling import tiny_model
 from trajtok.data import TrajectoryClipDataset, collate, find_videos, resize_ids
-from trajtok.labels import save_labels
-from trajtok.modeling import tiny_model
+from trajtok.io.labels import save_labels
+from trajtok.io.writer import write_video
 from trajtok.synth import generate_video, write_dataset
-from trajtok.train import (
+from trajtok.training.train import (
     Dist,
     SegmentationLogits,
     TrainConfig,
@@ -29,7 +30,6 @@ from trajtok.train import (
     lr_lambda,
     train,
 )
-from trajtok.videowriter import write_video
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["threads=1", "log_every=1"]  # one thread: the tiny model gains nothing from more, and tests run side by side

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from trajtok.labels import load_labels, save_labels
+from trajtok.io.labels import load_labels, save_labels
 from trajtok.pseudolabel import (
     CpuSegmenter,
     FlowTracker,
@@ -108,7 +108,7 @@ def test_match_cuts_counts_within_tolerance():
 
 
 def test_keyframes_on_real_clip_window(shared_data):
-    from trajtok.video import load_video
+    from trajtok.io.video import load_video
 
     # bikes.mp4 frames 0..49 at 25 fps: one hard cut, at decoded frame 30.
     frames = load_video(shared_data / "cuts" / "bikes.mp4", size=96, end=2.0).frames.permute(0, 2, 3, 1).numpy()
@@ -281,7 +281,7 @@ def test_motion_stage_on_a_real_davis_clip(shared_data):
     # blackswan: a swan swimming past a camera that follows it; the stage must find it from motion alone.
     from PIL import Image
 
-    from trajtok.video import load_video
+    from trajtok.io.video import load_video
 
     folder = shared_data / "masks" / "blackswan"
     # 12 frames at 160 px (below about 160 px the swan's motion falls under the stage's 0.5 px/frame noise floor)
@@ -327,7 +327,7 @@ def test_pipeline_output_is_standard_label_npz(tmp_path):
 
 def test_cli_resumes_and_lists_failures(tmp_path):
     from trajtok.cli import main
-    from trajtok.videowriter import write_video
+    from trajtok.io.writer import write_video
 
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -357,7 +357,7 @@ def test_cli_resumes_and_lists_failures(tmp_path):
 
 def test_cli_motion_stage_labels_the_moving_object_and_can_be_turned_off(tmp_path):
     from trajtok.cli import main
-    from trajtok.videowriter import write_video
+    from trajtok.io.writer import write_video
 
     frames, truth = panning_object_video()
     write_video(tmp_path / "pan.mp4", frames, fps=10)

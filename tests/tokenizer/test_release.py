@@ -13,8 +13,8 @@ from torch import Tensor
 
 from trajtok import TrajTok, TrajTokConfig
 from trajtok.cli import main as trajtok_main
+from trajtok.io.release import convert, map_key
 from trajtok.nn.release_segmenter import ReleasePerceiver
-from trajtok.release import convert, map_key
 
 SEG = "vision_encoder."
 

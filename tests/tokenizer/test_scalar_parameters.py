@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from trajtok import TrajTok, TrajTokConfig
-from trajtok.modeling import tiny_model
+from trajtok.core.modeling import tiny_model
 from trajtok.nn.segmenter import SCALAR_PARAMETERS, upgrade_scalar_parameters
 
 CONFIGS = {

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from trajtok.cli import main as trajtok_main
-from trajtok.labels import TrajectoryLabels, load_labels
+from trajtok.io.labels import TrajectoryLabels, load_labels
 from trajtok.synth import WorldConfig, answer_from_record, generate_video, write_dataset
 from trajtok.synth.dataset import SEED_RANGE, SPLITS, parse_counts, video_seed
 from trajtok.synth.generate import generate_long_video
@@ -167,7 +167,7 @@ def test_numeric_options_do_not_give_the_answer_away():
 
 
 def test_lengths_8_and_1024(tmp_path):
-    from trajtok.videowriter import write_video
+    from trajtok.io.writer import write_video
 
     short = generate_video(7, 8, 64, 64, 3)
     long = generate_video(7, 1024, 48, 48, 4)
@@ -247,7 +247,7 @@ def test_manifest_and_llava_files(tmp_path):
 
 
 def test_mpeg4_writes_the_same_bytes_every_time_and_h264_stays_available(tmp_path):
-    from trajtok.videowriter import write_video
+    from trajtok.io.writer import write_video
 
     frames = generate_video(2, 24, 64, 64, 4).frames
     files = {write_video(tmp_path / "v.mp4", frames, codec="mpeg4", threads=1).read_bytes() for _ in range(8)}

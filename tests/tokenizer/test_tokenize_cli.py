@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from trajtok.cli import main as trajtok_main
-from trajtok.modeling import tiny_model
+from trajtok.core.modeling import tiny_model
+from trajtok.io.writer import write_video
 from trajtok.synth import generate_video
-from trajtok.videowriter import write_video
 
 
 @pytest.fixture(scope="module")

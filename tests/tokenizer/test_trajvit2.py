@@ -13,9 +13,9 @@ from safetensors.torch import load_file
 from trajtok import TrajTok, TrajTokConfig
 from trajtok.adapter import ProbeData, TrajAdapter, build_probe, fit_probe, probe_accuracy, vit3d_dense_features
 from trajtok.cli import main as trajtok_main
-from trajtok.modeling import tiny_model
+from trajtok.core.modeling import tiny_model
 from trajtok.synth import write_dataset
-from trajtok.train import SegmentationLogits, TrainConfig, latest_checkpoint, load_config, train
+from trajtok.training.train import SegmentationLogits, TrainConfig, latest_checkpoint, load_config, train
 from trajtok.trajvit2 import (
     TextTokenizer,
     TrajViT2,

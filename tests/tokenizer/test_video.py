@@ -1,4 +1,4 @@
-"""trajtok.video: sampling semantics, seek/sequential parity, containers, rotation, real clips, and error paths."""
+"""trajtok.io.video: sampling semantics, seek/sequential parity, containers, rotation, real clips, and error paths."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from trajtok.video import VideoDecodeError, VideoNotFoundError, load_video, probe_video
-from trajtok.videowriter import write_video
+from trajtok.io.video import VideoDecodeError, VideoNotFoundError, load_video, probe_video
+from trajtok.io.writer import write_video
 
 FPS = 10.0
 NUM = 40  # frames in the synthetic clip
@@ -351,7 +351,7 @@ def _fake_image(payload: int) -> np.ndarray:
 
 def test_picker_converts_only_chosen_frames():
     """Memory stays bounded by the sample: frames not chosen are never converted or stored."""
-    from trajtok.video import _Picker
+    from trajtok.io.video import _Picker
 
     converted = []
 
@@ -371,7 +371,7 @@ def test_picker_converts_only_chosen_frames():
 
 
 def test_picker_every_frame_grows_past_a_short_estimate():
-    from trajtok.video import _Picker
+    from trajtok.io.video import _Picker
 
     picker = _Picker(None, 0.1, dedupe=False, convert=_fake_image, expected=2)
     for i in range(7):
@@ -384,7 +384,7 @@ def test_picker_every_frame_grows_past_a_short_estimate():
 
 def test_skipping_non_reference_frames_changes_nothing(tmp_path, monkeypatch):
     """Frames decoded only to reach a later target skip B-frames; the sampled frames and indices stay the same."""
-    import trajtok.video as video_module
+    import trajtok.io.video as video_module
 
     g = np.random.default_rng(0)
     frames = np.repeat(g.integers(0, 255, (1, 64, 64, 3), dtype=np.uint8), 300, axis=0)

@@ -5,8 +5,8 @@ import torch
 from PIL import Image
 
 from trajtok.cli import main as trajtok_main
-from trajtok.labels import save_labels
-from trajtok.videowriter import write_video
+from trajtok.io.labels import save_labels
+from trajtok.io.writer import write_video
 from trajtok.viz import animate, boundaries, colorize, contact_sheet, id_colours, overlay, pick_frames
 
 

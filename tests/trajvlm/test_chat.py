@@ -24,7 +24,7 @@ def model_dir(tiny_base_path, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    from trajtok.videowriter import write_video
+    from trajtok.io.writer import write_video
 
     frames = random_video(num_frames=6, height=48, width=48, seed=7).permute(0, 2, 3, 1).numpy()  # (T, H, W, 3)
     return write_video(tmp_path_factory.mktemp("chat_video") / "clip.mp4", frames)

@@ -35,7 +35,7 @@ def test_token_count_is_fixed_whatever_the_frames(coordtok):
 
 
 def test_pretrained_checkpoint_is_loaded_and_saved_with_the_model(tiny_base_path, tmp_path):
-    from trajtok.coordtok import CoordTok, CoordTokConfig
+    from trajtok.baselines.coordtok import CoordTok, CoordTokConfig
     from trajvlm.modeling import TrajVLMForConditionalGeneration
 
     torch.manual_seed(5)

@@ -153,7 +153,7 @@ def test_missing_and_bad_masks_raise(given):
 
 
 def test_label_file_of_the_synthetic_world(tmp_path):
-    from trajtok.labels import save_labels
+    from trajtok.io.labels import save_labels
     from trajtok.synth import generate_video
 
     video = generate_video(3, 12, 48, 48, 3)

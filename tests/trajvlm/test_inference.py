@@ -38,7 +38,7 @@ def trajtok(saved_trajtok):
 
 @pytest.fixture(scope="module")
 def video_file(tmp_path_factory):
-    from trajtok.videowriter import write_video
+    from trajtok.io.writer import write_video
 
     path = tmp_path_factory.mktemp("videos") / "clip.mp4"
     frames = random_video(num_frames=6, height=48, width=48, seed=5).permute(0, 2, 3, 1).numpy()  # (T, H, W, 3)
@@ -126,7 +126,7 @@ def test_generate_batch_equals_one_by_one(trajtok):
 
 
 def test_generate_batch_failures(trajtok, tmp_path):
-    from trajtok.video import VideoDecodeError
+    from trajtok.io.video import VideoDecodeError
 
     model, processor = trajtok
     corrupt = tmp_path / "corrupt.mp4"

@@ -128,7 +128,7 @@ def test_save_load_keeps_settings(proc, tmp_path):
 
 
 def test_video_path_uses_sampling_settings(proc, tmp_path):
-    from trajtok.videowriter import write_video
+    from trajtok.io.writer import write_video
 
     path = tmp_path / "clip.mp4"
     write_video(path, random_video(num_frames=12, height=48, width=64).permute(0, 2, 3, 1).numpy(), fps=10.0)

@@ -60,7 +60,7 @@ def live_server(app) -> Iterator[str]:
 
 
 def write_clip(path: Path, seed: int = 5, frames: int = 6) -> Path:
-    from trajtok.videowriter import write_video
+    from trajtok.io.writer import write_video
 
     video = random_video(num_frames=frames, height=48, width=48, seed=seed).permute(0, 2, 3, 1).numpy()  # (T, H, W, 3)
     return write_video(path, video, fps=10.0)
@@ -604,7 +604,7 @@ def png_bytes(width: int, height: int, seed: int = 0) -> bytes:
 def test_large_frames_are_kept_at_model_size(loaded, client, tmp_path):
     """Pre-sampled frames larger than the model's input come back at its size (decoded one by one and resized),
     smaller ones keep theirs; the server answers them."""
-    from trajtok.video import load_video
+    from trajtok.io.video import load_video
     from trajvlm.serve.media import Sampling, load_video_url
 
     model, processor = loaded
@@ -629,7 +629,7 @@ def test_large_frames_are_kept_at_model_size(loaded, client, tmp_path):
 
 
 def test_images_over_the_pixel_limit_are_422(client, media_root, tmp_path):
-    from trajtok.video import MAX_IMAGE_PIXELS, VideoDecodeError, load_video
+    from trajtok.io.video import MAX_IMAGE_PIXELS, VideoDecodeError, load_video
 
     for width, height in ((9000, 9000), (14000, 14000)):  # over the server's limit; the second is a Pillow "bomb"
         assert width * height > MAX_IMAGE_PIXELS
@@ -639,7 +639,7 @@ def test_images_over_the_pixel_limit_are_422(client, media_root, tmp_path):
         message = info.value.body["message"]
         assert info.value.body["code"] == "image_too_large"
         assert f"{width}x{height}" in message or f"{width * height} pixels" in message
-    # the decoder's own guard: an image folder or still image read by trajtok.video, from its header alone
+    # the decoder's own guard: an image folder or still image read by trajtok.io.video, from its header alone
     folder = tmp_path / "frames"
     folder.mkdir()
     (folder / "frame_0.png").write_bytes(png_header_only(9000, 9000))

@@ -1,7 +1,7 @@
 """TrajTok: trajectory tokens for video.
 
 A small learned segmenter groups the pixels of a clip, over space and time at once, into object trajectories;
-each trajectory becomes one (or a few) tokens. See ``trajtok.modeling`` for the model and the project README.
+each trajectory becomes one (or a few) tokens. See ``trajtok.core.modeling`` for the model and the project README.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "TrajTok": "trajtok.modeling",
-    "TrajectoryTokens": "trajtok.modeling",
-    "TrajTokConfig": "trajtok.configuration",
-    "load_video": "trajtok.video",
-    "VideoDecodeError": "trajtok.video",
+    "TrajTok": "trajtok.core.modeling",
+    "TrajectoryTokens": "trajtok.core.modeling",
+    "TrajTokConfig": "trajtok.core.configuration",
+    "load_video": "trajtok.io.video",
+    "VideoDecodeError": "trajtok.io.video",
 }
 
 __all__ = list(_LAZY)

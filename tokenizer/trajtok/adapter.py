@@ -100,7 +100,7 @@ class TrajAdapter(nn.Module):
         The new TrajTok reads external features of width ``feature_dim`` and emits ``tokens_per_trajectory``
         tokens of that width per trajectory; its config records ``encoder_trained_by = "probe"``.
         """
-        from trajtok.modeling import TrajTok
+        from trajtok.core.modeling import TrajTok
 
         n = int(tokens_per_trajectory)
         cfg = tokenizer.config.replace(

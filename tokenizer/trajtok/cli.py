@@ -18,12 +18,21 @@ from collections.abc import Callable
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("trajtok.synth.cli", "generate the synthetic long-video world (mp4 + masks/graph npz + events + QA)"),
-    "train": ("trajtok.train", "pretrain TrajTok from a YAML preset"),
+    "train": ("trajtok.training.train", "pretrain TrajTok from a YAML preset"),
     "tokenize": ("trajtok.tokenize", "tokenize a video with a checkpoint; print trajectories/tokens, write an overlay"),
-    "eval": ("trajtok.evaluate", "space-time mIoU / association / token counts of a checkpoint on labelled videos"),
+    "eval": (
+        "trajtok.training.evaluate",
+        "space-time mIoU / association / token counts of a checkpoint on labelled videos",
+    ),
     "pseudolabel": ("trajtok.pseudolabel.cli", "trajectory pseudo-labels for real video (key frames, segment, track)"),
-    "convert-release": ("trajtok.release", "convert the authors' released segmenter model.pth into a TrajTok folder"),
-    "coordtok-train": ("trajtok.coordtok_train", "pretrain CoordTok (triplane video latents) by patch reconstruction"),
+    "convert-release": (
+        "trajtok.io.release",
+        "convert the authors' released segmenter model.pth into a TrajTok folder",
+    ),
+    "coordtok-train": (
+        "trajtok.baselines.coordtok_train",
+        "pretrain CoordTok (triplane video latents) by patch reconstruction",
+    ),
     "viz": ("trajtok.viz", "draw trajectory ids of a label npz over its video (PNG contact sheet, GIF/MP4)"),
 }
 

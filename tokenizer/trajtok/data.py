@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trajtok.labels import load_labels
+from trajtok.io.labels import load_labels
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def load_item(item: VideoItem, size: int, label_size: int) -> LoadedVideo:
     Labels with fewer frames than the video (a pseudo-label run with ``--num-frames``) take the video frames at
     the same evenly spaced times. Raises VideoDecodeError / FileNotFoundError / ValueError naming the path.
     """
-    from trajtok.video import load_video
+    from trajtok.io.video import load_video
 
     labels = load_labels(item.labels)
     num = labels.masks.shape[0]

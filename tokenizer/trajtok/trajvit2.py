@@ -46,9 +46,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trajtok.configuration import TrajTokConfig
+from trajtok.core.configuration import TrajTokConfig
+from trajtok.io.weights import load_strict
 from trajtok.nn.trajvit_tokens import TrajViTTokens
-from trajtok.weights import load_strict
 
 logger = logging.getLogger(__name__)
 
@@ -359,7 +359,7 @@ class TrajViT2(nn.Module):
         tok_cfg = config.trajtok_config()
         self.tok_cfg = tok_cfg
         if config.video_encoder == "trajtok":
-            from trajtok.modeling import TrajTok
+            from trajtok.core.modeling import TrajTok
 
             self.trajtok = TrajTok(tok_cfg)
             in_dim = tok_cfg.resolved_output_dim
@@ -441,7 +441,7 @@ class TrajViT2(nn.Module):
         multires: bool = False,
     ) -> dict[str, Tensor]:
         """CLIP x clip_weight + focal x focal_weight + Dice x dice_weight (segmentation terms: trajtok only)."""
-        from trajtok.losses import clip_loss, segmentation_loss
+        from trajtok.core.losses import clip_loss, segmentation_loss
 
         if len(captions) != pixel_values.shape[0]:
             raise ValueError(f"one caption per clip: got {len(captions)} captions for {pixel_values.shape[0]} clips")
@@ -501,7 +501,7 @@ class TrajViT2(nn.Module):
                 "train it again"
             )
         if self.config.video_encoder == "trajtok":
-            from trajtok.modeling import WEIGHTS_NAME as TRAJTOK_WEIGHTS
+            from trajtok.core.modeling import WEIGHTS_NAME as TRAJTOK_WEIGHTS
 
             tok = path / TRAJTOK_WEIGHTS
             if not tok.is_file():
@@ -542,8 +542,8 @@ def build_for_training(fields: dict[str, Any], tokenizer_config: TrajTokConfig, 
     if config.init_tokenizer is not None:
         from safetensors.torch import load_file
 
-        from trajtok.evaluate import resolve_checkpoint
-        from trajtok.modeling import WEIGHTS_NAME as TRAJTOK_WEIGHTS
+        from trajtok.core.modeling import WEIGHTS_NAME as TRAJTOK_WEIGHTS
+        from trajtok.training.evaluate import resolve_checkpoint
 
         path = resolve_checkpoint(config.init_tokenizer) / TRAJTOK_WEIGHTS
         model.trajtok.load_state_dict_strict(load_file(str(path)), source=str(path))

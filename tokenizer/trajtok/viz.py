@@ -175,7 +175,7 @@ def animate(frames: Any, ids: Any, path: str | os.PathLike, fps: float = 10.0, a
         images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
         return path
     if path.suffix.lower() in (".mp4", ".mkv", ".mov", ".avi"):
-        from trajtok.videowriter import write_video
+        from trajtok.io.writer import write_video
 
         return write_video(path, frames_out, fps=fps)
     raise ValueError(f"cannot tell the animation format from {path.name!r}: use .gif or .mp4")
@@ -190,7 +190,7 @@ def _read_video(path: Path, size: tuple[int, int] | None = None) -> tuple[np.nda
     if not path.exists():
         raise FileNotFoundError(f"video not found: {path}")
     try:
-        from trajtok.video import load_video
+        from trajtok.io.video import load_video
     except ImportError:  # video I/O module not installed in this build: decode directly
         import av
 
@@ -217,7 +217,7 @@ def check_labels_fit(video: str | Path, labels: str | Path, label_shape: tuple[i
     """ValueError when the labels (T, H, W) cannot be this video's: another frame count or another aspect ratio
     (labels may be smaller than the video, at the same shape). Read from the container before decoding."""
     from trajtok.checks import MAX_FRAMES
-    from trajtok.video import probe_video
+    from trajtok.io.video import probe_video
 
     T, H, W = (int(v) for v in label_shape)
     if T > MAX_FRAMES:
@@ -239,7 +239,7 @@ def check_labels_fit(video: str | Path, labels: str | Path, label_shape: tuple[i
 
 def run(args: argparse.Namespace) -> int:
     from trajtok.checks import check_input_exists, check_rate
-    from trajtok.labels import load_labels
+    from trajtok.io.labels import load_labels
 
     check_rate("--fps", args.fps)
     if not 0.0 <= args.alpha <= 1.0:

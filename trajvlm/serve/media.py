@@ -6,13 +6,13 @@ Accepted, as vLLM accepts them for video models:
   first, so nothing outside the root can be named. Without a media root every file URL is refused (403).
 - ``data:video/<type>;base64,<bytes>``: an uploaded video, at most ``--max-upload-mb`` once decoded (413).
 - ``data:video/jpeg;base64,<f1>,<f2>,...`` (or ``video/png``): pre-sampled frames, one base64 image each. Each
-  frame's header is read first: more than ``trajtok.video.MAX_IMAGE_PIXELS`` pixels is a 422. Frames larger than the
+  frame's header is read first: more than ``trajtok.io.video.MAX_IMAGE_PIXELS`` pixels is a 422. Frames larger than the
   model's input are decoded one at a time and resized at once to it, so a request holds its frames at model size
   (plus one full-size frame while it is decoded) whatever the upload.
 - ``http(s)://`` is refused (400): the server assumes no network access.
 
 Per-request sampling comes from ``media_io_kwargs: {"video": {"num_frames": n}}`` or ``{"fps": f}``; every video is
-capped at ``--max-frames``. Decoding goes through the processor (``trajtok.video.load_video``), the same path as
+capped at ``--max-frames``. Decoding goes through the processor (``trajtok.io.video.load_video``), the same path as
 ``trajvlm chat`` and evaluation; an undecodable video is a 422 naming the reason. Hidden files and folders (names
 starting with ``.``) under the media root are neither listed nor served, and no error names the root's own path.
 """
@@ -187,7 +187,7 @@ def check_upload_size(payload_chars: int, cfg: ServeConfig) -> None:
 
 def load_video_url(url: str, processor, cfg: ServeConfig, sampling: Sampling) -> torch.Tensor:
     """Decode the video a URL names -> uint8 frames (T, C, H, W). Raises :class:`APIError` with the right status."""
-    from trajtok.video import VideoDecodeError, load_video
+    from trajtok.io.video import VideoDecodeError, load_video
 
     if not isinstance(url, str) or not url:
         raise APIError(400, "video_url.url must be a non-empty string", param="messages")
@@ -279,7 +279,7 @@ def _frame_header_size(data: bytes, k: int) -> tuple[int, int]:
     """(height, width) of an uploaded frame from its header alone; 422 when it is not an image or too large."""
     from PIL import Image, UnidentifiedImageError
 
-    from trajtok.video import MAX_IMAGE_PIXELS
+    from trajtok.io.video import MAX_IMAGE_PIXELS
 
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -308,7 +308,7 @@ def _shrink_frame(data: bytes, k: int, side: int) -> bytes:
     """A frame larger than the model's input -> PNG bytes of it at ``side x side``, upright (EXIF orientation).
 
     Only one full-size copy is ever held: JPEG is decoded at a reduced scale (``draft``), the resize comes straight
-    after decoding and the orientation is applied to the small image. The pixels equal ``trajtok.video``'s reading
+    after decoding and the orientation is applied to the small image. The pixels equal ``trajtok.io.video``'s reading
     of the frame at ``size=(side, side)`` (transposes commute with the square resize), JPEG's reduced decoding aside.
     """
     from PIL import Image, UnidentifiedImageError

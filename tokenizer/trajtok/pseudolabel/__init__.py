@@ -2,7 +2,7 @@
 
     from trajtok.pseudolabel import PseudoLabeler, PseudoLabelConfig
     result = PseudoLabeler(PseudoLabelConfig(backend="cpu"))(frames)      # frames (T, H, W, 3) uint8 RGB
-    # result.masks (T, h, w), result.graph (M, T): the trajtok.labels format
+    # result.masks (T, h, w), result.graph (M, T): the trajtok.io.labels format
 
 Backends: "cpu" (superpixels + region merging, dense optical flow, and moving objects from motion boundaries and
 GrabCut, ``trajtok.pseudolabel.motion``; needs ``pip install 'trajtok[pseudolabel]'``)

@@ -199,10 +199,10 @@ def label_video(
     """Decode ``source`` (video file or frame folder), pseudo-label it and write ``out`` (npz, atomically).
 
     ``viz``: optional contact-sheet PNG path (skipped with a log line when ``trajtok.viz`` is unavailable).
-    Raises ``trajtok.video.VideoDecodeError`` / FileNotFoundError for unreadable input.
+    Raises ``trajtok.io.video.VideoDecodeError`` / FileNotFoundError for unreadable input.
     """
-    from trajtok.labels import save_labels
-    from trajtok.video import load_video, probe_video
+    from trajtok.io.labels import save_labels
+    from trajtok.io.video import load_video, probe_video
 
     size = labeler.config.size
     if size is not None:  # decode straight to the processing size, but never upscale

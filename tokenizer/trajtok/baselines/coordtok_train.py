@@ -1,0 +1,270 @@
+"""``trajtok coordtok-train``: pretrain CoordTok (or the patch-autoencoder baseline) by l2 patch reconstruction.
+
+    trajtok coordtok-train --out runs/coordtok                                    # paper geometry, synthetic world
+    trajtok coordtok-train --out runs/ct model.image_size=64 model.num_frames=32 steps=500 batch_size=2
+    trajtok coordtok-train --out runs/ct data=data/synth/train num_frames=32      # videos of a folder
+    trajtok coordtok-train --out runs/ct --resume                                  # continue exactly
+
+Config: :class:`CoordTokTrainConfig` (``key=value`` overrides, ``model.<field>=value`` for
+:class:`~trajtok.baselines.coordtok.CoordTokConfig`; ``--config`` a YAML/JSON mapping of the same fields). Data:
+``data=synthetic`` (default) renders fresh synthetic-world videos (``trajtok.synth.generate_video``) of the model's
+size, the video of (step, slot) a pure function of the seed; a folder decodes its videos once
+(``trajtok.io.video.load_video``, ``model.num_frames`` frames each, resized to ``model.image_size``).
+
+Run folder, with the conventions of ``trajtok train``: ``train_config.json`` (resolved), ``metrics.jsonl`` (one JSON
+per logged step), ``checkpoints/step_XXXXXXX/`` with ``model.safetensors`` + ``config.json`` (loadable with
+``CoordTok.from_pretrained`` / ``PatchAutoencoder.from_pretrained``), ``train_state.pt`` (optimizer, scheduler,
+step), ``rng.pt`` and ``train_config.json``, each written to a temporary folder renamed when complete. With the
+optimizer, scheduler and RNG states saved, ``--resume`` continues exactly as if the run had not stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trajtok.baselines.coordtok import CoordTokConfig, build_coordtok
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "train_config.json"
+STATE_NAME = "train_state.pt"
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class CoordTokTrainConfig:
+    """One CoordTok pretraining run."""
+
+    model: dict[str, Any] = field(default_factory=dict)  # CoordTokConfig fields (defaults: the paper's geometry)
+    data: str = "synthetic"  # "synthetic" (fresh synthetic-world videos) or a folder of videos
+    objects: list[int] = field(default_factory=lambda: [2, 5])  # synthetic: objects per video (inclusive range)
+    steps: int = 1000  # optimizer steps
+    batch_size: int = 2  # videos per step
+    lr: float = 3e-4  # peak AdamW learning rate
+    weight_decay: float = 0.01  # AdamW weight decay
+    warmup: int = 50  # linear warm-up steps (then cosine to min_lr_ratio)
+    min_lr_ratio: float = 0.1  # final lr / peak lr
+    grad_clip: float = 1.0  # gradient-norm clipping
+    seed: int = 0  # seeds weights, data and patch sampling
+    log_every: int = 10  # steps between metrics rows
+    save_every: int = 200  # steps between checkpoints (the last step is always saved)
+    keep_checkpoints: int = 2  # newest checkpoints kept
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+    max_seconds: float | None = None  # stop (and save) after this much training time; None = run all steps
+
+    def __post_init__(self) -> None:
+        self.model_config()  # validates the model fields
+        if self.data != "synthetic" and not Path(self.data).is_dir():
+            raise FileNotFoundError(f"data folder not found: {self.data} (or use data=synthetic)")
+        for name in ("steps", "batch_size", "log_every", "save_every", "keep_checkpoints"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.lr <= 0 or self.warmup < 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"need lr > 0, warmup >= 0, 0 <= min_lr_ratio <= 1; got {self.lr}, {self.warmup}, "
+                             f"{self.min_lr_ratio}")  # fmt: skip
+        if len(self.objects) != 2 or not 0 <= self.objects[0] <= self.objects[1]:
+            raise ValueError(f"objects must be [low, high] with 0 <= low <= high, got {self.objects}")
+
+    def model_config(self) -> CoordTokConfig:
+        return CoordTokConfig.from_dict(dict(self.model))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "model": self.model_config().to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CoordTokTrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown coordtok-train fields {unknown}; valid: {sorted(names)}")
+        return cls(**data)
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str]) -> CoordTokTrainConfig:
+    import yaml
+
+    from trajtok.training.train import apply_overrides
+
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"coordtok-train config not found: {path}")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of coordtok-train fields, got {type(data).__name__}")
+    return CoordTokTrainConfig.from_dict(apply_overrides(data, overrides))
+
+
+# ------------------------------------------------------------------------------------------------------- data
+
+
+def synthetic_video(seed: int, num_frames: int, size: int, objects: tuple[int, int]) -> torch.Tensor:
+    """One synthetic-world video (T, 3, H, W) float in [0, 1]; the same seed always gives the same video."""
+    from trajtok.synth import generate_video
+
+    rng = np.random.default_rng(seed)
+    video = generate_video(int(seed), num_frames, size, size, int(rng.integers(objects[0], objects[1] + 1)))
+    return torch.from_numpy(video.frames).permute(0, 3, 1, 2).float() / 255.0
+
+
+class VideoSource:
+    """Training videos: synthetic (rendered per step) or a decoded folder."""
+
+    def __init__(self, cfg: CoordTokTrainConfig) -> None:
+        self.cfg = cfg
+        self.model = cfg.model_config()
+        self.videos: list[torch.Tensor] = []
+        if cfg.data != "synthetic":
+            from trajtok.io.video import load_video
+
+            exts = {".mp4", ".mkv", ".webm", ".avi", ".mov"}
+            paths = sorted(p for p in Path(cfg.data).iterdir() if p.suffix.lower() in exts)
+            if not paths:
+                raise FileNotFoundError(f"no videos ({', '.join(sorted(exts))}) in {cfg.data}")
+            size = self.model.image_size
+            for p in paths:
+                frames = load_video(p, num_frames=self.model.num_frames).frames.float() / 255.0  # (T, C, H, W)
+                frames = torch.nn.functional.interpolate(frames, size=(size, size), mode="area")
+                self.videos.append(frames)
+            logger.info("decoded %d videos from %s", len(self.videos), cfg.data)
+
+    def batch(self, step: int) -> torch.Tensor:
+        """(B, T, 3, H, W) of ``step``: a pure function of (seed, step)."""
+        cfg, m = self.cfg, self.model
+        if not self.videos:
+            seeds = [cfg.seed * 1_000_003 + step * cfg.batch_size + i for i in range(cfg.batch_size)]
+            return torch.stack([synthetic_video(s, m.num_frames, m.image_size, tuple(cfg.objects)) for s in seeds])
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        idx = torch.randint(len(self.videos), (cfg.batch_size,), generator=g).tolist()
+        return torch.stack([self.videos[i] for i in idx])
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    root = run_dir / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.name.startswith("step_") and (p / STATE_NAME).is_file())
+
+
+def save_checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, cfg: CoordTokTrainConfig) -> Path:
+    """``checkpoints/step_{step}`` written to a temporary folder and renamed when complete."""
+    root = run_dir / CHECKPOINTS
+    final, tmp = root / f"step_{step:07d}", root / f".tmp_step_{step:07d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp)
+    torch.save(
+        {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / STATE_NAME
+    )
+    torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
+    (tmp / CONFIG_NAME).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in checkpoint_dirs(run_dir)[: -cfg.keep_checkpoints]:
+        shutil.rmtree(old, ignore_errors=True)
+    logger.info("saved %s", final)
+    return final
+
+
+# ----------------------------------------------------------------------------------------------------- recipe
+
+
+def train(cfg: CoordTokTrainConfig, out_dir: str | os.PathLike, resume: bool = False) -> Path:
+    """Run the recipe; returns the last checkpoint folder."""
+    from safetensors.torch import load_file
+
+    from trajtok.training.train import lr_lambda, param_groups
+
+    run_dir = Path(out_dir)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    model = build_coordtok(cfg.model_config())
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_lambda(s, cfg.warmup, cfg.steps, cfg.min_lr_ratio)
+    )
+    start = 0
+    if resume:
+        dirs = checkpoint_dirs(run_dir)
+        if not dirs:
+            raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / CHECKPOINTS}")
+        last = dirs[-1]
+        model.load_state_dict_strict(load_file(str(last / "model.safetensors")), source=str(last))
+        state = torch.load(last / STATE_NAME, map_location="cpu", weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(torch.load(last / "rng.pt", weights_only=False)["torch"])
+        start = int(state["step"])
+        logger.info("resumed from %s (step %d)", last, start)
+    elif checkpoint_dirs(run_dir):
+        raise ValueError(f"{run_dir} already has checkpoints; pass --resume to continue or choose a new --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG_NAME).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    source = VideoSource(cfg)
+    logger.info("%s: %.2fM parameters, %d tokens per video", cfg.model_config().kind,
+                sum(p.numel() for p in model.parameters()) / 1e6, cfg.model_config().num_tokens)  # fmt: skip
+    model.train()
+    last = None
+    t_start = time.perf_counter()
+    with open(run_dir / "metrics.jsonl", "a") as metrics:
+        for step in range(start, cfg.steps):
+            video = source.batch(step)
+            loss = model(video).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            done = step + 1
+            elapsed = time.perf_counter() - t_start
+            out_of_time = cfg.max_seconds is not None and elapsed > cfg.max_seconds
+            if done % cfg.log_every == 0 or done == cfg.steps or out_of_time:
+                row = {"step": done, "loss": loss.item(), "grad_norm": grad.item(), "lr": scheduler.get_last_lr()[0],
+                       "seconds": round(elapsed, 2)}  # fmt: skip
+                metrics.write(json.dumps(row) + "\n")
+                metrics.flush()
+                logger.info("step %d loss %.5f", done, row["loss"])
+            if done % cfg.save_every == 0 or done == cfg.steps or out_of_time:
+                last = save_checkpoint(run_dir, done, model, optimizer, scheduler, cfg)
+            if out_of_time:
+                logger.info("max_seconds %.0f reached after %d steps", cfg.max_seconds, done)
+                break
+    return last or checkpoint_dirs(run_dir)[-1]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="YAML/JSON mapping of coordtok-train fields (optional)")
+    parser.add_argument("--out", required=True, help="run folder")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. steps=100 model.image_size=64")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = args.config
+    if config is None and args.resume and (Path(args.out) / CONFIG_NAME).is_file():
+        config = Path(args.out) / CONFIG_NAME
+    cfg = load_config(config, args.overrides)  # bad settings: ValueError / FileNotFoundError (the CLI prints them)
+    ckpt = train(cfg, args.out, resume=args.resume)
+    print(f"checkpoint: {ckpt}")
+    return 0
+
+
+__all__ = ["CoordTokTrainConfig", "load_config", "save_checkpoint", "train"]

@@ -1,0 +1,1 @@
+"""TrajTok's trainer (``train``) and its evaluation (``evaluate``)."""
