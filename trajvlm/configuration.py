@@ -11,8 +11,8 @@ from typing import Any
 
 from transformers import LlavaOnevisionConfig
 
-# Registry keys of trajvlm.connectors.CONNECTORS (kept here so validating a config does not import the connectors).
-CONNECTOR_NAMES: tuple[str, ...] = ("pool", "trajtok", "resampler", "vtok", "tome", "trajvit", "coordtok")
+from trajvlm.connectors.registry import connector_class_for, connector_names
+
 # TrajVLMConfig's own fields beyond LlavaOnevisionConfig's (dropped when a config becomes a plain llava_onevision one).
 TRAJVLM_FIELDS: tuple[str, ...] = (
     "connector",
@@ -54,8 +54,8 @@ class TrajVLMConfig(LlavaOnevisionConfig):
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
-        if self.connector not in CONNECTOR_NAMES:
-            raise ValueError(f"unknown connector {self.connector!r}; valid connectors: {', '.join(CONNECTOR_NAMES)}")
+        if self.connector not in connector_names():
+            raise ValueError(f"unknown connector {self.connector!r}; valid connectors: {', '.join(connector_names())}")
         if self.token_mode not in TOKEN_MODES:
             raise ValueError(f"token_mode must be one of {TOKEN_MODES}, got {self.token_mode!r}")
         if int(self.video_token_budget) <= 0:
@@ -83,7 +83,7 @@ class TrajVLMConfig(LlavaOnevisionConfig):
     @property
     def expands_in_model(self) -> bool:
         """True when each video has ONE ``<video>`` placeholder that the model replaces by its N_i tokens."""
-        return self.connector != "pool" and self.token_mode == "adaptive"
+        return connector_class_for(self).expands_in_model(self.token_mode)
 
     @classmethod
     def from_llava_config(cls, llava_config: LlavaOnevisionConfig, **connector_settings: Any) -> TrajVLMConfig:
@@ -95,4 +95,10 @@ class TrajVLMConfig(LlavaOnevisionConfig):
         return cls(**data)
 
 
-__all__ = ["TrajVLMConfig", "CONNECTOR_NAMES", "TOKEN_MODES"]
+def __getattr__(name: str) -> Any:
+    if name == "CONNECTOR_NAMES":  # the registry's names, read when asked (register_connector adds to them)
+        return connector_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["TrajVLMConfig", "CONNECTOR_NAMES", "TOKEN_MODES"]  # noqa: F822 (CONNECTOR_NAMES: module __getattr__)

@@ -49,7 +49,8 @@ from transformers.utils.generic import can_return_tuple, merge_with_config_defau
 from transformers.utils.output_capturing import select_hidden_states
 
 from trajvlm.configuration import TRAJVLM_FIELDS, TrajVLMConfig
-from trajvlm.connectors import Connector, ConnectorOutput, build_connector
+from trajvlm.connectors.base import Connector, ConnectorOutput
+from trajvlm.connectors.registry import build_connector, connector_class_for, get_connector_class
 from trajvlm.processing import TrajVLMProcessor
 
 logger = logging.getLogger(__name__)
@@ -454,18 +455,20 @@ class TrajVLMForConditionalGeneration(_ConnectorInitMixin, LlavaOnevisionForCond
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs: Any,
     ) -> TrajVLMCausalLMOutputWithPast:
-        """Upstream ``forward``. With videos and a non-pool connector the LLM inputs are rebuilt first
+        """Upstream ``forward``. With videos the processor did not expand, the LLM inputs are rebuilt first
         (:meth:`TrajVLMModel.merge_video_tokens`): ``position_ids`` are then recomputed from the new attention mask
         and ``labels`` gain -100 on visual positions; the loss uses those labels.
         """
         kwargs.pop("return_dict", None)
         counts = None
-        # Pool videos go through the parent's own video path, which records the counts on the model; no output
-        # field is read for this (their names and deprecations move between transformers releases).
-        pool_videos = pixel_values_videos is not None and self.config.connector == "pool"
+        # Videos whose placeholders the processor expanded go through the parent's own video path, which records the
+        # counts on the model; no output field is read for this (their names and deprecations move between
+        # transformers releases).
+        upstream_path = connector_class_for(self.config).expands_in_processor
+        upstream_videos = pixel_values_videos is not None and upstream_path
         if past_key_values is not None:  # transformers < 5.24 name; later releases pass `cache` in kwargs
             kwargs["past_key_values"] = past_key_values
-        if pixel_values_videos is not None and self.config.connector != "pool":
+        if pixel_values_videos is not None and not upstream_path:
             if inputs_embeds is not None:
                 raise ValueError("pass input_ids (with <video> placeholders), not inputs_embeds, together with videos")
             merged = self._merge_for_llm(
@@ -507,7 +510,7 @@ class TrajVLMForConditionalGeneration(_ConnectorInitMixin, LlavaOnevisionForCond
             return_dict=True,
             **kwargs,
         )
-        if pool_videos:
+        if upstream_videos:
             counts = list(self.model.last_visual_token_counts)
         return TrajVLMCausalLMOutputWithPast(**out, visual_token_counts=counts)
 
@@ -617,7 +620,8 @@ def trajvlm_config_for_base(
         )
     width = llava_config.text_config.hidden_size
     trajtok_dict = _resolve_trajtok(trajtok, width)
-    if connector == "trajtok" and trajtok_dict is None:
+    connector_class = get_connector_class(connector)
+    if connector_class.holds_trajtok and trajtok_dict is None:
         from trajtok import TrajTokConfig
 
         trajtok_dict = _with_width(TrajTokConfig().to_dict(), width)
@@ -628,7 +632,7 @@ def trajvlm_config_for_base(
         for key in TRAJVLM_FIELDS:
             base.pop(key, None)
     stats = checkpoint_image_stats(path)
-    if connector == "trajtok" and stats is not None:
+    if connector_class.reads_pixels and stats is not None:
         kwargs = dict(config_kwargs.get("connector_kwargs") or {})
         kwargs.setdefault("image_mean", stats[0])
         kwargs.setdefault("image_std", stats[1])

@@ -4,14 +4,18 @@ transformers' ``LlavaOnevisionVideoProcessor`` needs torchvision, which has no w
 video path is our own :class:`TrajVLMVideoProcessor` (resize to the tower's size, rescale 1/255, SigLIP
 normalisation), producing ``pixel_values_videos`` of shape (B, T, C, H, W) exactly like upstream.
 
-Where ``<video>`` is expanded depends on the connector (``processor.for_model(model.config)`` syncs it):
+Where ``<video>`` is expanded depends on the connector (``processor.for_model(model.config)`` syncs it), which
+says so through its class (``Connector.placeholder_count``):
 
-- ``pool`` (upstream behaviour): ``T * ceil(g / stride)^2 + 1`` video tokens (pooled patches of every frame plus
-  one newline), ``g = image_size // patch_size``; with ``mode="average"``/``"max"`` the pooled grid is
-  ``floor(g / stride)`` as in LLaVA-NeXT's ``get_2dPool``.
-- ``trajtok`` with ``token_mode="fixed"``: ``video_token_budget`` tokens per video (padded and masked in the model).
-- ``trajtok`` with ``token_mode="adaptive"``: ONE ``<video>`` token per video; the model splices in however many
-  trajectory tokens the video produced, so the LLM sequence really shrinks when trajectories are dropped.
+- a connector that ``expands_in_processor`` (``pool``, upstream behaviour): its own count, e.g. for ``pool``
+  ``T * ceil(g / stride)^2 + 1`` video tokens (pooled patches of every frame plus one newline),
+  ``g = image_size // patch_size``; with ``mode="average"``/``"max"`` the pooled grid is ``floor(g / stride)`` as in
+  LLaVA-NeXT's ``get_2dPool``.
+- any other connector with ``token_mode="fixed"``: ``video_token_budget`` tokens per video (padded and masked in the
+  model).
+- any other connector with ``token_mode="adaptive"``: ONE ``<video>`` token per video; the model splices in however
+  many tokens the video produced (e.g. trajectory tokens), so the LLM sequence really shrinks when trajectories are
+  dropped.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ import torch
 import torch.nn.functional as F
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
+
+from trajvlm.connectors.pool import pooled_grid
+from trajvlm.connectors.registry import get_connector_class
 
 logger = logging.getLogger(__name__)
 
@@ -59,15 +66,6 @@ def checkpoint_image_stats(path: str | Path) -> tuple[list[float], list[float], 
     return None
 
 
-def pooled_grid(grid: int, stride: int = 2, mode: str = "bilinear") -> int:
-    """Side of the pooled token grid for a ``grid x grid`` patch grid (upstream: bilinear to ``ceil(grid / 2)``)."""
-    if mode == "bilinear":
-        return math.ceil(grid / stride)
-    if mode in ("average", "max"):
-        return grid // stride
-    raise ValueError(f"unknown pool mode {mode!r}; expected one of 'bilinear', 'average', 'max'")
-
-
 def video_token_count(
     num_frames: int,
     *,
@@ -77,14 +75,15 @@ def video_token_count(
     grid: int,
     pool_stride: int = 2,
     pool_mode: str = "bilinear",
+    connector_kwargs: dict[str, Any] | None = None,
 ) -> int:
-    """Number of ``<video>`` placeholder tokens one video of ``num_frames`` frames takes in the text."""
-    if connector == "pool":
-        side = pooled_grid(grid, pool_stride, pool_mode)
-        return num_frames * side * side + 1  # +1: the newline token after the video
-    if token_mode == "fixed":
-        return video_token_budget
-    return 1  # adaptive: expanded inside the model
+    """Number of ``<video>`` placeholder tokens one video of ``num_frames`` frames takes in the text.
+
+    ``pool_stride`` / ``pool_mode`` are the defaults of ``connector_kwargs``' ``stride`` / ``mode``."""
+    kwargs = {"stride": pool_stride, "mode": pool_mode, **(connector_kwargs or {})}
+    return get_connector_class(connector).placeholder_count(
+        num_frames, grid=grid, token_mode=token_mode, video_token_budget=video_token_budget, connector_kwargs=kwargs
+    )
 
 
 def check_sampling(num_frames: Any, fps: Any, max_frames: Any) -> None:
@@ -174,6 +173,7 @@ class TrajVLMProcessor(ProcessorMixin):
         video_token_budget: int = 256,
         pool_stride: int = 2,
         pool_mode: str = "bilinear",
+        connector_kwargs: dict[str, Any] | None = None,
         video_token: str = "<video>",
         image_token: str = "<image>",
     ) -> None:
@@ -203,6 +203,7 @@ class TrajVLMProcessor(ProcessorMixin):
         self.video_token_budget = int(video_token_budget)
         self.pool_stride = int(pool_stride)
         self.pool_mode = pool_mode
+        self.connector_kwargs = dict(connector_kwargs or {})
         self.video_token = video_token
         self.image_token = image_token
         self.video_token_id = tokenizer.convert_tokens_to_ids(video_token)
@@ -253,9 +254,8 @@ class TrajVLMProcessor(ProcessorMixin):
         self.connector = getattr(config, "connector", "pool")
         self.token_mode = getattr(config, "token_mode", self.token_mode)
         self.video_token_budget = int(getattr(config, "video_token_budget", self.video_token_budget))
-        kwargs = getattr(config, "connector_kwargs", None) or {}
-        self.pool_stride = int(kwargs.get("stride", 2)) if self.connector == "pool" else self.pool_stride
-        self.pool_mode = kwargs.get("mode", "bilinear") if self.connector == "pool" else self.pool_mode
+        self.connector_kwargs = dict(getattr(config, "connector_kwargs", None) or {})
+        self.pool_stride, self.pool_mode = 2, "bilinear"  # upstream's, where connector_kwargs leaves them out
         vision = getattr(config, "vision_config", None)
         if vision is not None:
             self.image_size = int(vision.image_size)
@@ -272,6 +272,7 @@ class TrajVLMProcessor(ProcessorMixin):
             grid=self.image_size // self.patch_size,
             pool_stride=self.pool_stride,
             pool_mode=self.pool_mode,
+            connector_kwargs=self.connector_kwargs,
         )
 
     # ----------------------------------------------------------------------------------------------------------
@@ -283,9 +284,9 @@ class TrajVLMProcessor(ProcessorMixin):
         Frames larger than the tower's input are resized by the decoder to ``image_size x image_size`` (what the
         tower reads), so memory holds the sampled frames at model size whatever the source resolution; smaller
         sources keep their size (``preprocess_videos`` resizes them). ``overrides`` (``num_frames``, ``fps``,
-        ``max_frames``, ``size``, ``start``, ``end``, ...) go to ``trajtok.video.load_video`` in place of these.
+        ``max_frames``, ``size``, ``start``, ``end``, ...) go to ``trajtok.io.video.load_video`` in place of these.
         """
-        from trajtok.video import load_video, probe_video
+        from trajtok.io.video import load_video, probe_video
 
         settings: dict[str, Any] = {"num_frames": self.num_frames, "fps": self.fps, "max_frames": self.max_frames}
         if "num_frames" in overrides or "fps" in overrides:  # one sampling rule replaces the other
