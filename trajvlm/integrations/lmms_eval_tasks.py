@@ -16,7 +16,7 @@ import math
 import os
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,16 @@ def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
                 return lists[0]
             return [dict(v, _key=k) if isinstance(v, dict) else {"_key": k, "value": v} for k, v in data.items()]
     raise ValueError(f"cannot read annotations from {path}: expected .json, .jsonl or .parquet")
+
+
+def checked_records(path: Path, required: Sequence[str], expected: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(row number, row)`` of an annotation file, each row checked for the ``required`` columns in turn:
+    :func:`invalid_data` ``"{path} row {i}: missing column(s) [...]; expected {expected} {required}"`` if not."""
+    for i, row in enumerate(read_records(path)):
+        missing = [k for k in required if k not in row]
+        if missing:
+            raise invalid_data(f"{path} row {i}: missing column(s) {missing}; expected {expected} {required}")
+        yield i, row
 
 
 def find_video(folder: str | os.PathLike, name: str, extensions: Iterable[str] = VIDEO_EXTENSIONS) -> str:
@@ -341,6 +351,32 @@ def with_score(scored: dict[str, Any]) -> dict[str, Any]:
     return {**scored, "score": 1.0 if scored["correct"] else 0.0}
 
 
+def choice_metrics(metric: str, scored: dict[str, Any], breakdowns: Sequence[str] = ()) -> dict[str, Any]:
+    """A benchmark task's ``process_results``: ``scored`` under the main ``metric`` (with ``score``, see
+    :func:`with_score`), under ``by_<key>`` for each of ``breakdowns`` and under ``failed``. Only the main metric's
+    samples carry ``score``: lmms-eval gives its standard errors to that metric alone."""
+    return {metric: with_score(scored), **{f"by_{key}": scored for key in breakdowns}, "failed": scored}
+
+
+def video_file(doc: dict[str, Any]) -> list[str]:
+    """A benchmark task's ``doc_to_visual``: the document's ``video_file``."""
+    return [doc["video_file"]]
+
+
+def question_prompt(
+    question: str,
+    lmms_eval_specific_kwargs: dict[str, Any] | None,
+    options: Sequence[str] | None = None,
+    style: str = "{letter}. {text}",
+) -> str:
+    """A task's ``doc_to_text``: ``question`` (and below it its ``options`` as lettered lines, see :func:`lettered`,
+    when given) between the task's ``pre_prompt`` and ``post_prompt``."""
+    kwargs = lmms_eval_specific_kwargs or {}
+    if options is not None:
+        question = question + "\n" + "\n".join(lettered(options, style))
+    return f"{kwargs.get('pre_prompt', '')}{question}{kwargs.get('post_prompt', '')}"
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # subtitles (SubRip .srt, as Video-MME ships them)
 
@@ -418,6 +454,8 @@ __all__ = [
     "as_loglikelihood",
     "breakdown",
     "by_group",
+    "checked_records",
+    "choice_metrics",
     "data_dir",
     "docs_dataset",
     "paired_difference",
@@ -432,10 +470,12 @@ __all__ = [
     "overall_accuracy",
     "overall_with_breakdown",
     "parse_choice",
+    "question_prompt",
     "read_records",
     "read_srt",
     "score_choice",
     "subtitles_at",
     "video_duration",
+    "video_file",
     "with_score",
 ]

@@ -14,21 +14,7 @@ from pathlib import Path
 
 from loguru import logger as eval_logger
 
-from trajvlm.integrations.lmms_eval_tasks import (
-    LETTERS,
-    as_index,
-    data_dir,
-    docs_dataset,
-    failed_count,
-    find_annotation,
-    find_video,
-    invalid_data,
-    lettered,
-    overall_accuracy,
-    read_records,
-    score_choice,
-    with_score,
-)
+from trajvlm.integrations import lmms_eval_tasks as common
 
 LAYOUT = (
     "$EGOSCHEMA_DIR/questions.json + subset_answers.json + videos/{q_uid}.mp4 (original release), or an annotation "
@@ -45,16 +31,18 @@ def _strip_letter(option: str) -> str:
 def _doc(root: Path, source: Path, question_idx: str, video_idx: str, question: str, options, answer) -> dict:
     options = [_strip_letter(o) for o in options]
     if len(options) != NUM_OPTIONS:
-        raise invalid_data(f"{source}: question {question_idx} has {len(options)} options; EgoSchema has {NUM_OPTIONS}")
-    index = as_index(answer, f"{source}: question {question_idx}'s answer")
+        raise common.invalid_data(
+            f"{source}: question {question_idx} has {len(options)} options; EgoSchema has {NUM_OPTIONS}"
+        )
+    index = common.as_index(answer, f"{source}: question {question_idx}'s answer")
     if not 0 <= index < NUM_OPTIONS:
-        raise invalid_data(f"{source}: question {question_idx} has answer {answer!r}; expected an index 0-4")
+        raise common.invalid_data(f"{source}: question {question_idx} has answer {answer!r}; expected an index 0-4")
     return {
         "question_idx": question_idx,
         "video_idx": video_idx,
-        "video_file": find_video(root / "videos", video_idx),
+        "video_file": common.find_video(root / "videos", video_idx),
         "question": question,
-        "option": lettered(options),
+        "option": common.lettered(options),
         "answer": str(index),
     }
 
@@ -63,7 +51,7 @@ def _original(root: Path) -> list[dict]:
     source = root / "questions.json"
     answers = json.loads((root / "subset_answers.json").read_text())
     docs = []
-    for row in read_records(source):
+    for row in common.read_records(source):
         uid = str(row["q_uid"])
         if uid in answers:
             options = [row[f"option {i}"] for i in range(NUM_OPTIONS)]
@@ -72,10 +60,10 @@ def _original(root: Path) -> list[dict]:
 
 
 def egoschema_process_docs(dataset):
-    root = data_dir("EGOSCHEMA_DIR", LAYOUT)
+    root = common.data_dir("EGOSCHEMA_DIR", LAYOUT)
     if (root / "questions.json").is_file() and (root / "subset_answers.json").is_file():
-        return docs_dataset(_original(root), root / "questions.json")
-    path = find_annotation(root, "EGOSCHEMA_ANNOTATION", ("Subset/*.parquet", "*.parquet", "*.json*"), LAYOUT)
+        return common.docs_dataset(_original(root), root / "questions.json")
+    path = common.find_annotation(root, "EGOSCHEMA_ANNOTATION", ("Subset/*.parquet", "*.parquet", "*.json*"), LAYOUT)
     docs = [
         _doc(
             root,
@@ -86,27 +74,24 @@ def egoschema_process_docs(dataset):
             row["option"],
             row["answer"],
         )
-        for row in read_records(path)
+        for row in common.read_records(path)
         if row.get("answer") not in (None, "")  # only the subset's answers are public
     ]
-    return docs_dataset(docs, path)
+    return common.docs_dataset(docs, path)
 
 
-def egoschema_doc_to_visual(doc):
-    return [doc["video_file"]]
+egoschema_doc_to_visual = common.video_file
 
 
 def egoschema_doc_to_text(doc, lmms_eval_specific_kwargs=None):
-    kwargs = lmms_eval_specific_kwargs or {}
-    options = "\n".join(lettered(doc["option"]))
-    return f"{kwargs.get('pre_prompt', '')}{doc['question']}\n{options}{kwargs.get('post_prompt', '')}"
+    return common.question_prompt(doc["question"], lmms_eval_specific_kwargs, doc["option"])
 
 
 def egoschema_process_results(doc, results):
-    letter = LETTERS[int(doc["answer"])]
-    scored = score_choice(results[0], letter, "ABCDE", question_idx=doc["question_idx"])
-    return {"score": with_score(scored), "failed": scored}
+    letter = common.LETTERS[int(doc["answer"])]
+    scored = common.score_choice(results[0], letter, "ABCDE", question_idx=doc["question_idx"])
+    return common.choice_metrics("score", scored)
 
 
-egoschema_aggregate_score = overall_accuracy("egoschema_subset", (), 1.0, eval_logger.info)
-failed = failed_count
+egoschema_aggregate_score = common.overall_accuracy("egoschema_subset", (), 1.0, eval_logger.info)
+failed = common.failed_count

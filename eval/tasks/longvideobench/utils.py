@@ -11,21 +11,7 @@ from __future__ import annotations
 
 from loguru import logger as eval_logger
 
-from trajvlm.integrations.lmms_eval_tasks import (
-    LETTERS,
-    as_index,
-    by_group,
-    data_dir,
-    docs_dataset,
-    failed_count,
-    find_annotation,
-    invalid_data,
-    lettered,
-    overall_accuracy,
-    read_records,
-    score_choice,
-    with_score,
-)
+from trajvlm.integrations import lmms_eval_tasks as common
 
 LAYOUT = (
     "$LONGVIDEOBENCH_DIR/lvb_val.json (or LONGVIDEOBENCH_ANNOTATION=FILE) + $LONGVIDEOBENCH_DIR/videos/{video_path}"
@@ -33,6 +19,7 @@ LAYOUT = (
 ANNOTATIONS = ("lvb_val.json", "*val*.parquet", "*val*.json*", "*.parquet", "*.json")
 REQUIRED = ("id", "video_path", "question", "correct_choice")
 NUM_OPTIONS = 5  # option0..option4
+BREAKDOWNS = ("duration_group", "question_category")
 
 
 def _options(row) -> list[str]:
@@ -42,19 +29,20 @@ def _options(row) -> list[str]:
 
 
 def lvb_process_docs(dataset):
-    root = data_dir("LONGVIDEOBENCH_DIR", LAYOUT)
-    path = find_annotation(root, "LONGVIDEOBENCH_ANNOTATION", ANNOTATIONS, LAYOUT)
+    root = common.data_dir("LONGVIDEOBENCH_DIR", LAYOUT)
+    path = common.find_annotation(root, "LONGVIDEOBENCH_ANNOTATION", ANNOTATIONS, LAYOUT)
     docs = []
-    for i, row in enumerate(read_records(path)):
-        missing = [k for k in REQUIRED if k not in row]
-        if missing:
-            raise invalid_data(f"{path} row {i}: missing column(s) {missing}; expected LongVideoBench's {REQUIRED}")
+    for _, row in common.checked_records(path, REQUIRED, "LongVideoBench's"):
         options = _options(row)
         if not 2 <= len(options) <= NUM_OPTIONS:
-            raise invalid_data(f"{path}: sample {row['id']} has {len(options)} options; expected 2 to {NUM_OPTIONS}")
-        choice = as_index(row["correct_choice"], f"{path}: sample {row['id']}'s correct_choice")
+            raise common.invalid_data(
+                f"{path}: sample {row['id']} has {len(options)} options; expected 2 to {NUM_OPTIONS}"
+            )
+        choice = common.as_index(row["correct_choice"], f"{path}: sample {row['id']}'s correct_choice")
         if not 0 <= choice < len(options):
-            raise invalid_data(f"{path}: sample {row['id']} has correct_choice {choice} for {len(options)} options")
+            raise common.invalid_data(
+                f"{path}: sample {row['id']} has correct_choice {choice} for {len(options)} options"
+            )
         doc = dict(row)
         doc.update(
             id=str(row["id"]),
@@ -63,47 +51,30 @@ def lvb_process_docs(dataset):
             candidates=options,
             options=options,
             correct_choice=choice,
-            answer=LETTERS[choice],
+            answer=common.LETTERS[choice],
             duration_group=int(row.get("duration_group") or 0),
             question_category=str(row.get("question_category") or ""),
             video_file=str(root / "videos" / str(row["video_path"])),
             **{f"option{k}": options[k] if k < len(options) else "N/A" for k in range(NUM_OPTIONS)},
         )
         docs.append(doc)
-    return docs_dataset(docs, path)
+    return common.docs_dataset(docs, path)
 
 
-def lvb_doc_to_visual(doc):
-    return [doc["video_file"]]
+lvb_doc_to_visual = common.video_file
 
 
 def lvb_doc_to_text(doc, lmms_eval_specific_kwargs=None):
-    kwargs = lmms_eval_specific_kwargs or {}
-    options = "\n".join(lettered(doc["options"]))
-    return f"{kwargs.get('pre_prompt', '')}{doc['question']}\n{options}{kwargs.get('post_prompt', '')}"
+    return common.question_prompt(doc["question"], lmms_eval_specific_kwargs, doc["options"])
 
 
 def lvb_process_results(doc, results):
-    scored = score_choice(
-        results[0],
-        doc["answer"],
-        LETTERS[: len(doc["options"])],
-        id=doc["id"],
-        video_path=doc["video_path"],
-        duration_group=doc["duration_group"],
-        question_category=doc["question_category"],
-    )
-    return {
-        "lvb_acc": with_score(scored),
-        "by_duration_group": scored,
-        "by_question_category": scored,
-        "failed": scored,
-    }
+    fields = {k: doc[k] for k in ("id", "video_path", *BREAKDOWNS)}
+    scored = common.score_choice(results[0], doc["answer"], common.LETTERS[: len(doc["options"])], **fields)
+    return common.choice_metrics("lvb_acc", scored, BREAKDOWNS)
 
 
-longvideobench_aggregate_results = overall_accuracy(
-    "longvideobench", ("duration_group", "question_category"), 1.0, eval_logger.info
-)
-by_duration_group = by_group("duration_group", 1.0)
-by_question_category = by_group("question_category", 1.0)
-failed = failed_count
+longvideobench_aggregate_results = common.overall_accuracy("longvideobench", BREAKDOWNS, 1.0, eval_logger.info)
+by_duration_group = common.by_group("duration_group", 1.0)
+by_question_category = common.by_group("question_category", 1.0)
+failed = common.failed_count

@@ -13,19 +13,7 @@ from pathlib import Path
 
 from loguru import logger as eval_logger
 
-from trajvlm.integrations.lmms_eval_tasks import (
-    by_group,
-    data_dir,
-    docs_dataset,
-    failed_count,
-    find_annotation,
-    find_video,
-    lettered,
-    overall_accuracy,
-    read_records,
-    score_choice,
-    with_score,
-)
+from trajvlm.integrations import lmms_eval_tasks as common
 
 LAYOUT = (
     "$LVBENCH_DIR/video_info.meta.jsonl + $LVBENCH_DIR/videos/{key}.mp4 (original release), or an annotation file "
@@ -42,9 +30,9 @@ def _types(value) -> list[str]:
 def _original(root: Path, path: Path) -> list[dict]:
     videos = root / "videos" if (root / "videos").is_dir() else root
     docs = []
-    for video in read_records(path):
+    for video in common.read_records(path):
         for qa in video["qa"]:
-            video_file = find_video(videos, str(video["key"]))
+            video_file = common.find_video(videos, str(video["key"]))
             docs.append(
                 {
                     "uid": str(qa.get("uid", "")),
@@ -63,54 +51,50 @@ def _original(root: Path, path: Path) -> list[dict]:
 
 
 def lvbench_process_docs(dataset):
-    root = data_dir("LVBENCH_DIR", LAYOUT)
+    root = common.data_dir("LVBENCH_DIR", LAYOUT)
     original = root / "video_info.meta.jsonl"
     if original.is_file():
-        return docs_dataset(_original(root, original), original)
-    path = find_annotation(root, "LVBENCH_ANNOTATION", ("*.parquet", "*.json", "*.jsonl"), LAYOUT)
+        return common.docs_dataset(_original(root, original), original)
+    path = common.find_annotation(root, "LVBENCH_ANNOTATION", ("*.parquet", "*.json", "*.jsonl"), LAYOUT)
     docs = [
         {
             "uid": str(row.get("uid", i)),
             "key": str(row.get("key") or Path(str(row["video_path"])).stem),
             "type": str(row.get("type") or ""),
             "video_path": str(row["video_path"]),
-            "video_file": find_video(root, str(row["video_path"])),
+            "video_file": common.find_video(root, str(row["video_path"])),
             "question": str(row["question"]),
             "options": [str(o) for o in row.get("options") or []],
             "answer": str(row["answer"]).strip(),
             "question_type": _types(row.get("question_type")),
             "time_reference": str(row.get("time_reference") or ""),
         }
-        for i, row in enumerate(read_records(path))
+        for i, row in enumerate(common.read_records(path))
     ]
-    return docs_dataset(docs, path)
+    return common.docs_dataset(docs, path)
 
 
-def lvbench_doc_to_visual(doc):
-    return [doc["video_file"]]
+lvbench_doc_to_visual = common.video_file
 
 
 def lvbench_doc_to_text(doc, lmms_eval_specific_kwargs=None):
-    kwargs = lmms_eval_specific_kwargs or {}
-    question = doc["question"]
-    if doc["options"]:
-        question += "\n" + "\n".join(lettered(doc["options"], style="({letter}) {text}"))
-    return f"{kwargs.get('pre_prompt', '')}{question}{kwargs.get('post_prompt', '')}"
+    """The question, then its options as ``(A) ...`` lines when they are not inline."""
+    return common.question_prompt(
+        doc["question"], lmms_eval_specific_kwargs, doc["options"] or None, "({letter}) {text}"
+    )
 
 
 def lvbench_process_results(doc, results):
-    scored = score_choice(
-        results[0],
-        doc["answer"],
-        "ABCD",
-        uid=doc["uid"],
-        key=doc["key"],
-        question_type=list(doc["question_type"]),
-        video_type=doc["type"],
-    )
-    return {"lvbench_score": with_score(scored), "by_question_type": scored, "failed": scored}
+    fields = {
+        "uid": doc["uid"],
+        "key": doc["key"],
+        "question_type": list(doc["question_type"]),
+        "video_type": doc["type"],
+    }
+    scored = common.score_choice(results[0], doc["answer"], "ABCD", **fields)
+    return common.choice_metrics("lvbench_score", scored, ("question_type",))
 
 
-lvbench_aggregate_results = overall_accuracy("lvbench", ("question_type", "video_type"), 1.0, eval_logger.info)
-by_question_type = by_group("question_type", 1.0)
-failed = failed_count
+lvbench_aggregate_results = common.overall_accuracy("lvbench", ("question_type", "video_type"), 1.0, eval_logger.info)
+by_question_type = common.by_group("question_type", 1.0)
+failed = common.failed_count

@@ -13,21 +13,7 @@ from pathlib import Path
 
 from loguru import logger as eval_logger
 
-from trajvlm.integrations.lmms_eval_tasks import (
-    LETTERS,
-    by_group,
-    data_dir,
-    docs_dataset,
-    failed_count,
-    find_annotation,
-    find_video,
-    group_accuracies,
-    invalid_data,
-    lettered,
-    read_records,
-    score_choice,
-    with_score,
-)
+from trajvlm.integrations import lmms_eval_tasks as common
 
 LAYOUT = (
     "$MLVU_DIR/json/*.json + $MLVU_DIR/video/{json stem}/{video} (original release), or an annotation file "
@@ -41,27 +27,29 @@ def _with_options(question: str, candidates: list[str]) -> str:
     """The question with its candidates as ``(A) ...`` lines, unless it already lists them."""
     if not candidates or re.search(r"^\(A\)", question, flags=re.MULTILINE):
         return question
-    return question + "\n" + "\n".join(lettered(candidates, style="({letter}) {text}"))
+    return question + "\n" + "\n".join(common.lettered(candidates, style="({letter}) {text}"))
 
 
 def _original(root: Path) -> tuple[list[dict], Path]:
     """Rows of the original release: options in ``candidates``, the answer as the option's text."""
     docs = []
     for path in sorted((root / "json").glob("*.json")):
-        for i, row in enumerate(read_records(path)):
+        for i, row in enumerate(common.read_records(path)):
             candidates = [str(c) for c in row["candidates"]]
             answer = str(row["answer"])
             if answer not in candidates:
-                raise invalid_data(f"{path} row {i}: answer {answer!r} is not one of the candidates {candidates}")
+                raise common.invalid_data(
+                    f"{path} row {i}: answer {answer!r} is not one of the candidates {candidates}"
+                )
             docs.append(
                 {
                     "question_id": f"{path.stem}/{i}",
                     "video_name": str(row["video"]),
-                    "video_file": find_video(root / "video" / path.stem, str(row["video"])),
+                    "video_file": common.find_video(root / "video" / path.stem, str(row["video"])),
                     "duration": float(row.get("duration") or 0),
                     "question": _with_options(str(row["question"]), candidates),
                     "candidates": candidates,
-                    "answer": LETTERS[candidates.index(answer)],
+                    "answer": common.LETTERS[candidates.index(answer)],
                     "task_type": str(row.get("question_type") or path.stem.split("_", 1)[-1]),
                 }
             )
@@ -69,15 +57,15 @@ def _original(root: Path) -> tuple[list[dict], Path]:
 
 
 def _lmms_eval_format(root: Path) -> tuple[list[dict], Path]:
-    path = find_annotation(root, "MLVU_ANNOTATION", ("*.parquet", "*.json", "*.jsonl"), LAYOUT)
+    path = common.find_annotation(root, "MLVU_ANNOTATION", ("*.parquet", "*.json", "*.jsonl"), LAYOUT)
     docs = []
-    for i, row in enumerate(read_records(path)):
+    for i, row in enumerate(common.read_records(path)):
         candidates = [str(c) for c in row.get("candidates") or []]
         docs.append(
             {
                 "question_id": str(row.get("question_id", i)),
                 "video_name": str(row["video_name"]),
-                "video_file": find_video(root, str(row["video_name"])),
+                "video_file": common.find_video(root, str(row["video_name"])),
                 "duration": float(row.get("duration") or 0),
                 "question": _with_options(str(row["question"]), candidates),
                 "candidates": candidates,
@@ -89,37 +77,29 @@ def _lmms_eval_format(root: Path) -> tuple[list[dict], Path]:
 
 
 def mlvu_process_docs(dataset):
-    root = data_dir("MLVU_DIR", LAYOUT)
+    root = common.data_dir("MLVU_DIR", LAYOUT)
     docs, source = _original(root) if (root / "json").is_dir() else _lmms_eval_format(root)
-    return docs_dataset(docs, source)
+    return common.docs_dataset(docs, source)
 
 
-def mlvu_doc_to_visual(doc):
-    return [doc["video_file"]]
+mlvu_doc_to_visual = common.video_file
 
 
 def mlvu_doc_to_text(doc, lmms_eval_specific_kwargs=None):
-    kwargs = lmms_eval_specific_kwargs or {}
-    return f"{kwargs.get('pre_prompt', '')}{doc['question']}{kwargs.get('post_prompt', '')}"
+    return common.question_prompt(doc["question"], lmms_eval_specific_kwargs)
 
 
 def mlvu_process_results(doc, results):
-    letters = LETTERS[: max(len(doc["candidates"]), 4)]
-    scored = score_choice(
-        results[0],
-        doc["answer"],
-        letters,
-        question_id=doc["question_id"],
-        video_name=doc["video_name"],
-        task_type=doc["task_type"],
-    )
-    return {"mlvu_percetion_score": with_score(scored), "by_task_type": scored, "failed": scored}
+    letters = common.LETTERS[: max(len(doc["candidates"]), 4)]
+    fields = {k: doc[k] for k in ("question_id", "video_name", "task_type")}
+    scored = common.score_choice(results[0], doc["answer"], letters, **fields)
+    return common.choice_metrics("mlvu_percetion_score", scored, ("task_type",))
 
 
 def mlvu_aggregate_results(results):
     """M-Avg: the mean over the task types present of each type's accuracy (%). lmms-eval divides by all seven dev
     types, counting an absent one as 0; on the full dev set, where all seven are present, the two agree."""
-    per_type = group_accuracies(results, "task_type")
+    per_type = common.group_accuracies(results, "task_type")
     for task_type, acc in per_type.items():
         eval_logger.info(f"mlvu task_type={task_type}: {acc:.2f}%")
     unknown = sorted(set(per_type) - set(TASK_TYPES))
@@ -128,5 +108,5 @@ def mlvu_aggregate_results(results):
     return sum(per_type.values()) / len(per_type) if per_type else float("nan")
 
 
-by_task_type = by_group("task_type")
-failed = failed_count
+by_task_type = common.by_group("task_type")
+failed = common.failed_count

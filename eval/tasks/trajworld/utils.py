@@ -17,17 +17,7 @@ from pathlib import Path
 
 from loguru import logger as eval_logger
 
-from trajvlm.integrations.lmms_eval_tasks import (
-    accuracy_where,
-    as_loglikelihood,
-    data_dir,
-    docs_dataset,
-    failed_count,
-    lettered,
-    overall_with_breakdown,
-    read_records,
-    score_choice,
-)
+from trajvlm.integrations import lmms_eval_tasks as common
 
 QTYPES = ("count", "order", "exit_side", "attribute", "collision", "first_event", "event_count", "change")
 # the long world's whole-video questions (`trajtok synth --world long`)
@@ -38,7 +28,7 @@ LAYOUT = "TRAJWORLD_DIR/{test,val,train}/qa.json + the videos it names (the outp
 
 def qa_file() -> Path:
     """The qa.json the task reads."""
-    root = data_dir("TRAJWORLD_DIR", LAYOUT)
+    root = common.data_dir("TRAJWORLD_DIR", LAYOUT)
     if (root / "qa.json").is_file():
         return root / "qa.json"
     return root / os.environ.get("TRAJWORLD_SPLIT", "test") / "qa.json"
@@ -48,7 +38,7 @@ def load_docs() -> list[dict]:
     """One document per question: id, video path (absolute), question, options, answer letter, qtype, ..."""
     path = qa_file()
     docs = []
-    for row in read_records(path):
+    for row in common.read_records(path):
         docs.append(
             {
                 "id": str(row["id"]),
@@ -66,7 +56,7 @@ def load_docs() -> list[dict]:
 
 def trajworld_process_docs(dataset):
     path = qa_file()
-    return docs_dataset(load_docs(), path)
+    return common.docs_dataset(load_docs(), path)
 
 
 def trajworld_doc_to_visual(doc):
@@ -74,15 +64,12 @@ def trajworld_doc_to_visual(doc):
 
 
 def trajworld_doc_to_text(doc, lmms_eval_specific_kwargs=None):
-    kwargs = lmms_eval_specific_kwargs or {}
-    options = "\n".join(lettered(doc["options"]))
-    return f"{kwargs.get('pre_prompt', '')}{doc['question']}\n{options}{kwargs.get('post_prompt', '')}"
+    return common.question_prompt(doc["question"], lmms_eval_specific_kwargs, doc["options"])
 
 
 def trajworld_open_doc_to_text(doc, lmms_eval_specific_kwargs=None):
     """The question alone: no options, no letters (the model answers in words; the options are scored)."""
-    kwargs = lmms_eval_specific_kwargs or {}
-    return f"{kwargs.get('pre_prompt', '')}{doc['question']}{kwargs.get('post_prompt', '')}"
+    return common.question_prompt(doc["question"], lmms_eval_specific_kwargs)
 
 
 def trajworld_open_doc_to_choice(doc):
@@ -103,21 +90,21 @@ def _fields(doc) -> dict:
 
 def trajworld_process_results(doc, results):
     letters = "".join(trajworld_doc_to_choice(doc))
-    scored = score_choice(results[0], doc["answer"], letters, **_fields(doc))
+    scored = common.score_choice(results[0], doc["answer"], letters, **_fields(doc))
     return {"accuracy": scored, "failed": scored, **{f"acc_{q}": scored for q in QTYPES}}
 
 
 def trajworld_mc_process_results(doc, results):
     """Log-likelihood scoring: the option with the highest log-likelihood; all -inf means the sample failed."""
-    lls = [as_loglikelihood(r)[0] for r in results]
+    lls = [common.as_loglikelihood(r)[0] for r in results]
     failed = all(ll == float("-inf") for ll in lls)
     pred = None if failed else chr(ord("A") + max(range(len(lls)), key=lls.__getitem__))
     scored = {"correct": pred == doc["answer"], "failed": failed, "pred": pred, "answer": doc["answer"], **_fields(doc)}
     return {"accuracy": scored, "failed": scored}
 
 
-trajworld_accuracy = overall_with_breakdown("trajworld", ["qtype", "first_frame_answerable"], eval_logger.info)
-failed = failed_count
+trajworld_accuracy = common.overall_with_breakdown("trajworld", ["qtype", "first_frame_answerable"], eval_logger.info)
+failed = common.failed_count
 
 
 def trajworld_open_process_results(doc, results):
@@ -126,17 +113,17 @@ def trajworld_open_process_results(doc, results):
     return {**out, **{f"acc_{q}": out["accuracy"] for q in QTYPES}}
 
 
-acc_count = accuracy_where("qtype", "count")
-acc_order = accuracy_where("qtype", "order")
-acc_exit_side = accuracy_where("qtype", "exit_side")
-acc_attribute = accuracy_where("qtype", "attribute")
-acc_collision = accuracy_where("qtype", "collision")
-acc_first_event = accuracy_where("qtype", "first_event")
-acc_event_count = accuracy_where("qtype", "event_count")
-acc_change = accuracy_where("qtype", "change")
-acc_first_appearance = accuracy_where("qtype", "first_appearance")
-acc_event_order = accuracy_where("qtype", "event_order")
-acc_distinct_count = accuracy_where("qtype", "distinct_count")
-acc_start_end = accuracy_where("qtype", "start_end")
-acc_event_total = accuracy_where("qtype", "event_total")
-acc_returns = accuracy_where("qtype", "returns")
+acc_count = common.accuracy_where("qtype", "count")
+acc_order = common.accuracy_where("qtype", "order")
+acc_exit_side = common.accuracy_where("qtype", "exit_side")
+acc_attribute = common.accuracy_where("qtype", "attribute")
+acc_collision = common.accuracy_where("qtype", "collision")
+acc_first_event = common.accuracy_where("qtype", "first_event")
+acc_event_count = common.accuracy_where("qtype", "event_count")
+acc_change = common.accuracy_where("qtype", "change")
+acc_first_appearance = common.accuracy_where("qtype", "first_appearance")
+acc_event_order = common.accuracy_where("qtype", "event_order")
+acc_distinct_count = common.accuracy_where("qtype", "distinct_count")
+acc_start_end = common.accuracy_where("qtype", "start_end")
+acc_event_total = common.accuracy_where("qtype", "event_total")
+acc_returns = common.accuracy_where("qtype", "returns")

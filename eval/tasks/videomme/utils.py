@@ -13,23 +13,7 @@ from pathlib import Path
 
 from loguru import logger as eval_logger
 
-from trajvlm.integrations.lmms_eval_tasks import (
-    by_group,
-    data_dir,
-    docs_dataset,
-    failed_count,
-    find_annotation,
-    find_video,
-    invalid_data,
-    lettered,
-    overall_accuracy,
-    read_records,
-    read_srt,
-    score_choice,
-    subtitles_at,
-    video_duration,
-    with_score,
-)
+from trajvlm.integrations import lmms_eval_tasks as common
 
 LAYOUT = (
     "$VIDEOMME_DIR/videomme/test-00000-of-00001.parquet (or VIDEOMME_ANNOTATION=FILE) + $VIDEOMME_DIR/data/{videoID}.mp4"
@@ -42,22 +26,17 @@ DURATIONS = ("short", "medium", "long")
 
 
 def _docs(duration: str | None = None) -> tuple[list[dict], Path]:
-    root = data_dir("VIDEOMME_DIR", LAYOUT)
-    path = find_annotation(root, "VIDEOMME_ANNOTATION", ANNOTATIONS, LAYOUT)
+    root = common.data_dir("VIDEOMME_DIR", LAYOUT)
+    path = common.find_annotation(root, "VIDEOMME_ANNOTATION", ANNOTATIONS, LAYOUT)
     docs = []
-    for i, row in enumerate(read_records(path)):
-        missing = [k for k in REQUIRED if k not in row]
-        if missing:
-            raise invalid_data(
-                f"{path} row {i}: missing column(s) {missing}; expected the Video-MME columns {REQUIRED}"
-            )
+    for i, row in common.checked_records(path, REQUIRED, "the Video-MME columns"):
         doc = dict(row)
         doc.update(
             videoID=str(row["videoID"]),
             question_id=str(row.get("question_id", f"{row['videoID']}-{i}")),
             options=[str(o) for o in row["options"]],
             answer=str(row["answer"]).strip(),
-            video_file=find_video(root / "data", str(row["videoID"])),
+            video_file=common.find_video(root / "data", str(row["videoID"])),
             subtitle_file=str(root / "subtitle" / f"{row['videoID']}.srt"),
             **{k: str(row.get(k) or "") for k in BREAKDOWNS},
         )
@@ -67,22 +46,19 @@ def _docs(duration: str | None = None) -> tuple[list[dict], Path]:
 
 
 def videomme_process_docs(dataset):
-    return docs_dataset(*_docs())
+    return common.docs_dataset(*_docs())
 
 
 def videomme_process_docs_long(dataset):
     """Only the long videos (lmms-eval's ``videomme_long``)."""
-    return docs_dataset(*_docs("long"))
+    return common.docs_dataset(*_docs("long"))
 
 
-def videomme_doc_to_visual(doc):
-    return [doc["video_file"]]
+videomme_doc_to_visual = common.video_file
 
 
 def videomme_doc_to_text(doc, lmms_eval_specific_kwargs=None):
-    kwargs = lmms_eval_specific_kwargs or {}
-    options = "\n".join(lettered(doc["options"]))
-    return f"{kwargs.get('pre_prompt', '')}{doc['question']}\n{options}{kwargs.get('post_prompt', '')}"
+    return common.question_prompt(doc["question"], lmms_eval_specific_kwargs, doc["options"])
 
 
 def videomme_doc_to_text_subtitle(doc, lmms_eval_specific_kwargs=None):
@@ -92,8 +68,8 @@ def videomme_doc_to_text_subtitle(doc, lmms_eval_specific_kwargs=None):
     path = Path(doc["subtitle_file"])
     if path.is_file():
         video = Path(doc["video_file"])
-        duration = video_duration(video) if video.is_file() else None  # a missing video fails in the model
-        lines = subtitles_at(read_srt(path), duration, int(kwargs.get("frame_num", -1)))
+        duration = common.video_duration(video) if video.is_file() else None  # a missing video fails in the model
+        lines = common.subtitles_at(common.read_srt(path), duration, int(kwargs.get("frame_num", -1)))
         subtitles = "\n".join(lines)
     else:
         subtitles = "No subtitles available"
@@ -101,25 +77,14 @@ def videomme_doc_to_text_subtitle(doc, lmms_eval_specific_kwargs=None):
 
 
 def videomme_process_results(doc, results):
-    scored = score_choice(
-        results[0],
-        doc["answer"],
-        "ABCD",
-        question_id=doc["question_id"],
-        videoID=doc["videoID"],
-        **{k: doc[k] for k in BREAKDOWNS},
-    )
-    # only the main metric's samples carry `score`: lmms-eval gives its standard errors to that metric alone
-    return {
-        "videomme_perception_score": with_score(scored),
-        **{f"by_{k}": scored for k in BREAKDOWNS},
-        "failed": scored,
-    }
+    fields = {k: doc[k] for k in ("question_id", "videoID", *BREAKDOWNS)}
+    scored = common.score_choice(results[0], doc["answer"], "ABCD", **fields)
+    return common.choice_metrics("videomme_perception_score", scored, BREAKDOWNS)
 
 
-videomme_aggregate_results = overall_accuracy("videomme", BREAKDOWNS, 100.0, eval_logger.info)
-by_duration = by_group("duration")
-by_domain = by_group("domain")
-by_sub_category = by_group("sub_category")
-by_task_type = by_group("task_type")
-failed = failed_count
+videomme_aggregate_results = common.overall_accuracy("videomme", BREAKDOWNS, 100.0, eval_logger.info)
+by_duration = common.by_group("duration")
+by_domain = common.by_group("domain")
+by_sub_category = common.by_group("sub_category")
+by_task_type = common.by_group("task_type")
+failed = common.failed_count
