@@ -1,7 +1,7 @@
 # The two commands of the quick start:
 #   make demo   # end-to-end main job on small defaults (creates/reuses .venv)
 #   make test   # the test suite (creates/reuses .venv)
-.PHONY: install install-gpu demo demo-fast demo-large demo-smoke demo-sweep test lint bench lock drift
+.PHONY: install install-gpu demo demo-fast demo-large demo-smoke demo-sweep test lint typecheck bench lock drift
 
 install:
 	bash scripts/install.sh
@@ -31,6 +31,10 @@ test: install
 lint: install
 	.venv/bin/ruff check tokenizer trajvlm scripts eval tests
 	.venv/bin/ruff format --check tokenizer trajvlm scripts eval tests
+
+# mypy over the library packages (tokenizer/trajtok, trajvlm), configured in pyproject.toml's [tool.mypy]
+typecheck: install
+	.venv/bin/mypy
 
 # Regenerate the CPU lock (constraints.txt) from the declared ranges with uv's resolver.
 lock:
