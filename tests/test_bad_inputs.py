@@ -2,7 +2,7 @@
 the reason, exit status 2 and no traceback (``-v`` adds it); nothing bad costs a trained checkpoint.
 
 Entry points: ``trajtok`` synth / train / tokenize / eval / pseudolabel / viz, ``trajvlm`` build-base / train /
-validate / export / chat, the lmms-eval model's construction, and ``trajtok.video.load_video``. Most cases call the
+validate / export / chat, the lmms-eval model's construction, and ``trajtok.io.video.load_video``. Most cases call the
 CLIs' ``main([...])`` in this process (the same code path as the console scripts); a few run the real console
 entry (``python -m ...``) to prove what a user's terminal shows.
 """
@@ -51,10 +51,10 @@ def files(tmp_path_factory) -> dict[str, Path]:
     """Good and bad files: a clip, a larger clip, an image, garbage bytes, a tokenizer checkpoint, labels."""
     from PIL import Image
 
-    from trajtok.labels import save_labels
-    from trajtok.modeling import tiny_model
+    from trajtok.core.modeling import tiny_model
+    from trajtok.io.labels import save_labels
+    from trajtok.io.writer import write_video
     from trajtok.synth import generate_video
-    from trajtok.videowriter import write_video
 
     root = tmp_path_factory.mktemp("bad_inputs_files")
     v = generate_video(1, 6, 64, 64, 2)
@@ -248,9 +248,9 @@ def test_trajtok_train_disk_full_keeps_the_checkpoint_and_stale_temporaries_go(t
 
     import safetensors.torch
 
-    from trajtok.modeling import TrajTok
+    from trajtok.core.modeling import TrajTok
     from trajtok.synth import write_dataset
-    from trajtok.train import latest_checkpoint
+    from trajtok.training.train import latest_checkpoint
 
     data = tmp_path / "synth"
     write_dataset(data, "train=2,val=1,test=1", frames=8, size=64, objects=(2, 2), seed=0)
@@ -291,7 +291,7 @@ def test_trajtok_train_corrupt_npz_keeps_checkpoint_and_resumes(tmp_path, capsys
     """Training skips a corrupt label file; the final validation reading it again fails, but only after the final
     checkpoint was saved; the run reports it and `--resume` continues from that checkpoint."""
     from trajtok.synth import write_dataset
-    from trajtok.train import latest_checkpoint
+    from trajtok.training.train import latest_checkpoint
 
     data = tmp_path / "synth"
     write_dataset(data, "train=4,val=1,test=1", frames=8, size=64, objects=(2, 2), seed=0)
@@ -555,12 +555,12 @@ def test_validate_builds_the_connector(base, files, tmp_path, capsys):
 
 
 def test_train_names_malformed_json_before_building_the_model(base, files, tmp_path, capsys, monkeypatch):
-    import trajvlm.train
+    import trajvlm.training.trainer
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model was built before the data was checked")
 
-    monkeypatch.setattr(trajvlm.train, "build_model", no_model)
+    monkeypatch.setattr(trajvlm.training.trainer, "build_model", no_model)
     preset = _preset(tmp_path, base, files["malformed"], files["clip"].parent)
     rc, _, err = _run(trajvlm_main, ["train", "--config", str(preset)], capsys)
     assert_user_error(rc, err, files["malformed"], "not valid JSON")
@@ -570,8 +570,8 @@ def test_train_names_malformed_json_before_building_the_model(base, files, tmp_p
 
 def test_skip_limit_counts_the_samples_tried(base, files, tmp_path):
     """Every row broken: the error says how many were tried, not "1 of 12"."""
-    from trajvlm.data import LlavaVideoDataset, SkipLimitError
     from trajvlm.processing import TrajVLMProcessor
+    from trajvlm.training.data import LlavaVideoDataset, SkipLimitError
 
     shutil.copy(files["corrupt"], tmp_path / "c.mp4")
     data = tmp_path / "rows.json"
@@ -767,7 +767,7 @@ def test_lmms_eval_failed_samples_file_is_per_run(vlm, tmp_path):
 
 
 def test_load_video_errors(files, tmp_path):
-    from trajtok.video import VideoDecodeError, VideoNotFoundError, load_video
+    from trajtok.io.video import VideoDecodeError, VideoNotFoundError, load_video
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(VideoNotFoundError, match=f"'{files['missing']}': not found"):
@@ -789,7 +789,7 @@ def test_load_video_errors(files, tmp_path):
 
 
 def test_still_image_is_a_one_frame_video(files, caplog):
-    from trajtok.video import load_video
+    from trajtok.io.video import load_video
 
     video = load_video(files["image"], num_frames=5, size=24)
     assert video.frames.shape == (5, 3, 24, 32) and video.num_source_frames == 1

@@ -19,7 +19,7 @@ _LAZY = {
     "TrajVLMModel": "trajvlm.modeling",
     "TrajVLMProcessor": "trajvlm.processing",
     "CONNECTORS": "trajvlm.connectors",
-    "build_tiny_base": "trajvlm.base",
+    "build_tiny_base": "trajvlm.training.base",
     "register": "trajvlm.modeling",
 }
 # Names whose use implies loading checkpoints through the Auto classes: import the module that registers them.

@@ -26,44 +26,36 @@ import resource
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common
+import _common  # noqa: E402
+
 WIDTH, HEIGHT, FPS, SECONDS = 3840, 2160, 30, 3
 
 
 def write_clip(path: Path) -> Path:
     """3 s of 4K video, frames streamed into the encoder one at a time."""
-    import av
-
-    if path.is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.mp4")
     yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
     base = np.stack([(xx // 15) % 256, (yy // 9) % 256, ((xx + yy) // 24) % 256], axis=-1).astype(np.uint8)
-    with av.open(str(tmp), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(FPS), options={"preset": "ultrafast", "crf": "30"})
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+
+    def frames():
         for i in range(FPS * SECONDS):
             frame = base.copy()
             x, y = 40 * i, 20 * i
             frame[y : y + 400, x : x + 400] = (255, 40, 40)
             frame[1200 - y : 1600 - y, 3000 - x : 3400 - x] = (40, 255, 40)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    os.replace(tmp, path)
-    return path
+            yield frame
+
+    return _common.write_h264(path, frames(), (WIDTH, HEIGHT), FPS, {"preset": "ultrafast", "crf": "30"})
 
 
 def write_labels(path: Path) -> Path:
-    """Two moving boxes at 216x384 (masks + graph), the label format of trajtok.labels."""
-    from trajtok.labels import save_labels
+    """Two moving boxes at 216x384 (masks + graph), the label format of trajtok.io.labels."""
+    from trajtok.io.labels import save_labels
 
     if path.is_file():
         return path
@@ -127,8 +119,8 @@ def main() -> None:
         child(args._child)
         return
 
-    from trajtok.modeling import tiny_model
-    from trajvlm.base import build_tiny_base
+    from trajtok.core.modeling import tiny_model
+    from trajvlm.training.base import build_tiny_base
 
     work = args.workdir
     t0 = time.perf_counter()
@@ -170,13 +162,9 @@ def main() -> None:
         print(f"{name}: {result['rss_mib']:.0f} MiB, {result['seconds']:.1f} s  {decoded}", file=sys.stderr)
 
     print(f"3-second {WIDTH}x{HEIGHT} H.264 clip ({FPS * SECONDS} frames); peak RSS of a fresh process per command\n")
-    print("| command | peak RSS MiB | wall s |")
-    print("|---|---:|---:|")
-    for r in rows:
-        print(f"| {r['command']} | {r['peak_rss_mib']:,.0f} | {r['seconds']:.1f} |")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    table = [[r["command"], f"{r['peak_rss_mib']:,.0f}", f"{r['seconds']:.1f}"] for r in rows]
+    _common.print_table(["command", "peak RSS MiB", "wall s"], table, "lrr")
+    _common.write_json(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ Prints a table; ``--json`` keeps it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,8 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "tokenizer")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tokenizer"), str(Path(__file__).resolve().parent)]
+import _common  # noqa: E402
 
 MIN_PIXELS = 4  # an object with fewer pixels in the sampled frames is left out (it is barely in them)
 
@@ -77,21 +77,15 @@ def read_objects(
 ) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
     """Per object of the first ``limit`` videos of a split: its features by name, its shape and its colour.
     ``segment``: frames (T, C, H, W) uint8 -> (T, grid, grid) trajectory ids (TrajTok's masks), or None."""
-    from trajtok.video import load_video
+    from trajtok.io.video import load_video
 
-    paths = sorted(split_dir.glob("*.mp4"))[: limit or None]
-    if not paths:
-        raise FileNotFoundError(f"no .mp4 videos in {split_dir}: expected a `trajtok synth --out` split folder")
     feats: dict[str, list[torch.Tensor]] = {}
     shapes, colours = [], []
-    for path in paths:
-        meta_path, labels_path = path.with_suffix(".json"), path.with_suffix(".npz")
-        for needed in (meta_path, labels_path):
-            if not needed.is_file():
-                raise FileNotFoundError(f"{needed} not found: the synthetic world writes one per video")
-        meta = json.loads(meta_path.read_text())
+    for path, meta in _common.synth_videos(split_dir, limit, (".json", ".npz")):
         video = load_video(path, num_frames=frames)
-        ids = np.load(labels_path)["masks"][video.indices.numpy()]  # (T, H, W): 0 background, object id + 1
+        ids = np.load(path.with_suffix(".npz"))["masks"][
+            video.indices.numpy()
+        ]  # (T, H, W): 0 background, object id + 1
         ids = torch.from_numpy(ids).long()
         size = ids.shape[-1]
         maps = {name: fn(video.frames) for name, fn in extractors.items()}  # name -> (T, H, W, E) per pixel
@@ -120,24 +114,12 @@ def read_objects(
 
 def probe_accuracy(x_train, y_train, x_test, y_test, classes: int, l2: float = 1e-3, iters: int = 300) -> float:
     """Multinomial logistic regression on standardised features -> held-out accuracy in percent."""
-    mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
-    x_train, x_test = (x_train - mu) / sd, (x_test - mu) / sd
-    w = torch.zeros(x_train.shape[1], classes, requires_grad=True)
-    b = torch.zeros(classes, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=iters, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(x_train @ w + b, y_train) + l2 * w.pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return 100.0 * ((x_test @ w + b).argmax(1) == y_test).float().mean().item()
+    logits = _common.linear_probe(x_train, y_train, x_test, classes, F.cross_entropy, l2, iters)
+    return 100.0 * (logits.argmax(1) == y_test).float().mean().item()
 
 
 def tower_extractor(tower_dir: Path):
-    from trajvlm.tower import load_tower, normalise
+    from trajvlm.training.tower import load_tower, normalise
 
     tower = load_tower(tower_dir).eval()
     patch = tower.config.patch_size
@@ -179,7 +161,7 @@ def run(args: argparse.Namespace) -> dict:
         extractors[f"tower {tower_dir}"] = tower_extractor(tower_dir)
     if args.trajtok:
         from trajtok import TrajTok
-        from trajtok.evaluate import resolve_checkpoint
+        from trajtok.training.evaluate import resolve_checkpoint
 
         model = TrajTok.from_pretrained(resolve_checkpoint(args.trajtok)).eval()
         extractors[f"trajtok backbone {args.trajtok}"] = trajtok_extractor(model)
@@ -214,13 +196,9 @@ def run(args: argparse.Namespace) -> dict:
         f"\nObject-level linear probe, held-out accuracy %, {len(s_train)} train / {len(s_test)} test objects "
         f"(chance, the commonest class: shape {chance['shape']}, colour {chance['colour']})"
     )
-    print("| features | dim | shape | colour |")
-    print("|---|---:|---:|---:|")
-    for name, row in rows.items():
-        print(f"| {name} | {row['dim']} | {row['shape']:.1f} | {row['colour']:.1f} |")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+    table = [[name, row["dim"], f"{row['shape']:.1f}", f"{row['colour']:.1f}"] for name, row in rows.items()]
+    _common.print_table(["features", "dim", "shape", "colour"], table, "lrrr")
+    _common.write_json(args.json, result, indent=2)
     return result
 
 
@@ -235,13 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-videos", type=int, default=0, help="0 = the whole test split")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
-    args = ap.parse_args(argv)
-    try:
-        run(args)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return _common.run_cli(run, ap.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ detectors``: the max over patches of each word's logit, no probe). Prints a tabl
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -29,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "tokenizer")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tokenizer"), str(Path(__file__).resolve().parent)]
+import _common  # noqa: E402
 
 TEXTURE_WORDS = ("striped", "dotted")
 
@@ -52,19 +52,11 @@ def video_words(meta: dict, words: list[str]) -> torch.Tensor:
 
 def read_videos(split_dir: Path, limit: int, frames: int, size: int) -> tuple[torch.Tensor, list[dict]]:
     """uint8 frames (N, T, C, H, W) and the metadata of the first ``limit`` videos of a split (0 = all)."""
-    from trajtok.video import load_video
+    from trajtok.io.video import load_video
 
-    paths = sorted(split_dir.glob("*.mp4"))[: limit or None]
-    if not paths:
-        raise FileNotFoundError(f"no .mp4 videos in {split_dir}: expected a `trajtok synth --out` split folder")
-    clips, metas = [], []
-    for path in paths:
-        meta_path = path.with_suffix(".json")
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{meta_path} not found: the synthetic world writes one per video")
-        clips.append(load_video(path, num_frames=frames, size=(size, size)).frames)
-        metas.append(json.loads(meta_path.read_text()))
-    return torch.stack(clips), metas
+    videos = _common.synth_videos(split_dir, limit)
+    clips = [load_video(path, num_frames=frames, size=(size, size)).frames for path, _ in videos]
+    return torch.stack(clips), [meta for _, meta in videos]
 
 
 def pool(feats: torch.Tensor) -> torch.Tensor:
@@ -83,7 +75,7 @@ def colour_histogram(frames: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def tower_features(tower_dir: Path, frames: torch.Tensor, batch: int = 32) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Mean + max of the tower's patch features per video, and its word detectors' logits (None without them)."""
-    from trajvlm.tower import TowerConfig, VideoTextModel, load_tower, normalise
+    from trajvlm.training.tower import TowerConfig, VideoTextModel, load_tower, normalise
 
     tower = load_tower(tower_dir).eval()
     head = None
@@ -136,20 +128,8 @@ def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
 
 def probe_auc(x_train, y_train, x_test, y_test, l2: float = 1e-2, iters: int = 200) -> list[float]:
     """Logistic regression per word (one joint fit, L2 on the weights) -> held-out AUC per word."""
-    mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
-    x_train, x_test = (x_train - mu) / sd, (x_test - mu) / sd
-    w = torch.zeros(x_train.shape[1], y_train.shape[1], requires_grad=True)
-    b = torch.zeros(y_train.shape[1], requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=iters, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(x_train @ w + b, y_train) + l2 * w.pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    scores = (x_test @ w + b).detach()
+    bce = F.binary_cross_entropy_with_logits
+    scores = _common.linear_probe(x_train, y_train, x_test, y_train.shape[1], bce, l2, iters)
     return [auc(scores[:, j], y_test[:, j]) for j in range(y_test.shape[1])]
 
 
@@ -209,13 +189,11 @@ def run(args: argparse.Namespace) -> dict:
     print(
         f"\nLinear probe, held-out ROC AUC (0.5 = no information), {len(train_meta)} train / {len(test_meta)} test videos"
     )
-    print("| features | colours | shapes | textures |")
-    print("|---|---:|---:|---:|")
-    for name, row in rows.items():
-        print(f"| {name} | {row['colours']:.3f} | {row['shapes']:.3f} | {row['textures']:.3f} |")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+    table = [
+        [name, *(f"{row[group]:.3f}" for group in ("colours", "shapes", "textures"))] for name, row in rows.items()
+    ]
+    _common.print_table(["features", "colours", "shapes", "textures"], table, "lrrr")
+    _common.write_json(args.json, result, indent=2)
     return result
 
 
@@ -230,13 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-videos", type=int, default=0, help="0 = the whole test split")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
-    args = ap.parse_args(argv)
-    try:
-        run(args)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return _common.run_cli(run, ap.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -50,9 +50,9 @@ def build_tiny_model(out: Path, num_frames: int) -> Path:
     import torch
 
     from trajtok import TrajTokConfig
-    from trajvlm.base import build_tiny_base
     from trajvlm.modeling import TrajVLMForConditionalGeneration
     from trajvlm.processing import TrajVLMProcessor
+    from trajvlm.training.base import build_tiny_base
 
     base = build_tiny_base(out / "base")
     torch.manual_seed(0)
@@ -68,7 +68,7 @@ def build_tiny_model(out: Path, num_frames: int) -> Path:
 
 def write_clips(root: Path, count: int) -> list[Path]:
     """Seeded synthetic clips: moving bright blocks over noise, 16 frames of 64x64 at 10 fps."""
-    from trajtok.videowriter import write_video
+    from trajtok.io.writer import write_video
 
     clips = []
     for seed in range(count):

@@ -6,7 +6,7 @@
     python eval/bench/bench_vlm.py --configs mid --trajtok-checkpoint checkpoints/trajtok-pretrained
 
 For each base config (``tiny``: the test model, 64 px / 8x8 patches, 2-layer LLM of width 64; ``mid``: the real
-SigLIP geometry, 384 px / 27x27 patches, 10-layer LLM of width 768, see ``trajvlm.base.SIZES``), each connector
+SigLIP geometry, 384 px / 27x27 patches, 10-layer LLM of width 768, see ``trajvlm.training.base.SIZES``), each connector
 (every one of the registry ``trajvlm.connectors.CONNECTORS``, e.g. ``pool``: upstream 2x2 bilinear pooling +
 newline; ``trajtok``: trajectory tokens, adaptive mode; ``resampler``: ``video_token_budget`` learned queries; plus
 the trajtok variants below) and each frame count, one synthetic video (``trajtok.synth``, rendered at the tower's size; ``--scene-frames`` long, 256 by
@@ -110,7 +110,7 @@ def trajtok_config_for_base(config_name: str, variant: str = "trajtok"):
 
 def ensure_base(workdir: Path, config_name: str, seed: int) -> Path:
     """``workdir/base-{config}``: a random llava-hf LLaVA-OneVision checkpoint of that size (built if missing)."""
-    from trajvlm.base import SIZES, build_tiny_base
+    from trajvlm.training.base import SIZES, build_tiny_base
 
     path = workdir / f"base-{config_name}"
     if not (path / "config.json").is_file():

@@ -53,9 +53,9 @@ def F_one_hot(y: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def test_run_on_a_small_world_with_a_tower_and_trajtok(bench, tmp_path, capsys):
-    from trajtok.modeling import tiny_model
+    from trajtok.core.modeling import tiny_model
     from trajtok.synth import write_dataset
-    from trajvlm.tower import TowerConfig, pretrain_tower
+    from trajvlm.training.tower import TowerConfig, pretrain_tower
 
     data = tmp_path / "synth"
     write_dataset(data, {"train": 8, "val": 0, "test": 4}, frames=(8, 10), size=64, objects=(2, 3), seed=3)

@@ -41,7 +41,7 @@ def test_colour_histogram_puts_a_red_frame_in_the_red_bin(bench):
 
 def test_run_on_a_small_world_with_a_tower_and_a_vlm(bench, tiny_model_dir, tmp_path, capsys):
     from trajtok.synth import write_dataset
-    from trajvlm.tower import TowerConfig, pretrain_tower
+    from trajvlm.training.tower import TowerConfig, pretrain_tower
 
     data = tmp_path / "synth"
     write_dataset(data, {"train": 10, "val": 0, "test": 6}, frames=(8, 10), size=64, objects=(2, 3), seed=3)

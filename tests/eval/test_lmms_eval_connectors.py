@@ -47,7 +47,7 @@ def _samples(out: Path, task: str) -> list[dict]:
 def test_connector_trains_and_evaluates_through_lmms_eval(connector, base, world, tmp_path):
     from trajvlm.inference import generate_batch, load_model, score_choices
     from trajvlm.integrations.lmms_eval_tasks import as_loglikelihood, lettered, parse_choice
-    from trajvlm.train import train
+    from trajvlm.training.trainer import train
 
     train_split, test_split = world / "train", world / "test"
     run = tmp_path / "run"

@@ -124,9 +124,9 @@ def test_every_preset_validates_with_the_configs_it_feeds(demo, name):
     (with the extent encoding), the warm-up config, the two LLaVA stages' TrainConfig."""
     from demo_config import load_preset
 
-    from trajtok.train import load_config
-    from trajvlm.train_config import TrainConfig
-    from trajvlm.warmup import parse_overrides
+    from trajtok.training.train import load_config
+    from trajvlm.training.config import TrainConfig
+    from trajvlm.training.warmup import parse_overrides
 
     p = load_preset(name)
     for extra in p.tokenizers.values():

@@ -97,7 +97,7 @@ def check_generate_with_cache(model, proc, steps: int = 3) -> list[int]:
 def check_two_step_training(base: Path, data: Path, out: Path, connector: str, kwargs: dict | None = None) -> None:
     """``trajvlm train`` recipe, LoRA stage, 2 steps: checkpoints each step, loss finite, final model loads."""
     from trajvlm.modeling import TrajVLMForConditionalGeneration
-    from trajvlm.train import train
+    from trajvlm.training.trainer import train
 
     cfg = make_config(base, data, out, connector=connector, connector_kwargs=dict(kwargs or {}), max_steps=2)
     train(cfg)

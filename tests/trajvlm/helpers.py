@@ -14,7 +14,7 @@ LLM_HIDDEN = 64
 
 def tiny_base(tmp_path_factory, name: str = "tiny_base", **kwargs) -> Path:
     """Build the tiny LLaVA-OneVision base (random weights, local tokenizer, processor) into a fresh temp dir."""
-    from trajvlm.base import build_tiny_base
+    from trajvlm.training.base import build_tiny_base
 
     return build_tiny_base(tmp_path_factory.mktemp(name), **kwargs)
 

@@ -9,8 +9,8 @@ import torch
 from transformers import AutoTokenizer, LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 
 from tests.trajvlm.helpers import IMAGE_SIZE, LLM_HIDDEN, PATCH_SIZE
-from trajvlm.base import SPECIAL_TOKENS, build_tokenizer, texts_from_dataset
 from trajvlm.processing import TrajVLMProcessor
+from trajvlm.training.base import SPECIAL_TOKENS, build_tokenizer, texts_from_dataset
 
 
 def test_base_loads_as_llava_onevision(tiny_base_path):
@@ -85,7 +85,7 @@ def test_texts_from_dataset(tmp_path):
 
 
 def test_same_seed_same_weights(tmp_path):
-    from trajvlm.base import build_tiny_base
+    from trajvlm.training.base import build_tiny_base
 
     a = build_tiny_base(tmp_path / "a", seed=3, llm_layers=1)
     b = build_tiny_base(tmp_path / "b", seed=3, llm_layers=1)

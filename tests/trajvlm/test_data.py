@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.trajvlm.train_fixtures import NUM_FRAMES, qa_sample, train_data, write_qa_set  # noqa: F401
-from trajvlm.data import IGNORE_INDEX, DataCollator, LlavaVideoDataset
+from trajvlm.training.data import IGNORE_INDEX, DataCollator, LlavaVideoDataset
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_missing_and_corrupt_videos_are_skipped_counted_and_logged(processor, tm
     write_qa_set(tmp_path, samples, num_videos=3)
     (tmp_path / "vid1.mp4").write_bytes(b"\x00\x01not a video" * 100)  # corrupt
     ds = LlavaVideoDataset(tmp_path / "qa.json", tmp_path, processor, num_frames=NUM_FRAMES, max_skip_fraction=0.5)
-    with caplog.at_level(logging.WARNING, logger="trajvlm.data"):
+    with caplog.at_level(logging.WARNING, logger="trajvlm.training.data"):
         item = ds[1]  # missing -> corrupt -> the next good sample
     assert item["id"] == "vid2_q0"
     assert ds.num_skipped == 2

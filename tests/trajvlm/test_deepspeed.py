@@ -156,7 +156,7 @@ def _config(connector: str, base: Path, data: Path, out: Path, batch: int):
 @pytest.fixture(scope="module")
 def one_process_losses(saved_models, train_data, tmp_path_factory):  # noqa: F811
     """connector -> the logged losses of its 2-step single-process run with batch 2, no DeepSpeed."""
-    from trajvlm.train import train
+    from trajvlm.training.trainer import train
 
     losses = {}
     for connector, base in saved_models.items():

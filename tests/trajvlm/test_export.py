@@ -11,7 +11,7 @@ from tests.trajvlm.train_fixtures import make_config, tiny_batch, tiny_trajtok_p
 @pytest.fixture(scope="module")
 def lora_checkpoint(tiny_base_path, train_data, tiny_trajtok_path, tmp_path_factory):  # noqa: F811
     """A 2-step LoRA run with the trajtok connector (its lora_B weights are no longer zero)."""
-    from trajvlm.train import train
+    from trajvlm.training.trainer import train
 
     out = tmp_path_factory.mktemp("export_run")
     cfg = make_config(
@@ -24,9 +24,9 @@ def lora_checkpoint(tiny_base_path, train_data, tiny_trajtok_path, tmp_path_fact
 def test_merged_export_matches_adapter_logits(lora_checkpoint, train_data, tmp_path):  # noqa: F811
     from transformers import AutoModelForImageTextToText
 
-    from trajvlm.export import export, load_trained
     from trajvlm.modeling import TrajVLMForConditionalGeneration
     from trajvlm.processing import TrajVLMProcessor
+    from trajvlm.training.export import export, load_trained
 
     out = export(lora_checkpoint, tmp_path / "merged")
     adapter_model = load_trained(lora_checkpoint)
@@ -54,7 +54,7 @@ def test_merged_export_matches_adapter_logits(lora_checkpoint, train_data, tmp_p
 
 
 def test_encoder_provenance_follows_the_recipe(tiny_base_path, train_data, tmp_path):  # noqa: F811
-    from trajvlm.train import record_encoder_training, trains_trajectory_encoder
+    from trajvlm.training.trainer import record_encoder_training, trains_trajectory_encoder
 
     def cfg(**kw):
         return make_config(tiny_base_path, train_data, tmp_path, **{"connector": "trajtok", **kw})
@@ -75,7 +75,7 @@ def test_encoder_provenance_follows_the_recipe(tiny_base_path, train_data, tmp_p
 
 def test_export_cli_and_errors(lora_checkpoint, tmp_path):
     from trajvlm.cli import main
-    from trajvlm.export import export
+    from trajvlm.training.export import export
 
     assert main(["export", "--checkpoint", str(lora_checkpoint), "--out", str(tmp_path / "cli")]) == 0
     assert (tmp_path / "cli" / "model.safetensors").is_file() and (tmp_path / "cli" / "tokenizer.json").is_file()

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.trajvlm.train_fixtures import NUM_FRAMES, tiny_trajtok_path, train_data  # noqa: F401
-from trajvlm.train_config import PRESET_DIR, TrainConfig
+from trajvlm.training.config import PRESET_DIR, TrainConfig
 
 WARMUP = PRESET_DIR / "warmup" / "stage0_warmup.yaml"
 STAGE2 = ["stage2_lora.yaml", "stage2_full.yaml", "stage2_qlora.yaml"]
@@ -56,7 +56,7 @@ def world(tmp_path_factory):
 def stage1(tiny_base_path, world, train_data, tiny_trajtok_path, tmp_path_factory):  # noqa: F811
     """The warm-up preset on the tiny base, then the stage 1 preset from its output; the stage 1 run folder."""
     from trajvlm.cli import main
-    from trajvlm.warmup import parse_overrides
+    from trajvlm.training.warmup import parse_overrides
 
     root = tmp_path_factory.mktemp("gpu_presets")
     sizes = ["steps=2", "batch_size=4", "max_videos=12", "held_out=4", "min_doc_freq=0.0", "frames=4", "device=cpu"]
@@ -96,7 +96,7 @@ def test_stage1_preset_trains_from_the_warmup_with_trajtoks_segmentation_frozen(
 @pytest.mark.parametrize("preset", STAGE2)
 def test_stage2_presets_train_from_stage1(stage1, train_data, tmp_path, preset):  # noqa: F811
     from trajvlm.cli import main
-    from trajvlm.train import build_model, setup_trainable, trainable_parameter_names
+    from trajvlm.training.trainer import build_model, setup_trainable, trainable_parameter_names
 
     out = tmp_path / "run"
     overrides = _size(train_data, out, stage1 / "final")
@@ -145,7 +145,7 @@ def test_train_takes_several_presets_and_resume_only_one(tmp_path, capsys):
 def test_warmup_device_setting():
     import torch
 
-    from trajvlm.warmup import WarmupConfig
+    from trajvlm.training.warmup import WarmupConfig
 
     assert WarmupConfig(device="cpu").torch_device() == torch.device("cpu")
     assert WarmupConfig().torch_device().type == ("cuda" if torch.cuda.is_available() else "cpu")

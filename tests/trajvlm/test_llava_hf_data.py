@@ -14,7 +14,7 @@ import torch
 
 from tests.trajvlm.helpers import random_video, tiny_trajtok_config
 from tests.trajvlm.train_fixtures import tiny_trajtok_path  # noqa: F401
-from trajvlm.data import IGNORE_INDEX, LlavaVideoDataset, load_samples, parse_sampling_strategy, survey
+from trajvlm.training.data import IGNORE_INDEX, LlavaVideoDataset, load_samples, parse_sampling_strategy, survey
 
 # The chat template of the llava-hf LLaVA-OneVision checkpoints (llava-onevision-qwen2-0.5b-ov-hf), exactly as
 # transformers' tests/models/llava_onevision/test_processing_llava_onevision.py holds it. Turns open with
@@ -53,7 +53,7 @@ def llava_hf_base(tmp_path_factory) -> Path:
     (no TrajVLM processor config)."""
     from transformers import LlavaOnevisionForConditionalGeneration
 
-    from trajvlm.base import base_config, build_tokenizer
+    from trajvlm.training.base import base_config, build_tokenizer
 
     out = tmp_path_factory.mktemp("llava_hf_base")
     tokenizer = build_tokenizer()
@@ -75,7 +75,7 @@ def llava_hf_base(tmp_path_factory) -> Path:
 
 
 def _write_clip(path: Path, seed: int, frames: int = 8, fps: float = 10.0) -> None:
-    from trajtok.videowriter import write_video
+    from trajtok.io.writer import write_video
 
     path.parent.mkdir(parents=True, exist_ok=True)
     video = random_video(num_frames=frames, height=40, width=48, seed=seed).permute(0, 2, 3, 1)  # (T, H, W, C)
@@ -309,7 +309,7 @@ def test_missing_files_and_stray_placeholders_are_skipped_and_counted(llava_hf_b
     data = tmp_path / "rows.json"
     data.write_text(json.dumps(rows))
     ds = LlavaVideoDataset(data, video178k, _processor(llava_hf_base), num_frames=NUM_FRAMES, max_skip_fraction=0.8)
-    with caplog.at_level(logging.WARNING, logger="trajvlm.data"):
+    with caplog.at_level(logging.WARNING, logger="trajvlm.training.data"):
         assert [ds[i]["id"] for i in range(len(rows))] == ["row1", "row1", "row4", "row4", "row4"]
     assert ds.num_skipped == 3
     assert "video not found" in ds.failed[0] and str(video178k / VIDEO_DIR / "gone.mp4") in caplog.text
@@ -376,8 +376,8 @@ def test_mixture_yaml(tmp_path, video178k):
 def test_fps_with_a_frame_cap(llava_hf_base, tmp_path):
     """LLaVA-Video's video_fps + frames_upbound: 2 fps over a 3.2 s clip gives 7 frames, capped to 5; the metadata
     estimate (validate) matches the decoded count."""
-    from trajtok.video import probe_video
-    from trajvlm.data import planned_frames
+    from trajtok.io.video import probe_video
+    from trajvlm.training.data import planned_frames
 
     _write_clip(tmp_path / "long.mp4", seed=1, frames=32, fps=10.0)
     (tmp_path / "rows.json").write_text(json.dumps([_row(0, "<image>\nWhat?", "A", video="long.mp4")]))
@@ -392,7 +392,7 @@ def test_fps_with_a_frame_cap(llava_hf_base, tmp_path):
 
 
 def test_train_config_sampling_rules(llava_hf_base, video178k):
-    from trajvlm.train_config import TrainConfig
+    from trajvlm.training.config import TrainConfig
 
     base = {"base_model": str(llava_hf_base), "train_json": "t.json"}
     assert TrainConfig(**base, fps=1, max_frames=64).max_frames == 64
@@ -526,8 +526,8 @@ def test_train_two_steps_from_a_llava_hf_checkpoint(
     connector,
     source,
 ):
-    from trajvlm.train import train
-    from trajvlm.train_config import TrainConfig
+    from trajvlm.training.config import TrainConfig
+    from trajvlm.training.trainer import train
 
     data = _mixture(tmp_path, video178k) if source == "mixture" else video178k / "llava_video_178k.json"
     cfg = TrainConfig(
@@ -561,8 +561,8 @@ def test_train_two_steps_from_a_llava_hf_checkpoint(
 
 @pytest.mark.parametrize("connector", ["pool", "trajtok"])
 def test_a_still_image_trains_as_a_one_frame_video(llava_hf_base, video178k, connector):
-    from trajvlm.data import DataCollator
     from trajvlm.modeling import TrajVLMForConditionalGeneration
+    from trajvlm.training.data import DataCollator
 
     torch.manual_seed(0)
     kwargs = {"trajtok": tiny_trajtok_config()} if connector == "trajtok" else {}

@@ -101,9 +101,9 @@ def test_adapt_tokenizer_adds_media_tokens_and_a_distinct_pad(tmp_path):
 def test_build_base_around_a_causal_lm_loads_like_llava_hf_with_identical_text_logits(tmp_path):
     from transformers import AutoModelForCausalLM, LlavaOnevisionForConditionalGeneration
 
-    from trajvlm.base import build_llm_base
     from trajvlm.modeling import TrajVLMForConditionalGeneration
     from trajvlm.processing import TrajVLMProcessor
+    from trajvlm.training.base import build_llm_base
 
     lm_dir = tiny_causal_lm(tmp_path / "lm")
     out = build_llm_base(tmp_path / "base", lm_dir, num_frames=4)
@@ -152,8 +152,8 @@ def test_smollm2_resolves_without_import_and_builds_a_base(tmp_path):
 
     from transformers import LlavaOnevisionForConditionalGeneration
 
-    from trajvlm.base import build_llm_base
     from trajvlm.processing import TrajVLMProcessor
+    from trajvlm.training.base import build_llm_base
 
     t0 = time.time()
     out = build_llm_base(tmp_path / "base", "smollm2", num_frames=4)
@@ -173,8 +173,8 @@ def test_smollm2_resolves_without_import_and_builds_a_base(tmp_path):
 def test_build_base_takes_a_pretrained_tower(tmp_path):
     from transformers import LlavaOnevisionForConditionalGeneration, SiglipVisionModel
 
-    from trajvlm.base import build_llm_base
-    from trajvlm.tower import TowerConfig
+    from trajvlm.training.base import build_llm_base
+    from trajvlm.training.tower import TowerConfig
 
     torch.manual_seed(3)
     tower = SiglipVisionModel(TowerConfig(hidden_size=32, num_heads=1, num_layers=1).vision_config())

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from trajvlm.tower import CaptionEncoder, TowerConfig, VideoTextModel, pretrain_tower, retrieval
+from trajvlm.training.tower import CaptionEncoder, TowerConfig, VideoTextModel, pretrain_tower, retrieval
 
 
 def small_cfg(**kw) -> TowerConfig:
@@ -51,7 +51,7 @@ def test_sigmoid_loss_prefers_matching_pairs_and_training_lowers_it():
 
 def test_pretrain_tower_writes_a_loadable_tower_and_metrics(tmp_path):
     from trajtok.synth import write_dataset
-    from trajvlm.tower import load_tower
+    from trajvlm.training.tower import load_tower
 
     data = tmp_path / "synth"
     write_dataset(data, {"train": 6, "val": 0, "test": 4}, frames=(8, 12), size=64, objects=(2, 3), seed=1)
@@ -115,7 +115,7 @@ def test_word_weight_zero_is_the_sigmoid_loss_alone():
 
 
 def test_overrides_read_numbers_written_as_text():
-    from trajvlm.tower import parse_overrides
+    from trajvlm.training.tower import parse_overrides
 
     cfg = parse_overrides(["lr=2e-3", "steps=7", "word_weight=0"])  # 2e-3 is a string to YAML 1.1
     assert (cfg.lr, cfg.steps, cfg.word_weight) == (2e-3, 7, 0)

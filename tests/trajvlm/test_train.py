@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.trajvlm.train_fixtures import make_config, tiny_batch, tiny_trajtok_path, train_data  # noqa: F401
-from trajvlm.train_config import PRESET_DIR, TrainConfig
+from trajvlm.training.config import PRESET_DIR, TrainConfig
 
 PRESETS = sorted(PRESET_DIR.glob("*.yaml"))
 
@@ -123,13 +123,13 @@ def test_validate_cli_fails_on_missing_files(tmp_path):
 
 
 def _model(cfg):
-    from trajvlm.train import build_model, setup_trainable
+    from trajvlm.training.trainer import build_model, setup_trainable
 
     return setup_trainable(build_model(cfg), cfg)
 
 
 def _processor(cfg, model):
-    from trajvlm.train import load_processor
+    from trajvlm.training.trainer import load_processor
 
     return load_processor(cfg, model.config)
 
@@ -143,7 +143,7 @@ def connector_overrides(request):
 
 @pytest.mark.parametrize("stage", ["align", "finetune"])
 def test_frozen_modules_keep_the_segmenter(tiny_base_path, train_data, tmp_path, tiny_trajtok_path, stage, caplog):  # noqa: F811
-    from trajvlm.train import trainable_parameter_names
+    from trajvlm.training.trainer import trainable_parameter_names
 
     cfg = make_config(
         tiny_base_path,
@@ -175,7 +175,7 @@ def test_demo_stages_keep_trajtoks_segmentation_as_pretrained(
 ):
     """The main job's stages 1-2 train TrajTok's trajectory encoder but neither its segmenter nor its pixel backbone:
     with the backbone trainable, the language loss moved the trajectories the warm-up had learned to read."""
-    from trajvlm.train import trainable_parameter_names
+    from trajvlm.training.trainer import trainable_parameter_names
 
     cfg = TrainConfig.from_yaml(
         PRESET_DIR / preset,
@@ -212,7 +212,7 @@ def test_tokens_per_trajectory_reaches_the_connector_and_survives_saving(
         tokens_per_trajectory=4,
     )
     from trajvlm.modeling import TrajVLMForConditionalGeneration
-    from trajvlm.train import build_model
+    from trajvlm.training.trainer import build_model
 
     model = build_model(cfg)
     assert model.config.tokens_per_trajectory == 4
@@ -226,7 +226,7 @@ def test_tokens_per_trajectory_reaches_the_connector_and_survives_saving(
 
 
 def test_lora_trains_only_adapters_connector_and_projector(tiny_base_path, train_data, tmp_path, connector_overrides):  # noqa: F811
-    from trajvlm.train import trainable_parameter_names
+    from trajvlm.training.trainer import trainable_parameter_names
 
     cfg = make_config(tiny_base_path, train_data, tmp_path, **connector_overrides)
     model = _model(cfg)
@@ -255,7 +255,7 @@ def test_lora_trains_only_adapters_connector_and_projector(tiny_base_path, train
 
 
 def test_stage_align_freezes_llm_and_tower(tiny_base_path, train_data, tmp_path, tiny_trajtok_path):  # noqa: F811
-    from trajvlm.train import trainable_parameter_names
+    from trajvlm.training.trainer import trainable_parameter_names
 
     cfg = make_config(
         tiny_base_path, train_data, tmp_path, stage="align", connector="trajtok", trajtok=str(tiny_trajtok_path)
@@ -270,7 +270,7 @@ def test_stage_align_freezes_llm_and_tower(tiny_base_path, train_data, tmp_path,
 
 
 def test_full_finetune_trains_llm_but_not_tower(tiny_base_path, train_data, tmp_path):  # noqa: F811
-    from trajvlm.train import trainable_parameter_names
+    from trajvlm.training.trainer import trainable_parameter_names
 
     cfg = make_config(tiny_base_path, train_data, tmp_path, full_finetune=True)
     names = set(trainable_parameter_names(_model(cfg)))
@@ -280,7 +280,7 @@ def test_full_finetune_trains_llm_but_not_tower(tiny_base_path, train_data, tmp_
 
 
 def test_connector_gets_its_own_learning_rate(tiny_base_path, train_data, tmp_path):  # noqa: F811
-    from trajvlm.train import TrajVLMTrainer, present_trainable_modules, training_arguments
+    from trajvlm.training.trainer import TrajVLMTrainer, present_trainable_modules, training_arguments
 
     cfg = make_config(tiny_base_path, train_data, tmp_path, learning_rate=1e-3, connector_learning_rate=5e-5)
     model = _model(cfg)
@@ -306,7 +306,7 @@ def test_quantized_lora_forward_backward_on_cpu(tiny_base_path, train_data, tmp_
     import bitsandbytes as bnb
 
     cfg = make_config(tiny_base_path, train_data, tmp_path, quantization=bits)
-    from trajvlm.train import build_model, setup_trainable
+    from trajvlm.training.trainer import build_model, setup_trainable
 
     base = build_model(cfg)
     quant_cls = bnb.nn.Linear4bit if bits == "4bit" else bnb.nn.Linear8bitLt
@@ -329,7 +329,7 @@ def test_quantized_lora_forward_backward_on_cpu(tiny_base_path, train_data, tmp_
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU-only path: with a GPU, bf16 and fp16 run on it")
 def test_bf16_trains_on_a_machine_without_a_gpu_and_fp16_is_refused(tiny_base_path, train_data, tmp_path):  # noqa: F811
-    from trajvlm.train import train, training_arguments
+    from trajvlm.training.trainer import train, training_arguments
 
     cfg = make_config(tiny_base_path, train_data, tmp_path / "bf16", precision="bf16", max_steps=1)
     assert training_arguments(cfg).use_cpu  # without it the Trainer refuses bf16 on a machine without a GPU
@@ -350,9 +350,9 @@ def _adapter(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_train_save_resume_round_trip(tiny_base_path, train_data, tmp_path, tiny_trajtok_path):  # noqa: F811
-    from trajvlm.export import is_adapter_checkpoint
-    from trajvlm.train import train
-    from trajvlm.train_config import CONFIG_NAME
+    from trajvlm.training.config import CONFIG_NAME
+    from trajvlm.training.export import is_adapter_checkpoint
+    from trajvlm.training.trainer import train
 
     run_a = tmp_path / "a"
     cfg = make_config(
@@ -394,15 +394,15 @@ def test_train_save_resume_round_trip(tiny_base_path, train_data, tmp_path, tiny
 
 
 def test_resume_without_checkpoint_fails(tiny_base_path, train_data, tmp_path):  # noqa: F811
-    from trajvlm.train import train
+    from trajvlm.training.trainer import train
 
     with pytest.raises(FileNotFoundError, match="no checkpoint-N directory"):
         train(make_config(tiny_base_path, train_data, tmp_path / "empty"), resume=True)
 
 
 def test_resume_picks_the_newest_complete_checkpoint(tmp_path, caplog):
-    from trajvlm.train import resume_checkpoint
-    from trajvlm.train_config import CONFIG_NAME
+    from trajvlm.training.config import CONFIG_NAME
+    from trajvlm.training.trainer import resume_checkpoint
 
     def checkpoint(step: int, complete: bool) -> None:
         path = tmp_path / f"checkpoint-{step}"
@@ -423,7 +423,7 @@ def test_resume_picks_the_newest_complete_checkpoint(tmp_path, caplog):
 
 def test_stage_align_run_writes_a_loadable_final_model(tiny_base_path, train_data, tmp_path):  # noqa: F811
     from trajvlm.modeling import TrajVLMForConditionalGeneration
-    from trajvlm.train import train
+    from trajvlm.training.trainer import train
 
     cfg = make_config(
         tiny_base_path,
@@ -448,7 +448,7 @@ def test_stage_align_run_writes_a_loadable_final_model(tiny_base_path, train_dat
 @pytest.mark.parametrize("target, step", [(2.4, 2), (2.6, 3), (0.1, 1), (9.0, None)])
 def test_snapshot_callback_saves_once_at_the_step_nearest_the_time(monkeypatch, target, step):
     """Steps of 1 s each: the snapshot goes to the step whose end is nearest ``target`` seconds, once."""
-    import trajvlm.train as train_mod
+    import trajvlm.training.trainer as train_mod
 
     now = {"t": 0.0}
     monkeypatch.setattr(train_mod.time, "perf_counter", lambda: now["t"])
@@ -466,9 +466,9 @@ def test_snapshot_callback_saves_once_at_the_step_nearest_the_time(monkeypatch, 
 def test_snapshot_at_seconds_saves_the_model_of_that_step(tiny_base_path, train_data, tmp_path):  # noqa: F811
     """A LoRA run with a snapshot due at once: snapshot/ holds step 1's adapter (equal to checkpoint-1) merged
     into a loadable snapshot/final, and the run goes on to its last step."""
-    from trajvlm.export import is_adapter_checkpoint
     from trajvlm.modeling import TrajVLMForConditionalGeneration
-    from trajvlm.train import train
+    from trajvlm.training.export import is_adapter_checkpoint
+    from trajvlm.training.trainer import train
 
     cfg = make_config(tiny_base_path, train_data, tmp_path, max_steps=3, snapshot_at_seconds=1e-3)
     train(cfg)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.trajvlm.train_fixtures import tiny_trajtok_path  # noqa: F401
-from trajvlm.warmup import WarmupConfig, WordScorer, parse_overrides, target_words, warmup, word_targets
+from trajvlm.training.warmup import WarmupConfig, WordScorer, parse_overrides, target_words, warmup, word_targets
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +128,8 @@ def test_warmup_trains_trajtoks_extent_encoding(tiny_base_path, world, tmp_path)
 
 def test_caption_samples_pick_a_mixture_s_random_rows_with_the_run_s_seed(tmp_path):
     """A mixture's ``random:N`` rows follow the run's seed in the warm-up as in training (the same rows for a seed)."""
-    from trajvlm.data import load_samples
-    from trajvlm.warmup import caption_samples
+    from trajvlm.training.data import load_samples
+    from trajvlm.training.warmup import caption_samples
 
     rows = [
         {

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.trajvlm.train_fixtures import tiny_trajtok_path  # noqa: F401
-from trajvlm.warmup import WarmupConfig, warmup
+from trajvlm.training.warmup import WarmupConfig, warmup
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ NUM_FRAMES = 4  # frames per video in every training test (the tiny base samples
 
 def write_qa_set(root: Path, samples: list[dict], num_videos: int = 3, seed: int = 0) -> Path:
     """Write ``num_videos`` seeded H.264 clips ``vid{k}.mp4`` (8 frames, 40x48) and ``qa.json`` under ``root``."""
-    from trajtok.videowriter import write_video
+    from trajtok.io.writer import write_video
 
     root.mkdir(parents=True, exist_ok=True)
     for k in range(num_videos):
@@ -65,7 +65,7 @@ def train_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_trajtok_path(tmp_path_factory) -> Path:
     """A saved tiny random TrajTok (the connector's pretrained checkpoint in the training tests)."""
-    pytest.importorskip("trajtok.modeling")
+    pytest.importorskip("trajtok.core.modeling")
     from trajtok import TrajTok, TrajTokConfig
 
     torch.manual_seed(0)
@@ -76,7 +76,7 @@ def tiny_trajtok_path(tmp_path_factory) -> Path:
 
 def make_config(base: Path, data: Path, out: Path, **overrides):
     """A tiny ``TrainConfig``: LoRA r=4, 4 frames, 2 steps, no warm-up, jsonl metrics."""
-    from trajvlm.train_config import TrainConfig
+    from trajvlm.training.config import TrainConfig
 
     values = {
         "base_model": str(base),
@@ -103,7 +103,7 @@ def make_config(base: Path, data: Path, out: Path, **overrides):
 
 def tiny_batch(processor, data: Path, indices=(0, 1)):
     """A collated batch of ``qa.json`` samples for direct forward / backward checks."""
-    from trajvlm.data import DataCollator, LlavaVideoDataset
+    from trajvlm.training.data import DataCollator, LlavaVideoDataset
 
     ds = LlavaVideoDataset(data / "qa.json", data, processor, num_frames=NUM_FRAMES)
     return DataCollator(processor.tokenizer)([ds[i] for i in indices])

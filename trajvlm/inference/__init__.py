@@ -157,8 +157,8 @@ def load_model(
     torch_dtype = resolve_dtype(dtype, device)
     processor_dir = path
     if (path / "adapter_config.json").is_file():  # a LoRA checkpoint of `trajvlm train`
-        from trajvlm.export import load_trained
-        from trajvlm.train_config import TrainConfig
+        from trajvlm.training.config import TrainConfig
+        from trajvlm.training.export import load_trained
 
         model = load_trained(path, merge=True)
         if not (path / "processor_config.json").is_file():
@@ -224,7 +224,7 @@ def _saved_connector(path: Path) -> str:
 def load_frames(processor, video: VideoInput) -> torch.Tensor:
     """A video as uint8 frames (T, C, H, W): paths are decoded with the processor's sampling settings.
 
-    Raises ``trajtok.video.VideoDecodeError`` (a ValueError naming the path and the reason) for a missing or
+    Raises ``trajtok.io.video.VideoDecodeError`` (a ValueError naming the path and the reason) for a missing or
     unreadable file.
     """
     if isinstance(video, (str, Path)):

@@ -14,15 +14,24 @@ from trajtok.cli import USER_ERRORS, run_commands
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "build-base": (
-        "trajvlm.base",
+        "trajvlm.training.base",
         "build a LLaVA-OneVision base (tiny LLM in code, or --llm any causal LM) and save it",
     ),
-    "train": ("trajvlm.train", "train TrajVLM from a YAML preset (stage 1 align / stage 2 LoRA, QLoRA, DeepSpeed)"),
-    "validate": ("trajvlm.train_config", "check a training preset, its data and its connector without training"),
-    "export": ("trajvlm.export", "merge LoRA into a standalone model directory"),
-    "chat": ("trajvlm.chat", "chat about a video (interactive, or one-shot with --prompt)"),
-    "warmup": ("trajvlm.warmup", "stage 0: warm a new connector + projector up on the captions' words (no LLM pass)"),
-    "pretrain-tower": ("trajvlm.tower", "pretrain the base's SigLIP tower on a synthetic world (sigmoid + word loss)"),
+    "train": (
+        "trajvlm.training.trainer",
+        "train TrajVLM from a YAML preset (stage 1 align / stage 2 LoRA, QLoRA, DeepSpeed)",
+    ),
+    "validate": ("trajvlm.training.config", "check a training preset, its data and its connector without training"),
+    "export": ("trajvlm.training.export", "merge LoRA into a standalone model directory"),
+    "chat": ("trajvlm.cli.chat", "chat about a video (interactive, or one-shot with --prompt)"),
+    "warmup": (
+        "trajvlm.training.warmup",
+        "stage 0: warm a new connector + projector up on the captions' words (no LLM pass)",
+    ),
+    "pretrain-tower": (
+        "trajvlm.training.tower",
+        "pretrain the base's SigLIP tower on a synthetic world (sigmoid + word loss)",
+    ),
     "serve": ("trajvlm.serve.cli", "serve a model over an OpenAI-compatible HTTP API with a web page"),
 }
 
@@ -32,7 +41,7 @@ def is_user_error(error: BaseException) -> bool:
     json.JSONDecodeError (re-raised with the file name); the training data's skip-limit error counts too."""
     if isinstance(error, USER_ERRORS):
         return True
-    data = sys.modules.get("trajvlm.data")  # imported only when a command read training data
+    data = sys.modules.get("trajvlm.training.data")  # imported only when a command read training data
     return data is not None and isinstance(error, data.SkipLimitError)
 
 

@@ -1,0 +1,346 @@
+"""Pretrain the base's SigLIP vision tower on a synthetic world: SigLIP's sigmoid loss (video <-> caption) + patch words.
+
+    trajvlm pretrain-tower --data runs/demo/data --out runs/demo/tower              # CPU, a few minutes
+    trajvlm pretrain-tower --data runs/demo/data --out runs/demo/tower steps=50    # key=value overrides
+    trajvlm build-base --llm smollm2 --tower runs/demo/tower --out runs/demo/base  # the base then reads it
+
+No pretrained vision weights can be installed here, so the demo learns its own: a small ``SiglipVisionModel``
+(the llava-hf tower class) reads ``frames`` frames of every training video; the mean of its patch features over
+space and time is the video embedding. A small transformer over the caption's words is the text side. Both train
+with the pairwise sigmoid loss of SigLIP (learnable temperature and bias), on each video's first caption of the
+world (the cast: colour, texture, shape and motion of every object and the background). A pooled contrastive loss
+alone leaves single patches poor at naming what they show (a linear probe reads the objects' colours from the
+features at AUC 0.69, from a plain colour histogram of the frames at 0.90), and a VLM reads single patches or
+trajectories; so a second loss trains one word detector per caption word on every patch, the video's score for a
+word being its best patch over space and time (multiple-instance learning, as the word detectors of Fang et al.
+2015, "From captions to visual concepts and back"), with binary cross-entropy against the caption's words. Retrieval R@1 / R@5 (video -> caption and caption -> video) on the held-out split
+measures what was learned. Outputs: ``out/vision/`` (a ``SiglipVisionModel`` checkpoint that ``build-base
+--tower`` loads), ``out/text.pt`` (the caption encoder and its vocabulary), ``out/tower_metrics.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+METRICS_NAME = "tower_metrics.json"
+
+
+@dataclass
+class TowerConfig:
+    """Tower geometry and the contrastive recipe."""
+
+    # frame side in pixels the tower reads (the VLM processor resizes to it)
+    image_size: int = 64
+    # ViT patch side: the patch grid is (image_size // patch_size) squared
+    patch_size: int = 8
+    # tower width
+    hidden_size: int = 96
+    # tower depth
+    num_layers: int = 3
+    # tower attention heads (must divide hidden_size)
+    num_heads: int = 2
+    # width of the caption encoder
+    text_width: int = 96
+    # depth of the caption encoder
+    text_layers: int = 2
+    # longest caption in words (longer ones are cut)
+    max_words: int = 48
+    # width of the shared embedding space
+    embed_dim: int = 96
+    # frames per video read in training and evaluation (uniform over the video)
+    frames: int = 4
+    # optimizer steps
+    steps: int = 300
+    # videos per step (the sigmoid loss compares every video with every caption of the batch)
+    batch_size: int = 64
+    # AdamW peak learning rate (linear warm-up over the first 5 % of steps, then cosine)
+    lr: float = 2e-3
+    # AdamW weight decay
+    weight_decay: float = 0.05
+    # initial logit scale t' (SigLIP: log 10) and bias (SigLIP: -10)
+    init_logit_scale: float = math.log(10.0)
+    init_logit_bias: float = -10.0
+    # torch seed for initialisation and batches
+    seed: int = 0
+    # the most training videos read (0 = all of the split)
+    max_videos: int = 0
+    # weight of the patch-level word loss (multiple-instance word detectors; 0 = the sigmoid loss alone). The loss
+    # is a mean over the whole caption vocabulary, mostly easy absent words: at 1.0 the colour detectors reach
+    # AUC 0.68 in 200 steps, at 20 0.92 (held-out videos of the demo's world)
+    word_weight: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.image_size < self.patch_size or self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} must divide by num_heads {self.num_heads}")
+        for name in ("hidden_size", "num_layers", "text_width", "text_layers", "max_words", "embed_dim", "frames"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.steps < 1 or self.batch_size < 2:
+            raise ValueError(f"steps must be >= 1 and batch_size >= 2, got {self.steps}, {self.batch_size}")
+        if self.text_width % 2:
+            raise ValueError(f"text_width must be even (2 heads), got {self.text_width}")
+
+    def vision_config(self):
+        from transformers import SiglipVisionConfig
+
+        return SiglipVisionConfig(
+            hidden_size=self.hidden_size,
+            intermediate_size=self.hidden_size * 4,
+            num_hidden_layers=self.num_layers,
+            num_attention_heads=self.num_heads,
+            image_size=self.image_size,
+            patch_size=self.patch_size,
+            vision_use_head=False,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# text side
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words of a caption (punctuation dropped)."""
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def word_targets(texts: list[str], vocab: list[str]) -> torch.Tensor:
+    """(B, len(vocab)) 1 where the text holds the vocabulary word (words outside ``vocab`` are ignored)."""
+    index = {w: i for i, w in enumerate(vocab)}
+    out = torch.zeros(len(texts), len(vocab))
+    for i, text in enumerate(texts):
+        out[i, [index[w] for w in set(words(text)) if w in index]] = 1.0
+    return out
+
+
+class CaptionEncoder(nn.Module):
+    """Word embeddings + a small transformer, mean-pooled over the caption's words -> (B, embed_dim)."""
+
+    def __init__(self, vocab: list[str], cfg: TowerConfig) -> None:
+        super().__init__()
+        self.vocab = list(vocab)
+        self.index = {w: i + 2 for i, w in enumerate(self.vocab)}  # 0 = pad, 1 = unknown word
+        self.max_words = cfg.max_words
+        self.embed = nn.Embedding(len(self.vocab) + 2, cfg.text_width, padding_idx=0)
+        self.pos = nn.Parameter(torch.randn(cfg.max_words, cfg.text_width) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            cfg.text_width, 2, cfg.text_width * 4, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, cfg.text_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.text_width)
+        self.proj = nn.Linear(cfg.text_width, cfg.embed_dim)
+
+    def ids(self, texts: list[str]) -> torch.Tensor:
+        rows = [[self.index.get(w, 1) for w in words(t)][: self.max_words] or [1] for t in texts]
+        out = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = torch.tensor(r)
+        return out  # (B, L)
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        ids = self.ids(texts).to(self.pos.device)
+        pad = ids == 0  # (B, L)
+        x = self.embed(ids) + self.pos[: ids.shape[1]]  # (B, L, E)
+        x = self.norm(self.encoder(x, src_key_padding_mask=pad))
+        keep = (~pad).unsqueeze(-1).to(x.dtype)
+        return self.proj((x * keep).sum(1) / keep.sum(1))  # (B, embed_dim)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# video side + loss
+
+
+class VideoTextModel(nn.Module):
+    """SigLIP tower (mean of patch features over space and time) and caption encoder with the sigmoid loss."""
+
+    def __init__(self, vocab: list[str], cfg: TowerConfig) -> None:
+        super().__init__()
+        from transformers import SiglipVisionModel
+
+        self.cfg = cfg
+        self.vision = SiglipVisionModel(cfg.vision_config())
+        self.video_proj = nn.Linear(cfg.hidden_size, cfg.embed_dim)
+        self.text = CaptionEncoder(vocab, cfg)
+        self.logit_scale = nn.Parameter(torch.tensor(cfg.init_logit_scale))
+        self.logit_bias = nn.Parameter(torch.tensor(cfg.init_logit_bias))
+        # one detector per caption word, applied to every patch (Fang et al. 2015, "From captions to visual
+        # concepts and back": a word is in the video's caption when some patch of some frame fires for it)
+        self.word_head = nn.Linear(cfg.hidden_size, len(vocab))
+
+    def patch_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels (B, T, C, H, W) -> the tower's patch features (B, T*h*w, E)."""
+        b = pixels.shape[0]
+        feats = self.vision(pixel_values=pixels.flatten(0, 1)).last_hidden_state  # (B*T, h*w, E)
+        return feats.reshape(b, -1, feats.shape[-1])
+
+    def encode_video(self, pixels: torch.Tensor, feats: torch.Tensor | None = None) -> torch.Tensor:
+        """pixels (B, T, C, H, W) normalised like the VLM processor -> unit embeddings (B, embed_dim)."""
+        feats = self.patch_features(pixels) if feats is None else feats
+        return F.normalize(self.video_proj(feats.mean(1)), dim=-1)  # mean over space and time
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        return F.normalize(self.text(texts), dim=-1)  # (B, embed_dim)
+
+    def word_targets(self, texts: list[str]) -> torch.Tensor:
+        """(B, vocab) 1 where the caption holds the word."""
+        return word_targets(texts, self.text.vocab)
+
+    def word_logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """(B, N, E) patch features -> (B, vocab) video-level word logits: the max over patches and frames."""
+        return self.word_head(feats).amax(1)
+
+    def loss(self, pixels: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """SigLIP's pairwise sigmoid loss (every (video, caption) pair is a binary match / no-match decision),
+        plus ``word_weight`` x the multiple-instance word loss, which makes single patches name what they show."""
+        feats = self.patch_features(pixels)
+        zv, zt = self.encode_video(pixels, feats), self.encode_text(texts)
+        logits = zv @ zt.T * self.logit_scale.exp() + self.logit_bias  # (B, B)
+        labels = 2 * torch.eye(len(texts), device=logits.device) - 1  # +1 on the diagonal, -1 elsewhere
+        loss = -F.logsigmoid(labels * logits).sum() / len(texts)
+        if self.cfg.word_weight > 0:
+            target = self.word_targets(texts).to(feats.device)
+            loss = loss + self.cfg.word_weight * F.binary_cross_entropy_with_logits(self.word_logits(feats), target)
+        return loss
+
+
+def normalise(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., C, H, W) -> float in [-1, 1] (SigLIP mean = std = 0.5, as the VLM processor)."""
+    return frames.float().div(255.0).sub(0.5).div(0.5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# data
+
+
+def read_split(data: Path, split: str, cfg: TowerConfig, limit: int = 0) -> tuple[torch.Tensor, list[str]]:
+    """uint8 frames (N, T, C, H, W) and the first caption of each video of ``data/split``."""
+    from trajtok.io.video import load_video
+
+    path = data / split / "captions.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: expected the output of `trajtok synth --out {data}`")
+    first: dict[str, tuple[str, str]] = {}
+    for row in json.loads(path.read_text()):
+        first.setdefault(str(row["id"]), (str(row["video"]), str(row["conversations"][1]["value"])))
+    items = list(first.values())[: limit or None]
+    if not items:
+        raise ValueError(f"{path} holds no captions")
+    frames, texts = [], []
+    for video, text in items:
+        clip = load_video(data / split / video, num_frames=cfg.frames, size=(cfg.image_size, cfg.image_size))
+        frames.append(clip.frames)
+        texts.append(text)
+    return torch.stack(frames), texts  # (N, T, C, H, W), N captions
+
+
+@torch.no_grad()
+def retrieval(model: VideoTextModel, frames: torch.Tensor, texts: list[str], batch: int = 64) -> dict[str, float]:
+    """R@1 / R@5 in % for video -> caption and caption -> video over one split (pair i is the match)."""
+    model.eval()
+    zv = torch.cat([model.encode_video(normalise(frames[i : i + batch])) for i in range(0, len(frames), batch)])
+    zt = torch.cat([model.encode_text(texts[i : i + batch]) for i in range(0, len(texts), batch)])
+    sim = zv @ zt.T  # (N, N)
+    out = {}
+    for name, s in (("video_to_text", sim), ("text_to_video", sim.T)):
+        rank = (s > s.diagonal()[:, None]).sum(1)  # how many candidates beat the true one
+        for k in (1, 5):
+            out[f"{name}_r{k}"] = 100.0 * (rank < k).float().mean().item()
+    out["num_pairs"] = len(texts)
+    return out
+
+
+def pretrain_tower(data: str | Path, out: str | Path, cfg: TowerConfig | None = None) -> dict:
+    """Train the tower on ``data/train``, measure retrieval on ``data/test``, save; returns the metrics."""
+    cfg = cfg or TowerConfig()
+    data, out = Path(data), Path(out)
+    torch.manual_seed(cfg.seed)
+    t0 = time.time()
+    train_frames, train_texts = read_split(data, "train", cfg, cfg.max_videos)
+    test_frames, test_texts = read_split(data, "test", cfg)
+    logger.info("read %d train / %d test videos in %.0f s", len(train_texts), len(test_texts), time.time() - t0)
+    vocab = sorted({w for t in train_texts for w in words(t)})
+    model = VideoTextModel(vocab, cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warm = max(1, cfg.steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))
+    )
+    gen = torch.Generator().manual_seed(cfg.seed)
+    t_train = time.time()
+    model.train()
+    for step in range(cfg.steps):
+        idx = torch.randperm(len(train_texts), generator=gen)[: cfg.batch_size]
+        pixels = normalise(train_frames[idx])
+        if torch.rand((), generator=gen) < 0.5:  # horizontal flip: captions name no left / right
+            pixels = pixels.flip(-1)
+        loss = model.loss(pixels, [train_texts[i] for i in idx.tolist()])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 25 == 0 or step == cfg.steps - 1:
+            logger.info("tower step %d/%d loss %.4f", step + 1, cfg.steps, loss.item())
+    train_s = time.time() - t_train
+    metrics = {
+        "test": retrieval(model, test_frames, test_texts),
+        "train_subset": retrieval(model, train_frames[: len(test_texts)], train_texts[: len(test_texts)]),
+        "train_s": round(train_s, 1),
+        "final_loss": round(loss.item(), 4),
+        "config": dataclasses.asdict(cfg),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    model.vision.save_pretrained(out / "vision")
+    torch.save({"vocab": vocab, "config": dataclasses.asdict(cfg), "state": model.state_dict()}, out / "text.pt")
+    (out / METRICS_NAME).write_text(json.dumps(metrics, indent=2))
+    logger.info("tower retrieval on the test split: %s", metrics["test"])
+    return metrics
+
+
+def load_tower(path: str | Path):
+    """The ``SiglipVisionModel`` saved by :func:`pretrain_tower` (``path`` or ``path/vision``)."""
+    from transformers import SiglipVisionModel
+
+    path = Path(path)
+    folder = path / "vision" if (path / "vision" / "config.json").is_file() else path
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"no tower checkpoint at {path} (expected {path}/vision/config.json)")
+    return SiglipVisionModel.from_pretrained(folder)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, type=Path, help="a `trajtok synth --out` folder (train + test)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (vision/, text.pt, metrics)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of TowerConfig fields (values are YAML)")
+
+
+def parse_overrides(overrides: list[str]) -> TowerConfig:
+    from trajvlm.training.config import config_from_overrides
+
+    return config_from_overrides(TowerConfig, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    metrics = pretrain_tower(args.data, args.out, parse_overrides(args.overrides))
+    print(json.dumps(metrics["test"]))
+    return 0
