@@ -1,4 +1,5 @@
 import json
+import re
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -493,7 +494,7 @@ def test_trajworld_task_scores_every_long_question_type():
     }
     utils = (ROOT / "eval" / "tasks" / "trajworld" / "utils.py").read_text()
     for q in LONG_QTYPES:
-        assert f'acc_{q} = accuracy_where("qtype", "{q}")' in utils
+        assert re.search(rf'acc_{q} = (\w+\.)?accuracy_where\("qtype", "{q}"\)', utils), q
         assert all(f"aggregation: !function utils.acc_{q}\n" in t for t in text.values())
 
 
@@ -506,3 +507,40 @@ def test_like_redraws_a_short_world_with_its_settings(tmp_path):
     assert a["world"] == "short" and a["config"]["cut_prob"] == 0.5
     assert {k for k in a if a[k] != b[k]} == {"seed"}
     assert (tmp_path / "a" / "test" / "qa.json").read_text() != (tmp_path / "b" / "test" / "qa.json").read_text()
+
+
+def _answer_texts(qa: list[dict], qtype: str) -> Counter:
+    return Counter(q["options"][LETTERS.index(q["answer"])] for q in qa if q["qtype"] == qtype)
+
+
+@pytest.fixture(scope="module")
+def long_worlds(tmp_path_factory):
+    """The same settings written with and without answer balancing (48 videos each, a few seconds)."""
+    out = {}
+    for balance in (True, False):
+        # the demo's world in small frames; the first long world (balance off) drew 1-3 visits per object
+        cfg = LongWorldConfig(balance=balance) if balance else LongWorldConfig(visits=(1, 3), balance=False)
+        path = tmp_path_factory.mktemp(f"balance_{balance}")
+        write_dataset(path, "train=48", frames=(128, 192), size=24, objects=(3, 6), config=cfg, world="long")
+        out[balance] = json.loads((path / "train" / "qa.json").read_text())
+    return out
+
+
+def test_long_answers_carry_no_text_prior(long_worlds):
+    """What a text-only model could learn from the answers' frequencies is balanced away (the old draws fail)."""
+    new, old = long_worlds[True], long_worlds[False]
+    # every object count is the answer about equally often (dealt in blocks; an object never seen is dropped)
+    counts = _answer_texts(new, "distinct_count")
+    assert set(counts) == {"3", "4", "5", "6"} and max(counts.values()) - min(counts.values()) <= 2, counts
+    old_counts = _answer_texts(old, "distinct_count")
+    assert max(old_counts.values()) - min(old_counts.values()) > 2, old_counts
+    # return counts: each of the four options 0-3 is the answer about as often as any other
+    for world, ok in ((new, True), (old, False)):
+        returns = _answer_texts(world, "returns")
+        balanced = set(returns) == {"0", "1", "2", "3"} and max(returns.values()) <= 0.35 * sum(returns.values())
+        assert balanced == ok, returns
+    # event order: the four options are one kind and occurrence of event, so arrivals (early) and departures (late)
+    # do not tell the answer
+    orders = [q for q in new if q["qtype"] == "event_order"]
+    assert orders and all(len({(r[0], r[2]) for r in q["params"]["events"]}) == 1 for q in orders)
+    assert any(len({(r[0], r[2]) for r in q["params"]["events"]}) > 1 for q in old if q["qtype"] == "event_order")

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from trajtok.synth.longworld import LongWorldConfig
 from trajtok.synth.text import LONG_QTYPES
@@ -56,6 +58,16 @@ def parse_size(text: str) -> int | tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected an int or HxW (e.g. 96x160), got {text!r}") from None
 
 
+def parse_switch(text: str) -> bool:
+    """``on`` / ``off`` (also true/false, yes/no, 1/0)."""
+    value = text.strip().lower()
+    if value in ("on", "true", "yes", "1"):
+        return True
+    if value in ("off", "false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+
+
 def parse_qtypes(text: str) -> tuple[str, ...]:
     names = tuple(q.strip() for q in text.split(",") if q.strip())
     bad = [q for q in names if q not in LONG_QTYPES]
@@ -82,7 +94,7 @@ COMMON_DEFAULTS: dict[str, object] = {
 }
 LONG = LongWorldConfig()
 # LongWorldConfig field -> (option type, help); defaults come from LongWorldConfig itself
-LONG_OPTIONS: dict[str, tuple[object, str]] = {
+LONG_OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "visits": (parse_range, "visits per object (times it comes into view): N or lo-hi"),
     "visit_frames": (parse_range, "frames one visit lasts: N or lo-hi"),
     "min_gap": (int, "frames at least between two visits of one object"),
@@ -99,10 +111,17 @@ LONG_OPTIONS: dict[str, tuple[object, str]] = {
     "world_scale": (float, "world extent / view extent (room for the camera to pan)"),
     "noise_std": (parse_float_range, "per-pixel noise std range on the 0-255 scale: x or lo-hi"),
     "blur_prob": (float, "chance a video is mildly blurred"),
+    "balance": (
+        parse_switch,
+        "on: no answer can be read from a question's text (return counts spread by keeping every visit, count "
+        "options and event kinds balanced); off: the first long world's draws",
+    ),
 }
 
 
 def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
     if isinstance(value, tuple):
         return "-".join(str(v) for v in value) if not isinstance(value[0], str) else ",".join(value)
     return str(value)
@@ -211,6 +230,7 @@ def _from_manifest(path: Path) -> dict[str, object]:
     out |= {"seed": gen["seed"], "fps": gen["fps"], "codec": gen["codec"], "crf": gen["crf"]}
     if world == "long":
         out |= {name: _as_tuple(v) for name, v in gen["config"].items()}
+        out.setdefault("balance", False)  # a manifest written before balancing: its world had none
         out |= {k: _as_tuple(gen[k]) for k in ("questions_per_type", "min_separation", "qtypes")}
     else:
         out["cuts"] = gen["cut_prob"]
@@ -220,7 +240,7 @@ def _from_manifest(path: Path) -> dict[str, object]:
     return out
 
 
-def resolve(args: argparse.Namespace) -> dict[str, object]:
+def resolve(args: argparse.Namespace) -> dict[str, Any]:
     """Settings from the command line, then the --like manifest, then the defaults (in that order of precedence)."""
     given = {
         k: v
@@ -268,7 +288,8 @@ def run(args: argparse.Namespace) -> int:
             if s[split] < 0:
                 raise ValueError(f"--{split} must be >= 0 videos, got {s[split]}")
             counts[split] = s[split]
-    extra: dict[str, object] = {}
+    extra: dict[str, Any] = {}
+    config: LongWorldConfig | WorldConfig | None
     if s["world"] == "long":
         config = LongWorldConfig(**{name: s[name] for name in LONG_OPTIONS})
         extra = {k: s[k] for k in ("questions_per_type", "min_separation")} | {"qtypes": tuple(s["qtypes"])}

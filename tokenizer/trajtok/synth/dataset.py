@@ -10,7 +10,7 @@ Layout (paths in the manifest are relative to ``out``)::
 Video seeds come from disjoint ranges per split (train, val, test never share a seed) and depend only on the base
 seed, the split and the index, so the output does not depend on the number of workers. Videos are MPEG-4 Part 2
 by default, which FFmpeg encodes the same way every time: one seed gives one dataset, byte for byte (libx264,
-``codec="h264"``, gives files that differ slightly from one run to the next; see ``trajtok.videowriter``).
+``codec="h264"``, gives files that differ slightly from one run to the next; see ``trajtok.io.writer``).
 """
 
 from __future__ import annotations
@@ -21,15 +21,16 @@ import multiprocessing
 import os
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from trajtok.labels import save_labels
+from trajtok.io.labels import save_labels
+from trajtok.io.writer import write_video
 from trajtok.synth.generate import generate_long_video, generate_video
 from trajtok.synth.longworld import LongWorldConfig
 from trajtok.synth.text import LONG_QTYPES
 from trajtok.synth.world import WorldConfig
-from trajtok.videowriter import write_video
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,23 @@ def _as_range(value: Range, what: str, lowest: int) -> tuple[int, int]:
     return lo, hi
 
 
+def _num_objects(rng: np.random.Generator, lo: int, hi: int, balanced: bool, split_seed: int, index: int) -> int:
+    """Objects in one video: uniform over lo-hi. ``balanced``: a window of 4 consecutive counts inside the range
+    (a range of 4+ counts), then a count inside it, so that a count question whose options are a window holding the
+    answer (drawn uniformly among the windows that hold it) has each of its options equally likely; the (window,
+    place) pairs are dealt in shuffled blocks over the split's videos, so that every block of them holds each pair
+    once and a split's counts are balanced, not only their expectation (a video's count does not depend on the
+    split's size)."""
+    if not balanced:
+        return int(rng.integers(lo, hi + 1))
+    atoms = (
+        [(k, j) for k in range(lo, hi - 2) for j in range(4)] if hi - lo >= 3 else [(v, 0) for v in range(lo, hi + 1)]
+    )
+    block = np.random.default_rng([split_seed, 4, index // len(atoms)]).permutation(len(atoms))
+    k, j = atoms[int(block[index % len(atoms)])]
+    return k + j
+
+
 def _write_json(path: Path, obj: object) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(obj, indent=1) + "\n")
@@ -74,7 +92,7 @@ def _make_video(task: dict) -> dict:
     split, vid = task["split"], task["id"]
     args = (task["seed"], task["num_frames"], task["height"], task["width"], task["num_objects"])
     if task["world"] == "long":
-        cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in task["config"].items()}
+        cfg: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in task["config"].items()}
         video = generate_long_video(
             *args, config=LongWorldConfig(**cfg), fps=task["fps"], video_id=vid, **task["questions"]
         )
@@ -192,7 +210,10 @@ def write_dataset(
         raise ValueError(f"workers must be >= 1, got {workers}")
     if long_world:
         cfg = asdict(config or LongWorldConfig())
-        questions = {"questions_per_type": int(questions_per_type), "min_separation": int(min_separation)}
+        questions: dict[str, Any] = {
+            "questions_per_type": int(questions_per_type),
+            "min_separation": int(min_separation),
+        }
         questions["qtypes"] = list(qtypes)
     else:
         cfg = asdict(config or WorldConfig())
@@ -202,6 +223,9 @@ def write_dataset(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
+    balanced = long_world and bool(cfg["balance"])
+    # the count question reads the range its options are drawn from (a setting of the generator, not recorded twice)
+    task_questions = {**questions, "count_range": (o_lo, o_hi)} if balanced else questions
     tasks = []
     for split in SPLITS:
         for index in range(counts[split]):
@@ -214,7 +238,7 @@ def write_dataset(
                     "id": f"{split}_{index:05d}",
                     "seed": vs,
                     "num_frames": int(rng.integers(f_lo, f_hi + 1)),
-                    "num_objects": int(rng.integers(o_lo, o_hi + 1)),
+                    "num_objects": _num_objects(rng, o_lo, o_hi, balanced, split_seed(seed, split), index),
                     "height": height,
                     "width": width,
                     "fps": float(fps),
@@ -222,7 +246,7 @@ def write_dataset(
                     "codec": codec,
                     "config": cfg,
                     "world": world,
-                    "questions": questions,
+                    "questions": task_questions,
                 }
             )
     logger.info("writing %d videos to %s with %d worker(s)", len(tasks), out, workers)
@@ -232,7 +256,7 @@ def write_dataset(
         with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
             results = list(pool.imap(_make_video, tasks, chunksize=1))
 
-    manifest = {
+    manifest: dict[str, Any] = {
         "version": 1,
         "generator": {
             "num_videos": counts,

@@ -56,13 +56,13 @@ def extract_events(sim: Simulation, stats: RenderStats, min_occlusion: int = 2) 
                 if not sim.alive[t - 1, i]:
                     events.append({"type": "appear", "frames": [t, t], "objects": [i]})
                 elif not stats.drawn[t - 1, i]:
-                    side = frame_side(*stats.screen[t - 1, i], H, W)
+                    side = frame_side(float(stats.screen[t - 1, i, 0]), float(stats.screen[t - 1, i, 1]), H, W)
                     events.append({"type": "enter", "frames": [t, t], "objects": [i], "side": side})
             else:  # stopped being visible at t
                 if not sim.alive[t, i]:
                     events.append({"type": "vanish", "frames": [t, t], "objects": [i]})
                 elif not stats.drawn[t, i]:
-                    side = frame_side(*stats.screen[t, i], H, W)
+                    side = frame_side(float(stats.screen[t, i, 0]), float(stats.screen[t, i, 1]), H, W)
                     events.append({"type": "exit", "frames": [t, t], "objects": [i], "side": side})
     for i, s, e in sim.stops:
         if e - s + 1 >= 3 and vis[s : e + 1, i].all():

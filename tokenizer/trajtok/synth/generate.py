@@ -63,11 +63,14 @@ def generate_long_video(
     questions_per_type: int = 2,
     min_separation: int = 16,
     qtypes: tuple[str, ...] = LONG_QTYPES,
+    count_range: tuple[int, int] | None = None,
 ) -> SynthVideo:
     """One video of the long world (objects come and go over hundreds of frames) with its whole-video questions.
 
     ``questions_per_type``: distinct questions of each type in ``qtypes`` (fewer when the video offers fewer);
     ``min_separation``: frames at least between the moments a question compares (first appearances, events).
+    ``count_range``: the range the video's object count was drawn from (``config.balance``: the count question's
+    options are a window of it).
     The same arguments always give the same frames, labels and record.
     """
     _check(num_frames, height, width, num_objects, fps)
@@ -83,7 +86,14 @@ def generate_long_video(
     text_rng = np.random.default_rng([seed, 2])
     record["captions"] = make_captions(text_rng, record)
     record["questions"] = make_long_questions(
-        text_rng, record, video_id, per_type=questions_per_type, sep=min_separation, qtypes=tuple(qtypes)
+        text_rng,
+        record,
+        video_id,
+        per_type=questions_per_type,
+        sep=min_separation,
+        qtypes=tuple(qtypes),
+        balance=cfg.balance,
+        count_range=count_range,
     )
     return video
 

@@ -35,12 +35,14 @@ from trajtok.synth.world import (
     make_background,
 )
 
+MIN_VISIT = 12  # frames a visit lasts at least when visits are shortened to fit the video (balance=True)
+
 
 @dataclass
 class LongWorldConfig:
     """Knobs of the long world (each one is a ``trajtok synth`` option); every video draws inside these ranges."""
 
-    visits: tuple[int, int] = (1, 3)  # visits per object (times it comes into view), an inclusive range
+    visits: tuple[int, int] = (1, 4)  # visits per object (times it comes into view), an inclusive range
     visit_frames: tuple[int, int] = (48, 160)  # frames one visit lasts (from arrival to the start of leaving)
     min_gap: int = 24  # frames at least between two visits of one object (it is out of the scene meanwhile)
     start_prob: float = 0.4  # chance an object is in view from the first frame
@@ -56,6 +58,11 @@ class LongWorldConfig:
     world_scale: float = 1.6  # world extent / view extent (room for the camera to pan)
     noise_std: tuple[float, float] = (1.0, 4.0)  # per-pixel Gaussian noise std range (0-255 scale)
     blur_prob: float = 0.5  # chance a video is mildly blurred ([1, 2, 1] / 4 filter)
+    # answers carry no text prior: every drawn visit is kept (shortened to fit the video) so that return counts
+    # spread evenly, the object count is drawn so that each count question's options are equally likely, and the
+    # question generators balance their answers (trajtok.synth.text). False: the first long world (visits that do
+    # not fit are dropped; manifests written before this field read back as False)
+    balance: bool = True
 
     def __post_init__(self) -> None:
         for name in ("visits", "visit_frames"):
@@ -107,6 +114,13 @@ def schedule_visits(rng: np.random.Generator, num_frames: int, cfg: LongWorldCon
     lengths = [int(x) for x in rng.integers(cfg.visit_frames[0], cfg.visit_frames[1] + 1, size=v)]
     at_start = bool(rng.random() < cfg.start_prob)
     at_end = bool(rng.random() < cfg.end_prob)
+    if cfg.balance:  # keep every visit: shorten them (to MIN_VISIT frames at least) until they fit
+        while len(lengths) > 1 and len(lengths) * MIN_VISIT + (len(lengths) - 1) * cfg.min_gap > T:
+            lengths.pop()
+        room = T - (len(lengths) - 1) * cfg.min_gap
+        if sum(lengths) > room and len(lengths) > 1:
+            scale = (room - MIN_VISIT * len(lengths)) / max(1, sum(n - MIN_VISIT for n in lengths))
+            lengths = [MIN_VISIT + int((n - MIN_VISIT) * scale) for n in lengths]
     while len(lengths) > 1 and sum(lengths) + (len(lengths) - 1) * cfg.min_gap > T:
         lengths.pop()
     lengths[0] = min(lengths[0], T)
@@ -159,7 +173,7 @@ def simulate_long(
     objects: list[ObjectSpec] = []
     visits: list[list[tuple[int, int, str, str]]] = []  # per object: (start, end, arrive, leave)
     for i in range(N):
-        colour, shape = pairs[int(order[i])]
+        colour_name, shape = pairs[int(order[i])]
         fraction = float(rng.uniform(*cfg.object_size))
         plan = []
         for s, e in schedule_visits(rng, T, cfg):
@@ -170,7 +184,7 @@ def simulate_long(
         objects.append(
             ObjectSpec(
                 shape=shape,
-                colour=colour,
+                colour=colour_name,
                 texture=_choice(rng, TEXTURES),
                 size_name=_size_name(fraction),
                 size=fraction * unit,

@@ -134,7 +134,7 @@ def true_answer(record: dict, question: dict) -> str:
         other = ev["objects"][1] if ev["objects"][0] == p["object"] else ev["objects"][0]
         return name(record, other)
     if qtype == "first_event":
-        earliest = {}
+        earliest: dict[tuple[str, tuple[int, ...], str], int] = {}
         for ev in record["events"]:
             earliest.setdefault(_event_key(ev), ev["frames"][0])
         keys = [(k[0], tuple(k[1]), k[2]) for k in p["events"]]
@@ -499,9 +499,10 @@ def long_true_answer(record: dict, question: dict) -> str:
     """The correct option text of a long-world question, from the record's visible ranges and events only."""
     qtype, p = question["qtype"], question["params"]
     if qtype == "first_appearance":
-        firsts = [first_frame(record, i) for i in range(len(record["objects"]))]
+        frames = [first_frame(record, i) for i in range(len(record["objects"]))]
+        firsts: list[int | None] = list(frames)
         if p["variant"] == "first_new":  # among the objects not in view in the first frame
-            firsts = [f if f > 0 else None for f in firsts]
+            firsts = [f if f > 0 else None for f in frames]
         pick = max if p["variant"] == "last" else min
         best = pick(f for f in firsts if f is not None)
         winners = [i for i, f in enumerate(firsts) if f == best]
@@ -555,11 +556,13 @@ def q_first_appearance(rng: np.random.Generator, record: dict, sep: int) -> Draf
     return text, wrong, {"variant": variant}, [0, firsts[-1][0]], False
 
 
-def q_event_order(rng: np.random.Generator, record: dict, sep: int) -> Draft | None:
+def q_event_order(rng: np.random.Generator, record: dict, sep: int, *, balance: bool = False) -> Draft | None:
     """One option happened before (after) the anchor event, three after (before), all >= ``sep`` frames from it.
 
     The anchor and the four options are about five different objects, so ordinals ("for the second time") and the
-    order of one object's own events (it enters before it leaves) give nothing away.
+    order of one object's own events (it enters before it leaves) give nothing away. ``balance``: the four options
+    are events of one kind and one occurrence ("entered the frame for the first time"), so the kind of event
+    (arrivals come early, departures late) does not tell the answer either; only their objects differ.
     """
     evs = [ev for ev in record["events"] if ev["type"] in _ORDER_KINDS]
     refs = [r for r in (_event_ref(record, ev) for ev in evs) if r[2] < len(ORDINALS)]
@@ -576,6 +579,8 @@ def q_event_order(rng: np.random.Generator, record: dict, sep: int) -> Draft | N
             if not one:
                 continue
             truth = one[int(rng.integers(len(one)))]
+            if balance:
+                three = [r for r in three if r[0] == truth[0] and r[2] == truth[2]]
             others: list[list] = []
             for k in rng.permutation(len(three)):
                 r = three[int(k)]
@@ -594,12 +599,23 @@ def q_event_order(rng: np.random.Generator, record: dict, sep: int) -> Draft | N
     return None
 
 
-def q_distinct_count(rng: np.random.Generator, record: dict, sep: int) -> Draft | None:
+def q_distinct_count(
+    rng: np.random.Generator, record: dict, sep: int, *, count_range: tuple[int, int] | None = None
+) -> Draft | None:
+    """``count_range`` (lo, hi) of 4+ counts holding the answer: the options are a window of 4 consecutive counts
+    inside it, drawn uniformly among those that hold the answer (with the object count drawn as
+    ``dataset._num_objects`` does, each option of a window is then equally likely); else consecutive numbers."""
     n = len(record["objects"])
     if n == 0:
         return None
     text = "How many different objects appeared over the whole video? An object that leaves and comes back counts once."
-    return text, _numbers(rng, n, 1), {}, [0, int(record["num_frames"]) - 1], False
+    if count_range is not None and count_range[1] - count_range[0] >= 3 and count_range[0] <= n <= count_range[1]:
+        lo, hi = count_range
+        start = int(rng.integers(max(lo, n - 3), min(n, hi - 3) + 1))
+        wrong = [str(k) for k in range(start, start + 4) if k != n]
+    else:
+        wrong = _numbers(rng, n, 1)
+    return text, wrong, {}, [0, int(record["num_frames"]) - 1], False
 
 
 def q_start_end(rng: np.random.Generator, record: dict, sep: int) -> Draft | None:
@@ -619,13 +635,30 @@ def q_start_end(rng: np.random.Generator, record: dict, sep: int) -> Draft | Non
     return f"{which} {_START_END[variant]}?", wrong, params, [0, int(record["num_frames"]) - 1], False
 
 
-def q_event_total(rng: np.random.Generator, record: dict, sep: int) -> Draft | None:
+def q_event_total(rng: np.random.Generator, record: dict, sep: int, *, balance: bool = False) -> Draft | None:
+    """``balance``: the answer's value is drawn first (uniformly among the counts the video's four kinds offer), then
+    a kind with that count; its place among four consecutive options is uniform, and a draw whose options would go
+    below 0 is dropped (the video then has no such question) rather than moved, so that a window of options holds
+    each of its values about as often as the world makes them (a moved window makes its lowest values likelier)."""
     if not record["objects"]:
         return None
-    kind = list(_TOTAL_PHRASES)[int(rng.integers(len(_TOTAL_PHRASES)))]
-    n = len(events_of(record, kind))
+    kinds = list(_TOTAL_PHRASES)
+    if balance:
+        by_value: dict[int, list[str]] = {}
+        for k in kinds:
+            by_value.setdefault(len(events_of(record, k)), []).append(k)
+        values = sorted(by_value)
+        n = values[int(rng.integers(len(values)))]
+        kind = by_value[n][int(rng.integers(len(by_value[n])))]
+        start = n - int(rng.integers(4))
+        if start < 0:
+            return None
+        wrong = [str(k) for k in range(start, start + 4) if k != n]
+    else:
+        kind = kinds[int(rng.integers(len(kinds)))]
+        n = len(events_of(record, kind))
+        wrong = [str(k) for k in range(4) if k != n] if n <= 3 else _numbers(rng, n, 0)
     text = f"Over the whole video, how many times did an object {_TOTAL_PHRASES[kind]}?"
-    wrong = [str(k) for k in range(4) if k != n] if n <= 3 else _numbers(rng, n, 0)
     return text, wrong, {"event": kind}, [0, int(record["num_frames"]) - 1], False
 
 
@@ -646,7 +679,7 @@ def q_returns(rng: np.random.Generator, record: dict, sep: int) -> Draft | None:
     return text, wrong, {"object": int(i)}, [int(o["first_frame"]), int(o["last_frame"])], False
 
 
-LONG_GENERATORS: dict[str, Callable[[np.random.Generator, dict, int], Draft | None]] = {
+LONG_GENERATORS: dict[str, Callable[..., Draft | None]] = {
     "first_appearance": q_first_appearance,
     "event_order": q_event_order,
     "distinct_count": q_distinct_count,
@@ -665,8 +698,13 @@ def make_long_questions(
     sep: int = 16,
     qtypes: tuple[str, ...] = LONG_QTYPES,
     tries: int = 4,
+    balance: bool = False,
+    count_range: tuple[int, int] | None = None,
 ) -> list[dict]:
-    """Up to ``per_type`` distinct questions of each long type (``tries`` draws per wanted question)."""
+    """Up to ``per_type`` distinct questions of each long type (``tries`` draws per wanted question).
+
+    ``balance``: answers carry no text prior (the generators' ``balance`` above; ``count_range`` is the range the
+    object count was drawn from, for the count question's options)."""
     unknown = set(qtypes) - set(LONG_QTYPES)
     if unknown:
         raise ValueError(f"unknown long question types {sorted(unknown)}; expected some of {LONG_QTYPES}")
@@ -674,7 +712,12 @@ def make_long_questions(
     for qtype in qtypes:
         seen: set[str] = set()
         for _ in range(per_type * tries):
-            d = LONG_GENERATORS[qtype](rng, record, sep)
+            extra: dict = {}
+            if balance and qtype in ("event_total", "event_order"):
+                extra = {"balance": True}
+            elif balance and qtype == "distinct_count":
+                extra = {"count_range": count_range}
+            d = LONG_GENERATORS[qtype](rng, record, sep, **extra)
             if d is None:
                 break
             key = repr((d[0], d[2]))

@@ -380,9 +380,9 @@ def simulate(
     cuts: list[int] = []
     if T >= 24 and rng.random() < cfg.cut_prob:
         n_cuts = int(rng.integers(1, min(3, T // 24) + 1))
-        cand = np.arange(8, T - 7)
+        cut_cand = np.arange(8, T - 7)
         for _ in range(50):
-            pick = np.sort(rng.choice(cand, size=n_cuts, replace=False))
+            pick = np.sort(rng.choice(cut_cand, size=n_cuts, replace=False))
             if np.all(np.diff(np.concatenate([[0], pick, [T]])) >= 8):
                 cuts = [int(c) for c in pick]
                 break
@@ -406,7 +406,7 @@ def simulate(
     depth = rng.permutation(N)
     objects: list[ObjectSpec] = []
     for i in range(N):
-        colour, shape = pairs[int(order[i])]
+        colour_name, shape = pairs[int(order[i])]
         size_name = _choice(rng, tuple(SIZES))
         size = float(rng.uniform(*SIZES[size_name])) * unit
         start, end = 0, T
@@ -422,7 +422,7 @@ def simulate(
         objects.append(
             ObjectSpec(
                 shape=shape,
-                colour=colour,
+                colour=colour_name,
                 texture=_choice(rng, TEXTURES),
                 size_name=size_name,
                 size=size,
@@ -506,8 +506,8 @@ def simulate(
                 continue
             if t == next_switch[i]:
                 if o.motion == "turn":
-                    a = math.atan2(vel[i, 0], vel[i, 1]) + float(rng.choice([-1, 1]) * rng.uniform(0.7, 2.1))
-                    vel[i] = o.speed * np.array([math.sin(a), math.cos(a)])
+                    ang = math.atan2(vel[i, 0], vel[i, 1]) + float(rng.choice([-1, 1]) * rng.uniform(0.7, 2.1))
+                    vel[i] = o.speed * np.array([math.sin(ang), math.cos(ang)])
                     next_switch[i] = t + int(rng.integers(15, 41))
                 elif moving[i]:
                     moving[i] = False
