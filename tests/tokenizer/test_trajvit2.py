@@ -11,11 +11,23 @@ import torch
 from safetensors.torch import load_file
 
 from trajtok import TrajTok, TrajTokConfig
-from trajtok.adapter import ProbeData, TrajAdapter, build_probe, fit_probe, probe_accuracy, vit3d_dense_features
+from trajtok.adapter import (
+    ProbeData,
+    TrajAdapter,
+    balanced_accuracy,
+    build_probe,
+    chance_levels,
+    class_weights,
+    fit_probe,
+    probe_accuracy,
+    select_probe,
+    vit3d_dense_features,
+)
 from trajtok.cli import main as trajtok_main
 from trajtok.core.modeling import tiny_model
+from trajtok.io.checkpoints import latest_checkpoint
 from trajtok.synth import write_dataset
-from trajtok.training.train import SegmentationLogits, TrainConfig, latest_checkpoint, load_config, train
+from trajtok.training.train import SegmentationLogits, TrainConfig, load_config, train
 from trajtok.trajvit2 import (
     TextTokenizer,
     TrajViT2,
@@ -328,3 +340,99 @@ def test_tokenizer_can_start_from_a_pretrained_segmenter(tmp_path):
         build_for_training({**fields, "init_tokenizer": str(tmp_path / "other")}, TrajTokConfig.tiny(), CAPTIONS)
     with pytest.raises(ValueError, match="init_tokenizer is for video_encoder='trajtok'"):
         TrajViT2Config(video_encoder="vit3d", init_tokenizer=str(tmp_path / "seg"))
+
+
+# ------------------------------------------------------------------------ probe protocol (choose on val, chance)
+
+
+def test_chance_levels_come_from_the_test_split_and_the_training_prior():
+    """The majority class of the training split need not be the test split's: then a probe that learned only the
+    training prior scores below the test majority (what a fresh seed showed), and the stratified guess says so."""
+    train = torch.tensor([1] * 10 + [2] * 30 + [3] * 10)  # training majority: 2 (60 %)
+    test = torch.tensor([1] * 6 + [2] * 1 + [3] * 3)  # test majority: 1 (60 %); class 2 is 10 %
+    c = chance_levels(train, test)
+    assert c["majority"] == pytest.approx(60.0)
+    assert c["train_majority"] == pytest.approx(10.0)
+    assert c["stratified"] == pytest.approx(100 * (0.2 * 0.6 + 0.6 * 0.1 + 0.2 * 0.3))
+    assert c["balanced"] == pytest.approx(100 / 3)
+
+
+def test_balanced_accuracy_gives_a_constant_guess_one_over_the_classes():
+    labels = torch.tensor([0, 0, 0, 0, 0, 0, 1, 2])
+    assert balanced_accuracy(torch.zeros(8, dtype=torch.long), labels) == pytest.approx(100 / 3)
+    assert balanced_accuracy(labels.clone(), labels) == pytest.approx(100.0)
+    weights = class_weights(labels, 4)
+    counts = torch.bincount(labels, minlength=4).float()
+    assert weights[3] == 0 and torch.allclose(weights[:3] * counts[:3], (weights[:3] * counts[:3]).mean().expand(3))
+
+
+def test_select_probe_keeps_the_state_that_is_best_on_val():
+    """Val labels are flipped against train (the more the probe learns train, the worse it does on val): the kept
+    state is the first of the recorded curve with the best val score, and re-scoring it on val gives that score."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(64) % 2
+    feats = torch.randn(64, 1, 2, 2, 8, generator=g) * 0.3
+    feats[..., 0] += (labels * 2 - 1).float()[:, None, None, None]
+    pixels = torch.zeros(64, 1, 3, 8, 8, dtype=torch.uint8)
+    train = ProbeData(feats, pixels, labels)
+    val = ProbeData(feats, pixels, 1 - labels)
+
+    def build():
+        return build_probe("linear", 8, 2)
+
+    probe, chosen = select_probe(build, train, val, lrs=(1e-2, 3e-2), steps=40, every=10, batch_size=16)
+    assert len(chosen["curve"]) == 2 * 4 and {lr for lr, _, _ in chosen["curve"]} == {1e-2, 3e-2}
+    best = max(acc for _, _, acc in chosen["curve"])
+    assert chosen["val_balanced_accuracy"] == best
+    assert probe_accuracy(probe, val)["balanced_accuracy"] == pytest.approx(best)
+    first_best = next((lr, step) for lr, step, acc in chosen["curve"] if acc == best)
+    assert (chosen["lr"], chosen["step"]) == first_best
+    # the same call on the true labels keeps a state that separates them
+    probe, chosen = select_probe(build, train, train, lrs=(3e-2,), steps=40, every=10, batch_size=16)
+    assert chosen["val_balanced_accuracy"] >= 95.0
+    with pytest.raises(ValueError, match="non-empty validation split"):
+        select_probe(build, train, ProbeData(feats[:0], pixels[:0], labels[:0]), steps=2, every=1)
+
+
+def test_bench_probes_choose_on_val_and_report_chance_and_the_paired_difference(synth, tmp_path, load_script):
+    """run_probes on a tiny world: its own validation world holds the world's val videos, each row says what val
+    chose, the rows carry the chance levels, and TrajAdapter minus attentive comes with an interval over videos."""
+    bench = load_script("eval/bench/bench_trajvit2.py")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "data").symlink_to(synth)
+    tiny_trajvit2("vit3d").save_pretrained(tmp_path / "vit3d")
+    tiny_model(seed=0).save_pretrained(tmp_path / "seg")
+    size = {"probe_val": 3}
+    rows, info = bench.run_probes(work, tmp_path / "vit3d", tmp_path / "seg", size, 4, 0)
+    # the probes' val world: the world's own val videos first (same seed, split and index give the same video)
+    assert (work / "probe_val" / "val" / "val_00001.mp4").read_bytes() == (synth / "val" / "val_00001.mp4").read_bytes()
+    assert info["videos"] == {"train": 4, "val": 3, "test": 4}
+    assert info["clips"] == {k: v * bench.PROBE_WINDOWS[k] for k, v in info["videos"].items()}
+    assert [bench.probe_name(r) for r in rows] == [
+        "linear",
+        "attentive",
+        "trajadapter_n1",
+        "trajadapter_n2",
+        "trajadapter_n4",
+    ]
+    for r in rows:
+        assert r["lr"] in bench.PROBE_LRS and 1 <= r["step"] <= 4 and 0 <= r["balanced_accuracy"] <= 100
+    assert set(info["chance"]) == {"majority", "train_majority", "stratified", "balanced"}
+    assert info["trajadapter_chosen"] in (1, 2, 4)
+    d = info["trajadapter_minus_attentive"]
+    assert d["lo"] <= d["diff"] <= d["hi"] and d["videos"] == 4
+
+    # several seeds: mean and spread, and --report pools saved files
+    runs = [{"seed": s, "retrieval": [], "probe": rows, "probe_info": info} for s in (0, 1)]
+    runs[1] = json.loads(json.dumps(runs[1]))
+    runs[1]["probe"][0]["balanced_accuracy"] += 10.0
+    summary = bench.summarize(runs)
+    lin = summary["probe"]["linear"]["balanced_accuracy"]
+    assert lin["mean"] == pytest.approx(rows[0]["balanced_accuracy"] + 5.0) and lin["sd"] == pytest.approx(50**0.5)
+    (tmp_path / "a.json").write_text(json.dumps(runs[0]))
+    (tmp_path / "b.json").write_text(json.dumps({"runs": [runs[1]]}))
+    assert bench.main(["--report", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(SystemExit, match="not a bench_trajvit2 results file"):
+        bench.main(["--report", str(tmp_path / "bad.json")])

@@ -9,12 +9,19 @@ probe's loss. The comparisons read the same frozen features:
 - ``attentive``: one learned query cross-attends to all feature positions -> linear classifier;
 - ``trajadapter``: TrajTok tokens (1, 2 or 4 per trajectory) -> the same attentive head -> linear classifier.
 
+Protocol (``select_probe``, ``chance_levels``): each probe is trained with class-balanced cross-entropy at a few
+learning rates, the learning rate and step with the best balanced accuracy on the validation split are kept, and
+only that state is scored on the test split, against chance levels that need no input (the test split's majority
+class, the training split's majority class, a stratified guess, and 1 / classes for balanced accuracy).
+
 Shapes: B batch, T frames, h x w the frozen model's feature grid, D its feature width, N trajectory tokens.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,6 +172,17 @@ class ProbeData:
     features: Tensor  # (S, T, h, w, D) frozen dense features
     pixels: Tensor  # (S, T, C, H, W) uint8 frames (the TrajAdapter's segmenter reads them)
     labels: Tensor  # (S,) long class
+    videos: Tensor | None = None  # (S,) long: the video each clip comes from (clips of a video are not independent)
+
+
+def class_weights(labels: Tensor, num_classes: int) -> Tensor:
+    """(num_classes,) inverse-frequency weights of ``labels`` (mean 1 over the classes present; 0 for the absent):
+    with them the cross-entropy gives every class the same total weight, so a probe gains nothing from the training
+    split's class prior, which the test split need not share."""
+    counts = torch.bincount(labels, minlength=num_classes).double()
+    present = counts > 0
+    w = torch.where(present, 1.0 / counts.clamp_min(1.0), torch.zeros_like(counts))
+    return (w * present.sum() / w.sum()).float()
 
 
 def fit_probe(
@@ -176,8 +194,13 @@ def fit_probe(
     lr: float = 3e-3,
     weight_decay: float = 0.01,
     seed: int = 0,
+    class_weight: Tensor | None = None,
+    every: int = 0,
+    callback: Callable[[int], None] | None = None,
 ) -> list[float]:
-    """Train the probe's trainable parameters with AdamW on cross-entropy; returns the loss of every step."""
+    """Train the probe's trainable parameters with AdamW on cross-entropy (``class_weight`` per class, e.g.
+    :func:`class_weights`); ``callback(step)`` runs after every ``every``-th step (and the last). Returns the loss of
+    every step."""
     params = [p for p in probe.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the probe has no trainable parameters")
@@ -187,21 +210,98 @@ def fit_probe(
     n = train.labels.shape[0]
     probe.train()
     losses = []
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         idx = torch.randint(n, (min(batch_size, n),), generator=g)
         logits, _ = probe(train.features[idx], train.pixels[idx])
-        loss = F.cross_entropy(logits, train.labels[idx])
+        loss = F.cross_entropy(logits, train.labels[idx], weight=class_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         losses.append(loss.item())
+        if callback is not None and every > 0 and (step % every == 0 or step == steps):
+            callback(step)
+            probe.train()
     return losses
+
+
+def select_probe(
+    build: Callable[[], nn.Module],
+    train: ProbeData,
+    val: ProbeData,
+    *,
+    lrs: Sequence[float] = (1e-3, 3e-3),
+    steps: int = 300,
+    every: int = 50,
+    batch_size: int = 32,
+    seed: int = 0,
+    class_weight: Tensor | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train a fresh ``build()`` probe per learning rate in ``lrs`` on ``train`` and keep the state (learning rate,
+    step: every ``every`` steps) with the best balanced accuracy on ``val`` (ties: the earlier). The test split is
+    never read here. Returns the probe in that state and {lr, step, val_balanced_accuracy, curve: [(lr, step,
+    val balanced accuracy)], final_loss}."""
+    if val.labels.numel() == 0:
+        raise ValueError("select_probe needs a non-empty validation split")
+    best: dict[str, Any] = {"val_balanced_accuracy": -1.0}
+    curve: list[tuple[float, int, float]] = []
+    kept: nn.Module | None = None
+    for lr in lrs:
+        torch.manual_seed(seed)
+        probe = build()
+
+        def score(step: int, probe: nn.Module = probe, lr: float = lr) -> None:
+            nonlocal kept
+            acc = probe_accuracy(probe, val)["balanced_accuracy"]
+            curve.append((lr, step, acc))
+            if acc > best["val_balanced_accuracy"]:
+                best.update(lr=lr, step=step, val_balanced_accuracy=acc)
+                kept = copy.deepcopy(probe)
+
+        losses = fit_probe(
+            probe,
+            train,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            class_weight=class_weight,
+            every=every,
+            callback=score,
+        )
+        if best.get("lr") == lr:
+            best["final_loss"] = sum(losses[-10:]) / len(losses[-10:])
+    assert kept is not None
+    return kept.eval(), {**best, "curve": curve}
+
+
+def balanced_accuracy(pred: Tensor, labels: Tensor) -> float:
+    """Mean over the classes present in ``labels`` of the percent of that class predicted right (chance: 100 / the
+    number of those classes, whatever the class prior)."""
+    classes = torch.unique(labels)
+    return 100.0 * float(torch.stack([(pred[labels == c] == c).float().mean() for c in classes]).mean())
+
+
+def chance_levels(train_labels: Tensor, test_labels: Tensor) -> dict[str, float]:
+    """Accuracies (percent) on ``test_labels`` that need no input: ``majority`` (always the test split's commonest
+    class: an upper bound no real probe can pick without seeing the test split), ``train_majority`` (always the
+    training split's commonest class), ``stratified`` (a class drawn at random with the training split's
+    frequencies: expected accuracy) and ``balanced`` (the chance of :func:`balanced_accuracy`)."""
+    c = int(max(train_labels.max(), test_labels.max())) + 1
+    p_train = torch.bincount(train_labels, minlength=c).double() / train_labels.numel()
+    p_test = torch.bincount(test_labels, minlength=c).double() / test_labels.numel()
+    return {
+        "majority": 100.0 * float(p_test.max()),
+        "train_majority": 100.0 * float(p_test[int(p_train.argmax())]),
+        "stratified": 100.0 * float((p_train * p_test).sum()),
+        "balanced": 100.0 / int((p_test > 0).sum()),
+    }
 
 
 @torch.no_grad()
 def probe_accuracy(probe: nn.Module, data: ProbeData, batch_size: int = 64) -> dict[str, Any]:
-    """Accuracy (percent), mean tokens the probe read per clip, and how often it predicted each class."""
+    """Accuracy and balanced accuracy (percent), mean tokens the probe read per clip, how often it predicted each
+    class, and whether each clip was right (``correct``, for a bootstrap over videos)."""
     probe.eval()
     preds, tokens = [], []
     for s in range(0, data.labels.shape[0], batch_size):
@@ -211,8 +311,10 @@ def probe_accuracy(probe: nn.Module, data: ProbeData, batch_size: int = 64) -> d
     pred = torch.cat(preds)
     return {
         "accuracy": 100.0 * float((pred == data.labels).float().mean()),
+        "balanced_accuracy": balanced_accuracy(pred, data.labels),
         "tokens_mean": float(torch.cat(tokens).mean()),
         "predicted_classes": torch.bincount(pred, minlength=int(data.labels.max()) + 1).tolist(),
+        "correct": (pred == data.labels).tolist(),
     }
 
 
