@@ -17,19 +17,12 @@ from trajtok import TrajTok
 from trajtok.cli import main as trajtok_main
 from trajtok.core.modeling import tiny_model
 from trajtok.data import TrajectoryClipDataset, collate, find_videos, resize_ids
+from trajtok.io.checkpoints import Dist, latest_checkpoint
 from trajtok.io.labels import save_labels
 from trajtok.io.writer import write_video
 from trajtok.synth import generate_video, write_dataset
-from trajtok.training.train import (
-    Dist,
-    SegmentationLogits,
-    TrainConfig,
-    batch_indices,
-    latest_checkpoint,
-    load_config,
-    lr_lambda,
-    train,
-)
+from trajtok.training.optim import lr_lambda
+from trajtok.training.train import SegmentationLogits, TrainConfig, batch_indices, load_config, train
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["threads=1", "log_every=1"]  # one thread: the tiny model gains nothing from more, and tests run side by side

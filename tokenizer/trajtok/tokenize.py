@@ -67,8 +67,8 @@ def check_arguments(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from trajtok.checks import check_input_exists, reading_weights
     from trajtok.core.modeling import TrajTok
+    from trajtok.io.checkpoints import resolve_checkpoint
     from trajtok.io.video import load_video, probe_video
-    from trajtok.training.evaluate import resolve_checkpoint
 
     check_arguments(args)
     check_input_exists(args.video)  # "not found", or a symlink loop / broken symlink said as such

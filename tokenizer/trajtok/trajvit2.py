@@ -543,7 +543,7 @@ def build_for_training(fields: dict[str, Any], tokenizer_config: TrajTokConfig, 
         from safetensors.torch import load_file
 
         from trajtok.core.modeling import WEIGHTS_NAME as TRAJTOK_WEIGHTS
-        from trajtok.training.evaluate import resolve_checkpoint
+        from trajtok.io.checkpoints import resolve_checkpoint
 
         path = resolve_checkpoint(config.init_tokenizer) / TRAJTOK_WEIGHTS
         model.trajtok.load_state_dict_strict(load_file(str(path)), source=str(path))

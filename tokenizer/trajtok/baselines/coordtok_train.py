@@ -14,7 +14,7 @@ size, the video of (step, slot) a pure function of the seed; a folder decodes it
 Run folder, with the conventions of ``trajtok train``: ``train_config.json`` (resolved), ``metrics.jsonl`` (one JSON
 per logged step), ``checkpoints/step_XXXXXXX/`` with ``model.safetensors`` + ``config.json`` (loadable with
 ``CoordTok.from_pretrained`` / ``PatchAutoencoder.from_pretrained``), ``train_state.pt`` (optimizer, scheduler,
-step), ``rng.pt`` and ``train_config.json``, each written to a temporary folder renamed when complete. With the
+step), ``rng_rank0.pt`` and ``train_config.json``, each written to a temporary folder renamed when complete. With the
 optimizer, scheduler and RNG states saved, ``--resume`` continues exactly as if the run had not stopped.
 """
 
@@ -25,7 +25,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +34,20 @@ import numpy as np
 import torch
 
 from trajtok.baselines.coordtok import CoordTokConfig, build_coordtok
+from trajtok.io import config as config_io
+from trajtok.io.checkpoints import (
+    CHECKPOINTS,
+    CONFIG_NAME,
+    checkpoint_dirs,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from trajtok.io.video import load_video
+from trajtok.synth import generate_video
+from trajtok.training.optim import lr_lambda, param_groups
 
 logger = logging.getLogger(__name__)
-
-CONFIG_NAME = "train_config.json"
-STATE_NAME = "train_state.pt"
-CHECKPOINTS = "checkpoints"
 
 
 @dataclass
@@ -93,19 +100,10 @@ class CoordTokTrainConfig:
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str]) -> CoordTokTrainConfig:
-    import yaml
-
-    from trajtok.training.train import apply_overrides
-
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"coordtok-train config not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of coordtok-train fields, got {type(data).__name__}")
-    return CoordTokTrainConfig.from_dict(apply_overrides(data, overrides))
+    """CoordTokTrainConfig from a YAML/JSON mapping (optional) plus ``key=value`` / ``model.<field>=value`` overrides."""
+    return config_io.load_config(
+        CoordTokTrainConfig, path, overrides, sections={"model": CoordTokConfig}, what="coordtok-train config"
+    )
 
 
 # ------------------------------------------------------------------------------------------------------- data
@@ -113,8 +111,6 @@ def load_config(path: str | os.PathLike | None, overrides: list[str]) -> CoordTo
 
 def synthetic_video(seed: int, num_frames: int, size: int, objects: tuple[int, int]) -> torch.Tensor:
     """One synthetic-world video (T, 3, H, W) float in [0, 1]; the same seed always gives the same video."""
-    from trajtok.synth import generate_video
-
     rng = np.random.default_rng(seed)
     video = generate_video(int(seed), num_frames, size, size, int(rng.integers(objects[0], objects[1] + 1)))
     return torch.from_numpy(video.frames).permute(0, 3, 1, 2).float() / 255.0
@@ -128,8 +124,6 @@ class VideoSource:
         self.model = cfg.model_config()
         self.videos: list[torch.Tensor] = []
         if cfg.data != "synthetic":
-            from trajtok.io.video import load_video
-
             exts = {".mp4", ".mkv", ".webm", ".avi", ".mov"}
             paths = sorted(p for p in Path(cfg.data).iterdir() if p.suffix.lower() in exts)
             if not paths:
@@ -155,43 +149,11 @@ class VideoSource:
 # ------------------------------------------------------------------------------------------------ checkpoints
 
 
-def checkpoint_dirs(run_dir: Path) -> list[Path]:
-    root = run_dir / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.name.startswith("step_") and (p / STATE_NAME).is_file())
-
-
-def save_checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, cfg: CoordTokTrainConfig) -> Path:
-    """``checkpoints/step_{step}`` written to a temporary folder and renamed when complete."""
-    root = run_dir / CHECKPOINTS
-    final, tmp = root / f"step_{step:07d}", root / f".tmp_step_{step:07d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp)
-    torch.save(
-        {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / STATE_NAME
-    )
-    torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
-    (tmp / CONFIG_NAME).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    for old in checkpoint_dirs(run_dir)[: -cfg.keep_checkpoints]:
-        shutil.rmtree(old, ignore_errors=True)
-    logger.info("saved %s", final)
-    return final
-
-
 # ----------------------------------------------------------------------------------------------------- recipe
 
 
 def train(cfg: CoordTokTrainConfig, out_dir: str | os.PathLike, resume: bool = False) -> Path:
     """Run the recipe; returns the last checkpoint folder."""
-    from safetensors.torch import load_file
-
-    from trajtok.training.train import lr_lambda, param_groups
-
     run_dir = Path(out_dir)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -203,16 +165,10 @@ def train(cfg: CoordTokTrainConfig, out_dir: str | os.PathLike, resume: bool = F
     )
     start = 0
     if resume:
-        dirs = checkpoint_dirs(run_dir)
-        if not dirs:
+        last = latest_checkpoint(run_dir)
+        if last is None:
             raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / CHECKPOINTS}")
-        last = dirs[-1]
-        model.load_state_dict_strict(load_file(str(last / "model.safetensors")), source=str(last))
-        state = torch.load(last / STATE_NAME, map_location="cpu", weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(torch.load(last / "rng.pt", weights_only=False)["torch"])
-        start = int(state["step"])
+        start = load_checkpoint(last, model, optimizer, scheduler)
         logger.info("resumed from %s (step %d)", last, start)
     elif checkpoint_dirs(run_dir):
         raise ValueError(f"{run_dir} already has checkpoints; pass --resume to continue or choose a new --out")
@@ -243,11 +199,11 @@ def train(cfg: CoordTokTrainConfig, out_dir: str | os.PathLike, resume: bool = F
                 metrics.flush()
                 logger.info("step %d loss %.5f", done, row["loss"])
             if done % cfg.save_every == 0 or done == cfg.steps or out_of_time:
-                last = save_checkpoint(run_dir, done, model, optimizer, scheduler, cfg)
+                last = save_checkpoint(run_dir, done, model, optimizer, scheduler, cfg.to_dict(), cfg.keep_checkpoints)
             if out_of_time:
                 logger.info("max_seconds %.0f reached after %d steps", cfg.max_seconds, done)
                 break
-    return last or checkpoint_dirs(run_dir)[-1]
+    return last or latest_checkpoint(run_dir)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -267,4 +223,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["CoordTokTrainConfig", "load_config", "save_checkpoint", "train"]
+__all__ = ["CoordTokTrainConfig", "load_config", "train"]

@@ -34,6 +34,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+from tqdm import tqdm
+
+from trajtok.checks import check_device, reading_weights
+from trajtok.core.modeling import TrajTok
+from trajtok.data import TrajectoryClipDataset
+from trajtok.io.checkpoints import resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +87,6 @@ def spacetime_miou(gt: np.ndarray, pred: np.ndarray) -> float:
 
     IoU(g, p) = |g & p| / |g | p| over all frames; unmatched GT trajectories count 0. NaN if gt has no object.
     """
-    from scipy.optimize import linear_sum_assignment
-
     iou = iou_matrix(gt, pred)  # (M, P)
     if iou.shape[0] == 0:
         return math.nan
@@ -145,10 +150,6 @@ def evaluate_model(
     progress: bool = False,
 ) -> dict:
     """Metrics of ``model`` on the labelled videos of ``split`` (see the module docstring); returns the JSON dict."""
-    from tqdm import tqdm
-
-    from trajtok.data import TrajectoryClipDataset
-
     size = model.config.image_size
     data = TrajectoryClipDataset(
         data_root,
@@ -207,21 +208,6 @@ def summarize(rows: list[dict], skipped: list | None = None) -> dict:
     }
 
 
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A ``save_pretrained`` folder, or a training run folder (its newest checkpoint)."""
-    path = Path(path)
-    if (path / "model.safetensors").is_file():
-        return path
-    from trajtok.training.train import latest_checkpoint
-
-    ckpt = latest_checkpoint(path)
-    if ckpt is None:
-        raise FileNotFoundError(
-            f"no TrajTok checkpoint at {path}: expected model.safetensors there or a run folder with checkpoints/"
-        )
-    return ckpt
-
-
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write JSON atomically (NaN written as null)."""
     path = Path(path)
@@ -274,9 +260,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trajtok.checks import check_device, reading_weights
-    from trajtok.core.modeling import TrajTok
-
     for flag, value in (
         ("--max-videos", args.max_videos),
         ("--clip-len", args.clip_len),
