@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "tokenizer")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tokenizer"), str(Path(__file__).resolve().parent)]
+import _common  # noqa: E402
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -64,15 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_scoring: {e}", file=sys.stderr)
         return 1
     print(f"{args.questions} questions of {args.data / args.split}, model {args.model}\n")
-    print("| video | batch | one at a time ms/question | batched ms/question | speed-up | max |diff| |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(
-            f"| {'yes' if r['video'] else 'no'} | {r['batch_size']} | {r['one_ms']:.0f} | {r['batched_ms']:.0f} | "
-            f"{r['one_ms'] / r['batched_ms']:.2f}x | {r['max_diff']:.1e} |"
-        )
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    table = [
+        ["yes" if r["video"] else "no", r["batch_size"], f"{r['one_ms']:.0f}", f"{r['batched_ms']:.0f}",
+         f"{r['one_ms'] / r['batched_ms']:.2f}x", f"{r['max_diff']:.1e}"]
+        for r in rows
+    ]  # fmt: skip
+    header = ["video", "batch", "one at a time ms/question", "batched ms/question", "speed-up", "max |diff|"]
+    _common.print_table(header, table, "lrrrrr")
+    _common.write_json(args.json, rows)
     return 0
 
 

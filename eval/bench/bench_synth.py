@@ -10,7 +10,7 @@ Prints a markdown table of frames per second at each size.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +18,9 @@ from pathlib import Path
 from trajtok.io.writer import write_video
 from trajtok.synth import generate_video
 from trajtok.synth.dataset import CODECS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common
+import _common  # noqa: E402
 
 
 def main() -> None:
@@ -48,15 +51,13 @@ def main() -> None:
                     "total_s": t2 - t0,
                 }
             )
-    print("| size | frames | generate fps | encode fps | total fps | total s |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(
-            f"| {r['size']} | {r['frames']} | {r['generate_fps']:.0f} | {r['encode_fps']:.0f} | "
-            f"{r['total_fps']:.0f} | {r['total_s']:.2f} |"
-        )
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    table = [
+        [r["size"], r["frames"], f"{r['generate_fps']:.0f}", f"{r['encode_fps']:.0f}", f"{r['total_fps']:.0f}",
+         f"{r['total_s']:.2f}"]
+        for r in rows
+    ]  # fmt: skip
+    _common.print_table(["size", "frames", "generate fps", "encode fps", "total fps", "total s"], table, "rrrrrr")
+    _common.write_json(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -26,12 +26,14 @@ import resource
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common
+import _common  # noqa: E402
+
 # the sampling comparison's video (--sampling)
 S_WIDTH, S_HEIGHT, S_FPS, S_GOP = 640, 360, 30, 250
 SHARED_DATA = Path(os.environ.get("TRAJVLM_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -40,61 +42,39 @@ SIZE, FPS, GOP = 112, 10, 250
 
 def write_long_video(path: Path, minutes: float) -> Path:
     """Stream frames into the encoder one at a time (a 30-minute clip never sits in memory)."""
-    import av
-
-    if path.is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.mp4")
-    num = int(minutes * 60 * FPS)
     yy, xx = np.mgrid[0:SIZE, 0:SIZE]
-    with av.open(str(tmp), "w") as container:
-        stream = container.add_stream(
-            "libx264", rate=Fraction(FPS), options={"preset": "ultrafast", "g": str(GOP), "crf": "23"}
-        )
-        stream.width, stream.height, stream.pix_fmt = SIZE, SIZE, "yuv420p"
+
+    def frames():
         frame = np.empty((SIZE, SIZE, 3), np.uint8)
-        for i in range(num):
+        for i in range(int(minutes * 60 * FPS)):
             frame[..., 0] = (xx + i) % 256
             frame[..., 1] = (yy + 2 * i) % 256
             frame[..., 2] = (i // 10) % 256
             x, y = (3 * i) % (SIZE - 16), (5 * i) % (SIZE - 16)
             frame[y : y + 16, x : x + 16] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    os.replace(tmp, path)
-    return path
+            yield frame
+
+    options = {"preset": "ultrafast", "g": str(GOP), "crf": "23"}
+    return _common.write_h264(path, frames(), (SIZE, SIZE), FPS, options)
 
 
 def write_sampling_video(path: Path, minutes: float, bframes: int = 0) -> Path:
     """640x360 at 30 fps, a key frame every 250 frames (no scene-cut key frames); bframes 0 = x264 ultrafast."""
-    import av
-
-    if path.is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.mp4")
     options = {"g": str(S_GOP), "keyint_min": str(S_GOP), "sc_threshold": "0", "crf": "28"}
     options.update({"preset": "veryfast", "bf": str(bframes)} if bframes else {"preset": "ultrafast"})
     yy, xx = np.mgrid[0:S_HEIGHT, 0:S_WIDTH].astype(np.uint16)
-    frame = np.empty((S_HEIGHT, S_WIDTH, 3), np.uint8)
-    with av.open(str(tmp), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(S_FPS), options=options)
-        stream.width, stream.height, stream.pix_fmt = S_WIDTH, S_HEIGHT, "yuv420p"
+
+    def frames():
+        frame = np.empty((S_HEIGHT, S_WIDTH, 3), np.uint8)
         for i in range(int(minutes * 60 * S_FPS)):
             frame[..., 0] = (xx + i % 256) % 256
             frame[..., 1] = (yy + (2 * i) % 256) % 256
             frame[..., 2] = (i // S_FPS) % 256
             x, y = (7 * i) % (S_WIDTH - 48), (5 * i) % (S_HEIGHT - 48)
             frame[y : y + 48, x : x + 48] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    os.replace(tmp, path)
-    return path
+            yield frame
+
+    return _common.write_h264(path, frames(), (S_WIDTH, S_HEIGHT), S_FPS, options)
 
 
 def plain_loop(path: str, count: int) -> tuple[np.ndarray, int]:
@@ -161,17 +141,17 @@ def run_sampling(args: argparse.Namespace) -> None:
         rows.append({"video": name, "path": str(path), "frames": args.sampling_count, **{
             f"{m}_{k}": best[m][k] for m in ("plain", "ours") for k in ("seconds", "rss_mib")}, "ratio": ratio,
             "ours_strategy": best["ours"]["used"], "plain_decoded": best["plain"]["decoded"]})  # fmt: skip
-    print(f"| video (640x360, 30 fps, GOP {S_GOP}) | frames | plain seek loop s | load_video s | ratio | "
-          "plain RSS MiB | load_video RSS MiB |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(
-            f"| {r['video']} | {r['frames']} | {r['plain_seconds']:.3f} | {r['ours_seconds']:.3f} "
-            f"({r['ours_strategy']}) | {r['ratio']:.2f}x | {r['plain_rss_mib']:.0f} | {r['ours_rss_mib']:.0f} |"
-        )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    _common.print_table(
+        [f"video (640x360, 30 fps, GOP {S_GOP})", "frames", "plain seek loop s", "load_video s", "ratio",
+         "plain RSS MiB", "load_video RSS MiB"],
+        [
+            [r["video"], r["frames"], f"{r['plain_seconds']:.3f}", f"{r['ours_seconds']:.3f} ({r['ours_strategy']})",
+             f"{r['ratio']:.2f}x", f"{r['plain_rss_mib']:.0f}", f"{r['ours_rss_mib']:.0f}"]
+            for r in rows
+        ],
+        "lrrrrrr",
+    )  # fmt: skip
+    _common.write_json(args.json, rows)
 
 
 def measure(path: str, count: int, strategy: str, size: int | None, repeats: int) -> dict:
@@ -257,17 +237,17 @@ def main() -> None:
         print(f"{video} {count} {strategy}: {result}", file=sys.stderr)
 
     base = rows[0]["rss_mib"]
-    print(
-        f"| video | requested | returned | strategy | seconds (best of {args.repeats}) | peak RSS MiB | over base MiB |"
-    )
-    print("|---|---:|---:|---|---:|---:|---:|")
-    for r in rows:
-        print(
-            f"| {r['video']} | {r['requested']} | {r['frames']} | {r['strategy']} | {r['seconds']:.3f} | "
-            f"{r['rss_mib']:.0f} | {r['rss_mib'] - base:.0f} |"
-        )
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    _common.print_table(
+        ["video", "requested", "returned", "strategy", f"seconds (best of {args.repeats})", "peak RSS MiB",
+         "over base MiB"],
+        [
+            [r["video"], r["requested"], r["frames"], r["strategy"], f"{r['seconds']:.3f}", f"{r['rss_mib']:.0f}",
+             f"{r['rss_mib'] - base:.0f}"]
+            for r in rows
+        ],
+        "lrrlrrr",
+    )  # fmt: skip
+    _common.write_json(args.json, rows)
 
 
 if __name__ == "__main__":
