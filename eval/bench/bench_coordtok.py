@@ -21,12 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common
+import _common  # noqa: E402
 
 logger = logging.getLogger("bench_coordtok")
 
@@ -39,28 +43,16 @@ def model_sets(frames: int, size: int) -> dict[str, dict[str, dict[str, Any]]]:
     paper = dict(latent_dim=8, width=384, depth=6, heads=6, plane_dim=64, decoder_width=384, decoder_depth=6,
                  decoder_heads=6, patch_size=8)  # fmt: skip
     geo = dict(image_size=size, num_frames=frames)
+
+    def coordtok(planes: int) -> dict[str, Any]:
+        """The small CoordTok with triplanes of ``planes`` x ``planes`` cells and ``planes`` frames."""
+        return dict(kind="coordtok", tubelet_frames=4, tubelet_size=16, plane_size=planes, plane_frames=planes,
+                    sample_fraction=0.1, **geo, **small)  # fmt: skip
+
     return {
         "cpu": {
-            "coordtok-8": dict(
-                kind="coordtok",
-                tubelet_frames=4,
-                tubelet_size=16,
-                plane_size=8,
-                plane_frames=8,
-                sample_fraction=0.1,
-                **geo,
-                **small,
-            ),  # fmt: skip
-            "coordtok-16": dict(
-                kind="coordtok",
-                tubelet_frames=4,
-                tubelet_size=16,
-                plane_size=16,
-                plane_frames=16,
-                sample_fraction=0.1,
-                **geo,
-                **small,
-            ),  # fmt: skip
+            "coordtok-8": coordtok(8),
+            "coordtok-16": coordtok(16),
             "patch-ae-8x8x8": dict(kind="patch_ae", tubelet_frames=8, tubelet_size=8, **geo, **small),
             "patch-ae-4x8x8": dict(kind="patch_ae", tubelet_frames=4, tubelet_size=8, **geo, **small),
             "patch-ae-2x8x8": dict(kind="patch_ae", tubelet_frames=2, tubelet_size=8, **geo, **small),
@@ -166,17 +158,15 @@ def main() -> int:
         rows = [run_one(name, cfg, args, workdir) for name, cfg in models.items()]
     print(f"\n### CoordTok vs patch autoencoder ({args.frames} frames at {args.size}x{args.size}, {args.steps} steps x "
           f"{args.batch_size} videos, {args.eval_videos} held-out videos)\n")  # fmt: skip
-    print("| model | tokens | channels / token | params M | steps | train s | final train loss | PSNR dB |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['model']} | {r['tokens']:,} | {r['channels']} | {r['params_m']:.2f} | {r['steps']} | "
-              f"{r['train_s']:.0f} | {r['final_loss']:.5f} | {r['psnr_db']:.2f} |")  # fmt: skip
+    table = [
+        [r["model"], f"{r['tokens']:,}", r["channels"], f"{r['params_m']:.2f}", r["steps"], f"{r['train_s']:.0f}",
+         f"{r['final_loss']:.5f}", f"{r['psnr_db']:.2f}"]
+        for r in rows
+    ]  # fmt: skip
+    header = ["model", "tokens", "channels / token", "params M", "steps", "train s", "final train loss", "PSNR dB"]
+    _common.print_table(header, table, "lrrrrrrr")
     print("\n" + verdict(rows))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=1)
-        )
+    _common.write_json(args.json, {"settings": {k: str(v) for k, v in vars(args).items()}, "rows": rows})
     return 0
 
 
