@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from transformers import ConvNextBackbone, ResNetBackbone
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +46,7 @@ def _classes(family: str):
     return classes[family]
 
 
-def build_backbone(family: str, overrides: dict[str, Any], pretrained: str | None) -> nn.Module:
+def build_backbone(family: str, overrides: dict[str, Any], pretrained: str | None) -> ConvNextBackbone | ResNetBackbone:
     """A transformers backbone returning the four stage feature maps.
 
     ``pretrained`` (a local folder or hub id) loads weights; otherwise the architecture is ``family``'s
@@ -68,7 +71,7 @@ def build_backbone(family: str, overrides: dict[str, Any], pretrained: str | Non
     return backbone_cls(cfg_cls(**{**overrides, "out_features": STAGES}))
 
 
-def architecture_dict(backbone: nn.Module) -> dict[str, Any]:
+def architecture_dict(backbone: ConvNextBackbone | ResNetBackbone) -> dict[str, Any]:
     """The architecture part of a backbone's transformers config (enough to rebuild it without its weights)."""
     return {k: v for k, v in backbone.config.to_dict().items() if k not in _NON_ARCH_KEYS}
 
@@ -92,11 +95,12 @@ class FeatureBackbone(nn.Module):
     def forward(self, frames: Tensor) -> Tensor:
         size = (frames.shape[-2] // 4, frames.shape[-1] // 4)
         maps = self.backbone(frames).feature_maps
-        out = None
+        out: Tensor | None = None
         for fmap, proj, norm in zip(maps, self.proj, self.norm, strict=True):
             x = norm(proj(fmap).permute(0, 2, 3, 1))  # (N, h_s, w_s, E)
             x = x.permute(0, 3, 1, 2)
             if x.shape[-2:] != size:
                 x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
             out = x if out is None else out + x  # (N, E, h, w)
+        assert out is not None  # four stages
         return out.permute(0, 2, 3, 1)  # (N, h, w, E)

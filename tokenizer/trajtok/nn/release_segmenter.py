@@ -20,6 +20,8 @@ Shapes: B batch, T frames, h x w feature grid, P = T*h*w, K queries (latents), E
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +43,7 @@ class ReleaseFeatures(nn.Module):
         if bad:
             raise ValueError(f"backbone_config must not set {bad}: the release uses the four stages {STAGES}")
         self.backbone = DINOv3ConvNextBackbone(DINOv3ConvNextConfig(**{**arch, "out_features": STAGES}))
+        assert self.backbone.config.hidden_sizes is not None  # DINOv3ConvNextConfig's default is set
         channels = list(self.backbone.config.hidden_sizes)
         eps = self.backbone.config.layer_norm_eps
         self.final_norm = nn.LayerNorm(channels[-1], eps=eps)  # DINOv3's norm of its last intermediate layer
@@ -51,12 +54,13 @@ class ReleaseFeatures(nn.Module):
         size = (frames.shape[-2] // 4, frames.shape[-1] // 4)
         maps = list(self.backbone(frames).feature_maps)
         maps[-1] = self.final_norm(maps[-1].permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        out = None
+        out: Tensor | None = None
         for fmap, proj in zip(maps, self.proj, strict=True):
             x = self.norm(proj(fmap).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # (N, E, h_s, w_s)
             if x.shape[-2:] != size:
                 x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
             out = x if out is None else out + x
+        assert out is not None  # four stages
         return out.permute(0, 2, 3, 1)  # (N, h, w, E)
 
 
@@ -85,6 +89,8 @@ def _rotate(x: Tensor, angles: Tensor) -> Tensor:
 
 class _Attention(nn.Module):
     """Latents attend to [latents; features] with 1-D rotary position over that sequence."""
+
+    rotary_freqs: Tensor  # a buffer
 
     def __init__(self, width: int, heads: int, head_dim: int):
         super().__init__()
@@ -131,7 +137,7 @@ class ReleasePerceiver(nn.Module):
 
     def forward(self, latents: Tensor, x: Tensor) -> Tensor:
         x = self.norm_ctx(x)
-        for layer in self.layers:
+        for layer in cast("Iterable[_Layer]", self.layers):
             latents = self.norm_lat(latents)
             latents = layer.attn(x, latents) + latents
             latents = layer.mlp(latents) + latents

@@ -119,6 +119,7 @@ def frame_measures(frames: np.ndarray, bins: int = 128) -> tuple[np.ndarray, np.
         hist = cv2.normalize(hist, hist).flatten()  # (bins,) unit L2 norm, as HistogramDetector
         mean = float(frame.mean())
         if t > 0:
+            assert prev_hsv is not None and prev_hist is not None and prev_mean is not None  # set at t - 1
             content[t] = float(np.abs(hsv - prev_hsv).mean())  # mean over pixels and the 3 channels
             correlation[t] = float(cv2.compareHist(prev_hist, hist, cv2.HISTCMP_CORREL))
             jump[t] = abs(mean - prev_mean)

@@ -95,7 +95,7 @@ def motion_boundaries(residual: np.ndarray, lam: float) -> np.ndarray:
     """``1 - exp(-lam * |grad residual|)``: (H, W) in [0, 1) from a residual flow (H, W, 2)."""
     import cv2
 
-    mag2 = np.zeros(residual.shape[:2], np.float32)
+    mag2: np.ndarray = np.zeros(residual.shape[:2], np.float32)
     for c in range(2):
         gx = cv2.Sobel(residual[..., c], cv2.CV_32F, 1, 0, ksize=3) / 8.0
         gy = cv2.Sobel(residual[..., c], cv2.CV_32F, 0, 1, ksize=3) / 8.0
@@ -209,7 +209,8 @@ class MotionSegmenter:
         # GrabCut seeds its colour models with k-means on OpenCV's global RNG: reseed it so that the same frames
         # always give the same labels (a VLM connector labelling a video twice must see the same trajectories)
         cv2.setRNGSeed(0)
-        cv2.grabCut(bgr, crop, None, bgd, fgd, cfg.grabcut_iterations, cv2.GC_INIT_WITH_MASK)
+        # rect is unused with GC_INIT_WITH_MASK and OpenCV takes None for it; its stubs type it as a sequence only
+        cv2.grabCut(bgr, crop, None, bgd, fgd, cfg.grabcut_iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
         out = np.zeros((H, W), bool)
         out[y0:y1, x0:x1] = (crop == cv2.GC_FGD) | (crop == cv2.GC_PR_FGD)
         return out

@@ -31,7 +31,7 @@ import numpy as np
 from trajtok.pseudolabel.keyframes import KeyframeConfig, detect_keyframes, require
 from trajtok.pseudolabel.merge import TrajectoryLinker, to_masks_and_graph
 from trajtok.pseudolabel.motion import MotionConfig, MotionSegmenter
-from trajtok.pseudolabel.segment import CpuSegmenterConfig, build_segmenter
+from trajtok.pseudolabel.segment import CpuSegmenter, CpuSegmenterConfig, build_segmenter
 from trajtok.pseudolabel.track import FlowTrackerConfig, OpticalFlow, build_tracker
 
 logger = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ class PseudoLabeler:
         """Segmentation (h, w) of key frame ``k`` (with motion to a later frame of its segment [k, end))."""
         gap = min(self.config.motion_gap, end - 1 - k)
         if self.flow is not None and gap > 0:
+            assert isinstance(self.segmenter, CpuSegmenter)  # optical flow is built with the CPU backend only
             return self.segmenter(frames[k], motion=self.flow(frames[k], frames[k + gap]))
         return self.segmenter(frames[k])
 

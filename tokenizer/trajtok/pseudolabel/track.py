@@ -72,15 +72,16 @@ class OpticalFlow:
         if method not in FLOW_METHODS:
             raise ValueError(f"method must be one of {FLOW_METHODS}, got {method!r}")
         self.method = method
-        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) if method == "dis" else None
+        self._dis = cv2.DISOpticalFlow.create(cv2.DISOpticalFlow_PRESET_MEDIUM) if method == "dis" else None
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         import cv2
 
         ga, gb = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
+        # OpenCV allocates an output array given as None; its stubs type these arguments as arrays only
         if self._dis is not None:
-            return self._dis.calc(ga, gb, None)
-        return cv2.calcOpticalFlowFarneback(ga, gb, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+            return self._dis.calc(ga, gb, None)  # type: ignore[call-overload]
+        return cv2.calcOpticalFlowFarneback(ga, gb, None, 0.5, 3, 15, 3, 5, 1.2, 0)  # type: ignore[call-overload]
 
 
 def warp_labels(labels: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
