@@ -7,12 +7,8 @@
 # The preset's `deepspeed:` field (or a deepspeed=... override) picks the ZeRO JSON (zero2, zero3, *_offload).
 # Extra launcher flags go in DS_ARGS, e.g. DS_ARGS="--master_port 29501".
 set -euo pipefail
-if [ $# -lt 2 ]; then
-    echo "usage: $0 NUM_PROCS PRESET.yaml [key=value ...] [--resume]" >&2
-    exit 2
-fi
-nproc="$1"; config="$2"; shift 2
-root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/train_args.sh
+source "$(dirname "$0")/train_args.sh"  # $nproc, $config, $root; the rest stays in "$@"
 DEEPSPEED="${DEEPSPEED:-$(command -v deepspeed || echo "$root/.venv/bin/deepspeed")}"
 # --no_local_rank: the LOCAL_RANK environment variable is what the training reads
 # shellcheck disable=SC2086

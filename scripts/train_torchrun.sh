@@ -6,12 +6,8 @@
 #   bash scripts/train_torchrun.sh 2 trajvlm/presets/demo_pool.yaml use_cpu=true    # CPU, gloo
 # Extra torchrun flags go in TORCHRUN_ARGS, e.g. TORCHRUN_ARGS="--master_port 29501" or multi-node settings.
 set -euo pipefail
-if [ $# -lt 2 ]; then
-    echo "usage: $0 NUM_PROCS PRESET.yaml [key=value ...] [--resume]" >&2
-    exit 2
-fi
-nproc="$1"; config="$2"; shift 2
-root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/train_args.sh
+source "$(dirname "$0")/train_args.sh"  # $nproc, $config, $root; the rest stays in "$@"
 TORCHRUN="${TORCHRUN:-$(command -v torchrun || echo "$root/.venv/bin/torchrun")}"
 # shellcheck disable=SC2086
 exec "$TORCHRUN" ${TORCHRUN_ARGS:-} --nproc_per_node "$nproc" -m trajvlm.cli train --config "$config" "$@"
