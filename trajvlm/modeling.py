@@ -124,6 +124,16 @@ class _ConnectorInitMixin:
             return
         super()._init_weights(module)
 
+    def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False) -> None:
+        # For custom code transformers skips a module whose own (non-recursive) tensors are all loaded, which a
+        # connector holding its layers only in sub-modules always looks like (it has no own tensors): its sub-modules'
+        # fresh tensors would stay as allocated. The connector's fill runs whatever its own tensors.
+        if isinstance(module, Connector) and not getattr(module, "_is_hf_initialized", False):
+            self._init_weights(module)
+            module._is_hf_initialized = True
+            return
+        super()._initialize_weights(module, is_custom_code)
+
 
 class TrajVLMModel(_ConnectorInitMixin, LlavaOnevisionModel):
     """``LlavaOnevisionModel`` whose video features go through ``self.connector`` instead of ``apply_pooling``."""

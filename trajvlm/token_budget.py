@@ -25,7 +25,7 @@ def finish_tokens(
     name: str, per_video: list[torch.Tensor], token_mode: str, budget: int, extra: dict[str, Any] | None = None
 ):
     """Per-video (N_i, D) tensors -> ``ConnectorOutput`` honouring ``token_mode`` (see the module docstring)."""
-    from trajvlm.connectors import ConnectorOutput
+    from trajvlm.connectors.base import ConnectorOutput
 
     extra = dict(extra or {})
     if token_mode == "adaptive":
