@@ -23,11 +23,15 @@ import copy
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from trajtok.core.modeling import TrajTok
+    from trajtok.trajvit2 import TrajViT2
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +95,7 @@ class TrajAdapter(nn.Module):
     Build with ``TrajAdapter.from_pretrained_tokenizer``; ``forward(features, pixel_values)`` -> (logits, tokens).
     """
 
-    def __init__(self, trajtok: nn.Module, num_classes: int, heads: int = 4):
+    def __init__(self, trajtok: TrajTok, num_classes: int, heads: int = 4):
         super().__init__()
         self.trajtok = trajtok
         dim = trajtok.config.resolved_output_dim
@@ -100,7 +104,7 @@ class TrajAdapter(nn.Module):
 
     @classmethod
     def from_pretrained_tokenizer(
-        cls, tokenizer: nn.Module, feature_dim: int, num_classes: int, tokens_per_trajectory: int = 1, heads: int = 4
+        cls, tokenizer: TrajTok, feature_dim: int, num_classes: int, tokens_per_trajectory: int = 1, heads: int = 4
     ) -> TrajAdapter:
         """Copy (and freeze) the backbone and segmenter of a pretrained TrajTok; the encoder starts fresh.
 
@@ -134,7 +138,8 @@ class TrajAdapter(nn.Module):
     def train(self, mode: bool = True) -> TrajAdapter:
         super().train(mode)
         # the frozen parts stay in eval mode (dropout off) whatever the probe does
-        self.trajtok.features.eval()
+        if self.trajtok.features is not None:  # None for a tokenizer with backbone="external"
+            self.trajtok.features.eval()
         self.trajtok.segmenter.eval()
         return self
 
@@ -149,7 +154,7 @@ def build_probe(
     feature_dim: int,
     num_classes: int,
     *,
-    tokenizer: nn.Module | None = None,
+    tokenizer: TrajTok | None = None,
     tokens_per_trajectory: int = 1,
     heads: int = 4,
 ) -> nn.Module:
@@ -319,7 +324,7 @@ def probe_accuracy(probe: nn.Module, data: ProbeData, batch_size: int = 64) -> d
 
 
 @torch.no_grad()
-def vit3d_dense_features(model: nn.Module, pixel_values: Tensor) -> Tensor:
+def vit3d_dense_features(model: TrajViT2, pixel_values: Tensor) -> Tensor:
     """Frozen dense features of a ViT3D video CLIP (``TrajViT2`` with ``video_encoder='vit3d'``).
 
     The transformer's output tokens (B, T' * g * g, W) become (B, T, g, g, W): each tubelet's features are repeated
@@ -328,6 +333,7 @@ def vit3d_dense_features(model: nn.Module, pixel_values: Tensor) -> Tensor:
     if getattr(model.config, "video_encoder", None) != "vit3d":
         raise ValueError("vit3d_dense_features needs a TrajViT2 model with video_encoder='vit3d'")
     out = model.encode_video(pixel_values)
+    assert out.tokens is not None and out.grid is not None  # the ViT3D encoder returns both
     tt, g, _ = out.grid
     b, t = pixel_values.shape[:2]
     feats = out.tokens.reshape(b, tt, g, g, -1)  # (B, T', g, g, W)

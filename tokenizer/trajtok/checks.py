@@ -14,7 +14,7 @@ import pickle
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 # Most frames any entry point samples from one video. Frames are decoded and held at once (the model's size, 3
 # bytes a pixel, plus the model's activations per frame), so a typo such as 100000 grows by gigabytes before
@@ -260,7 +260,7 @@ def first_unreadable_safetensors(paths: list[str | os.PathLike | None]) -> Path 
 # ------------------------------------------------------------------------------------------------- disk errors
 
 
-def is_disk_error(error: BaseException) -> bool:
+def is_disk_error(error: BaseException) -> TypeGuard[OSError]:
     return isinstance(error, OSError) and error.errno in DISK_ERRORS
 
 

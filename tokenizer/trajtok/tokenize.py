@@ -112,9 +112,11 @@ def run(args: argparse.Namespace) -> int:
     if args.viz:
         from trajtok import viz
 
-        ids = out.assignment[0].cpu() + 1  # (T, h, w): query k -> id k + 1 (0 is "none" for the drawing)
-        ids = torch.nn.functional.interpolate(ids[None].float(), size=tuple(frames.shape[-2:]), mode="nearest-exact")[0]
-        ids = ids.long().numpy()  # (T, H, W) at the frame size
+        query = out.assignment[0].cpu() + 1  # (T, h, w): query k -> id k + 1 (0 is "none" for the drawing)
+        query = torch.nn.functional.interpolate(
+            query[None].float(), size=tuple(frames.shape[-2:]), mode="nearest-exact"
+        )[0]
+        ids = query.long().numpy()  # (T, H, W) at the frame size
         path = Path(args.viz)
         if path.suffix.lower() == ".png":
             viz.contact_sheet(frames, ids, path)

@@ -251,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
     ids = load_labels(args.labels).trajectory_ids()  # (T, H, W): trajectory m -> m + 1
     check_labels_fit(args.video, args.labels, ids.shape)
     # decoded at the labels' size: memory follows the labels, not the source resolution (a 4K video stays small)
-    frames, fps = _read_video(Path(args.video), size=tuple(int(v) for v in ids.shape[1:3]))
+    frames, fps = _read_video(Path(args.video), size=(int(ids.shape[1]), int(ids.shape[2])))
     if frames.shape[0] != ids.shape[0]:
         raise ValueError(
             f"{args.labels} does not fit {args.video}: the labels have {ids.shape[0]} frames, the video decoded to "

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from transformers import ConvNextBackbone, ResNetBackbone
+    from transformers import ConvNextBackbone, PreTrainedModel, ResNetBackbone
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def build_backbone(family: str, overrides: dict[str, Any], pretrained: str | Non
     return backbone_cls(cfg_cls(**{**overrides, "out_features": STAGES}))
 
 
-def architecture_dict(backbone: ConvNextBackbone | ResNetBackbone) -> dict[str, Any]:
+def architecture_dict(backbone: PreTrainedModel) -> dict[str, Any]:
     """The architecture part of a backbone's transformers config (enough to rebuild it without its weights)."""
     return {k: v for k, v in backbone.config.to_dict().items() if k not in _NON_ARCH_KEYS}
 
