@@ -418,6 +418,12 @@ def _preset(tmp_path: Path, **values) -> Path:
     return path
 
 
+def _pool_values(base: Path, data: Path, video_root: Path, tmp_path: Path, **values) -> dict:
+    """A preset's values training ``base``'s pool connector on ``data`` (what ``trajvlm validate`` reads)."""
+    common = {"connector": "pool", "train_json": str(data), "video_root": str(video_root), "num_frames": NUM_FRAMES}
+    return {"base_model": str(base), **common, **values, "output_dir": str(tmp_path / "out")}
+
+
 def test_validate_reports_tokens_and_what_training_would_skip(llava_hf_base, video178k, tmp_path, capsys):
     from trajvlm.cli import main
 
@@ -429,16 +435,7 @@ def test_validate_reports_tokens_and_what_training_would_skip(llava_hf_base, vid
     limit = lengths[2]  # the longest rows are over it
     over = sum(n > limit for n in lengths)
     assert over >= 1
-    values = {
-        "base_model": str(llava_hf_base),
-        "connector": "pool",
-        "train_json": str(data),
-        "video_root": str(video178k),
-        "num_frames": NUM_FRAMES,
-        "max_length": limit,
-        "max_skip_fraction": 0.5,
-        "output_dir": str(tmp_path / "out"),
-    }
+    values = _pool_values(llava_hf_base, data, video178k, tmp_path, max_length=limit, max_skip_fraction=0.5)
     assert main(["validate", str(_preset(tmp_path, **values)), "--samples", "0"]) == 0
     out = capsys.readouterr().out
     assert f"tokens per sample: min {lengths[0]}, median {lengths[2]}, max {lengths[-1]} (max_length {limit})" in out
@@ -472,15 +469,7 @@ def test_validate_groups_failures_with_example_paths(llava_hf_base, video178k, t
     rows[1]["video"] = f"{VIDEO_DIR}/gone.mp4"
     data = tmp_path / "rows.json"
     data.write_text(json.dumps(rows))
-    values = {
-        "base_model": str(llava_hf_base),
-        "connector": "pool",
-        "train_json": str(data),
-        "video_root": str(video178k),
-        "num_frames": NUM_FRAMES,
-        "max_skip_fraction": 0.6,
-        "output_dir": str(tmp_path / "out"),
-    }
+    values = _pool_values(llava_hf_base, data, video178k, tmp_path, max_skip_fraction=0.6)
     assert main(["validate", "--config", str(_preset(tmp_path, **values))]) == 0
     out = capsys.readouterr().out
     assert "failed: 3" in out and "samples ok: 2 of 5" in out
