@@ -51,6 +51,8 @@ TASK = "trajworld_open"
 # lmms-eval 0.7.3 logs evaluation errors and still exits 0: these lines in its log mean the stage failed
 LMMS_EVAL_ERRORS = ("Traceback (most recent call last)", "Error during evaluation")
 SPLITS = ("val", "test")
+# the descriptions' world: the run's settings with seed + this (no stage trains or chooses on it)
+FRESH_SEED_OFFSET = 1000
 
 
 class StageFailed(Exception):
@@ -422,15 +424,31 @@ class DemoRunner:
         cache.write_text(json.dumps(cost))
         return cost
 
+    def fresh_world(self) -> Path:
+        """A world no stage has seen: the run's world settings (``--like`` its manifest) with another seed,
+        ``describe_videos`` test videos only; what the descriptions are scored on."""
+        fresh = self.out / "fresh"
+        cmd = [self.python, "-m", "trajtok.cli", "synth", "--like", str(self.data / "manifest.json")]
+        cmd += ["--out", str(fresh), "--seed", str(self.fresh_seed), "--num-videos", "0"]
+        cmd += ["--test", str(self.preset.describe_videos), "--workers", "2"]
+        self.step("fresh world (descriptions)", fresh / "manifest.json", cmd)
+        return fresh
+
+    @property
+    def fresh_seed(self) -> int:
+        return self.seed + FRESH_SEED_OFFSET
+
     def describe(self, key: str, model: Path, frames: int) -> dict:
-        """Share of test videos whose description names at least one of their objects (colour + shape)."""
+        """Share of videos of a fresh world (:meth:`fresh_world`) whose description names at least one of their
+        objects (colour + shape)."""
         from demo_report import object_names, score_descriptions
 
+        data = self.fresh_world()
         out_json = self.out / "eval" / f"describe-{key}.json"
         if not out_json.exists():
-            ids = sorted(json.loads((self.data / "manifest.json").read_text())["splits"]["test"]["videos"])
+            ids = sorted(json.loads((data / "manifest.json").read_text())["splits"]["test"]["videos"])
             ids = ids[: self.preset.describe_videos]
-            videos = [str(self.data / "test" / f"{i}.mp4") for i in ids]
+            videos = [str(data / "test" / f"{i}.mp4") for i in ids]
             line = self.run_python(
                 f"describe {key}",
                 ["describe", "--model", str(model), "--frames", str(frames), "--videos", *videos],

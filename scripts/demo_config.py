@@ -112,7 +112,8 @@ class DemoPreset:
     tokenizer_eval_videos: int = 8
     # val videos whose visual tokens are counted per model (their mean is the x axis)
     token_videos: int = 16
-    # "Describe the video." on this many test videos with the first model (0: skipped)
+    # "Describe the video." with the first model on this many videos of a fresh world (the run's settings, another
+    # seed; 0: skipped)
     describe_videos: int = 0
     # bootstrap resamples of the clustered intervals
     bootstrap_samples: int = 2000

@@ -202,7 +202,8 @@ def report(results: dict) -> str:
         d = results["description"]
         lines += [
             "",
-            f"Descriptions ({d['model']}, {d['videos']} test videos): names a correct object in "
+            f"Descriptions ({d['model']}, {d['videos']} test videos of {d.get('world', 'the test split')}): "
+            "names a correct object in "
             f"{d['names_a_correct_object_pct']:.0f} %; {d['named_objects_correct_pct']:.0f} % of named objects are in "
             f'the video. Example: "{d["example"]}"',
         ]
