@@ -128,6 +128,11 @@ def _model(cfg):
     return setup_trainable(build_model(cfg), cfg)
 
 
+def _trajtok_config(base: Path, data: Path, out: Path, trajtok: Path, **overrides):
+    """``make_config`` for the tiny TrajTok connector (``trajtok``: its checkpoint)."""
+    return make_config(base, data, out, connector="trajtok", trajtok=str(trajtok), **overrides)
+
+
 def _processor(cfg, model):
     from trajvlm.training.trainer import load_processor
 
@@ -145,14 +150,8 @@ def connector_overrides(request):
 def test_frozen_modules_keep_the_segmenter(tiny_base_path, train_data, tmp_path, tiny_trajtok_path, stage, caplog):  # noqa: F811
     from trajvlm.training.trainer import trainable_parameter_names
 
-    cfg = make_config(
-        tiny_base_path,
-        train_data,
-        tmp_path,
-        connector="trajtok",
-        trajtok=str(tiny_trajtok_path),
-        stage=stage,
-        frozen_modules=["segmenter"],
+    cfg = _trajtok_config(
+        tiny_base_path, train_data, tmp_path, tiny_trajtok_path, stage=stage, frozen_modules=["segmenter"]
     )
     names = trainable_parameter_names(_model(cfg))
     assert names and not any(".segmenter." in n for n in names)
@@ -203,14 +202,7 @@ def test_tokens_per_trajectory_reaches_the_connector_and_survives_saving(
     tiny_trajtok_path,  # noqa: F811
 ):
     """One count in training and inference alike: the connector gets it, and a saved model keeps it."""
-    cfg = make_config(
-        tiny_base_path,
-        train_data,
-        tmp_path,
-        connector="trajtok",
-        trajtok=str(tiny_trajtok_path),
-        tokens_per_trajectory=4,
-    )
+    cfg = _trajtok_config(tiny_base_path, train_data, tmp_path, tiny_trajtok_path, tokens_per_trajectory=4)
     from trajvlm.modeling import TrajVLMForConditionalGeneration
     from trajvlm.training.trainer import build_model
 
@@ -257,9 +249,7 @@ def test_lora_trains_only_adapters_connector_and_projector(tiny_base_path, train
 def test_stage_align_freezes_llm_and_tower(tiny_base_path, train_data, tmp_path, tiny_trajtok_path):  # noqa: F811
     from trajvlm.training.trainer import trainable_parameter_names
 
-    cfg = make_config(
-        tiny_base_path, train_data, tmp_path, stage="align", connector="trajtok", trajtok=str(tiny_trajtok_path)
-    )
+    cfg = _trajtok_config(tiny_base_path, train_data, tmp_path, tiny_trajtok_path, stage="align")
     model = _model(cfg)
     names = trainable_parameter_names(model)
     assert names and all(n.startswith(("model.multi_modal_projector.", "model.connector.")) for n in names)
@@ -355,15 +345,7 @@ def test_train_save_resume_round_trip(tiny_base_path, train_data, tmp_path, tiny
     from trajvlm.training.trainer import train
 
     run_a = tmp_path / "a"
-    cfg = make_config(
-        tiny_base_path,
-        train_data,
-        run_a,
-        connector="trajtok",
-        trajtok=str(tiny_trajtok_path),
-        max_steps=3,
-        lora_dropout=0.1,
-    )
+    cfg = _trajtok_config(tiny_base_path, train_data, run_a, tiny_trajtok_path, max_steps=3, lora_dropout=0.1)
     train(cfg)
     for step in (1, 2, 3):
         ckpt = run_a / f"checkpoint-{step}"
