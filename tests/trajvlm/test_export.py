@@ -24,9 +24,10 @@ def lora_checkpoint(tiny_base_path, train_data, tiny_trajtok_path, tmp_path_fact
 def test_merged_export_matches_adapter_logits(lora_checkpoint, train_data, tmp_path):  # noqa: F811
     from transformers import AutoModelForImageTextToText
 
+    from trajvlm.inference.loading import load_trained
     from trajvlm.modeling import TrajVLMForConditionalGeneration
     from trajvlm.processing import TrajVLMProcessor
-    from trajvlm.training.export import export, load_trained
+    from trajvlm.training.export import export
 
     out = export(lora_checkpoint, tmp_path / "merged")
     adapter_model = load_trained(lora_checkpoint)
@@ -54,7 +55,7 @@ def test_merged_export_matches_adapter_logits(lora_checkpoint, train_data, tmp_p
 
 
 def test_encoder_provenance_follows_the_recipe(tiny_base_path, train_data, tmp_path):  # noqa: F811
-    from trajvlm.training.trainer import record_encoder_training, trains_trajectory_encoder
+    from trajvlm.training.export import record_encoder_training, trains_trajectory_encoder
 
     def cfg(**kw):
         return make_config(tiny_base_path, train_data, tmp_path, **{"connector": "trajtok", **kw})

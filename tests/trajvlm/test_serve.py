@@ -24,7 +24,7 @@ pytest.importorskip("uvicorn", reason="the server needs uvicorn: pip install 'tr
 openai = pytest.importorskip("openai", reason="the client tests need the openai package")
 httpx = pytest.importorskip("httpx")
 
-from tests.trajvlm.helpers import random_video, tiny_trajvlm  # noqa: E402
+from tests.trajvlm.helpers import random_video, save_tiny_trajvlm  # noqa: E402
 from trajvlm.inference import generate_batch, load_model  # noqa: E402
 from trajvlm.serve import ServeConfig, create_app  # noqa: E402
 
@@ -68,11 +68,7 @@ def write_clip(path: Path, seed: int = 5, frames: int = 6) -> Path:
 
 def saved_tiny_model(base_path: Path, out: Path, connector: str = "trajtok") -> Path:
     """A tiny TrajVLM saved like a real checkpoint, with a 4-frame processor."""
-    model, processor = tiny_trajvlm(base_path, connector=connector)
-    model.save_pretrained(out)
-    processor.num_frames = 4
-    processor.save_pretrained(out)
-    return out
+    return save_tiny_trajvlm(base_path, out, connector=connector, num_frames=4)
 
 
 @pytest.fixture(scope="module")
@@ -974,7 +970,7 @@ def test_a_504_during_decoding_keeps_its_place_until_decoding_ends(loaded):
 def test_cli_options_reach_the_config():
     import argparse
 
-    from trajvlm.serve.cli import add_arguments, config_from_args
+    from trajvlm.cli.serve import add_arguments, config_from_args
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -134,7 +134,7 @@ def _trajtok_config(base: Path, data: Path, out: Path, trajtok: Path, **override
 
 
 def _processor(cfg, model):
-    from trajvlm.training.trainer import load_processor
+    from trajvlm.training.data import load_processor
 
     return load_processor(cfg, model.config)
 
@@ -340,8 +340,8 @@ def _adapter(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_train_save_resume_round_trip(tiny_base_path, train_data, tmp_path, tiny_trajtok_path):  # noqa: F811
+    from trajvlm.inference.loading import is_adapter_checkpoint
     from trajvlm.training.config import CONFIG_NAME
-    from trajvlm.training.export import is_adapter_checkpoint
     from trajvlm.training.trainer import train
 
     run_a = tmp_path / "a"
@@ -448,8 +448,8 @@ def test_snapshot_callback_saves_once_at_the_step_nearest_the_time(monkeypatch, 
 def test_snapshot_at_seconds_saves_the_model_of_that_step(tiny_base_path, train_data, tmp_path):  # noqa: F811
     """A LoRA run with a snapshot due at once: snapshot/ holds step 1's adapter (equal to checkpoint-1) merged
     into a loadable snapshot/final, and the run goes on to its last step."""
+    from trajvlm.inference.loading import is_adapter_checkpoint
     from trajvlm.modeling import TrajVLMForConditionalGeneration
-    from trajvlm.training.export import is_adapter_checkpoint
     from trajvlm.training.trainer import train
 
     cfg = make_config(tiny_base_path, train_data, tmp_path, max_steps=3, snapshot_at_seconds=1e-3)

@@ -14,17 +14,15 @@ and exits with status 2. ``--viz`` writes TrajTok's trajectory assignment of the
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import sys
 from pathlib import Path
-from typing import TextIO
 
-import torch
-
-logger = logging.getLogger(__name__)
-
-COMMANDS_HELP = "commands: /reset (new conversation about the same video), /quit (or end of input)"
+from trajtok.checks import check_frame_count, missing_reason, reading_weights
+from trajtok.io.video import is_image_file, probe_video
+from trajvlm.inference.chat import VideoChat, answer_turn, interactive, write_trajectory_overlay
+from trajvlm.inference.loading import load_model
+from trajvlm.inference.prompts import ContextLengthError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,8 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """The flags that need no model: checked before it loads, each error naming its flag and value."""
-    from trajtok.checks import check_frame_count
-
     check_frame_count("--num-frames (num_frames)", args.num_frames)
     check_frame_count("--max-frames (max_frames)", args.max_frames)
     if not (math.isfinite(args.temperature) and args.temperature >= 0):  # torch refuses it only mid-generation
@@ -61,9 +57,6 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trajtok.checks import missing_reason, reading_weights
-    from trajvlm.inference import ContextLengthError, VideoChat, load_model
-
     out = sys.stdout
     try:
         check_arguments(args)
@@ -89,8 +82,6 @@ def run(args: argparse.Namespace) -> int:
             )
         chat = VideoChat(model, processor, video=args.video, system_prompt=args.system, max_context=args.max_context)
         if chat.frames is not None:
-            from trajtok.io.video import is_image_file, probe_video
-
             frames = chat.frames
             info = probe_video(args.video)
             size = f"{info.width}x{info.height}"
@@ -108,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     gen = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature}
     if args.prompt is not None:
         try:
-            _answer(chat, args.prompt, gen, out)
+            answer_turn(chat, args.prompt, gen, out)
         except ContextLengthError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -116,73 +107,4 @@ def run(args: argparse.Namespace) -> int:
     return interactive(chat, gen, sys.stdin, out)
 
 
-def _answer(chat, text: str, gen: dict, out: TextIO) -> None:
-    def stream(piece: str) -> None:
-        out.write(piece)
-        out.flush()
-
-    answer = chat.ask(text, stream_callback=stream, **gen)
-    out.write("\n")
-    print(
-        f"[{answer.visual_tokens} visual tokens, {answer.prompt_tokens} prompt tokens; first token after "
-        f"{answer.time_to_first_token_s:.2f} s; {answer.new_tokens} new tokens in {answer.total_s:.2f} s]",
-        file=out,
-    )
-
-
-def interactive(chat, gen: dict, stdin: TextIO, out: TextIO) -> int:
-    """Read questions line by line until ``/quit`` or end of input; over-long turns are reported, not fatal."""
-    from trajvlm.inference import ContextLengthError
-
-    tty = stdin.isatty()
-    print(COMMANDS_HELP, file=out)
-    while True:
-        if tty:
-            out.write("you> ")
-            out.flush()
-        line = stdin.readline()
-        if not line:  # end of input
-            break
-        text = line.strip()
-        if not text:
-            continue
-        if text in ("/quit", "/exit"):
-            break
-        if text == "/reset":
-            chat.reset()
-            print("(conversation reset)", file=out)
-            continue
-        if text.startswith("/"):
-            print(f"unknown command {text!r}; {COMMANDS_HELP}", file=out)
-            continue
-        try:
-            _answer(chat, text, gen, out)
-        except ContextLengthError as e:
-            print(f"error: {e} (/reset starts a new conversation)", file=out)
-    return 0
-
-
-@torch.no_grad()
-def trajectory_assignment(model, processor, frames: torch.Tensor) -> torch.Tensor:
-    """TrajTok's hard assignment of a video on the tower's patch grid: (T, h, w) long, trajectory k -> id k + 1."""
-    pixels = processor.preprocess_videos([frames]).to(device=model.device, dtype=model.dtype)  # (1, T, C, H, W)
-    out = model.model.encode_videos(pixels)
-    assignment = out.extra.get("assignment")
-    if assignment is None:
-        raise ValueError(f"the {model.config.connector!r} connector gives no trajectory assignment to draw")
-    return assignment[0].long().cpu() + 1  # (T, h, w); 0 stays "no trajectory"
-
-
-def write_trajectory_overlay(model, processor, frames: torch.Tensor | None, path: Path) -> Path:
-    """Draw the trajectories over the sampled frames: ``.png`` -> contact sheet, ``.gif`` / ``.mp4`` -> animation."""
-    from trajtok.viz import animate, contact_sheet
-
-    if frames is None:
-        raise ValueError("--viz needs a --video")
-    ids = trajectory_assignment(model, processor, frames)
-    if path.suffix.lower() == ".png":
-        return contact_sheet(frames, ids, path)
-    return animate(frames, ids, path, fps=max(1.0, processor.fps or 2.0))
-
-
-__all__ = ["add_arguments", "interactive", "run", "trajectory_assignment", "write_trajectory_overlay"]
+__all__ = ["add_arguments", "check_arguments", "run"]

@@ -399,7 +399,7 @@ def _sse(obj: dict[str, Any]) -> str:
 
 def _draw_overlay(engine: Engine, frames: torch.Tensor) -> dict[str, Any]:
     from trajtok.viz import animate
-    from trajvlm.cli.chat import trajectory_assignment
+    from trajvlm.inference.chat import trajectory_assignment
 
     with engine.lock:
         ids = trajectory_assignment(engine.model, engine.processor, frames)  # (T, h, w), 0 = none

@@ -11,32 +11,27 @@ checkpoint (:data:`CONFIG_NAME`) and export / resume read it back, so behaviour 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib.util
 import json
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from trajtok.checks import check_field_types, check_frame_count, check_values
+from trajtok.io.config import load_config, parse_overrides, typed_values  # the project's one YAML + key=value loader
 from trajvlm.configuration import CONNECTOR_NAMES as CONNECTORS
+from trajvlm.inference.loading import CONFIG_NAME, PRECISIONS  # the checkpoint side reads them without this module
 
 logger = logging.getLogger(__name__)
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
 DEEPSPEED_DIR = PRESET_DIR / "deepspeed"
-# file name of the resolved config saved next to every checkpoint and final model
-CONFIG_NAME = "trajvlm_train_config.json"
 
 TOKEN_MODES = ("adaptive", "fixed")
 STAGES = ("align", "finetune")
 QUANTIZATIONS = ("none", "4bit", "8bit")
-PRECISIONS = ("fp32", "bf16", "fp16")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 REPORT_TO = ("none", "jsonl", "wandb", "tensorboard")
 # report_to sinks that need a package: (modules, any of which will do; the install hint)
@@ -44,20 +39,6 @@ LOGGER_PACKAGES = {
     "tensorboard": (("tensorboard", "tensorboardX"), "pip install 'trajvlm[tensorboard]'"),
     "wandb": (("wandb",), "pip install wandb"),
 }
-
-
-_NUMBER_TYPES = {"float": float, "float | None": float, "int": int, "int | None": int}
-
-
-def _as_declared(cls: type, name: str, value: Any) -> Any:
-    """A number field given as text (YAML 1.1 reads ``2e-3`` as a string) becomes the number, or a clear error."""
-    kind = _NUMBER_TYPES.get(str(cls.__dataclass_fields__[name].type))
-    if kind is None or not isinstance(value, str):
-        return value
-    try:
-        return kind(value)
-    except ValueError:
-        raise ValueError(f"{name} must be {'a number' if kind is float else 'an integer'}, got {value!r}") from None
 
 
 @dataclass
@@ -329,27 +310,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a mapping; unknown keys are an error that lists them with the valid field names."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {unknown}; valid fields: {sorted(names)}")
-        return cls(**{name: _as_declared(cls, name, value) for name, value in values.items()})
+        """Build from a mapping; unknown keys are an error that lists them with the valid field names, numbers
+        written as text (YAML 1.1 reads ``2e-3`` as a string) become numbers where the field is one."""
+        return cls(**typed_values(cls, values))
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:
-        """Read a YAML preset and apply ``key=value`` overrides (values parsed as YAML)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"training preset not found: {path}")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path} is not valid YAML ({' '.join(str(err).split())})") from err
-        if not isinstance(values, dict):
-            raise ValueError(f"{path} must hold a YAML mapping of TrainConfig fields, got {type(values).__name__}")
-        values.update(parse_overrides(overrides))
-        return cls.from_dict(values)
+        """Read a YAML preset and apply ``key=value`` overrides (values parsed as YAML; numbers written as text
+        become numbers where the field is one): the loader every training config of the project uses."""
+        return load_config(cls, path, overrides, what="training preset")
 
     @classmethod
     def from_json(cls, path: str | Path) -> TrainConfig:
@@ -458,24 +427,6 @@ class TrainConfig:
         return type(connector).__name__
 
 
-def parse_overrides(overrides: list[str] | dict[str, Any] | None) -> dict[str, Any]:
-    """``["max_steps=4", "report_to=[jsonl]"]`` -> ``{"max_steps": 4, "report_to": ["jsonl"]}``."""
-    if overrides is None:
-        return {}
-    if isinstance(overrides, dict):
-        return dict(overrides)
-    parsed: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"overrides are key=value pairs, got {item!r}")
-        try:
-            parsed[key.strip()] = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError as err:
-            raise ValueError(f"override {item!r}: the value is not valid YAML ({' '.join(str(err).split())})") from None
-    return parsed
-
-
 def config_from_overrides(cls: type, overrides: list[str] | dict[str, Any] | None) -> Any:
     """A dataclass config (``TowerConfig``, ``WarmupConfig``, ...) from ``key=value`` overrides: values parsed as
     YAML, number fields written as text (``lr=2e-3``) read as numbers, an unknown key an error naming the valid ones."""
@@ -484,7 +435,7 @@ def config_from_overrides(cls: type, overrides: list[str] | dict[str, Any] | Non
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise ValueError(f"bad override {unknown[0]!r}: expected key=value with key in {names}")
-    return cls(**check_values(cls, {name: _as_declared(cls, name, value) for name, value in values.items()}))
+    return cls(**check_values(cls, values))
 
 
 def resolve_deepspeed(value: str | Path) -> Path:
@@ -508,71 +459,3 @@ def deepspeed_zero_stage(path: str | Path) -> int:
     if not isinstance(ds, dict):
         raise ValueError(f"DeepSpeed config {path} must hold a JSON object, got {type(ds).__name__}")
     return int(ds.get("zero_optimization", {}).get("stage", 0))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# CLI: trajvlm validate
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="YAML preset (see trajvlm/presets); or give it first, bare")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of TrainConfig fields (values are YAML)")
-    parser.add_argument("--no-files", action="store_true", help="only the settings: no model, data or connector")
-    parser.add_argument(
-        "--samples",
-        type=int,
-        default=200,
-        help="samples of each data file rendered through the chat template and the connector's token count, "
-        "evenly spaced (default 200; 0 = all)",
-    )
-    parser.add_argument("--decode", action="store_true", help="decode the sampled videos' frames (else metadata)")
-    parser.add_argument("--strict", action="store_true", help="fail on any unusable row, not only past the skip limit")
-
-
-def validate_data(cfg: TrainConfig, *, samples: int | None = 200, decode: bool = False) -> list[Any]:
-    """Render ``samples`` samples of train_json (and eval_json) as training would: the base's processor and
-    tokenizer (no model weights), its chat template, the connector's token count for each video's frames.
-    Writes each file's report to stdout and returns them (:class:`~trajvlm.training.data.DataReport`); raises ValueError
-    when training would fail on a file (every sample skipped, the skip limit passed, mixed frame counts)."""
-    from trajvlm.training.data import config_datasets, survey
-    from trajvlm.training.trainer import load_processor
-
-    model_config = cfg.model_config()
-    processor = load_processor(cfg, model_config)
-    reports = []
-    for dataset in config_datasets(cfg, processor).values():
-        report = survey(dataset, limit=samples, decode=decode)
-        sys.stdout.write("".join(line + "\n" for line in report.lines()))
-        reports.append(report)
-        problem = report.problem()
-        if problem is None and cfg.per_device_batch_size > 1 and len(set(report.frames)) > 1:
-            problem = (
-                f"{report.path}: videos give {sorted(set(report.frames))} frames (images are one frame), but the "
-                f"videos of a batch of per_device_batch_size={cfg.per_device_batch_size} need one count; use "
-                "per_device_batch_size: 1 or keep images and videos in separate runs"
-            )
-        if problem is not None:
-            raise ValueError(problem)
-    return reports
-
-
-def run(args: argparse.Namespace) -> int:
-    """Raises the first problem found (``trajvlm`` prints it as ``error: ...`` and exits 2)."""
-    config, overrides = args.config, list(args.overrides)
-    if config is None:
-        if not overrides or "=" in overrides[0]:
-            raise ValueError("give the preset: trajvlm validate CONFIG.yaml [key=value ...] (or --config CONFIG.yaml)")
-        config = Path(overrides.pop(0))
-    if args.samples < 0:
-        raise ValueError(f"--samples must be >= 0 (0 = all), got {args.samples}")
-    cfg = TrainConfig.from_yaml(config, overrides)
-    if not args.no_files:
-        cfg.check_files()
-        counts = cfg.check_data(strict=args.strict)
-        connector = cfg.check_connector()
-    sys.stdout.write(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    if not args.no_files:
-        validate_data(cfg, samples=args.samples or None, decode=args.decode)
-        logger.info("%s: data %s, connector %s builds", config, counts, connector)
-    logger.info("%s: ok", config)
-    return 0

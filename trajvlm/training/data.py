@@ -38,6 +38,7 @@ import logging
 import math
 import random
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,8 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset
+
+from trajvlm.processing import TrajVLMProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -827,6 +830,7 @@ __all__ = [
     "parse_sampling_strategy",
     "planned_frames",
     "survey",
+    "validate_data",
 ]
 
 
@@ -852,3 +856,40 @@ def config_datasets(cfg: Any, processor: Any) -> dict[str, LlavaVideoDataset]:
         for name, json_path, root in sources
         if json_path is not None
     }
+
+
+def load_processor(cfg: Any, model_config: Any) -> TrajVLMProcessor:
+    """The base's processor (``cfg``: a ``TrainConfig``) synced to the model's connector, with the configured frame
+    count."""
+    processor = TrajVLMProcessor.from_pretrained(cfg.base_model).for_model(model_config)
+    if cfg.num_frames is not None:
+        processor.num_frames = cfg.num_frames
+        processor.fps = None
+        processor.max_frames = None
+    elif cfg.fps is not None:
+        processor.num_frames, processor.fps, processor.max_frames = None, cfg.fps, cfg.max_frames
+    return processor
+
+
+def validate_data(cfg: Any, *, samples: int | None = 200, decode: bool = False) -> list[Any]:
+    """Render ``samples`` samples (``cfg``: a ``TrainConfig``) of train_json (and eval_json) as training would: the base's processor and
+    tokenizer (no model weights), its chat template, the connector's token count for each video's frames.
+    Writes each file's report to stdout and returns them (:class:`~trajvlm.training.data.DataReport`); raises ValueError
+    when training would fail on a file (every sample skipped, the skip limit passed, mixed frame counts)."""
+    model_config = cfg.model_config()
+    processor = load_processor(cfg, model_config)
+    reports = []
+    for dataset in config_datasets(cfg, processor).values():
+        report = survey(dataset, limit=samples, decode=decode)
+        sys.stdout.write("".join(line + "\n" for line in report.lines()))
+        reports.append(report)
+        problem = report.problem()
+        if problem is None and cfg.per_device_batch_size > 1 and len(set(report.frames)) > 1:
+            problem = (
+                f"{report.path}: videos give {sorted(set(report.frames))} frames (images are one frame), but the "
+                f"videos of a batch of per_device_batch_size={cfg.per_device_batch_size} need one count; use "
+                "per_device_batch_size: 1 or keep images and videos in separate runs"
+            )
+        if problem is not None:
+            raise ValueError(problem)
+    return reports

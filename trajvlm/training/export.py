@@ -26,8 +26,6 @@ Formats (``--format``; docs/export.md):
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -37,7 +35,8 @@ import torch
 from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 
 from trajvlm.configuration import TRAJVLM_FIELDS
-from trajvlm.training.config import CONFIG_NAME, PRECISIONS, TrainConfig
+from trajvlm.inference.loading import load_trained
+from trajvlm.training.config import TrainConfig
 from trajvlm.training.remote_code import AUTO_MAP, remove_remote_code, write_remote_code
 
 logger = logging.getLogger(__name__)
@@ -46,34 +45,18 @@ FORMATS: tuple[str, ...] = ("auto", "llava_onevision", "remote_code", "trajvlm")
 LLAVA_PROCESSOR = "LlavaOnevisionProcessor"
 
 
-def is_adapter_checkpoint(path: str | Path) -> bool:
-    """True when ``path`` holds a peft adapter (``adapter_config.json``)."""
-    return (Path(path) / "adapter_config.json").is_file()
+def trains_trajectory_encoder(cfg: TrainConfig) -> bool:
+    """Whether this recipe trains a TrajTok connector's trajectory encoder (its config then records it)."""
+    if cfg.connector != "trajtok":
+        return False
+    trained = any(m in ("connector", "trajtok", "encoder") for m in cfg.trainable_modules) or cfg.full_finetune
+    return trained and not any(m in ("connector", "trajtok", "encoder") for m in cfg.frozen_modules)
 
 
-def load_trained(checkpoint: str | Path, *, merge: bool = False, precision: str | None = None):
-    """A trained model from a checkpoint directory: the PeftModel (``merge=False``) or the merged model.
-
-    ``precision`` overrides the saved config's (``fp32``, ``bf16``, ``fp16``). The model is built unquantised.
-    """
-    from trajvlm.modeling import TrajVLMForConditionalGeneration
-    from trajvlm.training.trainer import DTYPES, build_model
-
-    ckpt = Path(checkpoint)
-    if not ckpt.is_dir():
-        raise FileNotFoundError(f"checkpoint directory not found: {ckpt}")
-    cfg = TrainConfig.from_json(ckpt)
-    if precision is not None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-        cfg = dataclasses.replace(cfg, precision=precision)
-    if not is_adapter_checkpoint(ckpt):
-        return TrajVLMForConditionalGeneration.from_pretrained(ckpt, dtype=DTYPES[cfg.precision]).eval()
-    from peft import PeftModel
-
-    base = build_model(dataclasses.replace(cfg, quantization="none"), quantize=False)
-    model = PeftModel.from_pretrained(base, ckpt).eval()
-    return model.merge_and_unload() if merge else model
+def record_encoder_training(model_config: Any, cfg: TrainConfig) -> None:
+    """``trajtok.encoder_trained_by = "vlm"`` in a TrajVLM config when ``cfg`` trained the trajectory encoder."""
+    if trains_trajectory_encoder(cfg) and isinstance(getattr(model_config, "trajtok", None), dict):
+        model_config.trajtok = {**model_config.trajtok, "encoder_trained_by": "vlm"}
 
 
 def plain_pooling_problem(config) -> str | None:
@@ -112,7 +95,6 @@ def export(
     to ``final/``; the ``trajvlm export`` command defaults to ``auto``.
     """
     from trajvlm.processing import TrajVLMProcessor
-    from trajvlm.training.trainer import record_encoder_training
 
     ckpt, out = Path(checkpoint), Path(out_dir)
     if format not in FORMATS:  # before the (slow) merge
@@ -243,32 +225,3 @@ def save_llava_processor(processor, config, out_dir: str | Path) -> None:
     (out / "preprocessor_config.json").write_text(json.dumps(image, indent=2, sort_keys=True) + "\n")
     video = {**common, "video_processor_type": "LlavaOnevisionVideoProcessor", "do_sample_frames": False}
     (out / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2, sort_keys=True) + "\n")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, type=Path, help=f"checkpoint dir with {CONFIG_NAME}")
-    parser.add_argument("--out", required=True, type=Path, help="output directory (standalone model + processor)")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None, help="weight dtype (default: the config's)")
-    parser.add_argument(
-        "--format",
-        choices=FORMATS,
-        default="auto",
-        help="llava_onevision: plain llava-hf checkpoint (pool only; transformers/vLLM/SGLang load it); remote_code: "
-        "TrajVLM + its code for trust_remote_code=True; trajvlm: needs the trajvlm package; auto (default): "
-        "llava_onevision for pool, else remote_code",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    from trajtok.checks import reading_weights
-
-    with reading_weights(args.checkpoint, "checkpoint"):  # a corrupt or truncated weights file: one error line
-        path = export(args.checkpoint, args.out, precision=args.precision, format=args.format)
-    config = json.loads((path / "config.json").read_text())
-    if config.get("model_type") == "llava_onevision":
-        logger.info("load it with LlavaOnevisionForConditionalGeneration.from_pretrained(%r)", str(path))
-    elif "auto_map" in config:
-        logger.info("load it with AutoModelForImageTextToText.from_pretrained(%r, trust_remote_code=True)", str(path))
-    else:
-        logger.info("load it with TrajVLMForConditionalGeneration.from_pretrained(%r)", str(path))
-    return 0

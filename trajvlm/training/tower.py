@@ -20,7 +20,6 @@ measures what was learned. Outputs: ``out/vision/`` (a ``SiglipVisionModel`` che
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -323,24 +322,7 @@ def load_tower(path: str | Path):
     return SiglipVisionModel.from_pretrained(folder)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, type=Path, help="a `trajtok synth --out` folder (train + test)")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (vision/, text.pt, metrics)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of TowerConfig fields (values are YAML)")
-
-
 def parse_overrides(overrides: list[str]) -> TowerConfig:
     from trajvlm.training.config import config_from_overrides
 
     return config_from_overrides(TowerConfig, overrides)
-
-
-def run(args: argparse.Namespace) -> int:
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    metrics = pretrain_tower(args.data, args.out, parse_overrides(args.overrides))
-    print(json.dumps(metrics["test"]))
-    return 0

@@ -26,7 +26,6 @@ The recipe, top to bottom:
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
@@ -49,12 +48,13 @@ from trajtok.checks import (
     reading_weights,
     replace_directory,
 )
+from trajvlm.inference.loading import DTYPES, RECIPE_FIELDS, build_base
 from trajvlm.training.config import CONFIG_NAME, TrainConfig, deepspeed_zero_stage
-from trajvlm.training.data import DataCollator, config_datasets
+from trajvlm.training.data import DataCollator, config_datasets, load_processor
+from trajvlm.training.export import export, record_encoder_training
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # modules never quantised (paths in TrajVLMForConditionalGeneration): the vision side and the output head
 SKIP_QUANTIZATION = ["model.vision_tower", "model.multi_modal_projector", "model.connector", "lm_head"]
 
@@ -87,36 +87,12 @@ def build_model(cfg: TrainConfig, *, quantize: bool = True):
     """Load ``cfg.base_model`` as a ``TrajVLMForConditionalGeneration`` (quantised when ``quantize`` and configured).
 
     A llava-hf LLaVA-OneVision directory gets the configured connector (``from_llava``); a saved TrajVLM model
-    (``model_type: trajvlm`` in its config.json) loads as it is and keeps its own connector.
+    (``model_type: trajvlm`` in its config.json) loads as it is and keeps its own connector. Loading a checkpoint
+    for inference rebuilds its base through the same :func:`~trajvlm.inference.loading.build_base`.
     """
-    from trajvlm.modeling import TrajVLMForConditionalGeneration
-
-    base = Path(cfg.base_model)
-    config_file = base / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"base_model has no config.json: {base}")
-    kwargs: dict[str, Any] = {"dtype": DTYPES[cfg.precision], "attn_implementation": cfg.attn_implementation}
-    if quantize and cfg.quantization != "none":
-        kwargs["quantization_config"] = quantization_config(cfg)
-    model_type = json.loads(config_file.read_text()).get("model_type")
-    torch.manual_seed(cfg.seed)  # a new connector is initialised the same way on every rank and on export
-    if model_type == "trajvlm":
-        model = TrajVLMForConditionalGeneration.from_pretrained(base, **kwargs)
-        if model.config.connector != cfg.connector:
-            raise ValueError(
-                f"{base} is a TrajVLM model with connector {model.config.connector!r}, but the config asks for "
-                f"{cfg.connector!r}; set connector: {model.config.connector} to continue training it"
-            )
-        return model
-    return TrajVLMForConditionalGeneration.from_llava(
-        base,
-        connector=cfg.connector,
-        trajtok=cfg.trajtok,
-        token_mode=cfg.token_mode,
-        video_token_budget=cfg.video_token_budget,
-        tokens_per_trajectory=cfg.tokens_per_trajectory,
-        connector_kwargs=cfg.connector_kwargs or None,
-        **kwargs,
+    return build_base(
+        **{name: getattr(cfg, name) for name in RECIPE_FIELDS},
+        quantization_config=quantization_config(cfg) if quantize else None,
     )
 
 
@@ -200,20 +176,6 @@ def setup_trainable(model: nn.Module, cfg: TrainConfig) -> nn.Module:
         n_all / 1e6,
     )
     return model
-
-
-def trains_trajectory_encoder(cfg: TrainConfig) -> bool:
-    """Whether this recipe trains a TrajTok connector's trajectory encoder (its config then records it)."""
-    if cfg.connector != "trajtok":
-        return False
-    trained = any(m in ("connector", "trajtok", "encoder") for m in cfg.trainable_modules) or cfg.full_finetune
-    return trained and not any(m in ("connector", "trajtok", "encoder") for m in cfg.frozen_modules)
-
-
-def record_encoder_training(model_config: Any, cfg: TrainConfig) -> None:
-    """``trajtok.encoder_trained_by = "vlm"`` in a TrajVLM config when ``cfg`` trained the trajectory encoder."""
-    if trains_trajectory_encoder(cfg) and isinstance(getattr(model_config, "trajtok", None), dict):
-        model_config.trajtok = {**model_config.trajtok, "encoder_trained_by": "vlm"}
 
 
 def gather_connector_parameters_under_zero3(model: nn.Module) -> int:
@@ -387,20 +349,6 @@ def training_arguments(cfg: TrainConfig) -> TrainingArguments:
     )
 
 
-def load_processor(cfg: TrainConfig, model_config: Any):
-    """The base's processor synced to the model's connector, with the configured frame count."""
-    from trajvlm.processing import TrajVLMProcessor
-
-    processor = TrajVLMProcessor.from_pretrained(cfg.base_model).for_model(model_config)
-    if cfg.num_frames is not None:
-        processor.num_frames = cfg.num_frames
-        processor.fps = None
-        processor.max_frames = None
-    elif cfg.fps is not None:
-        processor.num_frames, processor.fps, processor.max_frames = None, cfg.fps, cfg.max_frames
-    return processor
-
-
 def checkpoint_is_complete(path: Path) -> bool:
     """A ``checkpoint-N`` the Trainer finished: its state (written after the weights and the optimizer) and the
     resolved config (written after the state) are there. A save cut short (a full disk, a kill) lacks them."""
@@ -488,8 +436,6 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     if cfg.uses_lora and cfg.export_final and trainer.is_world_process_zero():
         from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
-        from trajvlm.training.export import export
-
         unset_hf_deepspeed_config()  # rank 0 alone rebuilds the model: no ZeRO-3 partitioning while it loads
         kept = f"{out / 'final'} was left as it was; {save_dir} holds the trained adapter"
         with atomic_directory(out / "final", kept=kept) as tmp:  # renamed once complete: never final/ without weights
@@ -535,30 +481,3 @@ def _warn_config_changes(cfg: TrainConfig, saved: TrainConfig) -> None:
     for key, old in saved.to_dict().items():
         if now[key] != old:
             logger.warning("resume: %s was %r in the checkpoint, now %r", key, old, now[key])
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        required=True,
-        type=Path,
-        action="append",
-        help="YAML preset (see trajvlm/presets); repeat it to train several presets one after another in this launch "
-        "(e.g. stage 1 then stage 2: one start-up of the processes; the overrides apply to each)",
-    )
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of TrainConfig fields (values are YAML)")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.resume and len(args.config) > 1:
-        raise ValueError(f"--resume takes one --config, got {len(args.config)}: resume each run on its own")
-    configs = [TrainConfig.from_yaml(path, args.overrides) for path in args.config]  # every preset checked first
-    for cfg in configs:
-        out = train(cfg, resume=args.resume)
-        logger.info("outputs in %s", out)
-    return 0

@@ -26,7 +26,6 @@ Outputs a TrajVLM model folder (``from_pretrained``; stage 1 continues from it w
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -415,23 +414,6 @@ def warmup(
     return metrics
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--base", required=True, type=Path, help="a llava-hf base (or a TrajVLM model) folder")
-    parser.add_argument("--train-json", required=True, type=Path, help="LLaVA-format captions (one per video)")
-    parser.add_argument("--video-root", required=True, type=Path, help="folder the samples' videos are relative to")
-    parser.add_argument("--out", required=True, type=Path, help="output TrajVLM model folder")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of WarmupConfig fields (values are YAML)")
-    parser.add_argument(
-        "--config",
-        type=Path,
-        help="YAML preset of WarmupConfig fields (trajvlm/presets/warmup/); overrides apply after",
-    )
-
-
 def parse_overrides(overrides: list[str], config: str | Path | None = None) -> WarmupConfig:
     """The WarmupConfig of a YAML preset (optional) with ``key=value`` overrides applied after it."""
     import yaml
@@ -451,12 +433,3 @@ def parse_overrides(overrides: list[str], config: str | Path | None = None) -> W
         if not isinstance(values, dict):
             raise ValueError(f"{path} must hold a YAML mapping of WarmupConfig fields, got {type(values).__name__}")
     return config_from_overrides(WarmupConfig, {**values, **parse_pairs(overrides)})
-
-
-def run(args: argparse.Namespace) -> int:
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    cfg = parse_overrides(args.overrides, args.config)
-    metrics = warmup(args.base, args.train_json, args.video_root, args.out, cfg)
-    keys = ("held_out_word_auc_before", "held_out_word_auc_after", "words_read", "train_s")
-    print(json.dumps({k: metrics[k] for k in keys}))
-    return 0
