@@ -23,7 +23,7 @@ import asyncio
 import errno
 import json
 import socket
-from typing import Any
+from typing import Any, cast
 
 import h11
 import uvicorn
@@ -47,6 +47,7 @@ class ReadTimeoutProtocol(H11Protocol):
     lingering close after an early answer."""
 
     read_timeout: float = 30.0
+    _raw: asyncio.Transport  # the connection's own transport, from connection_made
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -54,13 +55,13 @@ class ReadTimeoutProtocol(H11Protocol):
         self._lingering = False
         self._linger_timer: asyncio.TimerHandle | None = None
         self._dropped = 0
-        self._raw: asyncio.Transport | None = None
 
     # ------------------------------------------------------------------------------------ asyncio.Protocol
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's own
         self._raw = transport
-        super().connection_made(_LingeringTransport(transport, self))
+        # duck-typed: the wrapper forwards every other attribute to the transport
+        super().connection_made(cast(asyncio.Transport, _LingeringTransport(transport, self)))
         self._arm()
 
     def data_received(self, data: bytes) -> None:
@@ -76,10 +77,10 @@ class ReadTimeoutProtocol(H11Protocol):
         if self.cycle is not None and not self.cycle.more_body and not self.cycle.response_complete:
             self._disarm()  # the whole request is in (and being answered)
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> None:
         if self._lingering:
             self._raw.close()
-        return super().eof_received()
+        super().eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
