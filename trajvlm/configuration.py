@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import LlavaOnevisionConfig
+from transformers import LlavaOnevisionConfig, PreTrainedConfig
 
 from trajvlm.connectors.registry import connector_class_for, connector_names
 
@@ -66,6 +66,7 @@ class TrajVLMConfig(LlavaOnevisionConfig):
         if self.trajtok is not None:
             if not isinstance(self.trajtok, dict):
                 raise ValueError(f"trajtok must be a TrajTokConfig.to_dict() dict, got {type(self.trajtok).__name__}")
+            assert isinstance(self.text_config, PreTrainedConfig)  # built from a dict by super().__post_init__
             width = self.text_config.hidden_size
             for key in ("external_dim", "output_dim"):
                 value = self.trajtok.get(key)
@@ -78,6 +79,7 @@ class TrajVLMConfig(LlavaOnevisionConfig):
     @property
     def patch_grid(self) -> int:
         """Side of the tower's patch grid (27 for SigLIP 384 px / patch 14)."""
+        assert isinstance(self.vision_config, PreTrainedConfig)  # built from a dict by __post_init__
         return self.vision_config.image_size // self.vision_config.patch_size
 
     @property

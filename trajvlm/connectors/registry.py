@@ -13,7 +13,10 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trajvlm.connectors.base import Connector
 
 # name -> "module:Class". Adding a connector: its module under trajvlm/connectors/ and one line here.
 CONNECTOR_CLASSES: dict[str, str] = {
@@ -27,7 +30,7 @@ CONNECTOR_CLASSES: dict[str, str] = {
 }
 
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-_loaded: dict[str, type] = {}
+_loaded: dict[str, type[Connector]] = {}
 
 
 def connector_names() -> tuple[str, ...]:
@@ -52,7 +55,7 @@ def register_connector(name: str, target: str) -> None:
     CONNECTOR_CLASSES[name] = target
 
 
-def get_connector_class(name: str) -> type:
+def get_connector_class(name: str) -> type[Connector]:
     """The ``Connector`` subclass registered as ``name`` (its module imported on first use)."""
     target = CONNECTOR_CLASSES.get(name) if isinstance(name, str) else None
     if target is None:
@@ -76,12 +79,12 @@ def get_connector_class(name: str) -> type:
     return cls
 
 
-def connector_class_for(config: Any) -> type:
+def connector_class_for(config: Any) -> type[Connector]:
     """The connector class of a model config (a plain ``LlavaOnevisionConfig`` means upstream ``pool``)."""
     return get_connector_class(getattr(config, "connector", "pool"))
 
 
-def build_connector(config: Any):
+def build_connector(config: Any) -> Connector:
     """The connector named by ``config.connector``, built from ``config``."""
     return get_connector_class(config.connector)(config)
 
@@ -89,7 +92,7 @@ def build_connector(config: Any):
 class _LazyConnectors(Mapping):
     """Read-only ``name -> class`` view of the map; a class is imported when it is looked up."""
 
-    def __getitem__(self, name: str) -> type:
+    def __getitem__(self, name: str) -> type[Connector]:
         if name not in CONNECTOR_CLASSES:
             raise KeyError(name)
         return get_connector_class(name)
