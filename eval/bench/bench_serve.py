@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
+import math
 import os
 import socket
 import statistics
@@ -36,12 +38,16 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common
+import _common  # noqa: E402
+
 NAME = "bench-tiny"
 
 
@@ -588,7 +594,21 @@ def print_hostile(rows: list[dict], args) -> None:
         print(f"| {row['scenario']} | {row['figure']} | {normal} | {row['p95_s']:.3f} |")
 
 
-def main_hostile(args) -> int:
+class Server:
+    """A running server of the benchmark: its URL, process and media clips; once stopped, the seconds SIGTERM took
+    and its output. (A plain class: scripts loaded by path, as the tests do, are not in sys.modules, which
+    dataclasses need.)"""
+
+    def __init__(self, url: str, proc: subprocess.Popen, clips: list[Path]) -> None:
+        self.url, self.proc, self.clips = url, proc, clips
+        self.sigterm_exit_s = math.nan
+        self.log = ""
+
+
+@contextlib.contextmanager
+def serving(args, *extra: str) -> Iterator[Server]:
+    """``trajvlm serve`` (the tiny model unless ``--model``) on a free port over a fresh media folder of synthetic
+    clips, healthy when the block starts; stopped with SIGTERM (killed after 30 s) when it ends."""
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         tmp = Path(tmp)
         model = args.model or build_tiny_model(tmp, args.num_frames)
@@ -596,25 +616,29 @@ def main_hostile(args) -> int:
         media.mkdir()
         clips = write_clips(media, args.clips)
         port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        extra = ["--read-timeout", str(args.read_timeout), "--max-upload-mb", "16"]
-        log = (tmp / "server.log").open("w")
-        proc = subprocess.Popen(
-            server_command(model, port, media, args, *extra), env=server_env(args), stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            wait_healthy(url, proc, timeout=180)
-            rows, details = run_hostile(url, proc.pid, clips, args)
-        finally:
-            stop = time.perf_counter()
-            proc.terminate()
+        with (tmp / "server.log").open("w") as log:
+            cmd = server_command(model, port, media, args, *extra)
+            proc = subprocess.Popen(cmd, env=server_env(args), stdout=log, stderr=subprocess.STDOUT)
+            server = Server(f"http://127.0.0.1:{port}", proc, clips)
             try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            details_stop = time.perf_counter() - stop
-            log.close()
-        server_log = (tmp / "server.log").read_text()
+                wait_healthy(server.url, proc, timeout=180)
+                yield server
+            finally:
+                stop = time.perf_counter()
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                server.sigterm_exit_s = time.perf_counter() - stop
+        server.log = (tmp / "server.log").read_text()
+
+
+def main_hostile(args) -> int:
+    extra = ["--read-timeout", str(args.read_timeout), "--max-upload-mb", "16"]
+    with serving(args, *extra) as server:
+        rows, details = run_hostile(server.url, server.proc.pid, server.clips, args)
+    proc, server_log, details_stop = server.proc, server.log, server.sigterm_exit_s
     details["sigterm_exit_s"] = details_stop
     print_hostile(rows, args)
     print(
@@ -627,9 +651,7 @@ def main_hostile(args) -> int:
     crashed = proc.returncode not in (0, -15)
     if crashed:
         print(f"the server exited with status {proc.returncode}; its log:\n{server_log[-3000:]}")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"rows": rows, "details": details}, indent=1, default=str))
+    _common.write_json(args.json, {"rows": rows, "details": details}, default=str)
     return 1 if problems or crashed else 0
 
 
@@ -652,34 +674,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.hostile:
         return main_hostile(args)
 
-    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
-        tmp = Path(tmp)
-        model = args.model or build_tiny_model(tmp, args.num_frames)
-        media = tmp / "media"
-        media.mkdir()
-        clips = write_clips(media, args.clips)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = server_env(args)
-        cmd = server_command(model, port, media, args)
-        log = (tmp / "server.log").open("w")
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_healthy(url, proc, timeout=180)
-            import httpx
+    import httpx
 
-            before = httpx.get(f"{url}/health").json()
-            results, wall = run_load(url, clips, args)
-            health = httpx.get(f"{url}/health").json()
-            health = {k: health[k] - before.get(k, 0) if k in ("served", "batches") else health[k] for k in health}
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
-        server_log = (tmp / "server.log").read_text()
+    with serving(args) as server:
+        before = httpx.get(f"{server.url}/health").json()
+        results, wall = run_load(server.url, server.clips, args)
+        health = httpx.get(f"{server.url}/health").json()
+        health = {k: health[k] - before.get(k, 0) if k in ("served", "batches") else health[k] for k in health}
+    proc, server_log = server.proc, server.log
     summary = summarise(results, wall, health, args)
     crashed = proc.returncode not in (0, -15)
     print(
@@ -696,9 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         print("first server errors:", *summary["first_errors"], sep="\n  ")
     if crashed:
         print(f"the server exited with status {proc.returncode}; its log:\n{server_log[-3000:]}")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"summary": summary, "requests": results}, indent=1))
+    _common.write_json(args.json, {"summary": summary, "requests": results})
     return 1 if summary["server_errors"] or crashed or summary["requests_sent"] < args.requests else 0
 
 
