@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.trajvlm.helpers import random_video, tiny_base, tiny_trajvlm
+from tests.trajvlm.helpers import random_video, save_tiny_trajvlm, tiny_base
 from trajtok.cli import main as trajtok_main
 from trajvlm.cli import main as trajvlm_main
 
@@ -39,11 +39,7 @@ def base(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def vlm(base, tmp_path_factory) -> Path:
     """A saved TrajVLM with a tiny TrajTok connector."""
-    model, processor = tiny_trajvlm(base)
-    out = tmp_path_factory.mktemp("bad_inputs_vlm")
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return save_tiny_trajvlm(base, tmp_path_factory.mktemp("bad_inputs_vlm"))
 
 
 @pytest.fixture(scope="module")
@@ -249,8 +245,8 @@ def test_trajtok_train_disk_full_keeps_the_checkpoint_and_stale_temporaries_go(t
     import safetensors.torch
 
     from trajtok.core.modeling import TrajTok
+    from trajtok.io.checkpoints import latest_checkpoint
     from trajtok.synth import write_dataset
-    from trajtok.training.train import latest_checkpoint
 
     data = tmp_path / "synth"
     write_dataset(data, "train=2,val=1,test=1", frames=8, size=64, objects=(2, 2), seed=0)
@@ -290,8 +286,8 @@ def test_trajtok_bad_flag_type_is_argparse_error(capsys):
 def test_trajtok_train_corrupt_npz_keeps_checkpoint_and_resumes(tmp_path, capsys):
     """Training skips a corrupt label file; the final validation reading it again fails, but only after the final
     checkpoint was saved; the run reports it and `--resume` continues from that checkpoint."""
+    from trajtok.io.checkpoints import latest_checkpoint
     from trajtok.synth import write_dataset
-    from trajtok.training.train import latest_checkpoint
 
     data = tmp_path / "synth"
     write_dataset(data, "train=4,val=1,test=1", frames=8, size=64, objects=(2, 2), seed=0)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.trajvlm.helpers import tiny_base, tiny_trajvlm
+from tests.trajvlm.helpers import save_tiny_trajvlm, tiny_base
 
 NUM_FRAMES = 4
 
@@ -15,12 +15,8 @@ NUM_FRAMES = 4
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A saved TrajVLM (tiny base + tiny TrajTok connector, random weights) whose processor samples 4 frames."""
-    model, processor = tiny_trajvlm(tiny_base(tmp_path_factory))
     out = tmp_path_factory.mktemp("tiny_trajvlm")
-    model.save_pretrained(out)
-    processor.num_frames, processor.fps = NUM_FRAMES, None
-    processor.save_pretrained(out)
-    return out
+    return save_tiny_trajvlm(tiny_base(tmp_path_factory), out, num_frames=NUM_FRAMES, fps=None)
 
 
 @pytest.fixture(scope="session")

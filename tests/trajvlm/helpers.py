@@ -50,3 +50,14 @@ def tiny_trajvlm(base_path: Path, *, connector: str = "trajtok", seed: int = 0, 
     torch.manual_seed(seed)
     model = TrajVLMForConditionalGeneration.from_llava(base_path, connector=connector, **kwargs).eval()
     return model, TrajVLMProcessor.from_pretrained(base_path).for_model(model.config)
+
+
+def save_tiny_trajvlm(base_path: Path, out: Path, *, connector: str = "trajtok", **processor_settings) -> Path:
+    """:func:`tiny_trajvlm` saved in ``out`` like a real checkpoint; ``processor_settings`` (``num_frames=4``,
+    ``fps=None``, ...) are set on its processor first."""
+    model, processor = tiny_trajvlm(base_path, connector=connector)
+    model.save_pretrained(out)
+    for name, value in processor_settings.items():
+        setattr(processor, name, value)
+    processor.save_pretrained(out)
+    return out

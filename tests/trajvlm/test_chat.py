@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.trajvlm.helpers import random_video, tiny_trajvlm
+from tests.trajvlm.helpers import random_video, save_tiny_trajvlm
 from trajvlm.cli import main
 
 STATS = re.compile(r"\[(\d+) visual tokens, \d+ prompt tokens; first token after \d+\.\d+ s; \d+ new tokens")
@@ -15,11 +15,7 @@ STATS = re.compile(r"\[(\d+) visual tokens, \d+ prompt tokens; first token after
 
 @pytest.fixture(scope="module")
 def model_dir(tiny_base_path, tmp_path_factory):
-    model, processor = tiny_trajvlm(tiny_base_path)
-    out = tmp_path_factory.mktemp("chat_model")
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return save_tiny_trajvlm(tiny_base_path, tmp_path_factory.mktemp("chat_model"))
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.trajvlm.helpers import random_video, tiny_trajvlm
+from tests.trajvlm.helpers import random_video, save_tiny_trajvlm
 from trajvlm.inference import (
     ContextLengthError,
     VideoChat,
@@ -23,12 +23,7 @@ from trajvlm.inference import (
 @pytest.fixture(scope="module")
 def saved_trajtok(tiny_base_path, tmp_path_factory):
     """A saved TrajVLM with a tiny trajtok connector (adaptive token count) and a 4-frame processor."""
-    model, processor = tiny_trajvlm(tiny_base_path)
-    out = tmp_path_factory.mktemp("trajvlm_saved")
-    model.save_pretrained(out)
-    processor.num_frames = 4
-    processor.save_pretrained(out)
-    return out
+    return save_tiny_trajvlm(tiny_base_path, tmp_path_factory.mktemp("trajvlm_saved"), num_frames=4)
 
 
 @pytest.fixture(scope="module")
