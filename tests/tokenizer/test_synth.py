@@ -543,4 +543,6 @@ def test_long_answers_carry_no_text_prior(long_worlds):
     # do not tell the answer
     orders = [q for q in new if q["qtype"] == "event_order"]
     assert orders and all(len({(r[0], r[2]) for r in q["params"]["events"]}) == 1 for q in orders)
+    # ... and every option names its occurrence, so 'for the first time' (the object came back) marks none of them
+    assert all(len({o.endswith(" time") for o in q["options"]}) == 1 for q in orders)
     assert any(len({(r[0], r[2]) for r in q["params"]["events"]}) > 1 for q in old if q["qtype"] == "event_order")

@@ -461,13 +461,14 @@ def _event_of_ref(record: dict, ref: list) -> dict:
     return same[k]
 
 
-def describe_ref(record: dict, ref: list) -> str:
-    """'The red circle left the frame for the second time' (the occurrence only when the object did it again)."""
+def describe_ref(record: dict, ref: list, always_ordinal: bool = False) -> str:
+    """'The red circle left the frame for the second time' (the occurrence only when the object did it again, or
+    ``always_ordinal``: then an object that did it once 'left the frame for the first time' too)."""
     kind, i, k = ref
     ev = _event_of_ref(record, ref)
     text = describe_key(record, (kind, (i,), ev.get("to", "")))
     repeats = len([e for e in events_of(record, kind, i) if e["objects"][0] == i]) > 1
-    return f"{text} for the {ORDINALS[k]} time" if repeats else text
+    return f"{text} for the {ORDINALS[k]} time" if repeats or always_ordinal else text
 
 
 def _shown(record: dict, i: int, t: int) -> bool:
@@ -517,7 +518,7 @@ def long_true_answer(record: dict, question: dict) -> str:
             raise ValueError(
                 f"event_order needs exactly one option {p['variant']} the anchor, the record has {len(hits)}"
             )
-        return describe_ref(record, hits[0])
+        return describe_ref(record, hits[0], bool(p.get("always_ordinal", False)))
     if qtype == "distinct_count":
         return str(len(record["objects"]))
     if qtype == "start_end":
@@ -562,7 +563,9 @@ def q_event_order(rng: np.random.Generator, record: dict, sep: int, *, balance: 
     The anchor and the four options are about five different objects, so ordinals ("for the second time") and the
     order of one object's own events (it enters before it leaves) give nothing away. ``balance``: the four options
     are events of one kind and one occurrence ("entered the frame for the first time"), so the kind of event
-    (arrivals come early, departures late) does not tell the answer either; only their objects differ.
+    (arrivals come early, departures late) does not tell the answer either, and every option names its occurrence
+    (an object that comes back has its first arrival early: 'for the first time' on some options only would tell);
+    only their objects differ.
     """
     evs = [ev for ev in record["events"] if ev["type"] in _ORDER_KINDS]
     refs = [r for r in (_event_ref(record, ev) for ev in evs) if r[2] < len(ORDINALS)]
@@ -591,7 +594,9 @@ def q_event_order(rng: np.random.Generator, record: dict, sep: int, *, balance: 
             if len(others) < 3:
                 continue
             params = {"variant": variant, "anchor": anchor, "events": [truth, *others]}
-            wrong = [describe_ref(record, r) for r in others]
+            if balance:  # 'for the first time' on every option: whether an object did it again says nothing
+                params["always_ordinal"] = True
+            wrong = [describe_ref(record, r, balance) for r in others]
             anchor_text = describe_ref(record, anchor)
             text = f"Which of these happened {variant} {anchor_text[0].lower() + anchor_text[1:]}?"
             frames_used = [frame[tuple(r)] for r in (anchor, truth, *others)]
