@@ -50,7 +50,7 @@ SIZES = {
     # world: videos per split; frames / objects ranges; steps: CLIP training steps per model; probe_steps per probe
     # (and learning rate) run; probe_val: videos of the probes' validation split (the world's val videos 0..n-1)
     "quick": dict(
-        videos="train=160,val=8,test=48", frames=(8, 16), objects=(1, 5), steps=200, probe_steps=300, probe_val=32
+        videos="train=160,val=8,test=48", frames=(8, 16), objects=(1, 5), steps=200, probe_steps=150, probe_val=32
     ),
     "full": dict(
         videos="train=800,val=32,test=128", frames=(8, 24), objects=(1, 6), steps=1500, probe_steps=600, probe_val=64
@@ -58,7 +58,7 @@ SIZES = {
 }
 PROBE_BATCH = 16
 PROBE_LRS = (1e-3, 3e-3)  # each probe is trained at both; the validation split picks the learning rate and the step
-PROBE_EVERY = 50  # validation every this many probe steps
+PROBE_EVERY = 25  # validation every this many probe steps
 PROBE_WINDOWS = {"train": 4, "val": 3, "test": 3}  # 4-frame clips drawn per video
 PROBES = (("linear", 0), ("attentive", 0), ("trajadapter", 1), ("trajadapter", 2), ("trajadapter", 4))
 
@@ -97,7 +97,8 @@ def make_world(root: Path, size: dict, seed: int) -> Path:
 
 def train_model(run: Path, overrides: list[str], data: Path, steps: int, seed: int, threads: int) -> tuple[Path, float]:
     """One ``trajtok train`` run of the ``trajvit2_quick`` recipe (reused when its folder is complete)."""
-    from trajtok.training.train import latest_checkpoint, load_config, train
+    from trajtok.io.checkpoints import latest_checkpoint
+    from trajtok.training.train import load_config, train
 
     done = run / "train_s.txt"
     if done.is_file() and latest_checkpoint(run) is not None:

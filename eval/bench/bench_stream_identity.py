@@ -1,0 +1,153 @@
+"""Tokens vs duration when the objects never change: does streaming keep a trajectory, or open new ones?
+
+    python eval/bench/bench_stream_identity.py --checkpoint runs/demo/tokenizer-restart/checkpoints/step_0000600 \\
+        --seeds 10000,10001,10002,10003 --objects 6 --frames 32,512 --release-after 4,16,0
+
+Scenes of the default synthetic world with every object present throughout (none starts late, ends early, starts
+outside the view, lives briefly or changes colour; static camera; the world barely larger than the view), held out
+(seeds 10000+; training worlds use small seeds). The object count is the same at every length, so a tokenizer that
+keeps identities across clips has tokens(max) / tokens(min) = 1 (n = 1 token per trajectory). For each
+``--release-after`` value the first F frames of each scene are streamed (``TrajTok.tokenize_video``, the
+checkpoint's carry) and every trajectory row is split into: ``first rows`` (a query's first trajectory) and
+``re-opened rows`` (a later trajectory of a query that was released after ``release_after`` absent clips and came
+back), with the pixels each row holds. Prints a table; ``--json`` keeps the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "tokenizer")]
+
+logger = logging.getLogger("bench_stream_identity")
+
+
+def parse_ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SystemExit(f"{what} must be a comma list of integers, got {text!r}") from None
+    if not values:
+        raise SystemExit(f"{what} names no value")
+    return values
+
+
+def constant_world():
+    """The default world with every object present from the first to the last frame and a static camera."""
+    from trajtok.synth.world import WorldConfig
+
+    return WorldConfig(
+        late_start_prob=0.0,
+        early_end_prob=0.0,
+        brief_prob=0.0,
+        start_outside_prob=0.0,
+        colour_change_prob=0.0,
+        camera_probs=(1.0, 0.0, 0.0, 0.0),
+        world_scale=1.001,
+    )
+
+
+@torch.no_grad()
+def stream_rows(model, frames: torch.Tensor) -> dict:
+    """Stream (T, 3, H, W) uint8 frames; tokens, and the trajectory rows split into first and re-opened ones."""
+    out = model.tokenize_video(frames, tokens_per_trajectory=1)
+    rows_q = out.trajectory_query[0].tolist()
+    first_last = out.first_last[0].tolist()
+    assignment = out.assignment[0]  # (T, h, w) query per pixel
+    rows = sorted((fl[0], fl[1], q) for q, fl in zip(rows_q, first_last, strict=True) if q >= 0)
+    seen: set[int] = set()
+    first, reopened, reopened_pixels = 0, 0, []
+    for f0, f1, q in rows:
+        if q in seen:
+            reopened += 1
+            reopened_pixels.append(int((assignment[f0 : f1 + 1] == q).sum()))
+        else:
+            first += 1
+            seen.add(q)
+    return {
+        "tokens": int(out.num_tokens[0]),
+        "first_rows": first,
+        "reopened_rows": reopened,
+        "reopened_pixels": reopened_pixels,
+    }
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    from trajtok import TrajTok
+    from trajtok.synth import generate_video
+
+    results = []
+    for release_after in args.release_after:
+        model = TrajTok.from_pretrained(args.checkpoint, release_after=release_after).eval()
+        size = model.config.image_size
+        for seed in args.seeds:
+            video = generate_video(seed, max(args.frames), size, size, args.objects, config=constant_world())
+            frames = torch.from_numpy(np.ascontiguousarray(video.frames)).permute(0, 3, 1, 2)
+            for f in args.frames:
+                row = {"release_after": release_after, "seed": seed, "frames": f, **stream_rows(model, frames[:f])}
+                row["objects_present"] = int(len(np.unique(video.masks[:f][video.masks[:f] > 0])))
+                results.append(row)
+                logger.info("%s", row)
+    return results
+
+
+def print_table(results: list[dict]) -> None:
+    lo, hi = min(r["frames"] for r in results), max(r["frames"] for r in results)
+    print("| release_after | frames | objects | tokens | first rows | re-opened rows | pixels per re-opened row |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for ra in dict.fromkeys(r["release_after"] for r in results):
+        for f in sorted({r["frames"] for r in results}):
+            rs = [r for r in results if r["release_after"] == ra and r["frames"] == f]
+            pix = [p for r in rs for p in r["reopened_pixels"]]
+            print(
+                f"| {ra} | {f} | {statistics.fmean(r['objects_present'] for r in rs):.1f} | "
+                f"{statistics.fmean(r['tokens'] for r in rs):.2f} | {statistics.fmean(r['first_rows'] for r in rs):.2f} | "
+                f"{statistics.fmean(r['reopened_rows'] for r in rs):.2f} | "
+                f"{statistics.median(pix) if pix else '-'} |"
+            )
+        a = statistics.fmean(r["tokens"] for r in results if r["release_after"] == ra and r["frames"] == lo)
+        b = statistics.fmean(r["tokens"] for r in results if r["release_after"] == ra and r["frames"] == hi)
+        print(f"| {ra} | {hi} / {lo} | | **{b / a:.2f}x** | | | |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", type=Path, required=True, help="a TrajTok folder (trajtok train output)")
+    p.add_argument("--seeds", default="10000,10001,10002,10003", help="scene seeds (held out)")
+    p.add_argument("--objects", type=int, default=6, help="objects per scene, all present throughout")
+    p.add_argument("--frames", default="32,512", help="video lengths (comma list)")
+    p.add_argument("--release-after", default="4", help="release_after values to compare (comma list)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = p.parse_args(argv)
+    args.seeds = parse_ints(args.seeds, "--seeds")
+    args.frames = parse_ints(args.frames, "--frames")
+    args.release_after = parse_ints(args.release_after, "--release-after")
+    if min(args.frames) < 1 or args.objects < 1 or min(args.release_after) < 0:
+        raise SystemExit(
+            f"--frames and --objects must be >= 1 and --release-after >= 0, got {args.frames}, "
+            f"{args.objects}, {args.release_after}"
+        )
+    if not (args.checkpoint / "config.json").is_file():
+        raise SystemExit(f"--checkpoint {args.checkpoint}: no config.json there (not a TrajTok folder)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    torch.set_num_threads(args.threads)
+    results = run(args)
+    print_table(results)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""eval/bench/bench_stream_identity.py: scenes whose objects never change, and the split of trajectory rows into a
+query's first row and the rows it re-opens after a release."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trajtok.core.modeling import tiny_model
+from trajtok.synth import generate_video
+
+
+@pytest.fixture(scope="module")
+def bench(load_script):
+    return load_script("eval/bench/bench_stream_identity.py")
+
+
+def test_constant_world_keeps_every_object_in_view_throughout(bench):
+    video = generate_video(10_000, 96, 64, 64, 4, config=bench.constant_world())
+    present = [(video.masks == o).any(axis=(1, 2)).mean() for o in range(1, 5)]
+    assert min(present) > 0.8, present  # occlusion may hide one briefly; none leaves or arrives
+
+
+def test_rows_split_into_first_and_reopened_and_release_zero_reopens_none(bench):
+    g = torch.Generator().manual_seed(0)
+    frames = (torch.rand(24, 3, 64, 64, generator=g) * 255).to(torch.uint8)  # noise: queries come and go
+    released = bench.stream_rows(tiny_model(seed=0, release_after=1, clip_len=2).eval(), frames)
+    kept = bench.stream_rows(tiny_model(seed=0, release_after=0, clip_len=2).eval(), frames)
+    for r in (released, kept):
+        assert r["tokens"] == r["first_rows"] + r["reopened_rows"]  # n = 1 token per trajectory row
+        assert len(r["reopened_pixels"]) == r["reopened_rows"] and all(p >= 1 for p in r["reopened_pixels"])
+    assert kept["reopened_rows"] == 0 and kept["first_rows"] <= 16
+    assert released["reopened_rows"] > 0  # with release after one absent clip, noise re-opens rows
+
+
+def test_bad_arguments_name_the_option(bench, tmp_path):
+    with pytest.raises(SystemExit, match="--frames must be a comma list"):
+        bench.main(["--checkpoint", str(tmp_path), "--frames", "32,x"])
+    with pytest.raises(SystemExit, match="not a TrajTok folder"):
+        bench.main(["--checkpoint", str(tmp_path)])
