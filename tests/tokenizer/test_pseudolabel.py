@@ -262,6 +262,83 @@ def test_motion_segmenter_static_scene_and_pure_camera_pan_have_no_foreground(pa
         MotionConfig(boundary_lambda=0)
 
 
+def test_fit_camera_share_tells_a_camera_motion_from_a_broken_flow():
+    from trajtok.pseudolabel.motion import fit_camera
+
+    H, W = 60, 80
+    flow = np.zeros((H, W, 2), np.float32)
+    flow[..., 0], flow[..., 1] = 2.5, -1.0  # the whole frame shifts: one homography explains every point
+    camera, share = fit_camera(flow)
+    assert share > 0.95 and np.abs(camera - flow).max() < 0.05
+    noise = np.random.default_rng(0).normal(0, 10, (H, W, 2)).astype(np.float32)  # flow wrong everywhere
+    assert fit_camera(noise)[1] < MotionConfig().min_camera_share
+
+
+def test_carry_takes_objects_through_unreliable_frames_from_both_ends():
+    # frames 4-6 "unreliable" with a wrong foreground (a block of background, as when the fitted camera follows a
+    # frame-filling object): the carried masks must find the moving square again, the reliable frames untouched
+    frames, truth = panning_object_video(T=10, pan=1, step=(1, 3))
+    fg = truth.copy()
+    fg[4:7] = False
+    fg[4:7, :20, :30] = True
+    reliable = np.ones(10, bool)
+    reliable[4:7] = False
+    out = MotionSegmenter().carry(frames, fg, reliable)
+    assert (out[reliable] == truth[reliable]).all()
+    iou = [(out[t] & truth[t]).sum() / (out[t] | truth[t]).sum() for t in range(4, 7)]
+    assert min(iou) > 0.7, np.round(iou, 2)
+    # a run at the start is carried backward from the first reliable frame; no reliable frame: no foreground
+    reliable = np.ones(10, bool)
+    reliable[:3] = False
+    out = MotionSegmenter().carry(frames, np.where(reliable[:, None, None], truth, False), reliable)
+    assert min((out[t] & truth[t]).sum() / (out[t] | truth[t]).sum() for t in range(3)) > 0.7
+    assert not MotionSegmenter().carry(frames, truth, np.zeros(10, bool)).any()
+    with pytest.raises(ValueError, match="min_camera_share"):
+        MotionConfig(min_camera_share=1.5)
+
+
+def test_motion_segmenter_marks_a_frame_whose_flow_no_camera_fits():
+    frames, truth = panning_object_video(T=10, pan=1, step=(1, 3))
+    frames[5] = np.random.default_rng(3).integers(0, 256, frames[5].shape, dtype=np.uint8)  # a corrupt frame
+    seg = MotionSegmenter()
+    fg = seg(frames)
+    # the flow out of the noise frame fits no camera; the flows between real frames do
+    assert not seg.reliable[5] and seg.reliable[[0, 1, 2, 3, 7, 8, 9]].all(), seg.reliable
+    iou = [(fg[t] & truth[t]).sum() / (fg[t] | truth[t]).sum() for t in (0, 3, 7, 9)]
+    assert min(iou) > 0.7, np.round(iou, 2)
+
+
+def test_merge_small_trajectories_joins_each_into_the_neighbour_it_touches_most():
+    from trajtok.pseudolabel.merge import merge_small_trajectories
+
+    ids = np.zeros((2, 10, 12), np.int32)
+    ids[:, :, :6], ids[:, :, 6:] = 1, 2  # two halves
+    ids[:, 2:4, 1:3] = 3  # a blob inside the left half
+    ids[:, 6:8, 8:10] = 4  # a blob inside the right half
+    ids[:, 0, 11] = 5  # one pixel in the right half's corner
+    ids[:, 9, 0] = 0  # unlabelled pixels stay unlabelled
+    out = merge_small_trajectories(ids, 2)
+    assert set(np.unique(out)) == {0, 1, 2}
+    assert (out[ids == 3] == 1).all() and (out[ids == 4] == 2).all() and (out[ids == 5] == 2).all()
+    assert (out[ids == 0] == 0).all()
+    kept = merge_small_trajectories(ids, 2, keep={4})  # a kept blob survives; the smaller half joins the other
+    assert set(np.unique(kept)) == {0, 1, 4} and (kept[ids == 4] == 4).all()
+    assert (merge_small_trajectories(ids, 9) == ids).all()  # already few enough
+    with pytest.raises(ValueError, match="max_trajectories"):
+        merge_small_trajectories(ids, 0)
+
+
+def test_pipeline_max_trajectories_gives_object_level_labels():
+    frames, truth = panning_object_video()
+    full = PseudoLabeler(PseudoLabelConfig(size=None, motion=MotionConfig()))(frames)
+    objects = PseudoLabeler(PseudoLabelConfig(size=None, motion=MotionConfig(), max_trajectories=2))(frames)
+    assert full.graph.shape[0] > 2 and objects.graph.shape[0] <= 2, (full.graph.shape, objects.graph.shape)
+    assert (objects.masks > 0).all()  # still a partition
+    assert best_trajectory_iou(objects.masks, truth) > 0.8  # the moving object is kept, not merged away
+    with pytest.raises(ValueError, match="max_trajectories"):
+        PseudoLabelConfig(max_trajectories=0)
+
+
 def best_trajectory_iou(masks: np.ndarray, truth: np.ndarray) -> float:
     """Space-time IoU of the trajectory of ``masks`` (T, H, W) that best matches ``truth`` (T, H, W) bool."""
     ids = np.unique(masks)

@@ -15,11 +15,19 @@ import argparse
 import hashlib
 import json
 import logging
+import multiprocessing as mp
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
+
+from trajtok.pseudolabel.keyframes import KeyframeConfig
+from trajtok.pseudolabel.motion import MotionConfig
+from trajtok.pseudolabel.pipeline import PseudoLabelConfig, PseudoLabeler, label_video
+from trajtok.pseudolabel.segment import CpuSegmenterConfig
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-motion",
         action="store_true",
         help="cpu backend: skip the moving-object stage (flow, motion boundaries, GrabCut); colour segments only",
+    )
+    parser.add_argument(
+        "--max-trajectories",
+        type=int,
+        default=None,
+        help="object-level labels: merge the smallest trajectories into their neighbours until at most this many "
+        "remain (moving objects are kept); default: keep all",
     )
     parser.add_argument("--sam2-checkpoint", default=None, help="sam2 backend: checkpoint path")
     parser.add_argument("--sam2-config", default=None, help="sam2 backend: model config")
@@ -106,11 +121,6 @@ _LABELER = None  # one per worker process, rebuilt when a run in the same proces
 
 
 def _config(args: argparse.Namespace):
-    from trajtok.pseudolabel.keyframes import KeyframeConfig
-    from trajtok.pseudolabel.motion import MotionConfig
-    from trajtok.pseudolabel.pipeline import PseudoLabelConfig
-    from trajtok.pseudolabel.segment import CpuSegmenterConfig
-
     g = args.granularity
     granularity = float(g) if g and (g[0].isdigit() or g[0] == ".") else g
     return PseudoLabelConfig(
@@ -120,6 +130,7 @@ def _config(args: argparse.Namespace):
         iou_threshold=args.iou_threshold,
         segmenter=CpuSegmenterConfig(granularity=granularity),
         motion=None if args.no_motion else MotionConfig(),
+        max_trajectories=args.max_trajectories,
         sam2_checkpoint=args.sam2_checkpoint,
         sam2_config=args.sam2_config,
         device=args.device,
@@ -129,8 +140,6 @@ def _config(args: argparse.Namespace):
 def _label_one(job: tuple[Any, str, str, dict[str, Any]]) -> tuple[str, str, str | None]:
     """Worker: (config, video, npz, options) -> (video, npz, error or None)."""
     global _LABELER
-    from trajtok.pseudolabel.pipeline import PseudoLabeler, label_video
-
     config, video, npz, options = job
     if _LABELER is None or _LABELER.config != config:
         _LABELER = PseudoLabeler(config)
@@ -145,15 +154,11 @@ def _results(jobs: list, workers: int) -> Iterator[tuple[str, str, str | None]]:
     if workers <= 1:
         yield from map(_label_one, jobs)
         return
-    import multiprocessing as mp
-
     with mp.get_context("spawn").Pool(workers) as pool:
         yield from pool.imap_unordered(_label_one, jobs)
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     config = _config(args)

@@ -103,3 +103,59 @@ def to_masks_and_graph(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         m = lut[p[p != 0]]
         graph[m - 1, t] = m
     return masks, graph
+
+
+def merge_small_trajectories(
+    ids: np.ndarray, max_trajectories: int, keep: set[int] | frozenset[int] = frozenset()
+) -> np.ndarray:
+    """Object-level labels: merge the smallest trajectories of ``ids`` (T, H, W) int, 0 = none, into their
+    neighbours until at most ``max_trajectories`` remain; returns the merged (T, H, W) ids (surviving ids kept).
+
+    Smallest = fewest pixels over the whole video. A trajectory joins the one it shares the most boundary with (4-
+    neighbour pixel pairs, summed over frames); one with no neighbour joins the largest. Ids in ``keep`` (e.g.
+    moving objects) are never merged away, though others may join them, so more than ``max_trajectories`` can
+    remain when ``keep`` holds more.
+    """
+    ids = np.asarray(ids)
+    if ids.ndim != 3:
+        raise ValueError(f"ids must be (T, H, W), got shape {ids.shape}")
+    if max_trajectories < 1:
+        raise ValueError(f"max_trajectories must be >= 1, got {max_trajectories}")
+    present, inv = np.unique(ids, return_inverse=True)
+    inv = inv.reshape(ids.shape)
+    n = len(present)
+    volume = np.bincount(inv.ravel(), minlength=n).astype(np.int64)
+    adj = np.zeros((n, n), np.int64)  # shared boundary (pixel pairs) between trajectories, symmetric
+    for a, b in ((inv[:, :, :-1], inv[:, :, 1:]), (inv[:, :-1, :], inv[:, 1:, :])):
+        diff = a != b
+        np.add.at(adj, (a[diff], b[diff]), 1)
+    adj = adj + adj.T
+    alive = present != 0
+    if present[0] == 0:  # 0 (no trajectory) is neither merged nor merged into
+        adj[0, :] = adj[:, 0] = 0
+    protected = np.isin(present, list(keep))
+    parent = np.arange(n)
+    while alive.sum() > max_trajectories:
+        candidates = np.nonzero(alive & ~protected)[0]
+        if len(candidates) == 0:
+            break
+        small = candidates[np.argmin(volume[candidates])]
+        others = alive.copy()
+        others[small] = False
+        if not others.any():
+            break
+        shared = np.where(others, adj[small], -1)
+        into = int(np.argmax(shared)) if shared.max() > 0 else int(np.argmax(np.where(others, volume, -1)))
+        parent[small] = into
+        volume[into] += volume[small]
+        adj[into] += adj[small]
+        adj[:, into] += adj[:, small]
+        adj[into, into] = 0
+        adj[small, :] = adj[:, small] = 0
+        alive[small] = False
+    for i in range(n):  # follow the merges to the surviving trajectory
+        j = i
+        while parent[j] != j:
+            j = parent[j]
+        parent[i] = j
+    return present[parent][inv].astype(ids.dtype)

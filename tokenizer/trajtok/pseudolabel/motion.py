@@ -23,6 +23,14 @@ Stages, per frame t (flow to the next frame; the last frame uses the flow to the
    foreground where it is above 0.5, sure background far (``margin``) from any likely foreground. A frame whose
    propagated map has no foreground gets none (a static scene gives an empty result).
 
+7. Carrying objects through unreliable motion: where no single homography explains ``min_camera_share`` of the
+   flow (a fast zoom or pan with motion blur, the camera following an object that fills the frame: the flow is
+   wrong almost everywhere, so "what moves against the camera" picks the background), the frame's motion evidence
+   is dropped and its objects come from the nearest reliable frame instead: that frame's foreground, grown by at
+   most ``carry_grow`` of the shorter side per frame, initialises GrabCut (its eroded core sure foreground, the
+   grown ring probable background, the rest sure background), frame by frame into the run of unreliable frames
+   from both ends (each end carries up to the middle). A shot with no reliable frame keeps no foreground.
+
 Components smaller than ``min_area`` (fraction of the frame) are dropped at the end.
 """
 
@@ -31,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from trajtok.pseudolabel.keyframes import require
 from trajtok.pseudolabel.track import OpticalFlow
@@ -45,6 +54,10 @@ class MotionConfig:
     grabcut_iterations: int = 3  # GrabCut iterations per frame (0 = no appearance refinement)
     margin: float = 0.05  # sure background beyond this fraction of the shorter side from likely foreground
     min_area: float = 0.002  # foreground components smaller than this fraction of the frame are dropped
+    # a frame whose flow no single homography fits for at least this share of its grid points has unreliable motion:
+    # its objects are carried from the nearest reliable frame by appearance (0 = never)
+    min_camera_share: float = 0.25
+    carry_grow: float = 0.05  # carried objects grow by at most this fraction of the shorter side per frame
 
     def __post_init__(self) -> None:
         if self.boundary_lambda <= 0:
@@ -52,6 +65,11 @@ class MotionConfig:
         if self.window < 0 or self.grabcut_iterations < 0:
             raise ValueError(
                 f"window and grabcut_iterations must be >= 0, got {self.window}, {self.grabcut_iterations}"
+            )
+        if not 0.0 <= self.min_camera_share < 1.0 or not 0.0 < self.carry_grow < 1.0:
+            raise ValueError(
+                f"need min_camera_share in [0, 1) and carry_grow in (0, 1), got {self.min_camera_share}, "
+                f"{self.carry_grow}"
             )
         if self.min_residual < 0 or not 0.0 <= self.margin < 1.0 or not 0.0 <= self.min_area < 1.0:
             raise ValueError(
@@ -62,26 +80,33 @@ class MotionConfig:
 
 def camera_flow(flow: np.ndarray, step: int = 8) -> np.ndarray:
     """The flow (H, W, 2) a homography fitted (RANSAC) to ``flow`` on a ``step``-pixel grid would give."""
-    import cv2
+    return fit_camera(flow, step)[0]
+
+
+def fit_camera(flow: np.ndarray, step: int = 8) -> tuple[np.ndarray, float]:
+    """(camera flow (H, W, 2), share of the grid points within 1 px of it) of a homography fitted (RANSAC) to
+    ``flow`` on a ``step``-pixel grid. The share is 1 when fewer than 8 points make a grid (nothing to judge)."""
+    import cv2  # optional dependency (the pseudolabel extra): imported where used
 
     H, W, _ = flow.shape
     ys, xs = np.mgrid[step // 2 : H : step, step // 2 : W : step]
     src = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32)  # (N, 2) x, y
     dst = src + flow[ys.ravel(), xs.ravel()]
     if len(src) < 8:
-        return np.zeros_like(flow)
-    hom, _ = cv2.findHomography(src, dst, cv2.RANSAC, 1.0)
+        return np.zeros_like(flow), 1.0
+    hom, inliers = cv2.findHomography(src, dst, cv2.RANSAC, 1.0)
     if hom is None:
-        return np.zeros_like(flow)
+        return np.zeros_like(flow), 0.0
+    share = float(inliers.mean())
     gy, gx = np.mgrid[0:H, 0:W].astype(np.float32)
     pts = np.stack([gx, gy], -1).reshape(-1, 1, 2)
     moved = cv2.perspectiveTransform(pts, hom).reshape(H, W, 2)
-    return (moved - np.stack([gx, gy], -1)).astype(np.float32)
+    return (moved - np.stack([gx, gy], -1)).astype(np.float32), share
 
 
 def moving_pixels(speed: np.ndarray, min_speed: float) -> np.ndarray:
     """(H, W) bool: ``speed`` (H, W) above its Otsu threshold and at least ``min_speed``."""
-    import cv2
+    import cv2  # optional dependency (the pseudolabel extra): imported where used
 
     top = float(speed.max())
     if top < min_speed:
@@ -93,7 +118,7 @@ def moving_pixels(speed: np.ndarray, min_speed: float) -> np.ndarray:
 
 def motion_boundaries(residual: np.ndarray, lam: float) -> np.ndarray:
     """``1 - exp(-lam * |grad residual|)``: (H, W) in [0, 1) from a residual flow (H, W, 2)."""
-    import cv2
+    import cv2  # optional dependency (the pseudolabel extra): imported where used
 
     mag2: np.ndarray = np.zeros(residual.shape[:2], np.float32)
     for c in range(2):
@@ -143,20 +168,29 @@ class MotionSegmenter:
     def __init__(self, config: MotionConfig | None = None) -> None:
         require("cv2")
         self.config = config or MotionConfig()
+        self.reliable = np.ones(0, bool)  # (T,) of the last shot: frames whose flow a camera homography fits
         self.flow = OpticalFlow(self.config.flow_method)
 
     def inside_maps(self, frames: np.ndarray) -> tuple[np.ndarray, list[np.ndarray | None], list[np.ndarray | None]]:
-        """(T, H, W) float inside maps + forward / backward flows between neighbours (None at the ends)."""
+        """(T, H, W) float inside maps + forward / backward flows between neighbours (None at the ends).
+
+        ``self.reliable`` is set to the (T,) bool frames whose flow a camera homography fits (``min_camera_share``);
+        the others' inside maps are zero (their motion evidence is not used)."""
         cfg = self.config
         T, H, W, _ = frames.shape
         fwd: list[np.ndarray | None] = [self.flow(frames[t], frames[t + 1]) for t in range(T - 1)] + [None]
         bwd: list[np.ndarray | None] = [None] + [self.flow(frames[t], frames[t - 1]) for t in range(1, T)]
         inside = np.zeros((T, H, W), np.float32)
+        self.reliable = np.ones(T, bool)
         for t in range(T):
             flow = fwd[t] if fwd[t] is not None else bwd[t]
             if flow is None:  # a single frame: no motion
                 continue
-            residual = flow - camera_flow(flow)
+            camera, share = fit_camera(flow)
+            if share < cfg.min_camera_share:
+                self.reliable[t] = False
+                continue
+            residual = flow - camera
             moving = moving_pixels(np.linalg.norm(residual, axis=-1), cfg.min_residual)
             boundary = (motion_boundaries(residual, cfg.boundary_lambda) > 0.5) & moving
             inside[t] = (inside_outside(boundary) | boundary) & moving
@@ -181,8 +215,7 @@ class MotionSegmenter:
 
     def refine(self, frame: np.ndarray, prior: np.ndarray) -> np.ndarray:
         """GrabCut of ``frame`` (H, W, 3) initialised from ``prior`` (H, W) in [0, 1] -> (H, W) bool."""
-        import cv2
-        from scipy import ndimage
+        import cv2  # optional dependency (the pseudolabel extra): imported where used
 
         cfg = self.config
         likely = prior > 0.5
@@ -223,11 +256,60 @@ class MotionSegmenter:
         inside, fwd, bwd = self.inside_maps(frames)
         prior = self.propagate(inside, fwd, bwd)
         fg = np.stack([self.refine(f, p) for f, p in zip(frames, prior, strict=True)])
+        fg = self.carry(frames, fg, self.reliable)
         return drop_small(fg, self.config.min_area)
+
+    def carry(self, frames: np.ndarray, fg: np.ndarray, reliable: np.ndarray) -> np.ndarray:
+        """Replace the foreground of each run of unreliable frames (``reliable`` (T,) False) by the objects of the
+        reliable frames at its ends, carried frame by frame by appearance (``carry_frame``) up to the run's middle."""
+        out = fg.copy()
+        T = len(reliable)
+        t = 0
+        while t < T:
+            if reliable[t]:
+                t += 1
+                continue
+            start = t
+            while t < T and not reliable[t]:
+                t += 1
+            end = t  # frames [start, end) are unreliable
+            if start == 0 and end == T:  # no reliable frame to carry from
+                out[start:end] = False
+                continue
+            mid = (start + end) // 2 if start > 0 and end < T else (end if start > 0 else start)
+            for u in range(start, mid):  # forward from the reliable frame before the run
+                out[u] = self.carry_frame(frames[u], out[u - 1])
+            for u in range(end - 1, mid - 1, -1):  # backward from the reliable frame after it
+                out[u] = self.carry_frame(frames[u], out[u + 1])
+        return out
+
+    def carry_frame(self, frame: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        """(H, W) bool objects of ``frame`` (H, W, 3) from the neighbouring frame's ``previous`` (H, W) bool: GrabCut
+        with ``previous`` eroded as sure foreground, ``previous`` probable foreground, a ring ``carry_grow`` of the
+        shorter side wide around it probable background, the rest sure background."""
+        import cv2  # optional dependency (the pseudolabel extra): imported where used
+
+        if not previous.any():
+            return previous.copy()
+        H, W = previous.shape
+        r = max(1, round(self.config.carry_grow * min(H, W)))
+        near = ndimage.binary_dilation(previous, iterations=r)
+        mask = np.full((H, W), cv2.GC_BGD, np.uint8)
+        mask[near] = cv2.GC_PR_BGD
+        mask[previous] = cv2.GC_PR_FGD
+        mask[ndimage.binary_erosion(previous, iterations=r)] = cv2.GC_FGD
+        if not (mask == cv2.GC_BGD).any() or self.config.grabcut_iterations == 0:
+            return previous.copy()
+        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.setRNGSeed(0)  # as in refine: the same frames always give the same labels
+        bgr = np.ascontiguousarray(frame[..., ::-1])
+        # rect is unused with GC_INIT_WITH_MASK (None, as above)
+        cv2.grabCut(bgr, mask, None, bgd, fgd, self.config.grabcut_iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
+        return (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
 
 
 def _warp_float(a: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    import cv2
+    import cv2  # optional dependency (the pseudolabel extra): imported where used
 
     H, W = a.shape
     ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
@@ -236,7 +318,7 @@ def _warp_float(a: np.ndarray, flow: np.ndarray) -> np.ndarray:
 
 def drop_small(fg: np.ndarray, min_area: float) -> np.ndarray:
     """Remove 8-connected components smaller than ``min_area`` of a frame from each (H, W) of ``fg`` (T, H, W)."""
-    import cv2
+    import cv2  # optional dependency (the pseudolabel extra): imported where used
 
     out = fg.copy()
     T, H, W = fg.shape
@@ -254,6 +336,7 @@ __all__ = [
     "MotionSegmenter",
     "camera_flow",
     "drop_small",
+    "fit_camera",
     "inside_outside",
     "motion_boundaries",
     "moving_pixels",

@@ -27,12 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
+from trajtok.io.labels import save_labels
+from trajtok.io.video import load_video, probe_video
 from trajtok.pseudolabel.keyframes import KeyframeConfig, detect_keyframes, require
-from trajtok.pseudolabel.merge import TrajectoryLinker, to_masks_and_graph
+from trajtok.pseudolabel.merge import TrajectoryLinker, merge_small_trajectories, to_masks_and_graph
 from trajtok.pseudolabel.motion import MotionConfig, MotionSegmenter
 from trajtok.pseudolabel.segment import CpuSegmenter, CpuSegmenterConfig, build_segmenter
 from trajtok.pseudolabel.track import FlowTrackerConfig, OpticalFlow, build_tracker
+from trajtok.viz import contact_sheet
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,9 @@ class PseudoLabelConfig:
     motion_gap: int = 0  # cpu: segment key frames with the flow to the frame this many frames later (0 = colour only;
     # used when segmenter.motion_weight > 0; measured no better than colour alone on the DAVIS clips)
     motion: MotionConfig | None = None  # cpu: moving-object stage (None = off; `trajtok pseudolabel` turns it on)
+    # object-level labels: merge the smallest trajectories into their neighbours until at most this many remain
+    # (moving objects of the motion stage are never merged away); None = keep every trajectory
+    max_trajectories: int | None = None
     sam2_checkpoint: str | None = None  # sam2: checkpoint path
     sam2_config: str | None = None  # sam2: model config (e.g. configs/sam2.1/sam2.1_hiera_s.yaml)
     device: str = "cuda"  # sam2: torch device
@@ -65,6 +72,8 @@ class PseudoLabelConfig:
             raise ValueError(f"iou_threshold must be in (0, 1], got {self.iou_threshold}")
         if self.motion_gap < 0:
             raise ValueError(f"motion_gap must be >= 0 frames, got {self.motion_gap}")
+        if self.max_trajectories is not None and self.max_trajectories < 1:
+            raise ValueError(f"max_trajectories must be >= 1 or None, got {self.max_trajectories}")
 
 
 @dataclass
@@ -81,7 +90,7 @@ def resize_frames(frames: np.ndarray, size: int | None) -> np.ndarray:
     if size is None or min(frames.shape[1:3]) <= size:
         return frames
     require("cv2")
-    import cv2
+    import cv2  # optional dependency (the pseudolabel extra): imported where used
 
     T, H, W, _ = frames.shape
     s = size / min(H, W)
@@ -153,6 +162,7 @@ class PseudoLabeler:
             seconds["merging"] += t2 - t1
             seconds["tracking"] += t3 - t2
         t0 = time.perf_counter()
+        first_motion_id = linker.next_id  # ids from here on are moving objects
         if self.motion is not None:
             shots = list(zip(kf.cuts, [*kf.cuts[1:], T], strict=True))
             fg = np.concatenate([self.motion(frames[a:b]) for a, b in shots])  # (T, H, W): each shot on its own
@@ -163,6 +173,9 @@ class PseudoLabeler:
                     linker.next_id = paint_objects(ids[a:b], fg[a:b], linker.next_id)
         seconds["motion"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+        if cfg.max_trajectories is not None:
+            moving = {int(i) for i in np.unique(ids) if i >= first_motion_id}
+            ids = merge_small_trajectories(ids, cfg.max_trajectories, keep=moving)
         masks, graph = to_masks_and_graph(ids)
         seconds["merging"] += time.perf_counter() - t0
         logger.debug(
@@ -179,8 +192,6 @@ def paint_objects(ids: np.ndarray, foreground: np.ndarray, next_id: int) -> int:
     """Give each space-time connected component of ``foreground`` (T, H, W) bool a new id from ``next_id`` in
     ``ids`` (T, H, W), in place; returns the next unused id. A moving object overlaps itself from one frame to the
     next, so its pixels form one component over the shot."""
-    from scipy import ndimage
-
     comps, n = ndimage.label(foreground, structure=np.ones((3, 3, 3), bool))  # (T, H, W) 1..n
     if n:
         ids[comps > 0] = comps[comps > 0] + (next_id - 1)
@@ -202,9 +213,6 @@ def label_video(
     ``viz``: optional contact-sheet PNG path (skipped with a log line when ``trajtok.viz`` is unavailable).
     Raises ``trajtok.io.video.VideoDecodeError`` / FileNotFoundError for unreadable input.
     """
-    from trajtok.io.labels import save_labels
-    from trajtok.io.video import load_video, probe_video
-
     size = labeler.config.size
     if size is not None:  # decode straight to the processing size, but never upscale
         info = probe_video(source)
@@ -214,10 +222,5 @@ def label_video(
     result = labeler(frames)
     save_labels(out, result.masks, result.graph)
     if viz is not None:
-        try:
-            from trajtok.viz import contact_sheet
-        except ImportError:
-            logger.info("trajtok.viz not available: no contact sheet for %s", source)
-        else:
-            contact_sheet(resize_frames(frames, labeler.config.size), result.masks, Path(viz))
+        contact_sheet(resize_frames(frames, labeler.config.size), result.masks, Path(viz))
     return result
