@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.eval.helpers import write_world
 from tests.trajvlm.helpers import save_tiny_trajvlm, tiny_base
 
 NUM_FRAMES = 4
@@ -22,12 +23,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synth_world(tmp_path_factory) -> Path:
     """`trajtok synth` output with one 12-frame 48x48 test video and its questions."""
-    from trajtok.cli import main
-
-    out = tmp_path_factory.mktemp("synth")
-    args = ["synth", "--out", str(out), "--num-videos", "train=0,val=0,test=1", "--frames", "12", "--size", "48"]
-    assert main([*args, "--objects", "2", "--seed", "3"]) == 0
-    return out
+    return write_world(tmp_path_factory.mktemp("synth"), "train=0,val=0,test=1", seed=3)
 
 
 @pytest.fixture(scope="session")

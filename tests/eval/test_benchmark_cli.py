@@ -6,17 +6,13 @@ samples and scored here against the answers this test wrote)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.eval.helpers import logged_samples, run_lmms_eval
 from trajvlm.integrations.lmms_eval_tasks import FAILED_ANSWER, parse_choice
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _parquet(path: Path, rows: list[dict]) -> None:
@@ -205,27 +201,7 @@ def test_benchmarks_through_the_cli(tiny_model_dir, synth_world, tmp_path):
     env, expect = _build(tmp_path / "data", synth_world / "test" / "test_00000.mp4")
     model = _answers_b(tiny_model_dir, tmp_path / "model")
     out = tmp_path / "out"
-    cmd = [
-        sys.executable, "-m", "lmms_eval", "--model", "trajvlm",
-        "--model_args", f"pretrained={model},batch_size=4",
-        "--tasks", ",".join(METRICS), "--include_path", str(ROOT / "eval" / "tasks"),
-        "--output_path", str(out), "--log_samples",
-    ]  # fmt: skip
-    run_env = {
-        **os.environ,
-        **env,
-        "HF_HOME": str(tmp_path / "hf"),
-        "HF_DATASETS_OFFLINE": "1",
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    proc = subprocess.run(cmd, cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=900)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-3000:]
-    assert "Error during evaluation" not in log, log[-3000:]  # lmms-eval exits 0 even when evaluation fails
-
-    (results_file,) = out.rglob("*_results.json")
-    results = json.loads(results_file.read_text())["results"]
+    results = run_lmms_eval(f"pretrained={model},batch_size=4", ",".join(METRICS), out, tmp_path, env)
     assert set(METRICS) <= set(results)
     for task, (metric, scale, id_field, breakdowns) in METRICS.items():
         known = expect[task]
@@ -233,8 +209,7 @@ def test_benchmarks_through_the_cli(tiny_model_dir, synth_world, tmp_path):
         assert {f"{metric},none", "failed,none", *(f"{b},none" for b in breakdowns)} <= set(got), (task, got)
         assert got["failed,none"] == 1, task  # the question whose video is missing
 
-        (samples_file,) = out.rglob(f"*_samples_{task}.jsonl")
-        samples = [json.loads(line) for line in samples_file.read_text().splitlines()]
+        samples = logged_samples(out, task)
         assert len(samples) == len(known), task
         correct: dict[str, bool] = {}
         for s in samples:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.eval.helpers import logged_samples, run_lmms_eval
 from trajvlm.integrations.lmms_eval_tasks import FAILED_ANSWER, as_loglikelihood, parse_choice, score_choice
 
-ROOT = Path(__file__).resolve().parents[2]
 # the trajworld task's generation_kwargs, with the stop string lmms-eval adds to a task without one
 GEN_KWARGS = {"max_new_tokens": 8, "temperature": 0, "do_sample": False, "until": ["\n\n"]}
 
@@ -33,44 +31,14 @@ def _two_question_world(synth_world: Path, tmp_path: Path) -> Path:
 def test_cli_end_to_end_records_failed_sample(tiny_model_dir, synth_world, tmp_path):
     world = _two_question_world(synth_world, tmp_path)
     out = tmp_path / "out"
-    env = {
-        **os.environ,
-        "TRAJWORLD_DIR": str(world),
-        "HF_HOME": str(tmp_path / "hf"),
-        "HF_DATASETS_OFFLINE": "1",
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "lmms_eval",
-        "--model",
-        "trajvlm",
-        "--model_args",
-        f"pretrained={tiny_model_dir},batch_size=2",
-        "--tasks",
-        "trajworld,trajworld_mc,trajworld_open",
-        "--include_path",
-        str(ROOT / "eval" / "tasks"),
-        "--output_path",
-        str(out),
-        "--log_samples",
-    ]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-3000:]
-    assert "Error during evaluation" not in log, log[-3000:]  # lmms-eval exits 0 even when evaluation fails
-
-    (results_file,) = out.rglob("*_results.json")
-    results = json.loads(results_file.read_text())["results"]
+    tasks = "trajworld,trajworld_mc,trajworld_open"
+    env = {"TRAJWORLD_DIR": str(world)}
+    results = run_lmms_eval(f"pretrained={tiny_model_dir},batch_size=2", tasks, out, tmp_path, env)
     gen, mc, open_ = results["trajworld"], results["trajworld_mc"], results["trajworld_open"]
     assert gen["failed,none"] == 1 and mc["failed,none"] == 1 and open_["failed,none"] == 1
 
     def samples(task: str) -> dict[str, dict]:
-        (path,) = out.rglob(f"*_samples_{task}.jsonl")
-        rows = [json.loads(line) for line in path.read_text().splitlines()]
-        return {s["accuracy"]["id"]: s for s in rows}
+        return {s["accuracy"]["id"]: s for s in logged_samples(out, task)}
 
     by_id = samples("trajworld")
     assert by_id["broken_q0"]["filtered_resps"] == FAILED_ANSWER

@@ -5,17 +5,14 @@ through the real lmms-eval CLI; each logged answer and score is the model's own,
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.eval.helpers import logged_samples, run_lmms_eval, write_world
 from tests.trajvlm.helpers import tiny_base
 from tests.trajvlm.train_fixtures import make_config
 
-ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 4  # questions evaluated (--limit)
 # the trajworld task's generation_kwargs, with the stop string lmms-eval adds to a task without one
 GEN_KWARGS = {"max_new_tokens": 8, "temperature": 0, "do_sample": False, "until": ["\n\n"]}
@@ -29,17 +26,7 @@ def base(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     """`trajtok synth` output with one train and one test video (different scenes) and their questions."""
-    from trajtok.cli import main
-
-    out = tmp_path_factory.mktemp("connector_world")
-    args = ["synth", "--out", str(out), "--num-videos", "train=1,val=0,test=1", "--frames", "12", "--size", "48"]
-    assert main([*args, "--objects", "2", "--seed", "5"]) == 0
-    return out
-
-
-def _samples(out: Path, task: str) -> list[dict]:
-    (path,) = out.rglob(f"*_samples_{task}.jsonl")
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return write_world(tmp_path_factory.mktemp("connector_world"), "train=1,val=0,test=1", seed=5)
 
 
 @pytest.mark.slow
@@ -54,24 +41,9 @@ def test_connector_trains_and_evaluates_through_lmms_eval(connector, base, world
     train(make_config(base, train_split, run, connector=connector, max_steps=2, save_steps=10))
     assert json.loads((run / "final" / "config.json").read_text())["connector"] == connector
     out = tmp_path / "out"
-    env = {
-        **os.environ,
-        "TRAJWORLD_DIR": str(world),  # its test split
-        "HF_HOME": str(tmp_path / "hf"),
-        "HF_DATASETS_OFFLINE": "1",
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    cmd = [sys.executable, "-m", "lmms_eval", "--model", "trajvlm", "--model_args",
-           f"pretrained={run / 'final'},num_frames=4,batch_size=1", "--tasks", "trajworld,trajworld_mc",
-           "--limit", str(LIMIT), "--include_path", str(ROOT / "eval" / "tasks"), "--output_path", str(out),
-           "--log_samples"]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-3000:]
-    assert "Error during evaluation" not in log, log[-3000:]
-    (results_file,) = out.rglob("*_results.json")
-    results = json.loads(results_file.read_text())["results"]
+    model_args = f"pretrained={run / 'final'},num_frames=4,batch_size=1"
+    env = {"TRAJWORLD_DIR": str(world)}  # its test split
+    results = run_lmms_eval(model_args, "trajworld,trajworld_mc", out, tmp_path, env, "--limit", str(LIMIT))
 
     questions = json.loads((test_split / "qa.json").read_text())[:LIMIT]
     train_videos = {row["video"] for row in json.loads((train_split / "qa.json").read_text())}
@@ -79,7 +51,7 @@ def test_connector_trains_and_evaluates_through_lmms_eval(connector, base, world
     model, processor = load_model(run / "final", num_frames=4)  # the checkpoint the CLI loaded, loaded the same way
 
     # generation: every question answered once, each answer the model's own greedy answer to the logged prompt
-    samples = sorted(_samples(out, "trajworld"), key=lambda s: s["doc_id"])
+    samples = sorted(logged_samples(out, "trajworld"), key=lambda s: s["doc_id"])
     assert [s["accuracy"]["id"] for s in samples] == [str(q["id"]) for q in questions]
     videos = [str(test_split / q["video"]) for q in questions]
     correct = []
@@ -95,7 +67,7 @@ def test_connector_trains_and_evaluates_through_lmms_eval(connector, base, world
     assert results["trajworld"]["accuracy,none"] == pytest.approx(100 * sum(correct) / len(correct))
 
     # log-likelihood: each option's logged score is the model's, the prediction their argmax, and it needs the video
-    samples = sorted(_samples(out, "trajworld_mc"), key=lambda s: s["doc_id"])
+    samples = sorted(logged_samples(out, "trajworld_mc"), key=lambda s: s["doc_id"])
     assert len(samples) == len(questions)
     correct, other_video = [], str(sorted(train_split.glob("*.mp4"))[0])
     for sample, question, video in zip(samples, questions, videos, strict=True):
