@@ -1,7 +1,7 @@
 """Pseudo-label pipeline benchmark: key-frame detection against shot-cut answer keys, trajectory quality (J) on
 DAVIS clips, and seconds per frame of each stage.
 
-    python eval/bench/bench_pseudolabel.py --data ../shared/data [--size 240] [--json out.json]
+    python eval/bench/bench_pseudolabel.py --data ../shared/data [--size 240] [--max-trajectories 5] [--json out.json]
     python eval/bench/bench_pseudolabel.py --skip-cuts --skip-davis --checkpoint runs/a/final --checkpoint runs/b/final
 
 Key frames: the hard cuts of ``cuts/`` (bikes.mp4, goldeneye-vfr-drop3.mp4), precision / recall with a detection
@@ -212,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=240, help="processing shorter side")
     parser.add_argument("--granularity", default=None, help="cpu segmenter granularity (name or float)")
     parser.add_argument("--no-motion", action="store_true", help="colour segments + flow tracking only")
+    parser.add_argument(
+        "--max-trajectories", type=int, default=None, help="object-level labels (trajtok pseudolabel's option)"
+    )
     parser.add_argument("--skip-cuts", action="store_true")
     parser.add_argument("--skip-davis", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -224,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     from trajtok.pseudolabel.motion import MotionConfig
     from trajtok.pseudolabel.pipeline import PseudoLabelConfig
 
-    config = PseudoLabelConfig(size=args.size, motion=None if args.no_motion else MotionConfig())
+    config = PseudoLabelConfig(
+        size=args.size, motion=None if args.no_motion else MotionConfig(), max_trajectories=args.max_trajectories
+    )
     if args.granularity is not None:
         g = args.granularity
         config.segmenter = replace(config.segmenter, granularity=float(g) if g[0].isdigit() else g)
