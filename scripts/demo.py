@@ -43,7 +43,15 @@ SCRIPTS = Path(__file__).resolve().parent
 ROOT = SCRIPTS.parent
 sys.path.insert(0, str(SCRIPTS))  # the demo's own modules (demo_config, demo_stats, demo_report, demo_probe)
 
-from demo_config import DemoPreset, ModelSpec, as_dict, load_preset, preset_names  # noqa: E402
+from demo_config import (  # noqa: E402
+    DemoPreset,
+    ModelSpec,
+    as_dict,
+    holds_trajtok,
+    is_reference,
+    load_preset,
+    preset_names,
+)
 
 LETTERS = "ABCD"
 # the held-out QA task: questions asked open, each option's text scored by log-likelihood (eval/tasks/trajworld)
@@ -330,7 +338,7 @@ class DemoRunner:
         stage1_json, stage2_json = data
         video_root = self.data / "train"
         extra, warm_extra = [], []
-        if spec.connector == "trajtok":
+        if spec.holds_trajtok:
             tpt = spec.tokens_per_trajectory or p.tokens_per_trajectory
             extra = [f"trajtok={tokenizers[spec.tokenizer]}", f"tokens_per_trajectory={tpt}"]
         if spec.stride is not None:
@@ -457,9 +465,10 @@ class DemoRunner:
             out_json.parent.mkdir(parents=True, exist_ok=True)
             out_json.write_text(json.dumps({"ids": ids, "answers": json.loads(line)}, indent=1))
         saved = json.loads(out_json.read_text())
-        truths = [object_names(json.loads((self.data / "test" / f"{v}.json").read_text())) for v in saved["ids"]]
+        truths = [object_names(json.loads((data / "test" / f"{v}.json").read_text())) for v in saved["ids"]]
         scored = score_descriptions(saved["answers"], truths)
-        return {**scored, "model": key, "example": saved["answers"][0] if saved["answers"] else ""}
+        example = saved["answers"][0] if saved["answers"] else ""
+        return {**scored, "model": key, "world": f"fresh, seed {self.fresh_seed}", "example": example}
 
     # -- the job --------------------------------------------------------------------------------------------------
 
@@ -498,7 +507,7 @@ class DemoRunner:
                 "label": m.label,
                 "connector": m.connector,
                 "line": m.connector
-                + (f" {m.stride}x{m.stride}" if m.stride else (" 2x2" if m.connector == "pool" else ""))
+                + (f" {m.stride}x{m.stride}" if m.stride else (" 2x2" if m.strides_patch_grid else ""))
                 + (f" ({m.tokenizer})" if m.tokenizer and len(p.tokenizers_used) > 1 else ""),
                 "frames": m.frames,
                 "stride": m.stride,
@@ -539,11 +548,12 @@ class DemoRunner:
         chosen = best_on_val(rows)
         by_key = {r["key"]: r for r in rows}
         pairs: list[tuple[dict, dict, str]] = []
-        if "trajtok" in chosen and "pool" in chosen:
-            pairs.append((by_key[chosen["trajtok"]], by_key[chosen["pool"]], "each connector's best model on val"))
-        pools = [r for r in rows if r["connector"] == "pool"]
+        for tested in filter(holds_trajtok, chosen):
+            for reference in filter(is_reference, chosen):
+                pairs.append((by_key[chosen[tested]], by_key[chosen[reference]], "each connector's best model on val"))
+        pools = [r for r in rows if is_reference(r["connector"])]
         for r in rows:
-            if r["connector"] == "trajtok":
+            if holds_trajtok(r["connector"]):
                 near = nearest_in_tokens(r, pools)
                 if near is not None:
                     pairs.append((r, near, "the pool model trained nearest its token count (val videos)"))

@@ -17,7 +17,19 @@ from typing import Any
 
 import yaml
 
+from trajvlm.connectors.registry import get_connector_class
+
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+
+def is_reference(connector: str) -> bool:
+    """The connector with its defaults is upstream LLaVA-OneVision's own video path (pool): the reference models."""
+    return get_connector_class(connector).upstream_problem({}) is None
+
+
+def holds_trajtok(connector: str) -> bool:
+    """The connector reads a pretrained TrajTok (trajtok): the trajectory-token models the job is about."""
+    return get_connector_class(connector).holds_trajtok
 
 
 @dataclass
@@ -28,9 +40,10 @@ class ModelSpec:
     connector: str
     # frames sampled per video in every stage (warm-up, stage 1, stage 2) and in evaluation
     frames: int
-    # pool only: the pooling stride over each frame's patch grid (2 = upstream 2x2; 4 = 16x fewer tokens per frame)
+    # connectors that stride the patch grid (pool): the pooling stride over each frame's patch grid (2 = upstream
+    # 2x2; 4 = 16x fewer tokens per frame)
     stride: int | None = None
-    # trajtok only: the pretrained TrajTok to read (a key of DemoPreset.tokenizers)
+    # connectors that hold a TrajTok (trajtok): the pretrained TrajTok to read (a key of DemoPreset.tokenizers)
     tokenizer: str | None = None
     # trajtok only: tokens per trajectory (null: the preset's tokens_per_trajectory)
     tokens_per_trajectory: int | None = None
@@ -40,14 +53,25 @@ class ModelSpec:
             raise ValueError(f"models: connector must be a connector name, got {self.connector!r}")
         if isinstance(self.frames, bool) or not isinstance(self.frames, int) or self.frames < 1:
             raise ValueError(f"models: frames must be an integer >= 1, got {self.frames!r}")
+        cls = get_connector_class(self.connector)
         if self.stride is not None and (
-            self.connector != "pool" or not isinstance(self.stride, int) or self.stride < 1
+            not cls.strides_patch_grid or not isinstance(self.stride, int) or self.stride < 1
         ):
             raise ValueError(
                 f"models: stride is a pool option (integer >= 1), got {self.stride!r} for {self.connector}"
             )
-        if self.tokenizer is not None and self.connector != "trajtok":
+        if self.tokenizer is not None and not cls.holds_trajtok:
             raise ValueError(f"models: tokenizer is a trajtok option, got {self.tokenizer!r} for {self.connector}")
+
+    @property
+    def holds_trajtok(self) -> bool:
+        """The connector reads a pretrained TrajTok (``tokenizer``)."""
+        return holds_trajtok(self.connector)
+
+    @property
+    def strides_patch_grid(self) -> bool:
+        """The connector pools each frame's patch grid by ``stride`` (default 2)."""
+        return get_connector_class(self.connector).strides_patch_grid
 
     @property
     def key(self) -> str:
@@ -144,7 +168,7 @@ class DemoPreset:
             raise ValueError("models must list at least one model (connector, frames)")
         self.models = [m if isinstance(m, ModelSpec) else _model(m) for m in self.models]
         for m in self.models:
-            if m.connector == "trajtok" and m.tokenizer is None:
+            if m.holds_trajtok and m.tokenizer is None:
                 m.tokenizer = next(iter(self.tokenizers))
             if m.tokenizer is not None and m.tokenizer not in self.tokenizers:
                 raise ValueError(f"models: tokenizer {m.tokenizer!r} is not in tokenizers ({sorted(self.tokenizers)})")

@@ -150,9 +150,7 @@ def summary(names: list[str], results: list[dict]) -> str:
             out.append(f"| {a} - {b} | " + " | ".join(cells) + f" | {mean} |")
         out.append("")
     rows = {
-        "trajtok visual tokens (mean)": [
-            first_rows(r)["trajtok"]["visual_tokens"] if "trajtok" in first_rows(r) else None for r in results
-        ],
+        "trajtok visual tokens (mean)": [first_rows(r).get("trajtok", {}).get("visual_tokens") for r in results],
         "descriptions naming a correct object %": [
             _trajtok_description(r).get("names_a_correct_object_pct") for r in results
         ],

@@ -7,7 +7,7 @@
 
 For each base config (``tiny``: the test model, 64 px / 8x8 patches, 2-layer LLM of width 64; ``mid``: the real
 SigLIP geometry, 384 px / 27x27 patches, 10-layer LLM of width 768, see ``trajvlm.training.base.SIZES``), each connector
-(every one of the registry ``trajvlm.connectors.CONNECTORS``, e.g. ``pool``: upstream 2x2 bilinear pooling +
+(every one of the registry ``trajvlm.connectors.registry``, e.g. ``pool``: upstream 2x2 bilinear pooling +
 newline; ``trajtok``: trajectory tokens, adaptive mode; ``resampler``: ``video_token_budget`` learned queries; plus
 the trajtok variants below) and each frame count, one synthetic video (``trajtok.synth``, rendered at the tower's size; ``--scene-frames`` long, 256 by
 default, and every frame count sampled uniformly from that one scene) and one short question go through the
@@ -58,6 +58,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from trajvlm.connectors.registry import connector_names, get_connector_class
+
 logger = logging.getLogger("bench_vlm")
 
 CONFIGS = ("tiny", "mid")
@@ -67,11 +69,19 @@ CONFIGS = ("tiny", "mid")
 REGISTRY_NAME = {"trajtok-tower": "trajtok", "trajtok-tower-s2": "trajtok"}
 
 
-def connector_rows() -> list[str]:
-    """Every registered connector (registry defaults; pool, the reference, first), then the trajtok variants."""
-    from trajvlm.connectors import CONNECTORS as REGISTRY
+def connector_of(row: str):
+    """The registered connector class a row runs."""
+    return get_connector_class(REGISTRY_NAME.get(row, row))
 
-    names = ["pool", *(n for n in REGISTRY if n != "pool")]
+
+def is_reference(row: str) -> bool:
+    """The row is upstream LLaVA-OneVision's own video path (pool with its defaults): what the others are read against."""
+    return connector_of(row).upstream_problem({}) is None
+
+
+def connector_rows() -> list[str]:
+    """Every registered connector (registry defaults; the upstream reference, pool, first), then the trajtok variants."""
+    names = sorted(connector_names(), key=lambda name: not is_reference(name))  # stable: registry order otherwise
     return names + [row for row in REGISTRY_NAME if row not in names]
 
 
@@ -240,11 +250,10 @@ def measure(spec: dict) -> dict:
     device = torch.device(spec["device"])
     torch.manual_seed(spec["seed"])
     registry_name = REGISTRY_NAME.get(spec["connector"], spec["connector"])
-    kwargs: dict[str, Any] = {"connector": registry_name}
-    if registry_name == "trajtok":
-        kwargs.update(trajtok=spec["trajtok"], token_mode="adaptive")
-    elif spec["connector"] != "pool":  # other tokenizers: registry defaults, adaptive, randomly initialised
-        kwargs.update(token_mode="adaptive")
+    # registry defaults, adaptive token mode (the processor-expanded pool ignores it), randomly initialised
+    kwargs: dict[str, Any] = {"connector": registry_name, "token_mode": "adaptive"}
+    if connector_of(registry_name).holds_trajtok:
+        kwargs.update(trajtok=spec["trajtok"])
     model = TrajVLMForConditionalGeneration.from_llava(spec["base"], **kwargs).eval().to(device)
     processor = TrajVLMProcessor.from_pretrained(spec["base"]).for_model(model.config)
     llm = LLMTimer(model.model.language_model, device)
@@ -347,10 +356,10 @@ def sweep(args: argparse.Namespace) -> list[dict]:
         video = ensure_video(workdir, size, max(args.scene_frames, *args.frames), args.objects, args.seed)
         for connector in args.connectors:
             trajtok = None
-            if connector == "trajtok":
-                trajtok = str(args.trajtok_checkpoint or ensure_trajtok(workdir, config_name, base, args.seed))
-            elif connector.startswith("trajtok-tower"):
+            if connector in REGISTRY_NAME:  # a trajtok variant row: its own random TrajTok
                 trajtok = str(ensure_trajtok(workdir, config_name, base, args.seed, connector))
+            elif connector_of(connector).holds_trajtok:
+                trajtok = str(args.trajtok_checkpoint or ensure_trajtok(workdir, config_name, base, args.seed))
             previous: dict | None = None
             for frames in sorted(args.frames):
                 row: dict[str, Any] = {"config": config_name, "connector": connector, "frames": frames}
@@ -508,7 +517,7 @@ def plot(rows: list[dict], path: Path) -> None:
                     if r["config"] == config_name and r["connector"] == connector and r.get(key)
                 ]
                 if pts:
-                    style = "-o" if connector == "pool" else "--s"
+                    style = "-o" if is_reference(connector) else "--s"
                     ax.plot(*zip(*pts, strict=True), style, label=f"{config_name} / {connector}")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")

@@ -42,6 +42,7 @@ class Connector(nn.Module):
     """Base class: holds the VLM config; subclasses implement :meth:`forward` and declare their capabilities."""
 
     name: ClassVar[str] = ""
+    _is_hf_initialized: bool  # set by transformers' weight initialisation (see trajvlm.modeling)
 
     # ---- capabilities (class-level, so they can be asked without building the connector) ------------------------
     # The token count of a video follows from its frame count and the config alone, so the processor writes all of
@@ -58,6 +59,9 @@ class Connector(nn.Module):
     holds_trajtok: ClassVar[bool] = False
     # Its output's ``extra["assignment"]`` assigns every pixel to a trajectory (what trajectory overlays draw).
     draws_trajectories: ClassVar[bool] = False
+    # Takes a connector_kwargs ``stride`` (default 2) that pools each frame's patch grid stride x stride: the knob
+    # that trades tokens per frame for detail.
+    strides_patch_grid: ClassVar[bool] = False
 
     @classmethod
     def tokens_per_video(cls, num_frames: int, *, grid: int, connector_kwargs: dict[str, Any]) -> int:
@@ -87,7 +91,7 @@ class Connector(nn.Module):
     def upstream_problem(cls, connector_kwargs: dict[str, Any]) -> str | None:
         """Why a model with this connector is not upstream LLaVA-OneVision (None when it is, so that it can be
         written as a plain ``llava_onevision`` checkpoint)."""
-        return f"its connector is {cls.name!r}, which upstream LLaVA-OneVision does not have"
+        return f"its connector is {cls.name!r}; only 'pool' is upstream LLaVA-OneVision behaviour"
 
     # ---- the module --------------------------------------------------------------------------------------------
 
@@ -143,14 +147,14 @@ class Connector(nn.Module):
 
                 with deepspeed.zero.GatheredParameters([tensor], modifier_rank=0):
                     tensor.copy_(ref.to(device=tensor.device, dtype=tensor.dtype))
-                tensor._is_hf_initialized = True
+                tensor._is_hf_initialized = True  # type: ignore[attr-defined]  # transformers' flag on tensors
                 continue
             if tensor.is_meta or tensor.shape != ref.shape:
                 raise ValueError(
                     f"connector tensor {name} has shape {tuple(tensor.shape)}, expected {tuple(ref.shape)}"
                 )
             tensor.copy_(ref.to(device=tensor.device, dtype=tensor.dtype))
-            tensor._is_hf_initialized = True
+            tensor._is_hf_initialized = True  # type: ignore[attr-defined]  # transformers' flag on tensors
 
 
 __all__ = ["Connector", "ConnectorOutput"]

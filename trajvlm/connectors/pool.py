@@ -35,6 +35,7 @@ class PoolConnector(Connector):
 
     name = "pool"
     expands_in_processor = True
+    strides_patch_grid = True
 
     @classmethod
     def tokens_per_video(cls, num_frames: int, *, grid: int, connector_kwargs: dict[str, Any]) -> int:

@@ -64,6 +64,7 @@ class VTokConnector(Connector):
 
     name = "vtok"
     reads_pixels = True
+    strides_patch_grid = True
 
     def __init__(self, config) -> None:
         super().__init__(config)
