@@ -23,6 +23,7 @@ from trajvlm.connectors.registry import (
     build_connector,
     connector_class_for,
     connector_names,
+    connectors_with,
     get_connector_class,
     register_connector,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "build_connector",
     "connector_class_for",
     "connector_names",
+    "connectors_with",
     "get_connector_class",
     "register_connector",
     *_LAZY,

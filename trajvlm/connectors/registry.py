@@ -79,6 +79,12 @@ def get_connector_class(name: str) -> type[Connector]:
     return cls
 
 
+def connectors_with(capability: str) -> list[str]:
+    """The registered names whose class declares ``capability`` (e.g. ``"draws_trajectories"``), for messages that
+    say which connector a feature needs; imports every connector."""
+    return [name for name in connector_names() if getattr(get_connector_class(name), capability)]
+
+
 def connector_class_for(config: Any) -> type[Connector]:
     """The connector class of a model config (a plain ``LlavaOnevisionConfig`` means upstream ``pool``)."""
     return get_connector_class(getattr(config, "connector", "pool"))
@@ -115,6 +121,7 @@ __all__ = [
     "build_connector",
     "connector_class_for",
     "connector_names",
+    "connectors_with",
     "get_connector_class",
     "register_connector",
 ]
