@@ -20,6 +20,7 @@ from pathlib import Path
 
 from trajtok.checks import check_frame_count, missing_reason, reading_weights
 from trajtok.io.video import is_image_file, probe_video
+from trajvlm.connectors.registry import connectors_with
 from trajvlm.inference.chat import VideoChat, answer_turn, interactive, write_trajectory_overlay
 from trajvlm.inference.loading import load_model
 from trajvlm.inference.prompts import ContextLengthError
@@ -75,10 +76,12 @@ def run(args: argparse.Namespace) -> int:
                 fps=args.fps,
                 max_frames=args.max_frames,
             )
-        if args.viz is not None and model.config.connector != "trajtok":
+        if args.viz is not None and not model.connector.draws_trajectories:
+            capable = " or ".join(connectors_with("draws_trajectories"))
             raise ValueError(
-                f"--viz needs the trajtok connector: it draws TrajTok's trajectory assignment, and this model uses "
-                f"the {model.config.connector!r} connector (load a TrajVLM with connector trajtok)"
+                f"--viz needs the {capable} connector: it draws the trajectory assignment, and this model uses "
+                f"the {model.config.connector!r} connector, which forms no trajectories (load a TrajVLM with "
+                f"connector {capable})"
             )
         chat = VideoChat(model, processor, video=args.video, system_prompt=args.system, max_context=args.max_context)
         if chat.frames is not None:

@@ -226,7 +226,7 @@ def load_model(
         else:
             chosen = connector or (_saved_connector(path) if model_type == "trajvlm" else "pool")
             model = TrajVLMForConditionalGeneration.from_llava(path, connector=chosen, dtype=torch_dtype, **kw)
-            if chosen != "pool" and model_type != "trajvlm":
+            if model_type != "trajvlm" and any(True for _ in model.model.connector.parameters()):
                 logger.warning("the %r connector on %s is newly initialised (untrained)", chosen, path)
     model = model.to(device=device, dtype=torch_dtype).eval()
     processor = TrajVLMProcessor.from_pretrained(processor_dir).for_model(model.config)

@@ -43,6 +43,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from trajvlm.connectors.registry import connectors_with
 from trajvlm.serve.config import ServeConfig
 from trajvlm.serve.engine import Engine, Job
 from trajvlm.serve.errors import APIError, error_body
@@ -73,6 +74,7 @@ def create_app(model, processor, cfg: ServeConfig) -> FastAPI:
     engine = Engine(model, processor, cfg)
     name = cfg.served_model_name or (cfg.model.name if cfg.model is not None else "trajvlm")
     connector = getattr(model.config, "connector", "pool")
+    overlay = model.connector.draws_trajectories  # the connector assigns pixels to trajectories
     created = int(time.time())
 
     @asynccontextmanager
@@ -118,7 +120,7 @@ def create_app(model, processor, cfg: ServeConfig) -> FastAPI:
             "owned_by": "trajvlm",
             "max_model_len": context_limit(model, cfg.max_context),
             "connector": connector,
-            "trajectory_overlay": connector == "trajtok",
+            "trajectory_overlay": overlay,
             "max_upload_mb": cfg.max_upload_mb,
             "max_frames": cfg.max_frames,
             "max_tokens_limit": cfg.max_tokens_limit,
@@ -293,11 +295,12 @@ def create_app(model, processor, cfg: ServeConfig) -> FastAPI:
         url = video.get("url") if isinstance(video, dict) else video
         if not isinstance(url, str):
             raise APIError(400, 'expected {"video_url": {"url": ...}, "media_io_kwargs": {...}}', param="video_url")
-        if connector != "trajtok":
+        if not overlay:
             raise APIError(
                 400,
                 f"trajectory overlay unavailable: this model uses the {connector!r} connector, which "
-                "forms no trajectories (serve a TrajVLM with the trajtok connector)",
+                f"forms no trajectories (serve a TrajVLM with the {' or '.join(connectors_with('draws_trajectories'))} "
+                "connector)",
                 code="overlay_unavailable",
             )
         sampling = parse_sampling(data.get("media_io_kwargs"), cfg)

@@ -21,7 +21,7 @@ from typing import Any
 
 from trajtok.checks import check_field_types, check_frame_count, check_values
 from trajtok.io.config import load_config, parse_overrides, typed_values  # the project's one YAML + key=value loader
-from trajvlm.configuration import CONNECTOR_NAMES as CONNECTORS
+from trajvlm.connectors.registry import connector_names, connectors_with, get_connector_class
 from trajvlm.inference.loading import CONFIG_NAME, PRECISIONS  # the checkpoint side reads them without this module
 
 logger = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ class TrainConfig:
             raise ValueError("base_model is required: the directory of a llava-hf LLaVA-OneVision or TrajVLM model")
         if not self.train_json:
             raise ValueError("train_json is required: a LLaVA-format JSON list of conversations")
-        choice("connector", CONNECTORS)
+        choice("connector", connector_names())
         choice("token_mode", TOKEN_MODES)
         if self.tokens_per_trajectory not in (None, 1, 2, 4):
             raise ValueError(f"tokens_per_trajectory must be 1, 2, 4 or null, got {self.tokens_per_trajectory!r}")
@@ -248,8 +248,11 @@ class TrainConfig:
         if self.save_total_limit is not None and self.save_total_limit <= 0:
             raise ValueError(f"save_total_limit must be positive or null (keep all), got {self.save_total_limit}")
         # incompatible combinations
-        if self.connector == "pool" and self.trajtok is not None:
-            raise ValueError(f"trajtok={self.trajtok!r} is set but connector is 'pool'; use connector: trajtok")
+        if self.trajtok is not None and not get_connector_class(self.connector).holds_trajtok:
+            raise ValueError(
+                f"trajtok={self.trajtok!r} is set but connector is {self.connector!r}, which holds no TrajTok; use "
+                f"connector: {' or '.join(connectors_with('holds_trajtok'))}"
+            )
         if self.stage == "align" and self.full_finetune:
             raise ValueError("full_finetune needs stage: finetune (stage 'align' keeps the LLM frozen)")
         if self.quantization != "none" and self.full_finetune:

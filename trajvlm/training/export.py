@@ -35,6 +35,7 @@ import torch
 from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 
 from trajvlm.configuration import TRAJVLM_FIELDS
+from trajvlm.connectors.registry import connector_class_for, get_connector_class
 from trajvlm.inference.loading import load_trained
 from trajvlm.training.config import TrainConfig
 from trajvlm.training.remote_code import AUTO_MAP, remove_remote_code, write_remote_code
@@ -47,7 +48,7 @@ LLAVA_PROCESSOR = "LlavaOnevisionProcessor"
 
 def trains_trajectory_encoder(cfg: TrainConfig) -> bool:
     """Whether this recipe trains a TrajTok connector's trajectory encoder (its config then records it)."""
-    if cfg.connector != "trajtok":
+    if not get_connector_class(cfg.connector).holds_trajtok:
         return False
     trained = any(m in ("connector", "trajtok", "encoder") for m in cfg.trainable_modules) or cfg.full_finetune
     return trained and not any(m in ("connector", "trajtok", "encoder") for m in cfg.frozen_modules)
@@ -61,14 +62,7 @@ def record_encoder_training(model_config: Any, cfg: TrainConfig) -> None:
 
 def plain_pooling_problem(config) -> str | None:
     """Why a TrajVLM config cannot be written as a plain llava_onevision model (None when it can)."""
-    connector = getattr(config, "connector", "pool")
-    if connector != "pool":
-        return f"its connector is {connector!r}; only 'pool' is upstream LLaVA-OneVision behaviour"
-    kwargs = getattr(config, "connector_kwargs", None) or {}
-    mode, stride = kwargs.get("mode", "bilinear"), int(kwargs.get("stride", 2))
-    if (mode, stride) != ("bilinear", 2):
-        return f"its pool connector uses mode={mode!r}, stride={stride}; upstream pools bilinear with stride 2"
-    return None
+    return connector_class_for(config).upstream_problem(getattr(config, "connector_kwargs", None) or {})
 
 
 def resolve_format(config, format: str) -> str:
