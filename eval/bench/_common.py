@@ -53,6 +53,21 @@ def run_cli(run: Callable[[argparse.Namespace], Any], args: argparse.Namespace) 
     return 0
 
 
+def probe_arguments(doc: str, train_videos: int, data_help: str) -> argparse.ArgumentParser:
+    """The probe benchmarks' parser (its description the second paragraph of ``doc``) with the options they share:
+    ``--data`` (``data_help``), ``--tower``, ``--frames``, ``--train-videos`` (default ``train_videos``),
+    ``--test-videos``, ``--threads``, ``--json``."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[1], formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--data", required=True, help=data_help)
+    ap.add_argument("--tower", nargs="*", help="tower folders written by `trajvlm pretrain-tower`")
+    ap.add_argument("--frames", type=int, default=4)
+    ap.add_argument("--train-videos", type=int, default=train_videos)
+    ap.add_argument("--test-videos", type=int, default=0, help="0 = the whole test split")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default=None)
+    return ap
+
+
 def write_h264(path: Path, frames: Iterable[np.ndarray], size: tuple[int, int], fps: int, options: dict) -> Path:
     """Encode RGB uint8 (H, W, 3) ``frames`` with libx264 ``options`` into ``path`` (``size`` = (W, H)), one frame at a
     time so that a long or 4K clip never sits in memory; kept when ``path`` exists already (the benchmarks cache

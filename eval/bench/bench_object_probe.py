@@ -203,16 +203,9 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--data", required=True, help="a `trajtok synth --out` folder (train + test, with masks)")
-    ap.add_argument("--tower", nargs="*", help="tower folders written by `trajvlm pretrain-tower`")
+    ap = _common.probe_arguments(__doc__, 600, "a `trajtok synth --out` folder (train + test, with masks)")
     ap.add_argument("--trajtok", default=None, help="a TrajTok checkpoint or `trajtok train` run folder")
     ap.add_argument("--grid", type=int, default=None, help="grid side of the mask geometry (default: TrajTok's, or 16)")
-    ap.add_argument("--frames", type=int, default=4)
-    ap.add_argument("--train-videos", type=int, default=600)
-    ap.add_argument("--test-videos", type=int, default=0, help="0 = the whole test split")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", default=None)
     return _common.run_cli(run, ap.parse_args(argv))
 
 

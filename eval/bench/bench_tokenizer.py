@@ -26,6 +26,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common
+import _common  # noqa: E402
+
 CONFIGS = ("tiny", "paper")
 
 
@@ -197,23 +200,21 @@ def main() -> int:
         results["throughput"] = rows
         results["throughput_notes"] = notes
         print(f"\n### Forward throughput (tokenize_video, 16-frame clips, no grad, {args.device})\n")
-        print("| config | params (M) | frames | seconds | frames/s | peak memory (MiB) | tokens |")
-        print("|---|---|---|---|---|---|---|")
-        for r in rows:
-            print(
-                f"| {r['config']} | {r['params_m']:.1f} | {r['frames']} | {r['seconds']:.2f} | "
-                f"{r['frames_per_s']:.1f} | {r['peak_mem_mib']:.0f} | {r['tokens']} |"
-            )
+        table = [
+            [r["config"], f"{r['params_m']:.1f}", r["frames"], f"{r['seconds']:.2f}", f"{r['frames_per_s']:.1f}",
+             f"{r['peak_mem_mib']:.0f}", r["tokens"]]
+            for r in rows
+        ]  # fmt: skip
+        header = ["config", "params (M)", "frames", "seconds", "frames/s", "peak memory (MiB)", "tokens"]
+        _common.print_table(header, table, "lllllll")
         for n in notes:
             print(f"\nNote: {n}")
 
     rows, source = tokens_vs_duration(args)
     results["tokens_vs_duration"] = {"model": source, "rows": rows}
     print(f"\n### Tokens vs duration (one synthetic scene, streamed with carried queries; {source})\n")
-    print("| frames | tokens | GT objects seen | tokens per frame |")
-    print("|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['frames']} | {r['tokens']} | {r['gt_objects_seen']} | {r['tokens'] / r['frames']:.3f} |")
+    table = [[r["frames"], r["tokens"], r["gt_objects_seen"], f"{r['tokens'] / r['frames']:.3f}"] for r in rows]
+    _common.print_table(["frames", "tokens", "GT objects seen", "tokens per frame"], table, "llll")
     if len(rows) >= 2 and rows[0]["tokens"]:
         growth = rows[-1]["tokens"] / rows[0]["tokens"]
         frames_x = rows[-1]["frames"] / rows[0]["frames"]
@@ -242,9 +243,7 @@ def main() -> int:
             else:
                 print("\nmatplotlib is not installed: no plot (pip install 'trajtok[plot]')")
 
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+    _common.write_json(args.json, results)
     return 0
 
 
