@@ -87,7 +87,10 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     results = []
     for release_after in args.release_after:
-        model = TrajTok.from_pretrained(args.checkpoint, release_after=release_after).eval()
+        overrides = {"release_after": release_after}
+        if args.presence_fraction is not None:
+            overrides["presence_fraction"] = args.presence_fraction
+        model = TrajTok.from_pretrained(args.checkpoint, **overrides).eval()
         size = model.config.image_size
         for seed in args.seeds:
             video = generate_video(seed, max(args.frames), size, size, args.objects, config=constant_world())
@@ -126,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--objects", type=int, default=6, help="objects per scene, all present throughout")
     p.add_argument("--frames", default="32,512", help="video lengths (comma list)")
     p.add_argument("--release-after", default="4", help="release_after values to compare (comma list)")
+    p.add_argument("--presence-fraction", type=float, default=None, help="override the presence threshold")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = p.parse_args(argv)
