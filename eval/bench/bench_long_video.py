@@ -37,6 +37,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common
+import _common  # noqa: E402
+
 logger = logging.getLogger("bench_long_video")
 
 MODES = ("carry", "restart")
@@ -269,11 +272,9 @@ def main() -> int:
     if args.real is not None:
         rows += real_rows(model, args)
     summary = print_report(rows, args)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-        config = model.config.to_dict()
-        args.json.write_text(json.dumps({"settings": settings, "config": config, "rows": rows, "summary": summary}))
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    report = {"settings": settings, "config": model.config.to_dict(), "rows": rows, "summary": summary}
+    _common.write_json(args.json, report, indent=None)
     return 0
 
 

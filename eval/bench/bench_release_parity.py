@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "tokenizer")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tokenizer"), str(Path(__file__).resolve().parent)]
+import _common  # noqa: E402
 
 DEFAULT_DATA = Path(os.environ.get("TRAJVLM_SHARED_DATA", ROOT.parent / "shared" / "data"))
 DEFAULT_CLIPS = ("masks/blackswan/video.mp4", "clips/cartoon_pan.mp4")
@@ -288,10 +289,8 @@ def print_table(rows: dict[str, dict]) -> None:
         ("high_soft", "soft 224", "{:.2e}"),
         ("high_hard_agree", "hard 224 %", "{:.3f}"),
     ]
-    print("| clip | " + " | ".join(c[1] for c in cols) + " |")
-    print("|---|" + "---:|" * len(cols))
-    for clip, row in rows.items():
-        print(f"| {clip} | " + " | ".join(fmt.format(row[key]) for key, _, fmt in cols) + " |")
+    table = [[clip, *(fmt.format(row[key]) for key, _, fmt in cols)] for clip, row in rows.items()]
+    _common.print_table(["clip", *(title for _, title, _ in cols)], table, "l" + "r" * len(cols))
     margin = max(row[f"{tag}_flip_margin"] for row in rows.values() for tag in ("low", "high"))
     print(f"largest top-2 logit margin (upstream) of a pixel whose hard mask differs: {margin:.2e}")
 
@@ -342,8 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{clip}: done", file=sys.stderr)
     print(f"upstream {commit}; fp32; {args.frames} frames at {size} px; random weights (seed {args.seed})")
     print_table(rows)
-    if args.json:
-        args.json.write_text(json.dumps({"upstream_commit": commit, "seed": args.seed, "rows": rows}, indent=1))
+    _common.write_json(args.json, {"upstream_commit": commit, "seed": args.seed, "rows": rows})
     return 0
 
 
