@@ -3,6 +3,7 @@ old module paths alive as warned aliases, and the shared config loader's results
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
 import sys
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.import_graph import all_imports, find_cycle, import_graph
+from tests.import_graph import all_imports, find_cycle, import_graph, module_files
 from trajtok.cli import COMMANDS
 from trajtok.io.config import load_config, parse_overrides
 
@@ -29,7 +30,13 @@ MOVED = {
     "trajtok.coordtok_train": "trajtok.baselines.coordtok_train",
     "trajtok.train": "trajtok.training.train",
     "trajtok.evaluate": "trajtok.training.evaluate",
+    "trajtok.tokenize": "trajtok.cli.tokenize",
 }
+
+# Function-level imports are kept only for optional dependencies (the ``pseudolabel`` and ``sam2`` extras) and
+# where ``trajtok --help`` must not import torch (the dispatcher imports ``checks``); each says so in a comment.
+OPTIONAL = {"cv2", "skimage", "sam2"}
+LAZY_ALLOWED = {("trajtok.checks", "torch")}
 
 # The layers, lowest first: a module imports only from its own layer or lower ones (docs/architecture.md).
 LAYERS: list[tuple[str, ...]] = [
@@ -46,7 +53,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("trajtok.nn",),  # the model's building blocks
     ("trajtok.core", "trajtok.io.release"),  # the model; the release's weights converted into one
     ("trajtok.data", "trajtok.synth", "trajtok.viz"),  # datasets, the synthetic world, drawings of labels
-    ("trajtok.pseudolabel", "trajtok.trajvit2", "trajtok.adapter", "trajtok.baselines.coordtok", "trajtok.tokenize"),
+    ("trajtok.pseudolabel", "trajtok.trajvit2", "trajtok.adapter", "trajtok.baselines.coordtok"),
     ("trajtok.training", "trajtok.baselines.coordtok_train"),  # the trainers
     ("trajtok.cli", "trajtok.synth.cli", "trajtok.pseudolabel.cli"),  # the command line
 ]
@@ -93,6 +100,31 @@ def test_trajtok_imports_nothing_from_the_packages_that_use_it():
     assert not found, "\n".join(found)
     # the dispatcher imports its commands by name: those names are trajtok modules too
     assert all(module.startswith("trajtok.") for module, _ in COMMANDS.values())
+
+
+def test_imports_sit_at_the_top_of_every_module():
+    lazy = [
+        f"{i.module}:{i.line} imports {i.target} inside a function"
+        for i in all_imports("trajtok")
+        if i.lazy and i.target.split(".")[0] not in OPTIONAL and (i.module, i.target.split(".")[0]) not in LAZY_ALLOWED
+    ]
+    assert not lazy, "\n".join(lazy)
+
+
+def test_commands_live_in_the_cli_layer_only():
+    """``add_arguments`` / ``run`` (a command's two functions) are defined by command-line modules, not the library."""
+    cli = len(LAYERS) - 1
+    misplaced = []
+    for module, path in module_files("trajtok").items():
+        if module in MOVED or layer_of(module) == cli:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        misplaced += [f"{module}.{name}" for name in sorted(names & {"add_arguments", "run"})]
+    assert not misplaced, f"command functions outside trajtok.cli: {misplaced}"
+    for module, _ in COMMANDS.values():
+        command = importlib.import_module(module)
+        assert layer_of(module) == cli and callable(command.add_arguments) and callable(command.run)
 
 
 @pytest.mark.parametrize("old, new", sorted(MOVED.items()))
@@ -165,8 +197,8 @@ def test_loader_reads_yaml_then_overrides_with_typed_values(tmp_path):
         (["steps=many"], ValueError, r"steps must be an integer, got 'many'"),
         (["lr=fast"], ValueError, r"lr must be a number, got 'fast'"),
         (["model.scale=big"], ValueError, r"model\.scale must be a number, got 'big'"),
-        (["steps"], ValueError, r"override must be key=value .*got 'steps'"),
-        (["=3"], ValueError, r"override must be key=value .*got '=3'"),
+        (["steps"], ValueError, r"override must be key=value.*got 'steps'"),
+        (["=3"], ValueError, r"override must be key=value.*got '=3'"),
         (["tags=[a,"], ValueError, r"override 'tags=\[a,': the value '\[a,' is not valid YAML"),
         (["model.=3"], ValueError, r"override 'model\.=3': no field after 'model\.'"),
     ],
@@ -209,3 +241,19 @@ def test_trajtok_train_and_coordtok_train_use_the_loader(tmp_path):
     assert (ct.lr, ct.model["image_size"]) == (5e-4, 32)
     with pytest.raises(FileNotFoundError, match=r"coordtok-train config not found: .*nope\.yaml"):
         load_coordtok(tmp_path / "nope.yaml", [])
+
+
+def test_saved_json_configs_errors_name_the_file(tmp_path):
+    from trajtok.core.configuration import TrajTokConfig
+
+    with pytest.raises(FileNotFoundError, match=r"TrajTok config not found: .*config\.json"):
+        TrajTokConfig.load(tmp_path)
+    saved = tmp_path / "config.json"
+    saved.write_text("{not json")
+    with pytest.raises(ValueError, match=r"config\.json is not valid JSON"):
+        TrajTokConfig.load(tmp_path)
+    saved.write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"config\.json: expected a JSON object of TrajTok config fields, got list"):
+        TrajTokConfig.load(tmp_path)
+    TrajTokConfig.tiny(width=32).save(saved)
+    assert TrajTokConfig.load(tmp_path) == TrajTokConfig.tiny(width=32)

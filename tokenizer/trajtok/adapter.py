@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trajtok.core.modeling import TrajTok
+
 if TYPE_CHECKING:
-    from trajtok.core.modeling import TrajTok
     from trajtok.trajvit2 import TrajViT2
 
 logger = logging.getLogger(__name__)
@@ -111,8 +112,6 @@ class TrajAdapter(nn.Module):
         The new TrajTok reads external features of width ``feature_dim`` and emits ``tokens_per_trajectory``
         tokens of that width per trajectory; its config records ``encoder_trained_by = "probe"``.
         """
-        from trajtok.core.modeling import TrajTok
-
         n = int(tokens_per_trajectory)
         cfg = tokenizer.config.replace(
             external_dim=feature_dim,

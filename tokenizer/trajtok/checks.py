@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from safetensors import safe_open
+
 # Most frames any entry point samples from one video. Frames are decoded and held at once (the model's size, 3
 # bytes a pixel, plus the model's activations per frame), so a typo such as 100000 grows by gigabytes before
 # anything fails; the paper's longest setting is 128 frames, long-video benchmarks sample at most a few hundred.
@@ -186,7 +188,7 @@ def check_device(device: str | None) -> str | None:
     """``device`` as torch reads it, or ValueError naming it: unknown names, CUDA on a machine without one."""
     if device is None or device == "auto":
         return device
-    import torch
+    import torch  # not at the top: the dispatcher imports checks, and `trajtok --help` must not import torch
 
     try:
         resolved = torch.device(device)
@@ -241,8 +243,6 @@ def reading_weights(
 def first_unreadable_safetensors(paths: list[str | os.PathLike | None]) -> Path | None:
     """The first ``.safetensors`` file (in these folders, or these files) whose header safetensors refuses: garbage,
     a truncated copy, an empty file. Only headers are read."""
-    from safetensors import safe_open
-
     for path in paths:
         if path is None:
             continue

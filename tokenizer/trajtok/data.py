@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from trajtok.io.labels import load_labels
+from trajtok.io.video import load_video
 
 logger = logging.getLogger(__name__)
 
@@ -145,8 +147,6 @@ def load_item(item: VideoItem, size: int, label_size: int) -> LoadedVideo:
     Labels with fewer frames than the video (a pseudo-label run with ``--num-frames``) take the video frames at
     the same evenly spaced times. Raises VideoDecodeError / FileNotFoundError / ValueError naming the path.
     """
-    from trajtok.io.video import load_video
-
     labels = load_labels(item.labels)
     num = labels.masks.shape[0]
     video = load_video(item.video, size=(size, size))
@@ -226,8 +226,6 @@ class TrajectoryClipDataset(torch.utils.data.Dataset):
             raise ValueError(f"no videos in split {split!r} of {root}")
         self.videos: list[LoadedVideo] = []
         self.skipped: list[tuple[str, str]] = []  # (path, reason)
-        from tqdm import tqdm
-
         for item in tqdm(items, desc=f"decode {split}", unit="video", disable=not progress, leave=False):
             try:
                 self.videos.append(load_item(item, size, self.label_size))

@@ -42,13 +42,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordLevel
+from tokenizers.trainers import WordLevelTrainer
 from torch import Tensor, nn
+from transformers import BertConfig, BertModel
 
 from trajtok.core.configuration import TrajTokConfig
+from trajtok.core.losses import clip_loss, segmentation_loss
+from trajtok.core.modeling import WEIGHTS_NAME as TRAJTOK_WEIGHTS
+from trajtok.core.modeling import TrajTok
+from trajtok.data import TrajectoryClipDataset
+from trajtok.io.checkpoints import resolve_checkpoint
 from trajtok.io.weights import load_strict
+from trajtok.nn.backbone import FeatureBackbone
 from trajtok.nn.trajvit_tokens import TrajViTTokens
+from trajtok.synth.text import NUMBER_WORDS
 
 logger = logging.getLogger(__name__)
 
@@ -150,10 +163,6 @@ class TextTokenizer:
 
     @classmethod
     def train(cls, texts: list[str], vocab_size: int, max_len: int) -> TextTokenizer:
-        from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
-        from tokenizers.models import WordLevel
-        from tokenizers.trainers import WordLevelTrainer
-
         if not texts:
             raise ValueError("the text tokenizer needs at least one caption to train on, got none")
         tok = Tokenizer(WordLevel(unk_token="[UNK]"))
@@ -168,8 +177,6 @@ class TextTokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike, max_len: int) -> TextTokenizer:
-        from tokenizers import Tokenizer
-
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"text tokenizer not found: {path}")
@@ -196,8 +203,6 @@ class TextTower(nn.Module):
 
     def __init__(self, vocab_size: int, width: int, depth: int, heads: int, max_len: int, embed_dim: int):
         super().__init__()
-        from transformers import BertConfig, BertModel
-
         cfg = BertConfig(
             vocab_size=vocab_size,
             hidden_size=width,
@@ -310,8 +315,6 @@ class GTTrajectoryTokens(TrajViTTokens, nn.Module):
 
     def __init__(self, cfg: TrajTokConfig):
         super().__init__()
-        from trajtok.nn.backbone import FeatureBackbone
-
         self.cfg = cfg
         e = cfg.width
         self.features = FeatureBackbone(cfg.backbone, cfg.backbone_config, None, e, cfg.layer_norm_eps)
@@ -359,8 +362,6 @@ class TrajViT2(nn.Module):
         tok_cfg = config.trajtok_config()
         self.tok_cfg = tok_cfg
         if config.video_encoder == "trajtok":
-            from trajtok.core.modeling import TrajTok
-
             self.trajtok = TrajTok(tok_cfg)
             in_dim = tok_cfg.resolved_output_dim
         elif config.video_encoder == "vit3d":
@@ -441,8 +442,6 @@ class TrajViT2(nn.Module):
         multires: bool = False,
     ) -> dict[str, Tensor]:
         """CLIP x clip_weight + focal x focal_weight + Dice x dice_weight (segmentation terms: trajtok only)."""
-        from trajtok.core.losses import clip_loss, segmentation_loss
-
         if len(captions) != pixel_values.shape[0]:
             raise ValueError(f"one caption per clip: got {len(captions)} captions for {pixel_values.shape[0]} clips")
         video = self.encode_video(pixel_values, target_ids)
@@ -473,8 +472,6 @@ class TrajViT2(nn.Module):
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write the folder described in the module docstring (TrajTok's files only for ``trajtok``)."""
-        from safetensors.torch import save_file
-
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items() if not k.startswith("trajtok.")}
@@ -487,8 +484,6 @@ class TrajViT2(nn.Module):
 
     def load_weights(self, path: str | os.PathLike) -> None:
         """Load the weights of a ``save_pretrained`` folder into this model (strict: every mismatch is listed)."""
-        from safetensors.torch import load_file
-
         path = Path(path)
         weights = path / WEIGHTS_NAME
         if not weights.is_file():
@@ -501,8 +496,6 @@ class TrajViT2(nn.Module):
                 "train it again"
             )
         if self.config.video_encoder == "trajtok":
-            from trajtok.core.modeling import WEIGHTS_NAME as TRAJTOK_WEIGHTS
-
             tok = path / TRAJTOK_WEIGHTS
             if not tok.is_file():
                 raise FileNotFoundError(f"TrajTok weights of the TrajViT2 checkpoint not found: {tok}")
@@ -540,11 +533,6 @@ def build_for_training(fields: dict[str, Any], tokenizer_config: TrajTokConfig, 
     text = TextTokenizer.train(captions, config.text_vocab_size, config.text_max_len)
     model = TrajViT2(config, text)
     if config.init_tokenizer is not None:
-        from safetensors.torch import load_file
-
-        from trajtok.core.modeling import WEIGHTS_NAME as TRAJTOK_WEIGHTS
-        from trajtok.io.checkpoints import resolve_checkpoint
-
         path = resolve_checkpoint(config.init_tokenizer) / TRAJTOK_WEIGHTS
         model.trajtok.load_state_dict_strict(load_file(str(path)), source=str(path))
         logger.info("tokenizer initialised from %s", path)
@@ -587,9 +575,6 @@ def evaluate_clip(
     occurs in the split; a video's prediction is the prompt closest to it; the label is the number of objects of
     the video's record (its first caption's cast).
     """
-    from trajtok.data import TrajectoryClipDataset
-    from trajtok.synth.text import NUMBER_WORDS
-
     was_training = model.training
     model.eval()
     data = TrajectoryClipDataset(
@@ -640,7 +625,5 @@ def _count_prompt(template: str, n: int, words: list[str]) -> str:
 
 def _count_from_labels(ids: Any) -> int:
     """Objects of a labelled video: distinct trajectory ids > 0 over all its frames."""
-    import numpy as np
-
     u = np.unique(ids)
     return int((u > 0).sum())

@@ -9,7 +9,6 @@ Frames are (T, H, W, 3) uint8 numpy arrays or (T, C, H, W) torch tensors; ids ar
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -17,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageDraw
+
+from trajtok.io.writer import write_video
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +137,6 @@ def contact_sheet(
     Image size: width = c * W + (c + 1) * pad, height = r * H + (r + 1) * pad with c = min(cols, n) tiles per row
     and r = ceil(n / c) rows for n drawn frames. Each tile is labelled with its frame index when ``label``.
     """
-    from PIL import Image, ImageDraw
-
     if cols < 1:
         raise ValueError(f"cols must be >= 1, got {cols}")
     f = as_frames(frames)
@@ -169,98 +169,9 @@ def animate(frames: Any, ids: Any, path: str | os.PathLike, fps: float = 10.0, a
     frames_out = overlay(frames, ids, alpha=alpha)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".gif":
-        from PIL import Image
-
         images = [Image.fromarray(fr) for fr in frames_out]
         images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
         return path
     if path.suffix.lower() in (".mp4", ".mkv", ".mov", ".avi"):
-        from trajtok.io.writer import write_video
-
         return write_video(path, frames_out, fps=fps)
     raise ValueError(f"cannot tell the animation format from {path.name!r}: use .gif or .mp4")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Command line
-
-
-def _read_video(path: Path, size: tuple[int, int] | None = None) -> tuple[np.ndarray, float]:
-    """All frames (T, H, W, 3) uint8 and the frame rate of a video file, resized while decoding to ``size`` (H, W)."""
-    if not path.exists():
-        raise FileNotFoundError(f"video not found: {path}")
-    try:
-        from trajtok.io.video import load_video
-    except ImportError:  # video I/O module not installed in this build: decode directly
-        import av
-
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            fps = float(stream.average_rate or 10.0)
-            frames = np.stack([fr.to_ndarray(format="rgb24") for fr in container.decode(stream)])
-        return frames, fps
-    video = load_video(path, size=size)
-    return as_frames(video.frames), float(video.fps)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--video", required=True, help="video file")
-    parser.add_argument("--labels", required=True, help="trajectory label npz (masks + graph) of the video")
-    parser.add_argument("--out", required=True, help="sheet.png (contact sheet), anim.gif or anim.mp4")
-    parser.add_argument("--max-frames", type=int, default=16, help="frames on the contact sheet")
-    parser.add_argument("--cols", type=int, default=8, help="tiles per row of the contact sheet")
-    parser.add_argument("--alpha", type=float, default=0.5, help="opacity of the trajectory colours")
-    parser.add_argument("--fps", type=float, default=None, help="animation frame rate (default: the video's)")
-
-
-def check_labels_fit(video: str | Path, labels: str | Path, label_shape: tuple[int, ...]) -> None:
-    """ValueError when the labels (T, H, W) cannot be this video's: another frame count or another aspect ratio
-    (labels may be smaller than the video, at the same shape). Read from the container before decoding."""
-    from trajtok.checks import MAX_FRAMES
-    from trajtok.io.video import probe_video
-
-    T, H, W = (int(v) for v in label_shape)
-    if T > MAX_FRAMES:
-        raise ValueError(f"{labels}: {T} labelled frames is more than the {MAX_FRAMES} frames viz draws")
-    info = probe_video(video)
-    if info.num_frames != T and not info.num_frames_exact:
-        info = probe_video(video, count_frames=True)  # container metadata can be off: count before refusing
-    if info.num_frames != T:
-        raise ValueError(
-            f"{labels} does not fit {video}: the labels have {T} frames, the video {info.num_frames} "
-            "(labels of another video?)"
-        )
-    if abs(H / W - info.height / info.width) > 0.02 * info.height / info.width + 1.0 / min(W, info.width):
-        raise ValueError(
-            f"{labels} does not fit {video}: the labels are {W}x{H}, the video {info.width}x{info.height}, "
-            "another shape (labels of another video?)"
-        )
-
-
-def run(args: argparse.Namespace) -> int:
-    from trajtok.checks import check_input_exists, check_rate
-    from trajtok.io.labels import load_labels
-
-    check_rate("--fps", args.fps)
-    if not 0.0 <= args.alpha <= 1.0:
-        raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
-    for flag, value in (("--max-frames", args.max_frames), ("--cols", args.cols)):
-        if value < 1:
-            raise ValueError(f"{flag} must be a positive integer, got {value}")
-    check_input_exists(args.video)
-    ids = load_labels(args.labels).trajectory_ids()  # (T, H, W): trajectory m -> m + 1
-    check_labels_fit(args.video, args.labels, ids.shape)
-    # decoded at the labels' size: memory follows the labels, not the source resolution (a 4K video stays small)
-    frames, fps = _read_video(Path(args.video), size=(int(ids.shape[1]), int(ids.shape[2])))
-    if frames.shape[0] != ids.shape[0]:
-        raise ValueError(
-            f"{args.labels} does not fit {args.video}: the labels have {ids.shape[0]} frames, the video decoded to "
-            f"{frames.shape[0]}"
-        )
-    out = Path(args.out)
-    if out.suffix.lower() == ".png":
-        contact_sheet(frames, ids, out, max_frames=args.max_frames, cols=args.cols, alpha=args.alpha)
-    else:
-        animate(frames, ids, out, fps=args.fps or fps, alpha=args.alpha)
-    logger.info("wrote %s", out)
-    return 0

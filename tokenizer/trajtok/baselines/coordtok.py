@@ -38,8 +38,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from trajtok.io.config import unknown_fields
 from trajtok.io.weights import load_strict
 
 WEIGHTS_NAME = "model.safetensors"
@@ -108,7 +110,7 @@ class CoordTokConfig:
     @classmethod
     def tiny(cls, **overrides: Any) -> CoordTokConfig:
         """A seconds-on-CPU model for tests: 8 frames at 32x32, 4x4 + 2 x 4x4 planes (48 tokens)."""
-        values = dict(
+        values: dict[str, Any] = dict(
             image_size=32, num_frames=8, tubelet_frames=4, tubelet_size=8, plane_size=4, plane_frames=4,
             latent_dim=4, width=32, depth=1, heads=2, plane_dim=16, decoder_width=32, decoder_depth=1,
             decoder_heads=2, patch_size=8, sample_fraction=0.25,
@@ -121,10 +123,7 @@ class CoordTokConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CoordTokConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown CoordTokConfig fields {unknown}; valid: {sorted(names)}")
+        unknown_fields(cls, data)
         return cls(**data)
 
 
@@ -172,8 +171,6 @@ class _Persistence:
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write ``model.safetensors`` and ``config.json`` into the folder ``path`` (each atomically)."""
-        from safetensors.torch import save_file
-
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
@@ -193,8 +190,6 @@ class _Persistence:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike):
         """Load a folder written by ``save_pretrained``; strict: key or shape mismatches raise ValueError."""
-        from safetensors.torch import load_file
-
         path = Path(path)
         if not (path / CONFIG_NAME).is_file() or not (path / WEIGHTS_NAME).is_file():
             raise FileNotFoundError(f"no {CONFIG_NAME} + {WEIGHTS_NAME} in {path} (a CoordTok save_pretrained folder)")
@@ -303,11 +298,13 @@ class CoordTok(_Persistence, nn.Module):
         g = coords * 2 - 1  # grid_sample's [-1, 1]
         t, y, x = g[..., 0], g[..., 1], g[..., 2]
         pairs = {"xy": (x, y), "yt": (y, t), "xt": (x, t)}  # (column, row) of each plane
-        feat = 0
+        feat: Tensor | None = None
         for name, (col, row) in pairs.items():
             grid = torch.stack([col, row], dim=-1)[:, :, None]  # (B, Q, 1, 2)
             sampled = F.grid_sample(planes[name], grid.to(planes[name].dtype), mode="bilinear", align_corners=False)
-            feat = feat + sampled[..., 0].transpose(1, 2)  # (B, Q, Cp)
+            term = sampled[..., 0].transpose(1, 2)  # (B, Q, Cp)
+            feat = term if feat is None else feat + term
+        assert feat is not None  # three planes
         h = self.query_in(feat) + sincos(coords.to(feat.dtype), self.config.decoder_width)
         h = self.decoder(h)
         return self.head(self.dec_norm(h))  # (B, Q, p*p*3)

@@ -20,7 +20,6 @@ optimizer, scheduler and RNG states saved, ``--resume`` continues exactly as if 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -92,10 +91,7 @@ class CoordTokTrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CoordTokTrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown coordtok-train fields {unknown}; valid: {sorted(names)}")
+        config_io.unknown_fields(cls, data)
         return cls(**data)
 
 
@@ -140,7 +136,7 @@ class VideoSource:
         cfg, m = self.cfg, self.model
         if not self.videos:
             seeds = [cfg.seed * 1_000_003 + step * cfg.batch_size + i for i in range(cfg.batch_size)]
-            return torch.stack([synthetic_video(s, m.num_frames, m.image_size, tuple(cfg.objects)) for s in seeds])
+            return torch.stack([synthetic_video(s, m.num_frames, m.image_size, (cfg.objects[0], cfg.objects[1])) for s in seeds])
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         idx = torch.randint(len(self.videos), (cfg.batch_size,), generator=g).tolist()
         return torch.stack([self.videos[i] for i in idx])
@@ -203,24 +199,9 @@ def train(cfg: CoordTokTrainConfig, out_dir: str | os.PathLike, resume: bool = F
             if out_of_time:
                 logger.info("max_seconds %.0f reached after %d steps", cfg.max_seconds, done)
                 break
-    return last or latest_checkpoint(run_dir)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None, help="YAML/JSON mapping of coordtok-train fields (optional)")
-    parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. steps=100 model.image_size=64")
-
-
-def run(args: argparse.Namespace) -> int:
-    config = args.config
-    if config is None and args.resume and (Path(args.out) / CONFIG_NAME).is_file():
-        config = Path(args.out) / CONFIG_NAME
-    cfg = load_config(config, args.overrides)  # bad settings: ValueError / FileNotFoundError (the CLI prints them)
-    ckpt = train(cfg, args.out, resume=args.resume)
-    print(f"checkpoint: {ckpt}")
-    return 0
+    final = last or latest_checkpoint(run_dir)
+    assert final is not None  # a step saved one, or the run resumed from one
+    return final
 
 
 __all__ = ["CoordTokTrainConfig", "load_config", "train"]

@@ -12,7 +12,9 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from trajtok.io.config import read_json_mapping, read_mapping, unknown_fields
 
 BACKBONES = (
     "convnext",
@@ -28,6 +30,16 @@ ENCODER_TRAINERS = ("clip", "probe", "vlm")  # objectives that can have trained 
 # ``TrajTokConfig.load`` when a saved config.json lacks the key). Old checkpoints carried the raw final query
 # states, which was measured to be no better than restarting every clip, so they stream with "restart".
 LEGACY_DEFAULTS: dict[str, Any] = {"time_encoding": False, "carry": "restart"}
+# The paper's size (and the release's): 224 px, E = 512, K = 128; ConvNeXt-Tiny/Small stage widths
+PAPER_SIZES: dict[str, Any] = {"image_size": 224, "width": 512, "num_queries": 128}
+CONVNEXT_HIDDEN_SIZES = [96, 192, 384, 768]
+
+
+def _backbone(kind: str, depths: list[int], hidden_sizes: list[int] = CONVNEXT_HIDDEN_SIZES) -> dict[str, Any]:
+    """The ``backbone`` / ``backbone_config`` fields of a preset (fresh lists: presets never share them)."""
+    return {"backbone": kind, "backbone_config": {"depths": list(depths), "hidden_sizes": list(hidden_sizes)}}
+
+
 TOKEN_MODES = ("adaptive", "fixed")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -113,8 +125,8 @@ class TrajTokConfig:
 
     def __post_init__(self) -> None:
         # JSON / YAML give lists; keep tuples so configs compare equal after a round trip.
-        self.pixel_mean = tuple(float(v) for v in self.pixel_mean)
-        self.pixel_std = tuple(float(v) for v in self.pixel_std)
+        self.pixel_mean = cast("tuple[float, float, float]", tuple(float(v) for v in self.pixel_mean))
+        self.pixel_std = cast("tuple[float, float, float]", tuple(float(v) for v in self.pixel_std))
         if isinstance(self.tokens_per_trajectory, int):
             self.tokens_per_trajectory = (self.tokens_per_trajectory,)
         self.tokens_per_trajectory = tuple(int(v) for v in self.tokens_per_trajectory)
@@ -249,10 +261,7 @@ class TrajTokConfig:
     def from_dict(cls, d: dict[str, Any], **overrides: Any) -> TrajTokConfig:
         """Build from a dict (e.g. a YAML preset section); unknown keys raise ValueError listing the valid ones."""
         merged = {**d, **overrides}
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(merged) - names)
-        if unknown:
-            raise ValueError(f"unknown TrajTokConfig fields {unknown}; valid fields: {sorted(names)}")
+        unknown_fields(cls, merged)
         return cls(**merged)
 
     def replace(self, **changes: Any) -> TrajTokConfig:
@@ -279,50 +288,25 @@ class TrajTokConfig:
         path = Path(path)
         if path.is_dir():
             path = path / "config.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"TrajTok config not found: {path}")
-        try:
-            d = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from e
-        if not isinstance(d, dict):
-            raise ValueError(f"{path}: expected a JSON object of TrajTokConfig fields, got {type(d).__name__}")
+        d = read_json_mapping(path, "TrajTok config")
         d = {**{k: v for k, v in LEGACY_DEFAULTS.items() if k not in d}, **d}
         return cls.from_dict(d, **overrides)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> TrajTokConfig:
         """Read a YAML preset of TrajTokConfig fields; a file with a top-level ``model:`` section uses that section."""
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"TrajTok preset not found: {path}")
-        d = yaml.safe_load(path.read_text()) or {}
-        if isinstance(d, dict) and isinstance(d.get("model"), dict):
+        d = read_mapping(path, "TrajTok preset")
+        if isinstance(d.get("model"), dict):
             d = d["model"]
-        if not isinstance(d, dict):
-            raise ValueError(f"{path}: expected a mapping of TrajTokConfig fields, got {type(d).__name__}")
         return cls.from_dict(d, **overrides)
 
     @classmethod
     def tiny(cls, **overrides: Any) -> TrajTokConfig:
         """A tiny preset that runs in well under a second per clip on CPU (tests, docs, quick start)."""
-        base: dict[str, Any] = dict(
-            backbone="convnext",
-            backbone_config={"depths": [1, 1, 1, 1], "hidden_sizes": [16, 32, 64, 128]},
-            image_size=64,
-            width=64,
-            num_queries=16,
-            seg_depth=2,
-            seg_heads=2,
-            seg_head_dim=32,
-            enc_depth=2,
-            enc_heads=2,
-            enc_head_dim=32,
-            mlp_ratio=2.0,
-            presence_fraction=0.0,  # tiny test clips have 16x16 grids: a single pixel is a real trajectory there
-        )
+        sizes = dict(image_size=64, width=64, num_queries=16, mlp_ratio=2.0)
+        heads = dict(seg_depth=2, seg_heads=2, seg_head_dim=32, enc_depth=2, enc_heads=2, enc_head_dim=32)
+        # tiny test clips have 16x16 grids: a single pixel is a real trajectory there
+        base = {**_backbone("convnext", [1, 1, 1, 1], [16, 32, 64, 128]), **sizes, **heads, "presence_fraction": 0.0}
         return cls.from_dict(base, **overrides)
 
     # Which preset is which (the paper names ConvNeXt-Tiny, the authors' release ships ConvNeXt-Small):
@@ -336,17 +320,8 @@ class TrajTokConfig:
         """The authors' released segmenter, the preset that matches the release (its weights load through
         ``trajtok convert-release``): DINOv3 ConvNeXt-Small (depths 3-3-27-3, 96-768) with the release's segmenter
         layout (``segmenter_variant="release"``), 224 px, E = 512, K = 128, 8 heads x 64."""
-        base: dict[str, Any] = dict(
-            backbone="dinov3_convnext",
-            backbone_config={"depths": [3, 3, 27, 3], "hidden_sizes": [96, 192, 384, 768]},
-            segmenter_variant="release",
-            image_size=224,
-            width=512,
-            num_queries=128,
-            seg_depth=2,
-            seg_heads=8,
-            seg_head_dim=64,
-        )
+        heads = dict(seg_depth=2, seg_heads=8, seg_head_dim=64)
+        base = {**_backbone("dinov3_convnext", [3, 3, 27, 3]), "segmenter_variant": "release", **PAPER_SIZES, **heads}
         return cls.from_dict(base, **overrides)
 
     @classmethod
@@ -365,11 +340,4 @@ class TrajTokConfig:
 
     @classmethod
     def _paper_architecture(cls, depths: list[int], **overrides: Any) -> TrajTokConfig:
-        base: dict[str, Any] = dict(
-            backbone="convnext",
-            backbone_config={"depths": depths, "hidden_sizes": [96, 192, 384, 768]},
-            image_size=224,
-            width=512,
-            num_queries=128,
-        )
-        return cls.from_dict(base, **overrides)
+        return cls.from_dict({**_backbone("convnext", depths), **PAPER_SIZES}, **overrides)

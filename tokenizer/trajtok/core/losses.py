@@ -10,10 +10,12 @@ focal x1 + Dice x2.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
 BACKGROUND_MODES = ("trajectory", "ignore")
@@ -26,8 +28,6 @@ def hungarian_match(cost: Tensor | np.ndarray) -> tuple[Tensor, Tensor]:
         (rows, cols): long tensors of equal length, rows ascending; pair i matches GT ``rows[i]`` to query
         ``cols[i]``.
     """
-    from scipy.optimize import linear_sum_assignment
-
     c = cost.detach().float().cpu().numpy() if isinstance(cost, Tensor) else np.asarray(cost, dtype=np.float64)
     if c.ndim != 2:
         raise ValueError(f"cost must be a 2-D matrix (M, K), got shape {tuple(c.shape)}")
@@ -115,7 +115,7 @@ def _video_loss(
     background: str,
     gamma: float,
     match: tuple[Tensor, Tensor, Tensor] | None = None,
-) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor] | None]:
+) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]] | tuple[None, None, None]:
     """Focal and Dice of one video: logits (K, P), ids (P,) -> (focal, dice, match or None if no label)."""
     valid = ids != ignore_index
     if background == "ignore":
@@ -180,19 +180,21 @@ def segmentation_loss(
     if background not in BACKGROUND_MODES:
         raise ValueError(f"background must be one of {BACKGROUND_MODES}, got {background!r}")
     target_ids = target_ids.to(logits.device).long()
-    kwargs = dict(ignore_index=ignore_index, background_id=background_id, background=background, gamma=gamma)
+    kwargs: dict[str, Any] = dict(
+        ignore_index=ignore_index, background_id=background_id, background=background, gamma=gamma
+    )
     low = _resize_ids(target_ids, (h, w))  # (B, T, h, w)
     high_res = multires and tuple(target_ids.shape[-2:]) != (h, w)
     focals, dices, matched = [], [], 0
     for i in range(b):
         focal, dice, match = _video_loss(logits[i].reshape(k, -1), low[i].reshape(-1), **kwargs)
-        if match is None:
+        if focal is None or dice is None or match is None:  # no labelled pixel (all three are None then)
             continue
         matched += len(match[1])
         if high_res:
             up = F.interpolate(logits[i], size=tuple(target_ids.shape[-2:]), mode="bilinear", align_corners=False)
             focal_hi, dice_hi, _ = _video_loss(up.reshape(k, -1), target_ids[i].reshape(-1), match=match, **kwargs)
-            if focal_hi is not None:
+            if focal_hi is not None and dice_hi is not None:
                 focal, dice = (focal + focal_hi) / 2, (dice + dice_hi) / 2
         focals.append(focal)
         dices.append(dice)

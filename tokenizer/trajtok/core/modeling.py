@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch  # called through the module: a test (or a caller) can stand in for the disk
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -38,6 +39,7 @@ from trajtok.io.weights import load_strict
 from trajtok.nn.backbone import FeatureBackbone, architecture_dict
 from trajtok.nn.encoder import TrajectoryEncoder, extent_features, soft_mask_sums, upgrade_legacy_offsets
 from trajtok.nn.positions import grid_positions
+from trajtok.nn.release_segmenter import ReleaseFeatures, ReleaseSegmenter
 from trajtok.nn.segmenter import Segmenter, upgrade_scalar_parameters
 
 logger = logging.getLogger(__name__)
@@ -184,7 +186,7 @@ def _assemble(
         keep = present & (rank < budget)
     keep_tok = keep[:, :, None].expand(b, k, n).reshape(b, k * n)  # (B, K * n)
     num_tokens = keep_tok.sum(dim=1)  # (B,)
-    size = int(max_tokens) if mode == "fixed" else int(num_tokens.max().item()) if b else 0
+    size = int(max_tokens) if mode == "fixed" and max_tokens is not None else int(num_tokens.max().item()) if b else 0
     pos = keep_tok.long().cumsum(dim=1) - 1  # (B, K * n) slot of each kept token
     bi, li = keep_tok.nonzero(as_tuple=True)
     flat = tokens.reshape(b, k * n, d)  # (B, K * n, D)
@@ -199,7 +201,7 @@ def _assemble(
 
 _BIG = torch.iinfo(torch.long).max
 # the stats of a query with no pixels (what a released query restarts from and padding rows hold)
-_EMPTY_STATS = {"counts": 0, "t0": _BIG, "y0": _BIG, "x0": _BIG, "t1": -1, "y1": -1, "x1": -1}
+_EMPTY_STATS: dict[str, int | float] = {"counts": 0, "t0": _BIG, "y0": _BIG, "x0": _BIG, "t1": -1, "y1": -1, "x1": -1}
 _EMPTY_STATS |= {"cy0": 0.0, "cx0": 0.0, "cy1": 0.0, "cx1": 0.0}
 
 
@@ -217,11 +219,14 @@ class _VideoAccumulator:
         self.frames_seen = state.frames_seen if state is not None else 0
         self.return_masks = return_masks
         self.stats: dict[str, Tensor] | None = None
-        self.sums = self.mass = self.latent_sum = self.clips_on = None
+        self.sums: Tensor | None = None
+        self.mass: Tensor | None = None
+        self.latent_sum: Tensor | None = None
+        self.clips_on: Tensor | None = None
         self.assignment: list[Tensor] = []
         self.soft: list[Tensor] = []
         self.logits: list[Tensor] = []
-        self.finished: list[dict[str, Tensor]] = []  # each: b (R,), k (R,), latent_sum (R, n, E), clips (R,), stats
+        self.finished: list[dict[str, Any]] = []  # each: b (R,), k (R,), latent_sum (R, n, E), clips (R,), stats
 
     def released(self, release_after: int) -> Tensor | None:
         """(B, K) bool: queries that start this clip from their learned value again."""
@@ -238,6 +243,8 @@ class _VideoAccumulator:
         if self.stats is None:
             self.stats, self.sums, self.mass, self.latent_sum, self.clips_on = clip_stats, sums, mass, weighted, on_f
         else:
+            assert self.sums is not None and self.mass is not None  # set with stats
+            assert self.latent_sum is not None and self.clips_on is not None
             self.stats = _merge_stats(self.stats, clip_stats)
             self.sums, self.mass = self.sums + sums, self.mass + mass
             self.latent_sum, self.clips_on = self.latent_sum + weighted, self.clips_on + on_f
@@ -248,6 +255,8 @@ class _VideoAccumulator:
         self.absent = torch.where(on, torch.zeros_like(absent), absent + 1)
         if release_after <= 0:
             return
+        assert self.stats is not None and self.sums is not None and self.mass is not None  # add() came first
+        assert self.latent_sum is not None and self.clips_on is not None
         close = (self.absent == release_after) & (self.clips_on > 0)  # (B, K)
         if not bool(close.any()):
             return
@@ -271,6 +280,7 @@ class _VideoAccumulator:
     def rows(self) -> tuple[Tensor, Tensor, dict[str, Tensor], Tensor]:
         """Active queries then closed segments, per video: (latent_sum (B, M, n, E), clips (B, M),
         stats (B, M) each, row_query (B, M) long (-1 = padding row))."""
+        assert self.stats is not None and self.latent_sum is not None and self.clips_on is not None  # add() came first
         b, k = self.clips_on.shape
         dev = self.clips_on.device
         row_query = torch.arange(k, device=dev).expand(b, -1)
@@ -312,16 +322,17 @@ class TrajTok(nn.Module):
     backbone weights) or ``TrajTok.from_pretrained(path)`` (a folder written by ``save_pretrained``).
     """
 
+    pixel_mean: Tensor  # buffers (1, 3, 1, 1)
+    pixel_std: Tensor
+
     def __init__(self, config: TrajTokConfig, *, load_backbone_weights: bool = True):
         super().__init__()
         if not isinstance(config, TrajTokConfig):
             raise ValueError(f"config must be a TrajTokConfig, got {type(config).__name__}")
         pretrained = config.backbone_pretrained if load_backbone_weights else None
         e = config.width
-        self.features = None  # backbone "external": no image model; the features given to forward are projected
+        self.features: FeatureBackbone | ReleaseFeatures | None = None  # backbone "external": no image model; the features given to forward are projected
         if config.segmenter_variant == "release":  # the authors' released layout, to hold their weights exactly
-            from trajtok.nn.release_segmenter import ReleaseFeatures
-
             self.features = ReleaseFeatures(config)
         elif config.backbone != "external":
             self.features = FeatureBackbone(
@@ -333,7 +344,7 @@ class TrajTok(nn.Module):
         self.config = config
         self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(config.pixel_std).view(1, 3, 1, 1), persistent=False)
-        self.segmenter = Segmenter(
+        self.segmenter: Segmenter | ReleaseSegmenter = Segmenter(
             e,
             config.num_queries,
             config.seg_depth,
@@ -349,8 +360,6 @@ class TrajTok(nn.Module):
             config.seg_read_stride,
         )
         if config.segmenter_variant == "release":
-            from trajtok.nn.release_segmenter import ReleaseSegmenter
-
             self.segmenter = ReleaseSegmenter(config)
         self.external_proj = nn.Linear(config.external_dim, e) if config.external_dim is not None else None
         self.encoder = TrajectoryEncoder(
@@ -378,15 +387,13 @@ class TrajTok(nn.Module):
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write ``model.safetensors`` and ``config.json`` into the folder ``path`` (each atomically)."""
-        from safetensors.torch import save_file
-
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         fd, tmp = tempfile.mkstemp(dir=path, suffix=".safetensors.tmp")
         os.close(fd)
         try:
-            save_file(state, tmp, metadata={"format": "pt", "model": "trajtok"})
+            safetensors.torch.save_file(state, tmp, metadata={"format": "pt", "model": "trajtok"})
             os.replace(tmp, path / WEIGHTS_NAME)
         finally:
             if os.path.exists(tmp):
@@ -399,8 +406,6 @@ class TrajTok(nn.Module):
 
         Loading is strict: missing, unexpected or mis-shaped weights raise ValueError listing them.
         """
-        from safetensors.torch import load_file
-
         path = Path(path)
         if not path.is_dir():
             raise FileNotFoundError(f"TrajTok checkpoint folder not found: {path}")
@@ -409,7 +414,7 @@ class TrajTok(nn.Module):
             raise FileNotFoundError(f"TrajTok weights not found: {weights} (expected a folder from save_pretrained)")
         config = TrajTokConfig.load(path / CONFIG_NAME, **overrides)
         model = cls(config, load_backbone_weights=False)
-        model.load_state_dict_strict(load_file(str(weights)), source=str(weights))
+        model.load_state_dict_strict(safetensors.torch.load_file(str(weights)), source=str(weights))
         model.eval()
         return model
 

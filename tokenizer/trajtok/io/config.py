@@ -19,6 +19,7 @@ The one loader of the project's training configs (``trajtok train``, ``trajtok c
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,13 +55,13 @@ def parse_overrides(
         return {}
     if isinstance(overrides, Mapping):
         return {k: dict(v) if k in sections and isinstance(v, Mapping) else v for k, v in overrides.items()}
-    example = "steps=100" + "".join(f" or {s}.<field>=..." for s in sections)
+    hint = "".join(f"; {s}.<field>=value sets one field of {s}" for s in sections)
     parsed: dict[str, Any] = {}
     for item in overrides:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ValueError(f"override must be key=value (e.g. {example}), got {item!r}")
+            raise ValueError(f"override must be key=value{hint}, got {item!r}")
         try:
             value = parse_value(text)
         except yaml.YAMLError as err:
@@ -91,6 +92,23 @@ def read_mapping(path: str | os.PathLike, what: str = "config") -> dict[str, Any
     return values
 
 
+def read_json_mapping(path: str | os.PathLike, what: str = "config") -> dict[str, Any]:
+    """The JSON object in ``path`` (a resolved config saved next to a checkpoint); errors name the file: missing,
+    not JSON, not an object of ``what`` fields."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not valid JSON (not a text file)") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a JSON object of {what} fields, got {type(values).__name__}")
+    return values
+
+
 def merge(values: Mapping[str, Any], overrides: Mapping[str, Any], sections: tuple[str, ...] | Mapping = ()) -> dict:
     """``overrides`` on top of ``values`` (copied); a section's keys are merged into the section."""
     out = dict(values)
@@ -113,13 +131,31 @@ def unknown_fields(cls: type, values: Mapping[str, Any], source: str = "") -> No
         raise ValueError(f"unknown {cls.__name__} fields {unknown}{where}; valid fields: {sorted(names)}")
 
 
+def numbers_from_text(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with the text of fields ``cls`` declares numbers read as numbers where it is one (``"2e-3"``,
+    ``"NaN"``: YAML 1.1 reads both as text); anything else is left for the checks, which name the field."""
+    declared = {f.name: str(f.type).replace(" ", "").split("|") for f in dataclasses.fields(cls)}
+    out = dict(values)
+    for name, value in values.items():
+        kinds = declared.get(name, ())
+        if not isinstance(value, str) or not ({"int", "float"} & set(kinds)):
+            continue
+        for kind in (int, float) if "int" in kinds else (float,):
+            try:
+                out[name] = kind(value.strip())
+                break
+            except ValueError:
+                continue
+    return out
+
+
 def typed_values(cls: type, values: Mapping[str, Any], sections: Mapping[str, type | None] | None = None) -> dict:
     """``values`` checked against dataclass ``cls``: unknown fields are an error listing the valid ones, and each
     value is checked (numbers written as text become numbers) by :func:`trajtok.checks.check_values`. The text
     values of a section whose dataclass is given become numbers the same way (the section's class checks the rest);
     errors name them ``section.field``."""
     unknown_fields(cls, values)
-    out = check_values(cls, dict(values))
+    out = check_values(cls, numbers_from_text(cls, values))
     for section, section_cls in (sections or {}).items():
         body = out.get(section)
         if section_cls is None or not isinstance(body, Mapping):
@@ -127,7 +163,9 @@ def typed_values(cls: type, values: Mapping[str, Any], sections: Mapping[str, ty
         text = {k: v for k, v in body.items() if isinstance(v, str)}
         known = {f.name for f in dataclasses.fields(section_cls)}
         try:
-            checked = check_values(section_cls, {k: v for k, v in text.items() if k in known})
+            checked = check_values(
+                section_cls, numbers_from_text(section_cls, {k: text[k] for k in text if k in known})
+            )
         except ValueError as e:
             raise ValueError(f"{section}.{e}") from None
         out[section] = {**body, **checked}

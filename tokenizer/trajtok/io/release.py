@@ -15,7 +15,6 @@ K) is read from the tensor shapes. The trajectory encoder is not part of the rel
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import pickle
@@ -25,6 +24,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from trajtok.core.configuration import TrajTokConfig
+from trajtok.core.modeling import TrajTok
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +115,6 @@ def read_release(path: str | os.PathLike) -> dict[str, Tensor]:
 
 def infer_config(state: dict[str, Tensor], **overrides: Any):
     """``TrajTokConfig.release()`` with widths, depths and K read from the release's tensor shapes."""
-    from trajtok.core.configuration import TrajTokConfig
 
     def need(key: str) -> Tensor:
         if key not in state:
@@ -148,8 +149,6 @@ def infer_config(state: dict[str, Tensor], **overrides: Any):
 
 def convert(path: str | os.PathLike, out: str | os.PathLike, *, seed: int = 0, **overrides: Any) -> Path:
     """Convert the release checkpoint at ``path`` into a ``save_pretrained`` folder ``out``; returns ``out``."""
-    from trajtok.core.modeling import TrajTok
-
     state = read_release(path)
     mapped: dict[str, Tensor] = {}
     unmapped, dropped = [], 0
@@ -191,15 +190,3 @@ def convert(path: str | os.PathLike, out: str | os.PathLike, *, seed: int = 0, *
         out,
     )
     return Path(out)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="the release's model.pth (segmenter)")
-    parser.add_argument("out", help="output folder (TrajTok save_pretrained format: model.safetensors + config.json)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the fresh trajectory encoder")
-
-
-def run(args: argparse.Namespace) -> int:
-    out = convert(args.checkpoint, args.out, seed=args.seed)
-    print(f"converted: {out}")
-    return 0

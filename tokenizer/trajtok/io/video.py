@@ -30,8 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from trajtok.checks import missing_reason
 
 logger = logging.getLogger(__name__)
 
@@ -224,8 +228,6 @@ def _check_args(num_frames, fps, max_frames, size, start, end, strategy, folder_
 def _check_exists(source: str | os.PathLike) -> Path:
     path = Path(source)
     if not path.exists():
-        from trajtok.checks import missing_reason
-
         raise VideoNotFoundError(path, missing_reason(path))  # "not found", "symlink loop" or "broken symlink"
     return path
 
@@ -355,8 +357,6 @@ class _Source:
     """An open PyAV container with its video stream's metadata resolved."""
 
     def __init__(self, path: Path):
-        import av  # local: keeps `import trajtok` free of FFmpeg
-
         self.av = av
         self.path = path
         try:
@@ -716,8 +716,6 @@ def _list_images(path: Path) -> list[Path]:
 
 def _read_image(file: Path, size: int | tuple[int, int] | None) -> np.ndarray:
     """One image as (H, W, 3) uint8 RGB, EXIF orientation applied, resized like video frames."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     try:
         with Image.open(file) as im:
             if im.width * im.height > MAX_IMAGE_PIXELS:  # from the header, before any pixel is decoded

@@ -15,6 +15,7 @@ import os
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
 
@@ -35,8 +36,6 @@ def write_video(
     close to the frames as crf 18 at 64 px). ``threads`` sets the encoder's threads (0 = FFmpeg's choice).
     Writes to a temporary name and renames, so an interrupted write never leaves a truncated video behind.
     """
-    import av  # local: keeps `import trajtok` free of FFmpeg
-
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")

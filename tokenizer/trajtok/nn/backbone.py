@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-if TYPE_CHECKING:
-    from transformers import ConvNextBackbone, PreTrainedModel, ResNetBackbone
+from transformers import AutoConfig, ConvNextBackbone, ConvNextConfig, PreTrainedModel, ResNetBackbone, ResNetConfig
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +36,6 @@ _NON_ARCH_KEYS = {
 
 
 def _classes(family: str):
-    from transformers import ConvNextBackbone, ConvNextConfig, ResNetBackbone, ResNetConfig
-
     classes = {"convnext": (ConvNextConfig, ConvNextBackbone), "resnet": (ResNetConfig, ResNetBackbone)}
     if family not in classes:
         raise ValueError(f"unknown backbone {family!r}; valid choices: {sorted(classes)}")
@@ -55,8 +51,6 @@ def build_backbone(family: str, overrides: dict[str, Any], pretrained: str | Non
     if pretrained is not None:
         # The family's backbone class loads directly: AutoBackbone.from_pretrained in transformers 5 asks the hub
         # whether the name exists before loading (fails offline and for local folders).
-        from transformers import AutoConfig
-
         model_type = getattr(AutoConfig.from_pretrained(pretrained), "model_type", None)
         if model_type != family:
             raise ValueError(

@@ -26,6 +26,7 @@ from typing import cast
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from transformers import DINOv3ConvNextBackbone, DINOv3ConvNextConfig
 
 STAGES = ["stage1", "stage2", "stage3", "stage4"]
 ROTARY_THETA = 10000.0
@@ -36,8 +37,6 @@ class ReleaseFeatures(nn.Module):
 
     def __init__(self, config) -> None:
         super().__init__()
-        from transformers import DINOv3ConvNextBackbone, DINOv3ConvNextConfig
-
         arch = dict(config.backbone_config)
         bad = sorted(set(arch) & {"out_features", "out_indices"})
         if bad:

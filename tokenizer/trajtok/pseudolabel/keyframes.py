@@ -102,7 +102,7 @@ def frame_measures(frames: np.ndarray, bins: int = 128) -> tuple[np.ndarray, np.
         (entry 0: 0, 1, 0).
     """
     require("cv2")
-    import cv2
+    import cv2  # optional dependency (the pseudolabel extra): imported where used
 
     frames = _check_frames(frames)
     T = frames.shape[0]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from scipy import ndimage
 
 from trajtok.pseudolabel.keyframes import require
 
@@ -54,8 +55,6 @@ def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
 
 def fill_nearest(labels: np.ndarray) -> np.ndarray:
     """Give every 0 pixel of ``labels`` (H, W) the id of the nearest nonzero pixel (all-zero input stays 0)."""
-    from scipy import ndimage
-
     holes = labels == 0
     if not holes.any() or holes.all():
         return labels
@@ -128,7 +127,7 @@ class CpuSegmenter:
 
     def superpixels(self, frame: np.ndarray) -> np.ndarray:
         """(H, W) int64 superpixel ids 0..S-1."""
-        from skimage.segmentation import felzenszwalb, slic
+        from skimage.segmentation import felzenszwalb, slic  # optional dependency (the pseudolabel extra)
 
         cfg = self.config
         if cfg.superpixels == "felzenszwalb":
@@ -137,7 +136,7 @@ class CpuSegmenter:
 
     def __call__(self, frame: np.ndarray, motion: np.ndarray | None = None) -> np.ndarray:
         """(H, W, 3) uint8 RGB [+ optional (H, W, 2) optical flow to a nearby frame] -> (H, W) int32 ids 1..R."""
-        import cv2
+        import cv2  # optional dependency (the pseudolabel extra): imported where used
 
         cfg = self.config
         frame = check_frame(frame)
@@ -165,8 +164,6 @@ class CpuSegmenter:
 
 def region_thickness(labels: np.ndarray) -> np.ndarray:
     """Radius (pixels) of the widest disc inside each region: (max id + 1,) from the distance to region borders."""
-    from scipy import ndimage
-
     border = np.zeros(labels.shape, dtype=bool)
     border[:, 1:] |= labels[:, 1:] != labels[:, :-1]
     border[:, :-1] |= labels[:, 1:] != labels[:, :-1]
@@ -280,7 +277,7 @@ class Sam2Segmenter:
     ) -> None:
         require("sam2", SAM2_HINT)
         model = build_sam2_model(checkpoint, config, device, video=False)
-        from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+        from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator  # optional dependency (the sam2 extra)
 
         self.generator = SAM2AutomaticMaskGenerator(model, **generator_options)
         self.min_area = min_area
@@ -307,7 +304,7 @@ def build_sam2_model(checkpoint: str | os.PathLike | None, config: str | None, d
         )
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"SAM2 checkpoint not found: {checkpoint}")
-    from sam2.build_sam import build_sam2, build_sam2_video_predictor
+    from sam2.build_sam import build_sam2, build_sam2_video_predictor  # optional dependency (the sam2 extra)
 
     builder = build_sam2_video_predictor if video else build_sam2
     return builder(config, str(checkpoint), device=device)

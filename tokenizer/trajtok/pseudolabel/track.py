@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import torch
+from PIL import Image
 
 from trajtok.pseudolabel.keyframes import require
 from trajtok.pseudolabel.segment import SAM2_HINT, build_sam2_model, fill_nearest
@@ -67,7 +69,7 @@ class OpticalFlow:
 
     def __init__(self, method: str = "farneback") -> None:
         require("cv2")
-        import cv2
+        import cv2  # optional dependency (the pseudolabel extra): imported where used
 
         if method not in FLOW_METHODS:
             raise ValueError(f"method must be one of {FLOW_METHODS}, got {method!r}")
@@ -75,7 +77,7 @@ class OpticalFlow:
         self._dis = cv2.DISOpticalFlow.create(cv2.DISOpticalFlow_PRESET_MEDIUM) if method == "dis" else None
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        import cv2
+        import cv2  # optional dependency (the pseudolabel extra): imported where used
 
         ga, gb = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
         # OpenCV allocates an output array given as None; its stubs type these arguments as arrays only
@@ -89,7 +91,7 @@ def warp_labels(labels: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.nd
 
     Returns the warped (H, W) int32 labels and an (H, W) bool mask of pixels sampled inside the frame.
     """
-    import cv2
+    import cv2  # optional dependency (the pseudolabel extra): imported where used
 
     H, W = labels.shape
     ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
@@ -104,7 +106,7 @@ def majority_filter(labels: np.ndarray, size: int) -> np.ndarray:
     """Mode of the labels in a ``size`` x ``size`` window around each pixel (ties keep the smallest id)."""
     if size <= 1:
         return labels
-    import cv2
+    import cv2  # optional dependency (the pseudolabel extra): imported where used
 
     ids = np.unique(labels)
     if len(ids) <= 1:
@@ -136,7 +138,7 @@ class FlowTracker:
         if cfg.consistency > 0:
             fwd = self.flow(prev_frame, frame)
             # forward flow sampled at the back-warped position must bring us back to p
-            import cv2
+            import cv2  # optional dependency (the pseudolabel extra): imported where used
 
             H, W = warped.shape
             ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
@@ -172,9 +174,6 @@ class Sam2Tracker:
         self.predictor = build_sam2_model(checkpoint, config, device, video=True)
 
     def __call__(self, frames: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        import torch
-        from PIL import Image
-
         frames, labels = check_track_inputs(frames, labels)
         L, H, W, _ = frames.shape
         ids = [i for i in np.unique(labels).tolist() if i != 0]

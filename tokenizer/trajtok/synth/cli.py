@@ -18,9 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from trajtok.synth.dataset import parse_counts, write_dataset
 from trajtok.synth.longworld import LongWorldConfig
 from trajtok.synth.text import LONG_QTYPES
-from trajtok.synth.world import CAMERA_KINDS
+from trajtok.synth.world import CAMERA_KINDS, WorldConfig
 
 logger = logging.getLogger(__name__)
 
@@ -268,9 +269,6 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trajtok.synth.dataset import parse_counts, write_dataset
-    from trajtok.synth.world import WorldConfig
-
     s = resolve(args)
     lo, hi = s["objects"] if isinstance(s["objects"], tuple) else (s["objects"], s["objects"])
     if lo < 0 or hi < 1 or hi < lo:

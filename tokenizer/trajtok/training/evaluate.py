@@ -21,7 +21,6 @@ Videos without GT objects have no score (NaN) and are left out of the means.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -37,10 +36,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
-from trajtok.checks import check_device, reading_weights
-from trajtok.core.modeling import TrajTok
 from trajtok.data import TrajectoryClipDataset
-from trajtok.io.checkpoints import resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -241,50 +237,3 @@ def format_table(result: dict) -> str:
             f"| {key} | {result[key]:.4g} |" if isinstance(result[key], float) else f"| {key} | {result[key]} |"
         )
     return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoint", required=True, help="checkpoint folder (save_pretrained) or training run folder"
-    )
-    parser.add_argument("--data", required=True, help="dataset folder (synth manifest, labels.json or videos + npz)")
-    parser.add_argument("--split", default="test", help="split of a synth dataset (default: test)")
-    parser.add_argument("--json", default=None, help="write the results here (per-video rows included)")
-    parser.add_argument("--clip-len", type=int, default=None, help="frames per streamed clip (default: the model's)")
-    parser.add_argument("--max-videos", type=int, default=None, help="evaluate only the first N videos")
-    parser.add_argument("--label-size", type=int, default=None, help="metric resolution (default: model image_size)")
-    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
-
-
-def run(args: argparse.Namespace) -> int:
-    for flag, value in (
-        ("--max-videos", args.max_videos),
-        ("--clip-len", args.clip_len),
-        ("--label-size", args.label_size),
-    ):
-        if value is not None and value < 1:  # --max-videos -1 used to drop the last video (a Python slice)
-            raise ValueError(f"{flag} must be a positive integer, got {value}")
-    check_device(args.device)
-    ckpt = resolve_checkpoint(args.checkpoint)
-    with reading_weights(ckpt, "TrajTok checkpoint"):
-        model = TrajTok.from_pretrained(ckpt).to(args.device)
-    logger.info("evaluating %s on %s (%s)", ckpt, args.data, args.split)
-    result = evaluate_model(
-        model,
-        args.data,
-        args.split,
-        clip_len=args.clip_len,
-        max_videos=args.max_videos,
-        label_size=args.label_size,
-        progress=True,
-    )
-    result["checkpoint"] = str(ckpt)
-    result["split"] = args.split
-    print(format_table(result))
-    if args.json:
-        write_json(args.json, result)
-        logger.info("wrote %s", args.json)
-    return 0

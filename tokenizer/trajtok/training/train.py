@@ -22,14 +22,11 @@ rows carry ``val_*`` keys), ``checkpoints/step_XXXXXXX/`` (``model.safetensors``
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
-import math
 import os
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -38,29 +35,42 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
+from safetensors.torch import load_file
+from tqdm import tqdm
 
 from trajtok.checks import (
     MAX_FRAMES,
-    DiskWriteError,
     check_field_types,
     check_values,
-    disk_error_message,
-    is_disk_error,
     reading_weights,
     remove_stale_temporaries,
 )
 from trajtok.core.configuration import TrajTokConfig
 from trajtok.core.losses import BACKGROUND_MODES, segmentation_loss
+from trajtok.core.modeling import TrajTok
+from trajtok.data import TrajectoryClipDataset, collate
+from trajtok.io import config as config_io
+from trajtok.io.checkpoints import (
+    CHECKPOINTS,
+    CONFIG_NAME,
+    WEIGHTS_FILE,
+    Dist,
+    latest_checkpoint,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from trajtok.training.evaluate import evaluate_model
+from trajtok.training.optim import lr_lambda, param_groups
+from trajtok.trajvit2 import TrajViT2Config, build_for_training, evaluate_clip
 
 logger = logging.getLogger(__name__)
 
 MODEL_PRESETS = ("tiny", "paper")
 OBJECTIVES = ("segmentation", "clip")
-CHECKPOINTS = "checkpoints"
-STATE_NAME = "train_state.pt"
-CONFIG_NAME = "train_config.json"
 METRICS_NAME = "metrics.jsonl"
+# TrainConfig fields that hold another config's fields, set one at a time with ``model.width=32``
+SECTIONS = {"model": TrajTokConfig, "trajvit2": TrajViT2Config}
 
 
 @dataclass
@@ -115,6 +125,9 @@ class TrainConfig:
     # --- model ---
     model_preset: str | None = "tiny"  # TrajTokConfig.tiny() / .paper() as the base, or None for the defaults
     model: dict = field(default_factory=dict)  # TrajTokConfig fields set on top of the preset
+    # start a NEW run (step 0, fresh optimizer and schedule) from these weights: a checkpoint folder or a run folder
+    # (its newest checkpoint), of a model with this run's config; --resume of a run with a checkpoint ignores it
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.model, (dict, type(None))):
@@ -180,10 +193,10 @@ class TrainConfig:
             raise ValueError(f"max_skip_fraction must be in [0, 1], got {self.max_skip_fraction}")
         if self.model_preset is not None and self.model_preset not in MODEL_PRESETS:
             raise ValueError(f"model_preset must be one of {MODEL_PRESETS} or null, got {self.model_preset!r}")
+        if self.init_from is not None and not str(self.init_from).strip():
+            raise ValueError("init_from must be a checkpoint or run folder, or null; got an empty string")
         self.model_config()  # validate the model fields now, not after the data is decoded
         if self.objective == "clip":
-            from trajtok.trajvit2 import TrajViT2Config
-
             TrajViT2Config.from_dict({**self.trajvit2, "trajtok": self.model_config().to_dict()})
 
     def model_config(self) -> TrajTokConfig:
@@ -201,10 +214,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {unknown}; valid fields: {sorted(names)}")
+        config_io.unknown_fields(cls, d)
         return cls(**d)
 
 
@@ -223,71 +233,13 @@ def preset_path(name: str | os.PathLike) -> Path:
     raise FileNotFoundError(f"training preset not found: {name} (not a file, nor a shipped preset: {names})")
 
 
-def _parse_value(text: str) -> Any:
-    """A command-line value as YAML, with numbers YAML 1.1 reads as strings (``3e-3``) made floats."""
-    if not text:
-        return None
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ValueError(f"override value {text!r} is not valid YAML ({' '.join(str(e).split())})") from None
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``key=value`` (value parsed as YAML), ``model.key=value`` and ``trajvit2.key=value`` on a config dict (copied)."""
-    d = {**d, "model": dict(d.get("model") or {})}
-    if "trajvit2" in d or any(item.startswith("trajvit2.") for item in overrides):
-        d["trajvit2"] = dict(d.get("trajvit2") or {})  # only for configs that have the section (TrainConfig)
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override must be key=value (e.g. steps=100 or model.num_queries=32), got {item!r}")
-        parsed = _parse_value(value)
-        if key.startswith("model."):
-            d["model"][key[len("model.") :]] = parsed
-        elif key.startswith("trajvit2."):
-            d["trajvit2"][key[len("trajvit2.") :]] = parsed
-        else:
-            d[key] = parsed
-    return d
-
-
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> TrainConfig:
-    """TrainConfig from a YAML preset (or a train_config.json) plus ``key=value`` overrides."""
-    path = preset_path(path)
-    try:
-        d = yaml.safe_load(path.read_text()) or {}  # JSON is YAML
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path} is not valid YAML ({' '.join(str(e).split())})") from None
-    if not isinstance(d, dict):
-        raise ValueError(f"{path}: expected a mapping of TrainConfig fields, got {type(d).__name__}")
-    return TrainConfig.from_dict(apply_overrides(d, overrides or []))
+    """TrainConfig from a YAML preset (or a train_config.json) plus ``key=value`` overrides (``model.<field>=`` and
+    ``trajvit2.<field>=`` set one field of those sections)."""
+    return config_io.load_config(TrainConfig, preset_path(path), overrides, sections=SECTIONS, what="TrainConfig")
 
 
 # ------------------------------------------------------------------------------------------------- helpers
-
-
-@dataclass
-class Dist:
-    """Process-group facts (one process: rank 0 of 1)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
 
 
 def setup_distributed(device: str) -> Dist:
@@ -299,26 +251,6 @@ def setup_distributed(device: str) -> Dist:
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend=backend)
     return Dist(torch.distributed.get_rank(), torch.distributed.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
-
-
-def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Multiplier of the peak lr at ``step`` (0-based): linear warm-up, then cosine to ``min_ratio``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Decay matrices and convolutions; not norms, biases, queries, offsets or scales."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        leaf = name.rsplit(".", 1)[-1]
-        skip = p.ndim < 2 or "queries" in leaf or "offsets" in name or "scale" in leaf
-        (no_decay if skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def batch_indices(step: int, n: int, batch_size: int, seed: int, dist: Dist) -> list[tuple[int, int]]:
@@ -333,99 +265,6 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int, dist: Dist) -> 
             perms[epoch] = np.random.default_rng([seed, epoch]).permutation(n)
         out.append((int(perms[epoch][p % n]), epoch))
     return out
-
-
-def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def checkpoint_dirs(run_dir: str | os.PathLike) -> list[Path]:
-    """Complete checkpoints of a run, oldest first (temporary folders of interrupted saves are ignored)."""
-    root = Path(run_dir) / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and (p / STATE_NAME).is_file())
-
-
-def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    dirs = checkpoint_dirs(run_dir)
-    return dirs[-1] if dirs else None
-
-
-def save_checkpoint(
-    run_dir: Path, step: int, model: Any, optimizer: Any, scheduler: Any, cfg: TrainConfig, dist: Dist
-) -> Path:
-    """Write ``checkpoints/step_{step}`` atomically: everything goes to a temp folder renamed at the end."""
-    root = run_dir / CHECKPOINTS
-    final = root / f"step_{step:07d}"
-    tmp = root / f".tmp_step_{step:07d}"
-    try:
-        if dist.main:
-            # the temporary folders of saves cut short (a kill, a full disk) are never read: clear them
-            remove_stale_temporaries(root, ".tmp_step_")
-            tmp.mkdir(parents=True)
-            model.save_pretrained(tmp)
-            torch.save(
-                {
-                    "step": step,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "world": dist.world,
-                },
-                tmp / STATE_NAME,
-            )
-            (tmp / CONFIG_NAME).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-        dist.barrier()
-        torch.save(rng_state(), tmp / f"rng_rank{dist.rank}.pt")  # every rank: its own RNG streams
-    except OSError as e:
-        if not is_disk_error(e):
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
-        previous = latest_checkpoint(run_dir)
-        kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
-        raise DiskWriteError(e.errno, f"{disk_error_message(e)} while saving checkpoint step {step}; {kept}") from e
-    dist.barrier()
-    if dist.main:
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        for old in checkpoint_dirs(run_dir)[: -cfg.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
-        logger.info("saved %s", final)
-    dist.barrier()
-    return final
-
-
-def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, dist: Dist) -> int:
-    """Restore model, optimizer, scheduler and this rank's RNG state; returns the step to continue from."""
-    from safetensors.torch import load_file
-
-    if hasattr(model, "load_state_dict_strict"):  # TrajTok
-        model.load_state_dict_strict(load_file(str(path / "model.safetensors")), source=str(path))
-    else:  # TrajViT2 (objective "clip"): its own files
-        model.load_weights(path)
-    state = torch.load(path / STATE_NAME, map_location="cpu", weights_only=False)
-    if state.get("world", 1) != dist.world:
-        logger.warning("checkpoint was written by %d process(es), resuming with %d", state.get("world"), dist.world)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    rng = path / f"rng_rank{dist.rank}.pt"
-    if rng.is_file():
-        set_rng_state(torch.load(rng, map_location="cpu", weights_only=False))
-    else:
-        logger.warning("%s missing: RNG streams restart from the seed", rng)
-    return int(state["step"])
 
 
 # ---------------------------------------------------------------------------------------------------- recipe
@@ -464,11 +303,6 @@ class SegmentationLogits(torch.nn.Module):
 
 def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bool = False) -> Path:
     """Run the recipe; returns the folder of the final checkpoint."""
-    from tqdm import tqdm
-
-    from trajtok.core.modeling import TrajTok
-    from trajtok.data import TrajectoryClipDataset, collate
-
     run_dir = Path(out_dir or cfg.out_dir)
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     dist = setup_distributed(device)
@@ -479,6 +313,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
         torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // local_world))
     if cfg.batch_size % dist.world != 0:
         raise ValueError(f"batch_size ({cfg.batch_size}) must be divisible by the number of processes ({dist.world})")
+    if cfg.init_from is not None:  # a missing checkpoint fails now, before the data is decoded; the run's config
+        cfg = dataclasses.replace(cfg, init_from=str(init_checkpoint(cfg.init_from)))  # records the folder read
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_NAME).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
@@ -504,8 +340,6 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
         progress=dist.main,
     )
     if model is None:  # objective "clip": the text tokenizer is trained on the training captions first
-        from trajtok.trajvit2 import build_for_training
-
         model = build_for_training(cfg.trajvit2, model_cfg, [c for v in data.videos for c in v.captions]).to(device)
     model.train()
     logger.info(
@@ -533,6 +367,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
             with reading_weights(ckpt, "checkpoint"):
                 step = load_checkpoint(ckpt, model, optimizer, scheduler, dist)
             logger.info("resumed from %s at step %d", ckpt, step)
+    if step == 0 and cfg.init_from is not None:
+        load_init_weights(model, cfg.init_from)
+        logger.info("initialised from %s (new run: step 0, fresh optimizer and schedule)", cfg.init_from)
 
     net: torch.nn.Module = SegmentationLogits(model, cfg.clip_len) if cfg.objective == "segmentation" else model
     if dist.world > 1:
@@ -602,7 +439,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
             finished = step == cfg.steps
             # Save before validating: a validation failure (unreadable validation data) never costs a checkpoint.
             if (cfg.save_every and step % cfg.save_every == 0) or step == last:
-                ckpt = save_checkpoint(run_dir, step, model, optimizer, scheduler, cfg, dist)
+                ckpt = save_checkpoint(
+                    run_dir, step, model, optimizer, scheduler, cfg.to_dict(), cfg.keep_checkpoints, dist
+                )
             if cfg.val_split and ((cfg.eval_every and step % cfg.eval_every == 0) or finished):
                 validate(model, cfg, step, metrics, dist, time.perf_counter() - start_time)
     finally:
@@ -611,10 +450,39 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
             metrics.close()
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:  # resumed a run that was already complete
-        ckpt = save_checkpoint(run_dir, step, model, optimizer, scheduler, cfg, dist)
+        ckpt = save_checkpoint(run_dir, step, model, optimizer, scheduler, cfg.to_dict(), cfg.keep_checkpoints, dist)
     if dist.world > 1:
         torch.distributed.destroy_process_group()
     return ckpt
+
+
+def init_checkpoint(path: str | os.PathLike) -> Path:
+    """The checkpoint folder ``init_from`` names (a run folder: its newest checkpoint); FileNotFoundError naming
+    ``path`` when there is none."""
+    try:
+        return resolve_checkpoint(path)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"init_from: {e}") from None
+
+
+def load_init_weights(model: Any, path: str | os.PathLike) -> None:
+    """Load the weights of checkpoint folder ``path`` into ``model``; a checkpoint of another architecture or
+    size is a ValueError naming ``path`` and the keys that differ."""
+    path = Path(path)
+    with reading_weights(path, "init_from checkpoint"):
+        state = load_file(str(path / WEIGHTS_FILE)) if hasattr(model, "load_state_dict_strict") else None
+    try:
+        if state is not None:
+            model.load_state_dict_strict(state, source=f"init_from {path}")
+        else:
+            with reading_weights(path, "init_from checkpoint"):
+                model.load_weights(path)
+    except (ValueError, RuntimeError) as e:
+        if "corrupt" in str(e):  # reading_weights' own message: already names the file
+            raise
+        raise ValueError(
+            f"init_from {str(path)!r} does not fit this run's model (its config must match the run's model): {e}"
+        ) from None
 
 
 def _captions(batch: dict) -> list[str]:
@@ -638,14 +506,10 @@ def _clip_loss_kwargs(cfg: TrainConfig) -> dict[str, Any]:
 def validate(model: Any, cfg: TrainConfig, step: int, metrics: Any, dist: Dist, elapsed: float) -> None:
     """Space-time mIoU / association (objective "clip": held-out retrieval) on a few validation videos (rank 0),
     logged with ``val_`` keys; unreadable validation data is logged and training goes on."""
-    from trajtok.training.evaluate import evaluate_model
-
     if dist.main:
         was_training = model.training
         try:
             if cfg.objective == "clip":  # TrajViT2: held-out retrieval
-                from trajtok.trajvit2 import evaluate_clip
-
                 r = evaluate_clip(model, cfg.data, cfg.val_split, clip_len=cfg.clip_len, max_videos=cfg.eval_videos)
             else:
                 r = evaluate_model(
@@ -679,31 +543,3 @@ def validate(model: Any, cfg: TrainConfig, step: int, metrics: Any, dist: Dist, 
             metrics.write(json.dumps(row) + "\n")
             metrics.flush()
     dist.barrier()
-
-
-# ------------------------------------------------------------------------------------------------------ CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", default=None, help="YAML preset path or shipped preset name (quickstart, smoke, paper)"
-    )
-    parser.add_argument("--out", default=None, help="run folder (default: the config's out_dir)")
-    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run folder")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. steps=100 lr=1e-3 model.num_queries=32")
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.config is None:
-        saved = Path(args.out or "") / CONFIG_NAME
-        if not (args.resume and args.out and saved.is_file()):
-            raise ValueError(
-                "--config is required (except with --resume and an --out folder that has train_config.json)"
-            )
-        cfg = load_config(saved, args.overrides)
-    else:
-        cfg = load_config(args.config, args.overrides)
-    ckpt = train(cfg, args.out, resume=args.resume)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"checkpoint: {ckpt}")
-    return 0

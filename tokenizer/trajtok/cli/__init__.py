@@ -1,8 +1,8 @@
 """The ``trajtok`` command line: ``trajtok COMMAND ...`` for the commands listed below.
 
-Each sub-command lives in the module that implements it and exposes ``add_arguments(parser)`` and
-``run(args) -> int``; modules are imported only when their command runs, so ``trajtok synth`` never imports the
-model and ``trajtok --help`` is instant.
+Each command is a thin file with ``add_arguments(parser)`` and ``run(args) -> int`` (``trajtok/cli/<name>.py``;
+``synth`` and ``pseudolabel`` keep theirs in their packages) calling the library; only the chosen command's file is
+imported, so ``trajtok synth`` never imports the model and ``trajtok --help`` does not import torch.
 """
 
 from __future__ import annotations
@@ -15,25 +15,30 @@ import sys
 import traceback
 from collections.abc import Callable
 
+from trajtok.checks import DiskWriteError, disk_error_message, is_corrupt_weights_error, is_disk_error
+
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("trajtok.synth.cli", "generate the synthetic long-video world (mp4 + masks/graph npz + events + QA)"),
-    "train": ("trajtok.training.train", "pretrain TrajTok from a YAML preset"),
-    "tokenize": ("trajtok.tokenize", "tokenize a video with a checkpoint; print trajectories/tokens, write an overlay"),
+    "train": ("trajtok.cli.train", "pretrain TrajTok from a YAML preset"),
+    "tokenize": (
+        "trajtok.cli.tokenize",
+        "tokenize a video with a checkpoint; print trajectories/tokens, write an overlay",
+    ),
     "eval": (
-        "trajtok.training.evaluate",
+        "trajtok.cli.evaluate",
         "space-time mIoU / association / token counts of a checkpoint on labelled videos",
     ),
     "pseudolabel": ("trajtok.pseudolabel.cli", "trajectory pseudo-labels for real video (key frames, segment, track)"),
     "convert-release": (
-        "trajtok.io.release",
+        "trajtok.cli.convert_release",
         "convert the authors' released segmenter model.pth into a TrajTok folder",
     ),
     "coordtok-train": (
-        "trajtok.baselines.coordtok_train",
+        "trajtok.cli.coordtok_train",
         "pretrain CoordTok (triplane video latents) by patch reconstruction",
     ),
-    "viz": ("trajtok.viz", "draw trajectory ids of a label npz over its video (PNG contact sheet, GIF/MP4)"),
+    "viz": ("trajtok.cli.viz", "draw trajectory ids of a label npz over its video (PNG contact sheet, GIF/MP4)"),
 }
 
 # Ordinary user errors: a bad flag value or setting (ValueError; VideoDecodeError and json.JSONDecodeError are
@@ -52,8 +57,6 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 def is_environment_error(error: BaseException) -> bool:
     """Failures of the files and the disk rather than of the program: a full or read-only disk, a corrupt or
     truncated weights file, a symlink loop. Shown as one ``error:`` line like user errors."""
-    from trajtok.checks import is_corrupt_weights_error, is_disk_error
-
     return (
         is_disk_error(error)
         or is_corrupt_weights_error(error)
@@ -63,12 +66,10 @@ def is_environment_error(error: BaseException) -> bool:
 
 def error_message(error: BaseException) -> str:
     """The one line shown for a user error: its message, with the disk's reason spelled out for OSErrors."""
-    from trajtok.checks import DiskWriteError, disk_error_message, is_corrupt_weights_error, is_disk_error
-
     if isinstance(error, DiskWriteError):
         return str(error)
     if is_disk_error(error):
-        return disk_error_message(error)  # type: ignore[arg-type]
+        return disk_error_message(error)
     if isinstance(error, OSError) and error.errno == errno.ELOOP:
         return f"cannot read {error.filename!r}: symlink loop (the link points, through other links, back to itself)"
     if is_corrupt_weights_error(error):
@@ -128,7 +129,3 @@ def run_commands(
 
 def main(argv: list[str] | None = None) -> int:
     return run_commands("trajtok", __doc__.splitlines()[0], COMMANDS, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
