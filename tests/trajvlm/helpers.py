@@ -52,6 +52,15 @@ def tiny_trajvlm(base_path: Path, *, connector: str = "trajtok", seed: int = 0, 
     return model, TrajVLMProcessor.from_pretrained(base_path).for_model(model.config)
 
 
+def tiny_warmup_config(steps: int, **overrides):
+    """A ``WarmupConfig`` that runs in seconds: ``steps`` steps of 4 videos, 4 videos held out, learning rate 1e-2,
+    every caption word a target (no document-frequency floor)."""
+    from trajvlm.training.warmup import WarmupConfig
+
+    values = {"steps": steps, "batch_size": 4, "held_out": 4, "lr": 1e-2, "min_doc_freq": 0.0}
+    return WarmupConfig(**{**values, **overrides})
+
+
 def save_tiny_trajvlm(base_path: Path, out: Path, *, connector: str = "trajtok", **processor_settings) -> Path:
     """:func:`tiny_trajvlm` saved in ``out`` like a real checkpoint; ``processor_settings`` (``num_frames=4``,
     ``fps=None``, ...) are set on its processor first."""

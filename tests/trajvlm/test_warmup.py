@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from tests.trajvlm.helpers import tiny_warmup_config
 from tests.trajvlm.train_fixtures import tiny_trajtok_path  # noqa: F401
 from trajvlm.training.warmup import WarmupConfig, WordScorer, parse_overrides, target_words, warmup, word_targets
 
@@ -61,7 +62,7 @@ def test_warmup_trains_only_the_connector_and_projector(tiny_base_path, world, t
     from trajvlm.modeling import TrajVLMForConditionalGeneration
 
     extra = {"trajtok": str(tiny_trajtok_path), "tokens_per_trajectory": 2} if connector == "trajtok" else {}
-    cfg = WarmupConfig(connector=connector, steps=6, batch_size=4, held_out=4, lr=1e-2, min_doc_freq=0.0, **extra)
+    cfg = tiny_warmup_config(6, connector=connector, **extra)
     out = tmp_path / "warm"
     metrics = warmup(tiny_base_path, world / "captions.json", world, out, cfg)
     assert metrics["words"] and metrics["videos"] == 10 and metrics["held_out"] == 4
@@ -92,7 +93,7 @@ def test_cached_tower_warms_up_as_the_full_pass(tiny_base_path, world, tmp_path,
     extra = {"trajtok": str(tiny_trajtok_path), "tokens_per_trajectory": 2}
     runs = {}
     for cache in (True, False):
-        cfg = WarmupConfig(steps=3, batch_size=4, held_out=4, lr=1e-2, min_doc_freq=0.0, cache_tower=cache, **extra)
+        cfg = tiny_warmup_config(3, cache_tower=cache, **extra)
         metrics = warmup(tiny_base_path, world / "captions.json", world, tmp_path / str(cache), cfg)
         runs[cache] = metrics, load_file(tmp_path / str(cache) / "model.safetensors")
     (m_cached, w_cached), (m_full, w_full) = runs[True], runs[False]
@@ -110,15 +111,7 @@ def test_warmup_trains_trajtoks_extent_encoding(tiny_base_path, world, tmp_path)
 
     torch.manual_seed(0)
     TrajTok(TrajTokConfig.tiny(extent_encoding=True)).save_pretrained(tmp_path / "trajtok")
-    cfg = WarmupConfig(
-        steps=4,
-        batch_size=4,
-        held_out=4,
-        lr=1e-2,
-        min_doc_freq=0.0,
-        trajtok=str(tmp_path / "trajtok"),
-        tokens_per_trajectory=2,
-    )
+    cfg = tiny_warmup_config(4, trajtok=str(tmp_path / "trajtok"), tokens_per_trajectory=2)
     warmup(tiny_base_path, world / "captions.json", world, tmp_path / "warm", cfg)
     model = TrajVLMForConditionalGeneration.from_pretrained(tmp_path / "warm")
     assert model.config.trajtok["extent_encoding"] is True

@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from tests.trajvlm.helpers import tiny_warmup_config
 from tests.trajvlm.train_fixtures import tiny_trajtok_path  # noqa: F401
 from trajvlm.training.warmup import WarmupConfig, warmup
 
@@ -30,17 +31,8 @@ def test_cached_segmentation_trains_the_same_weights(tiny_base_path, world, tmp_
     frames = 2 * clip_len + 1  # three clips: the cache replays each clip of each video in order
     runs = {}
     for cache in (True, False):
-        cfg = WarmupConfig(
-            steps=3,
-            batch_size=4,
-            held_out=4,
-            lr=1e-2,
-            min_doc_freq=0.0,
-            frames=frames,
-            trajtok=str(tiny_trajtok_path),
-            tokens_per_trajectory=2,
-            cache_segmenter=cache,
-        )
+        extra = {"frames": frames, "trajtok": str(tiny_trajtok_path), "tokens_per_trajectory": 2}
+        cfg = tiny_warmup_config(3, **extra, cache_segmenter=cache)
         metrics = warmup(tiny_base_path, world / "captions.json", world, tmp_path / str(cache), cfg)
         runs[cache] = metrics, load_file(tmp_path / str(cache) / "model.safetensors")
     (m_cached, w_cached), (m_full, w_full) = runs[True], runs[False]
