@@ -22,7 +22,6 @@ vision path; its pooling is negligible) against the tower + streamed trajtok con
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -30,6 +29,9 @@ from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common
+import _common  # noqa: E402
 
 SIGLIP_SO400M = dict(
     hidden_size=1152,
@@ -143,9 +145,7 @@ def main() -> int:
         print(f"\n### tower + connector vs tower alone, {r['frames']} frames, interleaved medians\n")
         print("| tower + projector s | tower + trajtok s | ratio |\n|---:|---:|---:|")
         print(f"| {r['tower_s']:.2f} | {r['tower_connector_s']:.2f} | {r['ratio']:.2f} |")
-        if args.json is not None:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "vlm": r}))
+        _common.write_json(args.json, {"settings": {k: str(v) for k, v in vars(args).items()}, "vlm": r}, indent=None)
         return 0
     siglip = siglip_flops_per_frame() / 1e9
     siglip_s = None if args.no_siglip_time else siglip_cpu_seconds(args.repeats)
@@ -153,17 +153,14 @@ def main() -> int:
     for name, cfg in trajtok_variants(args.llm_width).items():
         rows.append({"model": f"TrajTok paper size: {name}", **measure(cfg, args.clip_len, args.grid, args.repeats)})
     print(f"\n### FLOPs and CPU time per frame ({args.clip_len}-frame clips, {args.threads} thread(s))\n")
-    print("| model | GFLOPs / frame | % of the tower | CPU s / frame | tokens (random init) |")
-    print("|---|---:|---:|---:|---:|")
-    for r in rows:
-        cpu = "-" if r["cpu_s_per_frame"] is None else f"{r['cpu_s_per_frame']:.3f}"
-        print(
-            f"| {r['model']} | {r['gflops_per_frame']:.1f} | {100 * r['gflops_per_frame'] / siglip:.1f} | {cpu} | "
-            f"{r.get('tokens', '-')} |"
-        )
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"settings": vars(args) | {"json": str(args.json)}, "rows": rows}, indent=1))
+    table = [
+        [r["model"], f"{r['gflops_per_frame']:.1f}", f"{100 * r['gflops_per_frame'] / siglip:.1f}",
+         "-" if r["cpu_s_per_frame"] is None else f"{r['cpu_s_per_frame']:.3f}", r.get("tokens", "-")]
+        for r in rows
+    ]  # fmt: skip
+    header = ["model", "GFLOPs / frame", "% of the tower", "CPU s / frame", "tokens (random init)"]
+    _common.print_table(header, table, "lrrrr")
+    _common.write_json(args.json, {"settings": vars(args) | {"json": str(args.json)}, "rows": rows})
     return 0
 
 
