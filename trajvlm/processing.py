@@ -20,6 +20,7 @@ says so through its class (``Connector.placeholder_count``):
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
+from trajtok.io.video import load_video, probe_video
 from trajvlm.connectors.pool import pooled_grid
 from trajvlm.connectors.registry import get_connector_class
 
@@ -46,7 +48,6 @@ STATS_FILES = ("processor_config.json", "video_preprocessor_config.json", "prepr
 
 def checkpoint_image_stats(path: str | Path) -> tuple[list[float], list[float], str] | None:
     """(image_mean, image_std, file) a checkpoint directory records for its tower, or None when no file has them."""
-    import json
 
     for name in STATS_FILES:
         file = Path(path) / name
@@ -286,7 +287,6 @@ class TrajVLMProcessor(ProcessorMixin):
         sources keep their size (``preprocess_videos`` resizes them). ``overrides`` (``num_frames``, ``fps``,
         ``max_frames``, ``size``, ``start``, ``end``, ...) go to ``trajtok.io.video.load_video`` in place of these.
         """
-        from trajtok.io.video import load_video, probe_video
 
         settings: dict[str, Any] = {"num_frames": self.num_frames, "fps": self.fps, "max_frames": self.max_frames}
         if "num_frames" in overrides or "fps" in overrides:  # one sampling rule replaces the other

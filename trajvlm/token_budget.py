@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from trajvlm.connectors.base import ConnectorOutput
+
 logger = logging.getLogger(__name__)
 
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
@@ -25,7 +27,6 @@ def finish_tokens(
     name: str, per_video: list[torch.Tensor], token_mode: str, budget: int, extra: dict[str, Any] | None = None
 ):
     """Per-video (N_i, D) tensors -> ``ConnectorOutput`` honouring ``token_mode`` (see the module docstring)."""
-    from trajvlm.connectors.base import ConnectorOutput
 
     extra = dict(extra or {})
     if token_mode == "adaptive":

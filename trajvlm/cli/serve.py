@@ -15,6 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
+from trajvlm.inference import load_model
 from trajvlm.serve.config import ServeConfig
 
 logger = logging.getLogger(__name__)
@@ -99,8 +100,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        from trajvlm.inference import load_model
+    try:  # fastapi and uvicorn: the optional `serve` extra
         from trajvlm.serve.app import create_app
         from trajvlm.serve.server import bind_socket, make_server
     except ImportError as e:

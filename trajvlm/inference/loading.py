@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from trajtok.io.config import read_json_mapping
 from trajvlm.modeling import TrajVLMForConditionalGeneration
 from trajvlm.processing import TrajVLMProcessor, check_sampling
 
@@ -87,12 +88,7 @@ def read_recipe(checkpoint: str | Path) -> dict[str, Any]:
     path = Path(checkpoint) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"training config not found: {path} (checkpoints hold {CONFIG_NAME})")
-    try:
-        values = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from e
-    if not isinstance(values, dict):
-        raise ValueError(f"{path} must hold a JSON object of training config fields, got {type(values).__name__}")
+    values = read_json_mapping(path, "training config")
     missing = [name for name in RECIPE_FIELDS if name not in values]
     if missing:
         raise ValueError(f"{path} lacks the fields {missing}; it was not written by `trajvlm train`")

@@ -39,11 +39,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+from lmms_eval import utils
 from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 from tqdm import tqdm
 
 from trajtok.checks import check_frame_count, check_rate, reading_weights
+from trajtok.cli import USER_ERRORS, error_message, is_environment_error
 from trajvlm.inference import (
     generate_batch,
     load_frames,
@@ -187,8 +190,6 @@ class TrajVLMLmms(lmms):
 
         Bad settings leave through ``SystemExit(2)`` after one ``error:`` line on stderr: lmms-eval catches any
         exception of a run and exits 0 (see the module docstring)."""
-        from lmms_eval import utils
-
         try:
             try:
                 args = utils.simple_parse_args_string(arg_string)
@@ -197,8 +198,6 @@ class TrajVLMLmms(lmms):
             extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k not in args}
             return cls(**args, **extra)
         except Exception as e:
-            from trajtok.cli import USER_ERRORS, error_message, is_environment_error
-
             if not (isinstance(e, USER_ERRORS) or is_environment_error(e)):
                 raise
             if os.environ.get("VERBOSITY", "").upper() == "DEBUG":  # lmms-eval's --verbosity DEBUG
@@ -289,6 +288,7 @@ class TrajVLMLmms(lmms):
                 if problem is not None:
                     self.record_failure("generate_until", task, split, doc_id, [], problem)
                     continue
+                assert videos is not None  # (videos, None) or (None, problem)
                 batch.append((videos or None, self._messages(context, len(videos)), dict(gen_kwargs or {})))
                 where.append(i)
             failures: dict[int, str] = {}
@@ -379,6 +379,7 @@ class TrajVLMLmms(lmms):
                     continuations.append(str(continuation))
                 videos, problem = self._doc_visuals(doc_to_visual, task, split, doc_id)
                 if problem is None:
+                    assert videos is not None  # (videos, None) or (None, problem)
                     try:
                         frames = [self._frames(v) for v in videos]
                     except ValueError as e:  # VideoDecodeError names the file and the reason
@@ -427,7 +428,6 @@ class TrajVLMLmms(lmms):
 
 def _distributed_device(device: str | None) -> str | None:
     """Under ``accelerate launch`` / ``torchrun`` each process takes the GPU of its LOCAL_RANK."""
-    import torch
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and torch.cuda.is_available() and device in (None, "cuda"):
         return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"

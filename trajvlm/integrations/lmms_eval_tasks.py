@@ -14,11 +14,14 @@ import json
 import logging
 import math
 import os
+import random
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import av
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +103,7 @@ def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
         raise FileNotFoundError(f"annotation file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # optional (`eval-runtime` extra, through datasets): parquet files only
 
         return pq.read_table(path).to_pylist()
     if suffix == ".jsonl":
@@ -282,7 +285,6 @@ def bootstrap_accuracy(
 
 def _percentile_interval(values: Sequence[float], reps: int, level: float, seed: int) -> tuple[float, float]:
     """Percentile bootstrap interval of 100 x the mean of ``values`` (resampled with replacement)."""
-    import random
 
     if not 0.0 < level < 1.0 or reps < 1:
         raise ValueError(f"level must be in (0, 1) and reps >= 1, got level={level}, reps={reps}")
@@ -412,7 +414,6 @@ def read_srt(path: str | os.PathLike) -> list[tuple[float, float, str]]:
 
 def video_duration(path: str | os.PathLike) -> float | None:
     """Duration of a video file in seconds from its container header (no decoding), or None if it cannot be read."""
-    import av
 
     try:
         with av.open(str(path)) as container:
@@ -438,7 +439,7 @@ def subtitles_at(cues: Sequence[tuple[float, float, str]], duration: float | Non
 
 def docs_dataset(records: list[dict[str, Any]], source: Path):
     """A ``datasets.Dataset`` of ``records`` (lmms-eval's document type); ValueError when there are none."""
-    import datasets
+    import datasets  # optional (`eval-runtime` extra): only lmms-eval runs get here
 
     if not records:
         raise invalid_data(f"no samples in {source}")

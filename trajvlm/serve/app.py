@@ -31,7 +31,7 @@ import tempfile
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from fastapi import FastAPI, Request
@@ -43,7 +43,10 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from trajtok.viz import animate
 from trajvlm.connectors.registry import connectors_with
+from trajvlm.inference import context_limit
+from trajvlm.inference.chat import trajectory_assignment
 from trajvlm.serve.config import ServeConfig
 from trajvlm.serve.engine import Engine, Job
 from trajvlm.serve.errors import APIError, error_body
@@ -69,7 +72,6 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 
 def create_app(model, processor, cfg: ServeConfig) -> FastAPI:
     """The server for a loaded ``(model, processor)`` (from :func:`trajvlm.inference.load_model`)."""
-    from trajvlm.inference import context_limit
 
     engine = Engine(model, processor, cfg)
     name = cfg.served_model_name or (cfg.model.name if cfg.model is not None else "trajvlm")
@@ -180,7 +182,8 @@ def create_app(model, processor, cfg: ServeConfig) -> FastAPI:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + cfg.request_timeout_s
         engine.admit()
-        pending = None  # work in a thread that the admission place waits for, or "job" once the job owns it
+        # work in a thread that the admission place waits for, or "job" once the job owns it
+        pending: asyncio.Future[Any] | Literal["job"] | None = None
         try:
             frames = None
             if urls:
@@ -306,7 +309,7 @@ def create_app(model, processor, cfg: ServeConfig) -> FastAPI:
         sampling = parse_sampling(data.get("media_io_kwargs"), cfg)
         engine.admit()
         loop = asyncio.get_running_loop()
-        pending = None
+        pending: asyncio.Future[Any] | None = None
         try:
             deadline = loop.time() + cfg.request_timeout_s
             pending = loop.run_in_executor(None, load_video_url, url, processor, cfg, sampling)
@@ -401,9 +404,6 @@ def _sse(obj: dict[str, Any]) -> str:
 
 
 def _draw_overlay(engine: Engine, frames: torch.Tensor) -> dict[str, Any]:
-    from trajtok.viz import animate
-    from trajvlm.inference.chat import trajectory_assignment
-
     with engine.lock:
         ids = trajectory_assignment(engine.model, engine.processor, frames)  # (T, h, w), 0 = none
     T, _, H, W = frames.shape

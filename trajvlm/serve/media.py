@@ -32,7 +32,9 @@ from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
 import torch
+from PIL import Image, UnidentifiedImageError
 
+from trajtok.io.video import MAX_IMAGE_PIXELS, VideoDecodeError, load_video
 from trajvlm.serve.config import ServeConfig
 from trajvlm.serve.errors import APIError
 
@@ -66,7 +68,7 @@ class Sampling:
 
 def parse_sampling(media_io_kwargs: Any, cfg: ServeConfig) -> Sampling:
     """``media_io_kwargs`` of a request -> :class:`Sampling` (400 for unknown keys or bad values)."""
-    video = {}
+    video: dict[str, Any] = {}
     if media_io_kwargs is not None:
         if not isinstance(media_io_kwargs, dict):
             raise APIError(
@@ -187,7 +189,6 @@ def check_upload_size(payload_chars: int, cfg: ServeConfig) -> None:
 
 def load_video_url(url: str, processor, cfg: ServeConfig, sampling: Sampling) -> torch.Tensor:
     """Decode the video a URL names -> uint8 frames (T, C, H, W). Raises :class:`APIError` with the right status."""
-    from trajtok.io.video import VideoDecodeError, load_video
 
     if not isinstance(url, str) or not url:
         raise APIError(400, "video_url.url must be a non-empty string", param="messages")
@@ -277,9 +278,6 @@ def load_video_url(url: str, processor, cfg: ServeConfig, sampling: Sampling) ->
 
 def _frame_header_size(data: bytes, k: int) -> tuple[int, int]:
     """(height, width) of an uploaded frame from its header alone; 422 when it is not an image or too large."""
-    from PIL import Image, UnidentifiedImageError
-
-    from trajtok.io.video import MAX_IMAGE_PIXELS
 
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -311,7 +309,6 @@ def _shrink_frame(data: bytes, k: int, side: int) -> bytes:
     after decoding and the orientation is applied to the small image. The pixels equal ``trajtok.io.video``'s reading
     of the frame at ``size=(side, side)`` (transposes commute with the square resize), JPEG's reduced decoding aside.
     """
-    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -357,7 +354,7 @@ def list_media(media_root: Path | None, limit: int = 500) -> list[dict[str, Any]
     for folder, dirs, files in os.walk(media_root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # hidden folders are not entered
         found += [Path(folder) / f for f in files if not f.startswith(".") and f.lower().endswith(VIDEO_EXTENSIONS)]
-    out = []
+    out: list[dict[str, Any]] = []
     for path in sorted(found):
         if len(out) >= limit:
             break

@@ -24,6 +24,20 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    SiglipVisionConfig,
+)
+
+from trajtok.synth.events import SIDES
+from trajtok.synth.world import COLOURS, SHAPES
+from trajvlm.llm import adapt_tokenizer, load_llm
+from trajvlm.processing import TrajVLMProcessor, check_sampling
+from trajvlm.training.tower import load_tower
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +93,6 @@ user assistant system You are a helpful assistant.
 
 def vocabulary_corpus(extra_texts: Iterable[str] | None = None) -> list[str]:
     """Lines the tokenizer is trained on: built-in caption/QA phrases, the synthetic world's names, extra texts."""
-    from trajtok.synth.events import SIDES
-    from trajtok.synth.world import COLOURS, SHAPES
 
     lines = [line for line in _BUILTIN_TEXT.strip().splitlines() if line]
     names = [f"the {c} {s}" for c in COLOURS for s in SHAPES]
@@ -107,8 +119,6 @@ def texts_from_dataset(root: str | Path) -> list[str]:
 
 def build_tokenizer(vocab_texts: Iterable[str] | None = None, vocab_size: int = 1024):
     """A byte-level BPE tokenizer (no unknown tokens) with ChatML specials, as a ``PreTrainedTokenizerFast``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -146,7 +156,6 @@ def base_config(
     llm_heads: int | None = None,
 ):
     """``LlavaOnevisionConfig`` with a SigLIP tower and a Qwen2 LLM of the given sizes (llava-hf defaults otherwise)."""
-    from transformers import Qwen2Config, SiglipVisionConfig
 
     if image_size < patch_size:
         raise ValueError(f"image_size {image_size} must be at least patch_size {patch_size}")
@@ -181,7 +190,6 @@ def base_config(
 
 def llava_config(vision, text, tokenizer, *, tie_word_embeddings: bool):
     """The ``LlavaOnevisionConfig`` of a base: tower + LLM configs, the tokenizer's media tokens, full features."""
-    from transformers import LlavaOnevisionConfig
 
     side = vision.image_size
     # anyres pinpoints as multiples of the tower's size, like llava-hf's 384..2304 grid (images only; videos
@@ -239,9 +247,6 @@ def build_tiny_base(
     ``llava_onevision``), ``TrajVLMProcessor.from_pretrained`` and ``AutoTokenizer.from_pretrained``.
     ``num_frames`` is the processor's default number of frames sampled per video.
     """
-    from transformers import LlavaOnevisionForConditionalGeneration
-
-    from trajvlm.processing import TrajVLMProcessor, check_sampling
 
     check_sampling(num_frames, None, None)  # before anything is written
     out = Path(out_dir)
@@ -294,17 +299,11 @@ def build_llm_base(
     projector is random (stage 1 trains it). The LLM's weights are copied strictly (missing or unexpected keys
     raise) and its tokenizer gets the media placeholders (:func:`trajvlm.llm.adapt_tokenizer`).
     """
-    from transformers import LlavaOnevisionForConditionalGeneration, SiglipVisionConfig
-
-    from trajvlm.llm import adapt_tokenizer, load_llm
-    from trajvlm.processing import TrajVLMProcessor
 
     lm, tokenizer, source = load_llm(llm)
     tokenizer = adapt_tokenizer(tokenizer)
     vision_model = None
     if tower is not None:
-        from trajvlm.training.tower import load_tower
-
         vision_model = load_tower(tower)
         vision = vision_model.config
     else:

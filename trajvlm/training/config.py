@@ -19,10 +19,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from transformers import AutoConfig
+
+from trajtok import TrajTokConfig
 from trajtok.checks import check_field_types, check_frame_count, check_values
-from trajtok.io.config import load_config, parse_overrides, typed_values  # the project's one YAML + key=value loader
+from trajtok.io.config import (  # the project's one YAML + key=value loader
+    load_config,
+    parse_overrides,
+    read_json_mapping,
+    typed_values,
+)
+from trajvlm.connectors import build_connector
 from trajvlm.connectors.registry import connector_names, connectors_with, get_connector_class
 from trajvlm.inference.loading import CONFIG_NAME, PRECISIONS  # the checkpoint side reads them without this module
+from trajvlm.modeling import trajvlm_config_for_base
+from trajvlm.processing import check_sampling
+from trajvlm.training.data import check_samples
 
 logger = logging.getLogger(__name__)
 
@@ -280,7 +293,6 @@ class TrainConfig:
 
     def _check_sampling(self) -> None:
         """fps / max_frames / num_frames: one sampling rule, and batches whose videos share a frame count."""
-        from trajvlm.processing import check_sampling
 
         check_sampling(self.num_frames, self.fps, self.max_frames)
         if self.num_frames is not None and self.fps is not None:
@@ -331,11 +343,7 @@ class TrainConfig:
             path = path / CONFIG_NAME
         if not path.is_file():
             raise FileNotFoundError(f"training config not found: {path} (checkpoints hold {CONFIG_NAME})")
-        try:
-            values = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON ({err})") from err
-        return cls.from_dict(values)
+        return cls.from_dict(read_json_mapping(path, "training config"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -370,7 +378,6 @@ class TrainConfig:
         videos missing under the video root: with ``strict`` for any such row, else when they are more than
         ``max_skip_fraction`` of the file (fewer are logged; training skips them).
         """
-        from trajvlm.training.data import check_samples
 
         fraction = 0.0 if strict else self.max_skip_fraction
         kwargs: dict[str, Any] = {"max_skip_fraction": fraction, "image_root": self.image_root, "seed": self.seed}
@@ -382,9 +389,6 @@ class TrainConfig:
 
     def model_config(self) -> Any:
         """The config of the model training builds (the base's with the configured connector); no weights read."""
-        from transformers import AutoConfig
-
-        from trajvlm.modeling import trajvlm_config_for_base
 
         base = Path(self.base_model)
         if json.loads((base / "config.json").read_text()).get("model_type") == "trajvlm":
@@ -397,8 +401,6 @@ class TrainConfig:
         else:
             trajtok: Any = None
             if self.trajtok is not None:
-                from trajtok import TrajTokConfig
-
                 trajtok = TrajTokConfig.load(self.trajtok)
             config = trajvlm_config_for_base(
                 base,
@@ -417,9 +419,6 @@ class TrainConfig:
         Catches connector settings that only fail when the model is built (a TrajTok config transformers rejects,
         bad ``connector_kwargs``, a TrajTok checkpoint that does not fit).
         """
-        import torch
-
-        from trajvlm.connectors import build_connector
 
         config = self.model_config()
         try:

@@ -45,8 +45,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
+from jinja2 import TemplateError
 from torch.utils.data import Dataset
 
+from trajtok.io.video import probe_video
 from trajvlm.processing import TrajVLMProcessor
 
 logger = logging.getLogger(__name__)
@@ -122,7 +125,6 @@ def load_mixture(path: str | Path, *, seed: int = 0) -> list[dict[str, Any]]:
     A relative ``json_path`` is taken from the YAML's folder. ``random:N`` shuffles with ``seed`` (one
     ``random.Random`` per entry), so every process of a run keeps the same samples.
     """
-    import yaml
 
     path = Path(path)
     try:
@@ -437,8 +439,6 @@ class LlavaVideoDataset(Dataset):
         return messages
 
     def _template_takes_strings(self) -> bool:
-        from jinja2 import TemplateError
-
         probe = [{"role": "user", "content": f"{self.video_token}\nprobe"}]
         try:
             text = self._render(probe)
@@ -564,7 +564,6 @@ class LlavaVideoDataset(Dataset):
 
     def frames_of(self, path: Path, kind: str) -> int:
         """Frames ``load_frames`` gives for ``path``, from its metadata only (no frame decoded)."""
-        from trajtok.io.video import probe_video
 
         if not path.exists():
             raise SampleError(f"{kind} not found: {path}")

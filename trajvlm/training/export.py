@@ -37,6 +37,7 @@ from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGener
 from trajvlm.configuration import TRAJVLM_FIELDS
 from trajvlm.connectors.registry import connector_class_for, get_connector_class
 from trajvlm.inference.loading import load_trained
+from trajvlm.processing import TrajVLMProcessor
 from trajvlm.training.config import TrainConfig
 from trajvlm.training.remote_code import AUTO_MAP, remove_remote_code, write_remote_code
 
@@ -88,7 +89,6 @@ def export(
     ``format``: one of :data:`FORMATS` (see the module docstring). The default, ``trajvlm``, is what training writes
     to ``final/``; the ``trajvlm export`` command defaults to ``auto``.
     """
-    from trajvlm.processing import TrajVLMProcessor
 
     ckpt, out = Path(checkpoint), Path(out_dir)
     if format not in FORMATS:  # before the (slow) merge

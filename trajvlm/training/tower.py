@@ -32,6 +32,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import SiglipVisionConfig, SiglipVisionModel
+
+from trajtok.io.video import load_video
+from trajvlm.training.config import config_from_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +100,6 @@ class TowerConfig:
             raise ValueError(f"text_width must be even (2 heads), got {self.text_width}")
 
     def vision_config(self):
-        from transformers import SiglipVisionConfig
-
         return SiglipVisionConfig(
             hidden_size=self.hidden_size,
             intermediate_size=self.hidden_size * 4,
@@ -169,7 +171,6 @@ class VideoTextModel(nn.Module):
 
     def __init__(self, vocab: list[str], cfg: TowerConfig) -> None:
         super().__init__()
-        from transformers import SiglipVisionModel
 
         self.cfg = cfg
         self.vision = SiglipVisionModel(cfg.vision_config())
@@ -228,7 +229,6 @@ def normalise(frames: torch.Tensor) -> torch.Tensor:
 
 def read_split(data: Path, split: str, cfg: TowerConfig, limit: int = 0) -> tuple[torch.Tensor, list[str]]:
     """uint8 frames (N, T, C, H, W) and the first caption of each video of ``data/split``."""
-    from trajtok.io.video import load_video
 
     path = data / split / "captions.json"
     if not path.is_file():
@@ -313,7 +313,6 @@ def pretrain_tower(data: str | Path, out: str | Path, cfg: TowerConfig | None = 
 
 def load_tower(path: str | Path):
     """The ``SiglipVisionModel`` saved by :func:`pretrain_tower` (``path`` or ``path/vision``)."""
-    from transformers import SiglipVisionModel
 
     path = Path(path)
     folder = path / "vision" if (path / "vision" / "config.json").is_file() else path
@@ -323,6 +322,4 @@ def load_tower(path: str | Path):
 
 
 def parse_overrides(overrides: list[str]) -> TowerConfig:
-    from trajvlm.training.config import config_from_overrides
-
     return config_from_overrides(TowerConfig, overrides)

@@ -37,7 +37,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import BitsAndBytesConfig, Trainer, TrainerCallback, TrainingArguments
+from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 from transformers.trainer import TRAINER_STATE_NAME
 
 from trajtok.checks import (
@@ -49,6 +50,7 @@ from trajtok.checks import (
     replace_directory,
 )
 from trajvlm.inference.loading import DTYPES, RECIPE_FIELDS, build_base
+from trajvlm.modeling import TrajVLMModel
 from trajvlm.training.config import CONFIG_NAME, TrainConfig, deepspeed_zero_stage
 from trajvlm.training.data import DataCollator, config_datasets, load_processor
 from trajvlm.training.export import export, record_encoder_training
@@ -67,7 +69,6 @@ def quantization_config(cfg: TrainConfig):
     """The bitsandbytes ``BitsAndBytesConfig`` of ``cfg.quantization`` (None for ``none``)."""
     if cfg.quantization == "none":
         return None
-    from transformers import BitsAndBytesConfig
 
     # transformers matches these from the start of a module path (or as a suffix), so they are full paths
     skip = sorted(set(SKIP_QUANTIZATION) | {f"model.{name}" for name in cfg.trainable_modules})
@@ -129,7 +130,7 @@ def setup_trainable(model: nn.Module, cfg: TrainConfig) -> nn.Module:
     """Freeze / unfreeze / wrap with LoRA for ``cfg.stage``; returns the model to train (a PeftModel for LoRA)."""
     modules = present_trainable_modules(model, cfg)
     if cfg.quantization != "none":
-        from peft import prepare_model_for_kbit_training
+        from peft import prepare_model_for_kbit_training  # optional (`train` extra), loaded only when used
 
         # casts the unquantised weights to fp32 and freezes everything (LoRA / modules below re-enable training)
         model = prepare_model_for_kbit_training(
@@ -138,7 +139,7 @@ def setup_trainable(model: nn.Module, cfg: TrainConfig) -> nn.Module:
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
     if cfg.uses_lora:
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig, get_peft_model  # optional (`train` extra), loaded only when used
 
         model.requires_grad_(False)
         save = list(modules) + ([] if cfg.freeze_vision_tower else ["vision_tower"])
@@ -189,9 +190,7 @@ def gather_connector_parameters_under_zero3(model: nn.Module) -> int:
     size of tensor a (0) must match ...``. The TrajVLM model returns plain tensors; connectors are small next to the
     LLM, so keeping these gathered through the model's forward and backward costs little memory.
     """
-    import deepspeed
-
-    from trajvlm.modeling import TrajVLMModel
+    import deepspeed  # optional (`train` extra): only ZeRO-3 runs get here
 
     count = 0
     for owner in model.modules():
@@ -387,7 +386,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
             logger.info("resuming from %s", checkpoint)
     args = training_arguments(cfg)  # first: it sets up the distributed state DeepSpeed ZeRO-3 loading needs
     if cfg.deepspeed is not None:
-        import deepspeed
+        import deepspeed  # optional (`train` extra): only DeepSpeed runs get here
 
         # attaches DeepSpeed's comm layer to the process group (on CPU runs the Trainer does not), so ZeRO-3
         # partitions the weights across ranks while they load (zero.Init sees the real world size)
@@ -434,8 +433,6 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     save_dir = out / ("adapter" if cfg.uses_lora else "final")
     save_outputs(trainer, model, processor, cfg, save_dir)
     if cfg.uses_lora and cfg.export_final and trainer.is_world_process_zero():
-        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
-
         unset_hf_deepspeed_config()  # rank 0 alone rebuilds the model: no ZeRO-3 partitioning while it loads
         kept = f"{out / 'final'} was left as it was; {save_dir} holds the trained adapter"
         with atomic_directory(out / "final", kept=kept) as tmp:  # renamed once complete: never final/ without weights

@@ -37,9 +37,16 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
+from trajvlm.modeling import TrajVLMForConditionalGeneration
+from trajvlm.processing import TrajVLMProcessor
+from trajvlm.training.config import config_from_overrides
+from trajvlm.training.config import parse_overrides as parse_pairs
+from trajvlm.training.data import load_samples
 from trajvlm.training.tower import word_targets
+from trajvlm.training.tower import words as split_words
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +128,6 @@ def caption_samples(train_json: str | Path, *, seed: int = 0) -> list[tuple[str,
 
     ``seed`` drives a mixture YAML's ``random:N`` picks, as in training (the same seed picks the same rows).
     """
-    from trajvlm.training.data import load_samples
 
     seen: dict[str, str] = {}
     for sample in load_samples(train_json, seed=seed):
@@ -136,7 +142,6 @@ def caption_samples(train_json: str | Path, *, seed: int = 0) -> list[tuple[str,
 
 def target_words(captions: list[str], tokenizer, min_df: float, max_df: float) -> tuple[list[str], list[int]]:
     """The informative words of the captions that the LLM spells as one token (" word"), and those token ids."""
-    from trajvlm.training.tower import words as split_words
 
     df = Counter(w for c in captions for w in set(split_words(c)))
     n = len(captions)
@@ -259,9 +264,6 @@ def restore_segmenter(model: nn.Module, originals: tuple) -> None:
 
 
 def load_model(base: str | Path, cfg: WarmupConfig):
-    from trajvlm.modeling import TrajVLMForConditionalGeneration
-    from trajvlm.processing import TrajVLMProcessor
-
     base = Path(base)
     if not (base / "config.json").is_file():
         raise FileNotFoundError(f"no config.json in {base}: expected a llava-hf base or a TrajVLM model folder")
@@ -416,10 +418,6 @@ def warmup(
 
 def parse_overrides(overrides: list[str], config: str | Path | None = None) -> WarmupConfig:
     """The WarmupConfig of a YAML preset (optional) with ``key=value`` overrides applied after it."""
-    import yaml
-
-    from trajvlm.training.config import config_from_overrides
-    from trajvlm.training.config import parse_overrides as parse_pairs
 
     values: dict = {}
     if config is not None:
