@@ -253,7 +253,7 @@ def test_saved_json_configs_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match=r"config\.json is not valid JSON"):
         TrajTokConfig.load(tmp_path)
     saved.write_text("[1, 2]")
-    with pytest.raises(ValueError, match=r"config\.json: expected a JSON object of TrajTok config fields, got list"):
+    with pytest.raises(ValueError, match=r"config\.json: expected a mapping of TrajTok config fields, got list"):
         TrajTokConfig.load(tmp_path)
     TrajTokConfig.tiny(width=32).save(saved)
     assert TrajTokConfig.load(tmp_path) == TrajTokConfig.tiny(width=32)

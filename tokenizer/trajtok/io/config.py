@@ -32,10 +32,6 @@ from trajtok.checks import check_values
 T = TypeVar("T")
 
 
-def _yaml_error(err: yaml.YAMLError) -> str:
-    return " ".join(str(err).split())
-
-
 def parse_value(text: str) -> Any:
     """A command-line value read as YAML; an empty (or blank) value is None."""
     if not text.strip():
@@ -65,7 +61,8 @@ def parse_overrides(
         try:
             value = parse_value(text)
         except yaml.YAMLError as err:
-            raise ValueError(f"override {item!r}: the value {text!r} is not valid YAML ({_yaml_error(err)})") from None
+            reason = " ".join(str(err).split())
+            raise ValueError(f"override {item!r}: the value {text!r} is not valid YAML ({reason})") from None
         section, dot, field = key.partition(".")
         if dot and section in sections:
             if not field:
@@ -76,37 +73,26 @@ def parse_overrides(
     return parsed
 
 
-def read_mapping(path: str | os.PathLike, what: str = "config") -> dict[str, Any]:
-    """The YAML (or JSON) mapping in ``path``; ``what`` names the file's kind in errors (``training preset``)."""
+def read_mapping(path: str | os.PathLike, what: str = "config", syntax: str = "YAML") -> dict[str, Any]:
+    """The mapping in the ``syntax`` ("YAML", which reads JSON too, or "JSON") file ``path``; ``what`` names the
+    file's kind in errors (``training preset``): a missing file, a file that does not parse, one not a mapping."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}" + (" (a folder)" if path.is_dir() else ""))
     try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path} is not valid YAML ({_yaml_error(err)})") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not a text file (expected a YAML {what})") from None
+        text = path.read_text()
+        values = (json.loads(text) if syntax == "JSON" else yaml.safe_load(text)) or {}
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        reason = "not a text file" if isinstance(err, UnicodeDecodeError) else " ".join(str(err).split())
+        raise ValueError(f"{path} is not valid {syntax} ({reason})") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping of {what} fields, got {type(values).__name__}")
     return values
 
 
 def read_json_mapping(path: str | os.PathLike, what: str = "config") -> dict[str, Any]:
-    """The JSON object in ``path`` (a resolved config saved next to a checkpoint); errors name the file: missing,
-    not JSON, not an object of ``what`` fields."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    try:
-        values = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err})") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not valid JSON (not a text file)") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a JSON object of {what} fields, got {type(values).__name__}")
-    return values
+    """:func:`read_mapping` of a JSON file (a resolved config saved next to a checkpoint)."""
+    return read_mapping(path, what, syntax="JSON")
 
 
 def merge(values: Mapping[str, Any], overrides: Mapping[str, Any], sections: tuple[str, ...] | Mapping = ()) -> dict:

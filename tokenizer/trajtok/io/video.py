@@ -162,7 +162,7 @@ def load_video(
     _check_args(num_frames, fps, max_frames, size, start, end, strategy, folder_fps)
     path = _check_exists(source)
     if path.is_dir():
-        return _load_folder(path, num_frames, fps, max_frames, size, start, end, folder_fps)
+        return _load_images(path, _list_images(path), num_frames, fps, max_frames, size, start, end, folder_fps)
     if is_image_file(path):
         video = _load_images(path, [path], num_frames, fps, max_frames, size, start, end, folder_fps)
         if video.frames.shape[0] > 1:
@@ -734,19 +734,6 @@ def _read_image(file: Path, size: int | tuple[int, int] | None) -> np.ndarray:
             out = (int(size[0]), int(size[1]))
         image = image.resize((out[1], out[0]), Image.Resampling.BILINEAR)
     return np.array(image)  # (H, W, 3), writable
-
-
-def _load_folder(
-    path: Path,
-    num_frames: int | None,
-    fps: float | None,
-    max_frames: int | None,
-    size: int | tuple[int, int] | None,
-    start: float | None,
-    end: float | None,
-    folder_fps: float,
-) -> Video:
-    return _load_images(path, _list_images(path), num_frames, fps, max_frames, size, start, end, folder_fps)
 
 
 def _load_images(
