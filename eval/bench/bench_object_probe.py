@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> dict:
         extractors[f"tower {tower_dir}"] = tower_extractor(tower_dir)
     if args.trajtok:
         from trajtok import TrajTok
-        from trajtok.training.evaluate import resolve_checkpoint
+        from trajtok.io.checkpoints import resolve_checkpoint
 
         model = TrajTok.from_pretrained(resolve_checkpoint(args.trajtok)).eval()
         extractors[f"trajtok backbone {args.trajtok}"] = trajtok_extractor(model)

@@ -116,7 +116,7 @@ def tokens_vs_duration(args: argparse.Namespace) -> tuple[list[dict], str]:
     from trajtok.synth import generate_video
 
     if args.checkpoint:
-        from trajtok.training.evaluate import resolve_checkpoint
+        from trajtok.io.checkpoints import resolve_checkpoint
 
         ckpt = resolve_checkpoint(args.checkpoint)
         model, source = TrajTok.from_pretrained(ckpt), f"checkpoint {ckpt}"
