@@ -136,7 +136,9 @@ class VideoSource:
         cfg, m = self.cfg, self.model
         if not self.videos:
             seeds = [cfg.seed * 1_000_003 + step * cfg.batch_size + i for i in range(cfg.batch_size)]
-            return torch.stack([synthetic_video(s, m.num_frames, m.image_size, (cfg.objects[0], cfg.objects[1])) for s in seeds])
+            return torch.stack(
+                [synthetic_video(s, m.num_frames, m.image_size, (cfg.objects[0], cfg.objects[1])) for s in seeds]
+            )
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         idx = torch.randint(len(self.videos), (cfg.batch_size,), generator=g).tolist()
         return torch.stack([self.videos[i] for i in idx])

@@ -331,7 +331,8 @@ class TrajTok(nn.Module):
             raise ValueError(f"config must be a TrajTokConfig, got {type(config).__name__}")
         pretrained = config.backbone_pretrained if load_backbone_weights else None
         e = config.width
-        self.features: FeatureBackbone | ReleaseFeatures | None = None  # backbone "external": no image model; the features given to forward are projected
+        # None for backbone "external": no image model; the features given to forward are projected
+        self.features: FeatureBackbone | ReleaseFeatures | None = None
         if config.segmenter_variant == "release":  # the authors' released layout, to hold their weights exactly
             self.features = ReleaseFeatures(config)
         elif config.backbone != "external":
@@ -518,9 +519,11 @@ class TrajTok(nn.Module):
         """Segmenter + assignment of one clip; everything the encoder needs (no token assembly)."""
         cfg = self.config
         if self.features is None:  # external backbone: segmenter and encoder read the given features
+            assert features is not None and self.external_proj is not None  # required with this backbone
             feats = self.external_proj(features.to(self.dtype))  # (B, T, h, w, E)
             features = None
         else:
+            assert pixel_values is not None  # an image model reads pixels
             feats = self.encode_pixels(pixel_values)  # (B, T, h0, w0, E)
         b, t, h0, w0, e = feats.shape
         queries, logits = self.segmenter(
@@ -535,6 +538,7 @@ class TrajTok(nn.Module):
             positions = grid_positions(t, h, w, device=feats.device)
         else:
             _, _, h, w, _ = features.shape
+            assert self.external_proj is not None  # features are given only with external_dim set (checked)
             enc_feats = self.external_proj(features.to(self.dtype))  # (B, T, h, w, E)
             if cfg.external_grid == "segmenter" and h <= h0 and w <= w0 and (h, w) != (h0, w0):
                 # repeat each feature over the segmenter cells it covers: no trajectory loses its pixels (projected
@@ -574,6 +578,7 @@ class TrajTok(nn.Module):
         """
         cfg = self.config
         source = features if pixel_values is None else pixel_values
+        assert source is not None  # callers pass pixels, features or both
         b, t = source.shape[:2]
         released = acc.released(cfg.release_after)
         init = self.segmenter.initial_queries(b, acc.queries, released, carry=cfg.carry == "gated")
@@ -617,6 +622,7 @@ class TrajTok(nn.Module):
             soft_masks = out.new_zeros(b, k, 0, h, w)
             grid = (h, w) if self.features is None else (self.config.grid_size, self.config.grid_size)
             logits = out.new_zeros(b, k, 0, *grid)  # the segmenter's own grid
+        assert acc.queries is not None  # set by the first clip
         return TrajectoryTokens(
             tokens=out,
             valid=valid,
@@ -760,6 +766,7 @@ class TrajTok(nn.Module):
                 pixels = frame_transform(pixels) if frame_transform is not None else pixels
             self._step(acc, pixels, clip_feats, n)
             if torch.is_grad_enabled() and (i + 1) % truncate == 0:
+                assert acc.queries is not None  # set by the clip just run
                 acc.queries = acc.queries.detach()  # truncated backpropagation through the carried state
         return self._finish(acc, mode, budget)
 

@@ -18,7 +18,8 @@ def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Decay matrices and convolutions; not norms, biases, queries, offsets or scales."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
