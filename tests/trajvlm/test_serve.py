@@ -164,6 +164,17 @@ def test_generate_batch_reports_answers_and_streams_each_request(loaded, media_r
     assert 0 < got.time_to_first_token_s <= got.total_s
 
 
+def _run_on(engine, scenario):
+    """``scenario()`` run to its end with ``engine`` started; the engine is stopped whatever happens."""
+    import asyncio
+
+    engine.start()
+    try:
+        return asyncio.run(scenario())
+    finally:
+        engine.stop()
+
+
 def test_engine_isolates_a_request_that_breaks_its_batch(loaded):
     """A request whose frames make the batched forward raise fails alone (500); its batch-mates are answered."""
     import asyncio
@@ -190,11 +201,7 @@ def test_engine_isolates_a_request_that_breaks_its_batch(loaded):
                     break
         return outcomes
 
-    engine.start()
-    try:
-        outcomes = asyncio.run(scenario())
-    finally:
-        engine.stop()
+    outcomes = _run_on(engine, scenario)
     assert [k for k, _ in outcomes] == ["done", "error", "done"]
     assert outcomes[1][1].status == 500 and "channels" in outcomes[1][1].message
     assert outcomes[0][1].text == outcomes[2][1].text
@@ -730,11 +737,7 @@ def test_place_is_freed_only_when_the_work_stops(loaded):
         await asyncio.to_thread(_wait_for, lambda: engine.stats()["admitted"] == 0)
         return running
 
-    engine.start()
-    try:
-        running = asyncio.run(scenario())
-    finally:
-        engine.stop()
+    running = _run_on(engine, scenario)
     tokens = len(processor.tokenizer(running.raw)["input_ids"])
     assert running.state == "done" and tokens < LONG // 4  # its row stopped early; min_new_tokens would go on
     assert engine.cancelled == 1 and engine.served == 0
