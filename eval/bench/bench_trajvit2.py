@@ -151,7 +151,8 @@ def probe_data(vit3d, root: Path, split: str, clip_len: int, windows: int, seed:
         for s in starts:
             clip = data.clip(i, s)
             pixels.append((clip["pixel_values"] * 255).round().to(torch.uint8))
-            labels.append(int((torch.unique(clip["target_ids"]) > 0).sum()))
+            # classes: 1 (at most one object visible: no object at all is too rare to score), 2, 3, ...
+            labels.append(max(int((torch.unique(clip["target_ids"]) > 0).sum()), 1))
             videos.append(i)
     pixels = torch.stack(pixels)  # (S, T, C, H, W)
     feats = torch.cat([vit3d_dense_features(vit3d, pixels[s : s + 64]) for s in range(0, len(pixels), 64)])
