@@ -546,3 +546,23 @@ def test_long_answers_carry_no_text_prior(long_worlds):
     # ... and every option names its occurrence, so 'for the first time' (the object came back) marks none of them
     assert all(len({o.endswith(" time") for o in q["options"]}) == 1 for q in orders)
     assert any(len({(r[0], r[2]) for r in q["params"]["events"]}) > 1 for q in old if q["qtype"] == "event_order")
+
+
+def test_balanced_walk_ins_and_outs_are_dealt_evenly():
+    """balance: how many visits walk in (of those not in view at frame 0) is uniform over 0..all of them, likewise
+    walk-outs, so a video's count of each event kind does not pile up around a mean (what a text model would learn)."""
+    from trajtok.synth.longworld import _deal_kinds
+
+    rng = np.random.default_rng(0)
+    plan = [[(0, 30, "", ""), (60, 90, "", "")], [(10, 40, "", ""), (70, 100, "", "")], [(20, 100, "", "")]]
+    walk_ins, walk_outs = Counter(), Counter()
+    for _ in range(3000):
+        visits = [list(p) for p in plan]
+        _deal_kinds(rng, visits, 100)
+        kinds = [v for p in visits for v in p]
+        assert kinds[0][2] == "appear" and kinds[-1][3] == "vanish"  # in view at frame 0 / to the last frame
+        walk_ins[sum(v[2] == "enter" for v in kinds)] += 1
+        walk_outs[sum(v[3] == "exit" for v in kinds)] += 1
+    for counts, most in ((walk_ins, 4), (walk_outs, 3)):  # 4 visits start after frame 0, 3 end before the last
+        assert set(counts) == set(range(most + 1)), counts
+        assert max(counts.values()) < 1.25 * min(counts.values()), counts

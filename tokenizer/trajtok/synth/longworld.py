@@ -47,8 +47,10 @@ class LongWorldConfig:
     min_gap: int = 24  # frames at least between two visits of one object (it is out of the scene meanwhile)
     start_prob: float = 0.4  # chance an object is in view from the first frame
     end_prob: float = 0.4  # chance an object's last visit lasts to the last frame
-    enter_prob: float = 0.6  # chance a visit begins by walking in through a side (else the object pops up in place)
-    exit_prob: float = 0.6  # chance a visit ends by walking out through a side (else the object disappears)
+    # chance a visit begins by walking in through a side (else the object pops up in place); balance=False only
+    enter_prob: float = 0.6
+    # chance a visit ends by walking out through a side (else the object disappears); balance=False only
+    exit_prob: float = 0.6
     object_size: tuple[float, float] = (0.14, 0.22)  # object diameter as a fraction of min(H, W)
     speed: tuple[float, float] = (0.01, 0.03)  # object speed range, in min(H, W) per frame
     colour_change_prob: float = 0.15  # chance an object changes colour once (during one of its visits, in view)
@@ -59,9 +61,10 @@ class LongWorldConfig:
     noise_std: tuple[float, float] = (1.0, 4.0)  # per-pixel Gaussian noise std range (0-255 scale)
     blur_prob: float = 0.5  # chance a video is mildly blurred ([1, 2, 1] / 4 filter)
     # answers carry no text prior: every drawn visit is kept (shortened to fit the video) so that return counts
-    # spread evenly, the object count is drawn so that each count question's options are equally likely, and the
-    # question generators balance their answers (trajtok.synth.text). False: the first long world (visits that do
-    # not fit are dropped; manifests written before this field read back as False)
+    # spread evenly, the numbers of walk-ins and walk-outs are drawn evenly (enter_prob / exit_prob are not read),
+    # the object count is drawn so that each count question's options are equally likely, and the question
+    # generators balance their answers (trajtok.synth.text). False: the first long world (visits that do not fit
+    # are dropped; manifests written before this field read back as False)
     balance: bool = True
 
     def __post_init__(self) -> None:
@@ -141,6 +144,23 @@ def schedule_visits(rng: np.random.Generator, num_frames: int, cfg: LongWorldCon
     return visits
 
 
+def _deal_kinds(rng: np.random.Generator, visits: list[list[tuple[int, int, str, str]]], T: int) -> None:
+    """``balance``: how many visits begin by walking in is drawn uniformly from 0 to all of those that can (not in
+    view at frame 0), and how many end by walking out from 0 to all of those that can (not in view at the last
+    frame); which ones, at random (in place of ``enter_prob`` / ``exit_prob``). A video's count of each kind of
+    event is then spread evenly, not piled around its mean, so four consecutive counts are about equally likely."""
+    arrivals = [(i, j) for i, plan in enumerate(visits) for j, v in enumerate(plan) if v[0] > 0]
+    leaves = [(i, j) for i, plan in enumerate(visits) for j, v in enumerate(plan) if v[1] < T]
+    n_in, n_out = int(rng.integers(len(arrivals) + 1)), int(rng.integers(len(leaves) + 1))
+    walk_in = {arrivals[int(k)] for k in rng.permutation(len(arrivals))[:n_in]}
+    walk_out = {leaves[int(k)] for k in rng.permutation(len(leaves))[:n_out]}
+    for i, plan in enumerate(visits):
+        plan[:] = [
+            (s, e, "enter" if (i, j) in walk_in else "appear", "exit" if (i, j) in walk_out else "vanish")
+            for j, (s, e, _, _) in enumerate(plan)
+        ]
+
+
 def _outside(p: np.ndarray, r: float, box: tuple[float, float, float, float], margin: float) -> bool:
     """The object's whole box (centre p, radius r) lies beyond some side of the view by ``margin``."""
     top, bottom, left, right = box
@@ -196,6 +216,8 @@ def simulate_long(
                 end=plan[-1][1],
             )
         )
+    if cfg.balance:
+        _deal_kinds(rng, visits, T)
     # one colour change per chosen object: tried from a random frame of a random visit while the object is in view
     change_at = np.full(N, -1, dtype=np.int64)
     for i in range(N):
