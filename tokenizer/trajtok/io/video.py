@@ -286,6 +286,7 @@ class _Picker:
         return self.targets is not None and self.next >= len(self.targets)
 
     def next_target(self) -> float:
+        assert self.targets is not None  # targets mode only
         return float(self.targets[self.next])
 
     def reset(self) -> None:
@@ -320,6 +321,7 @@ class _Picker:
         if self._last_slot is not None and self._last_slot[0] == index:
             if self.dedupe or self.targets is None:
                 return
+            assert self._array is not None  # a frame was stored before
             image = self._array[self._last_slot[1]]  # (C, H, W) view of the repeated frame
         else:
             image = self.convert(payload).transpose(2, 0, 1)  # (C, H, W) view of the (H, W, 3) conversion
@@ -328,8 +330,10 @@ class _Picker:
             elif slot == len(self.buffer):  # every-frame mode and the count estimate was short: grow by half
                 old = self._array
                 self._allocate(slot + slot // 2 + 1, image.shape)
+                assert self._array is not None
                 self._array[:slot] = old
             self._last_slot = (index, slot)
+        assert self._array is not None  # allocated at the first frame
         # numpy's single-threaded copy: torch's strided copy into the (C, H, W) layout goes through its intra-op
         # thread pool, which on busy cores costs up to 20 ms per 640x360 frame (measured, 2 threads)
         self._array[slot] = image
@@ -342,6 +346,7 @@ class _Picker:
     def result(self, path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if not self.chosen:
             raise VideoDecodeError(path, "no decodable frames in the requested window")
+        assert self.buffer is not None  # allocated at the first chosen frame
         frames = self.buffer[: len(self.chosen)]
         if len(frames) < 0.9 * len(self.buffer):
             frames = frames.clone()  # release the unused capacity
@@ -372,10 +377,12 @@ class _Source:
     def _read_metadata(self) -> None:
         path, container = self.path, self.container
         if not container.streams.video:
-            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            kinds: list[str] = sorted({s.type for s in container.streams}) or ["none"]
             raise VideoDecodeError(path, f"no video stream (streams: {', '.join(kinds)})")
         stream = self.stream = container.streams.video[0]
         stream.thread_type = THREAD_TYPE
+        if stream.time_base is None:
+            raise VideoDecodeError(path, "the video stream has no time base (its timestamps cannot be read)")
         self.time_base = float(stream.time_base)
         self.codec = stream.codec_context.name
         self.stream_start = stream.start_time or 0  # pts units; timestamps are measured from here
@@ -439,7 +446,7 @@ class _Source:
         full = self.stream.frames > 0 and len(dts) == self.stream.frames
         self.dts_table = sorted(dts) if full else None
         # x264-style files: the k-th smallest dts equals the k-th smallest pts shifted by `delay` positions.
-        self.delay = bisect.bisect_left(self.dts_table, self.first_pts) if full else 0
+        self.delay = bisect.bisect_left(self.dts_table, self.first_pts) if self.dts_table is not None else 0
 
     def _seconds(self, pts: int) -> float:
         return (pts - self.stream_start) * self.time_base
@@ -607,6 +614,7 @@ def _decode_seek(src: _Source, picker: _Picker, lo: float, hi: float) -> None:
             if picker.next != pending:
                 break
         else:  # end of stream
+            assert picker.targets is not None  # seeking serves targets only
             src.check_complete(last_time, float(picker.targets[-1]))
         if picker.next == pending:  # the stream or the window ended before this target
             break

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -53,7 +54,8 @@ def write_video(
     opts = {**opts, **(options or {})}
     try:
         with av.open(str(tmp), mode="w") as container:
-            stream = container.add_stream(codec, rate=rate, options=opts)
+            # a video codec gives a video stream (PyAV types add_stream of a codec name as any kind of stream)
+            stream = cast(av.VideoStream, container.add_stream(codec, rate=rate, options=opts))
             stream.width, stream.height = frames.shape[2], frames.shape[1]
             stream.pix_fmt = pix_fmt
             if threads:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -593,7 +594,7 @@ def q_event_order(rng: np.random.Generator, record: dict, sep: int, *, balance: 
                     break
             if len(others) < 3:
                 continue
-            params = {"variant": variant, "anchor": anchor, "events": [truth, *others]}
+            params: dict[str, Any] = {"variant": variant, "anchor": anchor, "events": [truth, *others]}
             if balance:  # 'for the first time' on every option: whether an object did it again says nothing
                 params["always_ordinal"] = True
             wrong = [describe_ref(record, r, balance) for r in others]
