@@ -58,6 +58,19 @@ def load_frames(processor, video: VideoInput) -> torch.Tensor:
     raise ValueError(f"a video must be a path or a uint8 frame tensor (T, C, H, W), got {type(video).__name__}")
 
 
+def video_list(video: VideoInput | Sequence[VideoInput] | None) -> list[VideoInput]:
+    """A request's videos as a list: none, one, or a list / tuple of them."""
+    if video is None:
+        return []
+    if isinstance(video, (str, Path, torch.Tensor)):
+        return [video]
+    if isinstance(video, (list, tuple)):
+        return list(video)
+    raise ValueError(
+        f"a video must be a path, a uint8 frame tensor (T, C, H, W) or a list of them, got {type(video).__name__}"
+    )
+
+
 def user_message(text: str, num_videos: int = 0) -> dict[str, Any]:
     """A chat message of the user with ``num_videos`` video parts (rendered as ``<video>`` before the text)."""
     return {"role": "user", "content": [*([{"type": "video"}] * num_videos), {"type": "text", "text": text}]}
@@ -198,9 +211,8 @@ def load_request(
 ) -> tuple[list[torch.Tensor], str] | None:
     """(decoded frames of each video, chat-templated prompt) of one request. An unreadable video raises, or with a
     ``failures`` dict records ``failures[index] = reason`` and gives None."""
-    videos = [] if video is None else list(video) if isinstance(video, (list, tuple)) else [video]
     try:
-        frames = [load_frames(processor, v) for v in videos]
+        frames = [load_frames(processor, v) for v in video_list(video)]
         return frames, build_prompt(processor, prompt, len(frames))
     except ValueError as e:  # VideoDecodeError is a ValueError naming the path and the reason
         if failures is None:
@@ -228,4 +240,5 @@ __all__ = [
     "select_rows",
     "split_generation_kwargs",
     "user_message",
+    "video_list",
 ]

@@ -23,6 +23,7 @@ from trajvlm.inference.prompts import (
     load_request,
     prepare_inputs,
     select_rows,
+    video_list,
 )
 
 logger = logging.getLogger(__name__)
@@ -49,8 +50,7 @@ def loglikelihood(
     results = []
     limit = context_limit(model, max_context)
     for video, context, continuation in requests:
-        videos = [] if video is None else list(video) if isinstance(video, (list, tuple)) else [video]
-        frames = [load_frames(processor, v) for v in videos]
+        frames = [load_frames(processor, v) for v in video_list(video)]
         prompt = build_prompt(processor, context, len(frames))
         results.append(_loglikelihood_prompt(model, processor, frames, prompt, continuation, limit))
     return results
@@ -174,7 +174,8 @@ def _score_chunk(model, processor, chunk, limit: int, max_context: int | None, f
             keep.remove(r)
             continue
         out.append((i, scores))
-    shared = [(row, r, j) for row, r in enumerate(keep) for j, c in enumerate(conts[r]) if c is not None]
+    # (row of the kept prompts, question row, choice, the choice's token ids) of each choice on the shared cache
+    shared = [(row, r, j, c) for row, r in enumerate(keep) for j, c in enumerate(conts[r]) if c is not None]
     if shared:
         prep = select_rows(prep, keep) if len(keep) < len(chunk) else prep
         mask = prep.attention_mask
@@ -187,15 +188,15 @@ def _score_chunk(model, processor, chunk, limit: int, max_context: int | None, f
             logits_to_keep=1,
         )
         cache = first.cache if getattr(first, "cache", None) is not None else first.past_key_values
-        rows = torch.tensor([row for row, _, _ in shared], device=model.device)
+        rows = torch.tensor([row for row, _, _, _ in shared], device=model.device)
         cache.batch_select_indices(rows)
-        width = max(len(conts[r][j]) for _, r, j in shared)
+        width = max(len(c) for _, _, _, c in shared)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         ids = torch.full((len(shared), width), pad, dtype=torch.long, device=model.device)
         cont_mask = torch.zeros((len(shared), width), dtype=mask.dtype, device=model.device)
-        for k, (_, r, j) in enumerate(shared):
-            ids[k, : len(conts[r][j])] = torch.tensor(conts[r][j], device=model.device)
-            cont_mask[k, : len(conts[r][j])] = 1
+        for k, (_, _, _, c) in enumerate(shared):
+            ids[k, : len(c)] = torch.tensor(c, device=model.device)
+            cont_mask[k, : len(c)] = 1
         full_mask = torch.cat([mask[rows], cont_mask], dim=1)
         pos = mask[rows].sum(-1, keepdim=True) + torch.arange(width, device=model.device)  # (S, width)
         rest = model(
@@ -204,14 +205,14 @@ def _score_chunk(model, processor, chunk, limit: int, max_context: int | None, f
         logits = torch.cat([first.logits[rows, -1:], rest[:, :-1]], dim=1).float()
         logprobs = torch.log_softmax(logits, dim=-1)  # (S, width, V): column c predicts continuation token c
         where = {r: n for n, r in enumerate(keep)}
-        for k, (_, r, j) in enumerate(shared):
-            n = len(conts[r][j])
+        for k, (_, r, j, c) in enumerate(shared):
+            n = len(c)
             token_scores = logprobs[k, :n]
             targets = ids[k, :n]
             logprob = float(token_scores.gather(-1, targets[:, None]).sum())
             greedy = bool((token_scores.argmax(-1) == targets).all())
             out[where[r]][1][j] = (logprob, greedy)
-    return out  # type: ignore[return-value]
+    return out
 
 
 def _continuation_ids(model, processor, text: str, n_cont: int) -> torch.Tensor:
