@@ -43,6 +43,8 @@ class TrajTokConnector(Connector):
     """
 
     name = "trajtok"
+    image_mean: torch.Tensor  # (1, 1, 3, 1, 1) buffers: the tower's normalisation
+    image_std: torch.Tensor
     reads_pixels = True
     holds_trajtok = True
     draws_trajectories = True

@@ -37,7 +37,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -45,6 +45,9 @@ import torch
 from trajtok.nn.trajvit_tokens import TrajViTTokens, boxes_of, sinusoidal
 from trajvlm.connectors.base import Connector, ConnectorOutput
 from trajvlm.token_budget import check_kwargs, finish_tokens, raw_frames, to_uint8_frames
+
+if TYPE_CHECKING:
+    from trajtok.pseudolabel.pipeline import PseudoLabeler
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +102,7 @@ class TrajViTConnector(TrajViTTokens, Connector):
         self.budget = int(config.video_token_budget)
         self.init_trajvit_layers(d, heads)
         self._given: torch.Tensor | list[torch.Tensor] | None = None
-        self._labeler = None
+        self._labeler: PseudoLabeler | None = None
 
     @contextlib.contextmanager
     def use_masks(self, masks: torch.Tensor | list[torch.Tensor]) -> Iterator[None]:
