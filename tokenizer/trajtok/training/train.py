@@ -62,7 +62,7 @@ from trajtok.io.checkpoints import (
 )
 from trajtok.training.evaluate import evaluate_model
 from trajtok.training.optim import lr_lambda, param_groups
-from trajtok.trajvit2 import TrajViT2Config, build_for_training, evaluate_clip
+from trajtok.trajvit2 import TrajViT2, TrajViT2Config, build_for_training, evaluate_clip
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class TrainConfig:
             raise ValueError(f"model.{e}") from None
         if len(self.betas) != 2 or any(isinstance(b, bool) or not isinstance(b, (int, float)) for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
-        self.betas = tuple(float(b) for b in self.betas)
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.clip_weight < 0:
@@ -279,7 +279,7 @@ class SegmentationLogits(torch.nn.Module):
     over time, so one loss supervises identities across pieces.
     """
 
-    def __init__(self, model: torch.nn.Module, clip_len: int | None = None):
+    def __init__(self, model: TrajTok, clip_len: int | None = None):
         super().__init__()
         self.model = model
         self.clip_len = clip_len
@@ -323,7 +323,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     model_cfg = cfg.model_config()
-    model = TrajTok(model_cfg).to(device) if cfg.objective == "segmentation" else None
+    model: TrajTok | TrajViT2 | None = TrajTok(model_cfg).to(device) if cfg.objective == "segmentation" else None
     size = model_cfg.image_size
     data = TrajectoryClipDataset(
         cfg.data,
@@ -371,7 +371,10 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, resume: bo
         load_init_weights(model, cfg.init_from)
         logger.info("initialised from %s (new run: step 0, fresh optimizer and schedule)", cfg.init_from)
 
-    net: torch.nn.Module = SegmentationLogits(model, cfg.clip_len) if cfg.objective == "segmentation" else model
+    net: torch.nn.Module = model
+    if cfg.objective == "segmentation":
+        assert isinstance(model, TrajTok)  # built above for this objective
+        net = SegmentationLogits(model, cfg.clip_len)
     if dist.world > 1:
         # Segmentation pretraining leaves the trajectory encoder without gradient: DDP must not wait for it.
         net = torch.nn.parallel.DistributedDataParallel(net, find_unused_parameters=True)
@@ -507,6 +510,7 @@ def validate(model: Any, cfg: TrainConfig, step: int, metrics: Any, dist: Dist, 
     """Space-time mIoU / association (objective "clip": held-out retrieval) on a few validation videos (rank 0),
     logged with ``val_`` keys; unreadable validation data is logged and training goes on."""
     if dist.main:
+        assert cfg.val_split is not None  # validation runs only with a validation split
         was_training = model.training
         try:
             if cfg.objective == "clip":  # TrajViT2: held-out retrieval
