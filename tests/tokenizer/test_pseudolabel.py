@@ -438,11 +438,19 @@ def test_cli_motion_stage_labels_the_moving_object_and_can_be_turned_off(tmp_pat
 
     frames, truth = panning_object_video()
     write_video(tmp_path / "pan.mp4", frames, fps=10)
-    j = {}
-    for name, extra in (("motion", []), ("colour", ["--no-motion"])):
+    j, count = {}, {}
+    for name, extra in (("motion", []), ("colour", ["--no-motion"]), ("objects", ["--max-trajectories", "2"])):
         out = tmp_path / name
         assert main(["pseudolabel", str(tmp_path / "pan.mp4"), "--out", str(out), "--size", "96", *extra]) == 0
-        masks = load_labels(out / "pan.npz").masks
-        assert masks.shape == truth.shape
-        j[name] = best_trajectory_iou(masks, truth)
+        labels = load_labels(out / "pan.npz")
+        assert labels.masks.shape == truth.shape
+        j[name], count[name] = best_trajectory_iou(labels.masks, truth), labels.graph.shape[0]
     assert j["motion"] > 0.7 and j["motion"] > j["colour"], j
+    assert count["objects"] <= 2 < count["motion"] and j["objects"] > 0.7, (count, j)  # object-level labels
+
+
+def test_cli_bad_max_trajectories_is_one_line(tmp_path, capsys):
+    from trajtok.cli import main
+
+    assert main(["pseudolabel", str(tmp_path / "x.mp4"), "--out", str(tmp_path / "o"), "--max-trajectories", "0"]) == 2
+    assert "--max-trajectories must be >= 1, got 0" in capsys.readouterr().err

@@ -121,6 +121,8 @@ _LABELER = None  # one per worker process, rebuilt when a run in the same proces
 
 
 def _config(args: argparse.Namespace):
+    if args.max_trajectories is not None and args.max_trajectories < 1:
+        raise ValueError(f"--max-trajectories must be >= 1, got {args.max_trajectories}")
     g = args.granularity
     granularity = float(g) if g and (g[0].isdigit() or g[0] == ".") else g
     return PseudoLabelConfig(
