@@ -566,3 +566,21 @@ def test_balanced_walk_ins_and_outs_are_dealt_evenly():
     for counts, most in ((walk_ins, 4), (walk_outs, 3)):  # 4 visits start after frame 0, 3 end before the last
         assert set(counts) == set(range(most + 1)), counts
         assert max(counts.values()) < 1.25 * min(counts.values()), counts
+
+
+def test_a_manifest_from_before_balancing_reads_back_unbalanced(tmp_path, capsys):
+    """--like of a manifest written before `balance` existed redraws that world (balance off), and --balance takes
+    on / off only."""
+    argv = ["synth", "--world", "long", "--num-videos", "0", "--val", "1", "--frames", "48", "--size", "24"]
+    argv += ["--objects", "3", "--min-gap", "6", "--visit-frames", "8-16", "--min-separation", "6"]
+    assert trajtok_main([*argv, "--out", str(tmp_path / "a"), "--balance", "off"]) == 0
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["generator"]["config"]["balance"] is False
+    del manifest["generator"]["config"]["balance"]  # as the first long world wrote it
+    (tmp_path / "old.json").write_text(json.dumps(manifest))
+    assert trajtok_main(["synth", "--like", str(tmp_path / "old.json"), "--out", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["generator"]["config"]["balance"] is False
+    assert (tmp_path / "a" / "val" / "qa.json").read_text() == (tmp_path / "b" / "val" / "qa.json").read_text()
+    with pytest.raises(SystemExit):
+        trajtok_main([*argv, "--out", str(tmp_path / "c"), "--balance", "maybe"])
+    assert "expected on or off, got 'maybe'" in capsys.readouterr().err
