@@ -228,7 +228,13 @@ class TrainConfig:
             isinstance(getattr(self, n), str) for n in ("trainable_modules", "lora_target_modules", "frozen_modules")
         ):
             raise ValueError("trainable_modules, frozen_modules and lora_target_modules must be YAML lists of names")
-        positive = ("lora_r", "lora_alpha", "per_device_batch_size", "gradient_accumulation_steps", "max_length")
+        positive: tuple[str, ...] = (
+            "lora_r",
+            "lora_alpha",
+            "per_device_batch_size",
+            "gradient_accumulation_steps",
+            "max_length",
+        )
         positive += ("video_token_budget", "save_steps", "eval_steps", "logging_steps")
         for name in positive:
             if int(getattr(self, name)) <= 0:

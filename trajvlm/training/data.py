@@ -224,7 +224,7 @@ def check_samples(
         if not isinstance(turns, list) or not turns:
             problems.append(f"{name} has no 'conversations' list")
         elif not all(
-            isinstance(t, dict) and ROLES.get(t.get("from")) and isinstance(t.get("value"), str) for t in turns
+            isinstance(t, dict) and ROLES.get(t.get("from", "")) and isinstance(t.get("value"), str) for t in turns
         ):
             problems.append(f"{name} has a turn without from (human|gpt) and a string value")
         try:
@@ -410,7 +410,7 @@ class LlavaVideoDataset(Dataset):
             raise SampleError(f"sample {name!r} has no 'conversations' list")
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         for turn in turns:
-            role = ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
+            role = ROLES.get(turn.get("from", "")) if isinstance(turn, dict) else None
             if role is None or not isinstance(turn.get("value"), str):
                 raise SampleError(f"sample {name!r}: bad turn {turn!r}; expected from human|gpt + value")
             messages.append({"role": role, "content": turn["value"]})

@@ -33,6 +33,7 @@ import importlib.util
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeGuard
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def flat_name(module: str) -> str:
     return ENTRY_MODULES.get(module, module.replace(".", "_"))
 
 
-def _is_project(module: str | None) -> bool:
+def _is_project(module: str | None) -> TypeGuard[str]:
     return module is not None and module.split(".")[0] in PACKAGES
 
 
@@ -143,6 +144,7 @@ def rewrite_source(module: str, source: str, path: Path) -> RewrittenModule:
                 target = target or _defining_module(node.module, alias.name, where)
                 text = alias.name if alias.asname is None else f"{alias.name} as {alias.asname}"
                 groups.setdefault(target, []).append(text)
+            assert node.end_lineno is not None and node.end_col_offset is not None  # set by ast.parse
             start = starts[node.lineno] + node.col_offset
             stop = starts[node.end_lineno] + node.end_col_offset
             line_start = starts[node.lineno]
@@ -160,6 +162,7 @@ def rewrite_source(module: str, source: str, path: Path) -> RewrittenModule:
                 value = value if attr else node.value
             if "." in value and _is_project(value) and value.replace(".", "").replace("_", "").isalnum():
                 if _module_exists(value) and not _is_package(value):
+                    assert node.end_lineno is not None and node.end_col_offset is not None  # set by ast.parse
                     start = starts[node.lineno] + node.col_offset
                     stop = starts[node.end_lineno] + node.end_col_offset
                     edits.append(_Edit(start, stop, f'__package__ + ".{flat_name(value)}{attr}"'))
@@ -174,8 +177,11 @@ def rewrite_source(module: str, source: str, path: Path) -> RewrittenModule:
             "# remote-code loader copies them along with this file.\n"
             f"if False:  # pragma: no cover\n{listed}"
         )
+    package_file = importlib.import_module(module.split(".")[0]).__file__
+    assert package_file is not None  # the project's packages are regular packages
+    rel: Path | str
     try:
-        rel = path.relative_to(Path(importlib.import_module(module.split(".")[0]).__file__).parents[1])
+        rel = path.relative_to(Path(package_file).parents[1])
     except ValueError:
         rel = path.name
     header = HEADER.format(module=module, source=rel)

@@ -226,13 +226,15 @@ class TrajVLMTrainer(Trainer):
         if self.connector_lr is None or self.optimizer is not None:
             return super().create_optimizer(model)
         opt_model = self.model if model is None else model
+        assert opt_model is not None  # the Trainer was built with its model
         decay = set(self.get_decay_parameter_names(opt_model))
         groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
         for name, param in opt_model.named_parameters():
             if param.requires_grad:
                 key = (_has_component(name, self.connector_modules), name in decay)
                 groups.setdefault(key, []).append(param)
-        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        # typed PreTrainedModel upstream, which passes any nn.Module here too (a PEFT wrapper, for one)
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)  # type: ignore[arg-type]
         param_groups = [
             {
                 "params": params,

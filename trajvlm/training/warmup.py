@@ -34,12 +34,16 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 import yaml
 from torch import nn
 
+from trajtok.core.modeling import TrajTok
+from trajtok.nn.release_segmenter import ReleaseSegmenter
+from trajtok.nn.segmenter import Segmenter
 from trajvlm.modeling import TrajVLMForConditionalGeneration
 from trajvlm.processing import TrajVLMProcessor
 from trajvlm.training.config import config_from_overrides
@@ -161,6 +165,8 @@ def target_words(captions: list[str], tokenizer, min_df: float, max_df: float) -
 class WordScorer(nn.Module):
     """Visual tokens -> word logits: max over tokens of cos(token, LLM embedding of the word) * scale + bias."""
 
+    embeddings: torch.Tensor  # buffer (W, D)
+
     def __init__(self, embeddings: torch.Tensor, init_scale: float) -> None:
         super().__init__()
         self.register_buffer("embeddings", F.normalize(embeddings.float(), dim=-1), persistent=False)  # (W, D)
@@ -195,7 +201,7 @@ class _CachedSegmenter(nn.Module):
     same video and clip, recorded once by :func:`cache_segmentation`. ``videos`` (the batch's video indices) is
     set before each encode; each call is the next clip of those videos."""
 
-    def __init__(self, segmenter: nn.Module) -> None:
+    def __init__(self, segmenter: Segmenter | ReleaseSegmenter) -> None:
         super().__init__()
         self.inner = segmenter
         self.queries = segmenter.queries  # TrajTok reads its device and dtype here
@@ -234,32 +240,39 @@ class _SkippedFeatures(nn.Module):
         return x.new_zeros(x.shape[0], self.grid, self.grid, self.width)  # (B*T, h0, w0, E)
 
 
-def can_cache_segmenter(model: nn.Module, cfg: WarmupConfig) -> bool:
+def _trajtok(model: TrajVLMForConditionalGeneration) -> TrajTok:
+    """The TrajTok of the model's trajtok connector."""
+    return cast(TrajTok, model.model.connector.trajtok)
+
+
+def can_cache_segmenter(model: TrajVLMForConditionalGeneration, cfg: WarmupConfig) -> bool:
     """True for a trajtok connector that reads pixels with its backbone and segmenter both frozen."""
     trajtok = getattr(model.model.connector, "trajtok", None)
     frozen = {"segmenter", "features"} <= set(cfg.frozen_modules)
     return cfg.cache_segmenter and trajtok is not None and trajtok.features is not None and frozen
 
 
-def cache_segmentation(model: nn.Module, encode, num_videos: int, batch: int = 32) -> tuple[_CachedSegmenter, tuple]:
+def cache_segmentation(
+    model: TrajVLMForConditionalGeneration, encode, num_videos: int, batch: int = 32
+) -> tuple[_CachedSegmenter, tuple]:
     """Run the frozen backbone + segmenter once over every video (through ``encode``, the warm-up's own encoding)
     and swap in the cached stand-ins; returns the stand-in and the originals (for :func:`restore_segmenter`)."""
-    trajtok = model.model.connector.trajtok
+    trajtok = _trajtok(model)
     originals = (trajtok.segmenter, trajtok.features)
     cached = _CachedSegmenter(trajtok.segmenter)
-    trajtok.segmenter = cached
+    trajtok.segmenter = cached  # type: ignore[assignment]  # a stand-in with the segmenter's interface
     with torch.no_grad():
         for i in range(0, num_videos, batch):
             videos = list(range(i, min(i + batch, num_videos)))
             cached.start(videos, recording=True)
             encode(torch.tensor(videos))
     logits = next(iter(cached.store.values()))[0][1]  # (K, t, h0, w0)
-    trajtok.features = _SkippedFeatures(logits.shape[-1], trajtok.config.width)
+    trajtok.features = _SkippedFeatures(logits.shape[-1], trajtok.config.width)  # type: ignore[assignment]  # stand-in
     return cached, originals
 
 
-def restore_segmenter(model: nn.Module, originals: tuple) -> None:
-    trajtok = model.model.connector.trajtok
+def restore_segmenter(model: TrajVLMForConditionalGeneration, originals: tuple) -> None:
+    trajtok = _trajtok(model)
     trajtok.segmenter, trajtok.features = originals
 
 
@@ -271,7 +284,7 @@ def load_model(base: str | Path, cfg: WarmupConfig):
     if json.loads((base / "config.json").read_text()).get("model_type") == "trajvlm":
         model = TrajVLMForConditionalGeneration.from_pretrained(base)
     else:
-        extra = {"connector_kwargs": cfg.connector_kwargs} if cfg.connector_kwargs else {}
+        extra: dict[str, Any] = {"connector_kwargs": cfg.connector_kwargs} if cfg.connector_kwargs else {}
         model = TrajVLMForConditionalGeneration.from_llava(
             base,
             connector=cfg.connector,
@@ -384,7 +397,7 @@ def warmup(
     after = held_out_auc()
     if originals is not None:  # the real modules back before saving
         restore_segmenter(model, originals)
-    metrics = {
+    metrics: dict[str, Any] = {
         "held_out_word_auc_before": round(before, 4),
         "held_out_word_auc_after": round(mean_auc(after), 4),
         "held_out_auc_per_word": {w: round(a, 3) for w, a in zip(vocab, after, strict=True)},
