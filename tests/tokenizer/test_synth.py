@@ -539,6 +539,13 @@ def test_long_answers_carry_no_text_prior(long_worlds):
         returns = _answer_texts(world, "returns")
         balanced = set(returns) == {"0", "1", "2", "3"} and max(returns.values()) <= 0.35 * sum(returns.values())
         assert balanced == ok, returns
+    # event totals: the answer's place among its four consecutive options is about uniform (the lowest is no safer)
+    places = Counter(
+        sorted(int(o) for o in q["options"]).index(int(q["options"][LETTERS.index(q["answer"])]))
+        for q in new
+        if q["qtype"] == "event_total"
+    )
+    assert set(places) == {0, 1, 2, 3} and max(places.values()) <= 0.35 * sum(places.values()), places
     # event order: the four options are one kind and occurrence of event, so arrivals (early) and departures (late)
     # do not tell the answer
     orders = [q for q in new if q["qtype"] == "event_order"]

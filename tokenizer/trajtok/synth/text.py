@@ -642,24 +642,20 @@ def q_start_end(rng: np.random.Generator, record: dict, sep: int) -> Draft | Non
 
 
 def q_event_total(rng: np.random.Generator, record: dict, sep: int, *, balance: bool = False) -> Draft | None:
-    """``balance``: the answer's value is drawn first (uniformly among the counts the video's four kinds offer), then
-    a kind with that count; its place among four consecutive options is uniform, and a draw whose options would go
-    below 0 is dropped (the video then has no such question) rather than moved, so that a window of options holds
-    each of its values about as often as the world makes them (a moved window makes its lowest values likelier)."""
+    """``balance``: the answer's place among four consecutive options is drawn first (uniformly), then a kind whose
+    count leaves room for it below (>= the place); the window is not moved to stay above 0, which would make its
+    lowest values likelier, and the world deals each kind's count evenly (``longworld._deal_kinds``)."""
     if not record["objects"]:
         return None
     kinds = list(_TOTAL_PHRASES)
     if balance:
-        by_value: dict[int, list[str]] = {}
-        for k in kinds:
-            by_value.setdefault(len(events_of(record, k)), []).append(k)
-        values = sorted(by_value)
-        n = values[int(rng.integers(len(values)))]
-        kind = by_value[n][int(rng.integers(len(by_value[n])))]
-        start = n - int(rng.integers(4))
-        if start < 0:
+        place = int(rng.integers(4))  # the answer's place among the four options, first
+        able = [k for k in kinds if len(events_of(record, k)) >= place]
+        if not able:
             return None
-        wrong = [str(k) for k in range(start, start + 4) if k != n]
+        kind = able[int(rng.integers(len(able)))]
+        n = len(events_of(record, kind))
+        wrong = [str(k) for k in range(n - place, n - place + 4) if k != n]
     else:
         kind = kinds[int(rng.integers(len(kinds)))]
         n = len(events_of(record, kind))
