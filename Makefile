@@ -28,9 +28,11 @@ demo-sweep: install
 test: install
 	.venv/bin/python -m pytest -n 2 --dist loadfile -q $(ARGS)
 
+# ruff (style), then mypy (types: what `make typecheck` runs)
 lint: install
 	.venv/bin/ruff check tokenizer trajvlm scripts eval tests
 	.venv/bin/ruff format --check tokenizer trajvlm scripts eval tests
+	.venv/bin/mypy
 
 # mypy over the library packages (tokenizer/trajtok, trajvlm), configured in pyproject.toml's [tool.mypy]
 typecheck: install
