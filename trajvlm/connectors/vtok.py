@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -51,11 +52,11 @@ SHOT_MODES = ("detect", "single")
 DETECTOR_KEYS = ("content_threshold", "intensity_threshold", "histogram_rule", "histogram_threshold", "min_votes")
 
 
-def detect_shots(frames: torch.Tensor, **detector: object) -> list[int]:
+def detect_shots(frames: torch.Tensor, **detector: Any) -> list[int]:
     """First frame of every shot of one video ``frames`` (T, 3, H, W) RGB in [0, 1]; always starts with 0."""
     from trajtok.pseudolabel.keyframes import KeyframeConfig, detect_keyframes
 
-    result = detect_keyframes(to_uint8_frames(frames), KeyframeConfig(**detector))  # type: ignore[arg-type]
+    result = detect_keyframes(to_uint8_frames(frames), KeyframeConfig(**detector))
     return list(result.cuts)
 
 

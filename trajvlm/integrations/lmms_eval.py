@@ -402,7 +402,7 @@ class TrajVLMLmms(lmms):
             bar.update(min(self.batch_size, len(questions) - start))
         bar.close()
         self._log_failures()
-        return results  # type: ignore[return-value]
+        return results  # type: ignore[return-value]  # every request was scored or failed above
 
     def _fail_question(self, requests, indices: list[int], videos, problem: str, results: list) -> None:
         """Record a question that could not be scored; its choices all get -inf."""

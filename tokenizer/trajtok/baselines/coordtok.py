@@ -173,7 +173,7 @@ class _Persistence:
         """Write ``model.safetensors`` and ``config.json`` into the folder ``path`` (each atomically)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}  # type: ignore[attr-defined]  # mixed into nn.Modules
         for name, write in (
             (WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt", "model": self.config.kind})),
             (CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")),
@@ -201,7 +201,7 @@ class _Persistence:
         return model.eval()
 
     def load_state_dict_strict(self, state: dict[str, Tensor], source: str = "state dict") -> None:
-        load_strict(self, state, source, self.config.kind)  # type: ignore[arg-type]
+        load_strict(self, state, source, self.config.kind)  # type: ignore[arg-type]  # mixed into nn.Modules
 
 
 def check_video(video: Tensor, multiple: int, what: str) -> None:

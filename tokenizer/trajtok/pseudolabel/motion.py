@@ -242,8 +242,8 @@ class MotionSegmenter:
         # GrabCut seeds its colour models with k-means on OpenCV's global RNG: reseed it so that the same frames
         # always give the same labels (a VLM connector labelling a video twice must see the same trajectories)
         cv2.setRNGSeed(0)
-        # rect is unused with GC_INIT_WITH_MASK and OpenCV takes None for it; its stubs type it as a sequence only
-        cv2.grabCut(bgr, crop, None, bgd, fgd, cfg.grabcut_iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
+        # rect is unused with GC_INIT_WITH_MASK: None, which OpenCV takes and its stubs do not
+        cv2.grabCut(bgr, crop, None, bgd, fgd, cfg.grabcut_iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]  # rect None
         out = np.zeros((H, W), bool)
         out[y0:y1, x0:x1] = (crop == cv2.GC_FGD) | (crop == cv2.GC_PR_FGD)
         return out
@@ -304,7 +304,7 @@ class MotionSegmenter:
         cv2.setRNGSeed(0)  # as in refine: the same frames always give the same labels
         bgr = np.ascontiguousarray(frame[..., ::-1])
         # rect is unused with GC_INIT_WITH_MASK (None, as above)
-        cv2.grabCut(bgr, mask, None, bgd, fgd, self.config.grabcut_iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
+        cv2.grabCut(bgr, mask, None, bgd, fgd, self.config.grabcut_iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]  # rect None
         return (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
 
 

@@ -80,10 +80,9 @@ class OpticalFlow:
         import cv2  # optional dependency (the pseudolabel extra): imported where used
 
         ga, gb = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
-        # OpenCV allocates an output array given as None; its stubs type these arguments as arrays only
         if self._dis is not None:
-            return self._dis.calc(ga, gb, None)  # type: ignore[call-overload]
-        return cv2.calcOpticalFlowFarneback(ga, gb, None, 0.5, 3, 15, 3, 5, 1.2, 0)  # type: ignore[call-overload]
+            return self._dis.calc(ga, gb, None)  # type: ignore[call-overload]  # None: OpenCV allocates the output
+        return cv2.calcOpticalFlowFarneback(ga, gb, None, 0.5, 3, 15, 3, 5, 1.2, 0)  # type: ignore[call-overload]  # idem
 
 
 def warp_labels(labels: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
