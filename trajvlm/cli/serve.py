@@ -111,8 +111,9 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if not cfg.model.is_dir():
-        print(f"error: model directory not found: {cfg.model} (--model)", file=sys.stderr)
+    model_dir = cfg.model
+    if model_dir is None or not model_dir.is_dir():
+        print(f"error: model directory not found: {model_dir} (--model)", file=sys.stderr)
         return 2
     try:
         sock = bind_socket(cfg.host, cfg.port)  # before the model loads: a taken port fails at once
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        model, processor = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, num_frames=args.num_frames)
+        model, processor = load_model(model_dir, device=cfg.device, dtype=cfg.dtype, num_frames=args.num_frames)
     except (FileNotFoundError, ValueError) as e:
         sock.close()
         print(f"error: {e}", file=sys.stderr)
