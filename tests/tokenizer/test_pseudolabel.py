@@ -308,6 +308,58 @@ def test_motion_segmenter_marks_a_frame_whose_flow_no_camera_fits():
     assert min(iou) > 0.7, np.round(iou, 2)
 
 
+def two_part_object(T: int = 4, H: int = 60, W: int = 80, seed: int = 0, pattern: str = "halves"):
+    """Frames with one moving object (T, H, W) bool made of a red and a blue part (``pattern`` "halves": top red,
+    bottom blue, or "checker": 2-pixel red/blue checks); returns frames, object, red part."""
+    rng = np.random.default_rng(seed)
+    frames = np.full((T, H, W, 3), 128.0) + rng.normal(0, 4, (T, H, W, 3))
+    obj = np.zeros((T, H, W), bool)
+    red = np.zeros((T, H, W), bool)
+    ys, xs = np.mgrid[0:24, 0:20]
+    red_local = ys < 12 if pattern == "halves" else (ys // 2 + xs // 2) % 2 == 0
+    for t in range(T):
+        y, x = 10 + t, 10 + 3 * t
+        obj[t, y : y + 24, x : x + 20] = True
+        red[t, y : y + 24, x : x + 20] = red_local
+    frames[red] = (200, 40, 40)
+    frames[obj & ~red] = (40, 60, 200)
+    frames[obj] += rng.normal(0, 10, (int(obj.sum()), 3))
+    return np.clip(frames, 0, 255).astype(np.uint8), obj, red
+
+
+def test_split_by_colour_separates_two_coherent_colour_parts_only():
+    from trajtok.pseudolabel.motion import split_by_colour
+
+    frames, obj, red = two_part_object()
+    parts = split_by_colour(frames, obj, MotionConfig())
+    assert parts is not None
+    assert ((parts > 0) == obj).all()  # the parts cover the object exactly
+    red_part = 1 if (parts[red] == 1).mean() > 0.5 else 2
+    iou = ((parts == red_part) & red).sum() / ((parts == red_part) | red).sum()
+    assert iou > 0.9, iou
+    assert split_by_colour(frames, obj, MotionConfig(split_separation=0)) is None  # 0 turns the split off
+    # one colour (the red part alone): no second cluster clearly apart
+    assert split_by_colour(frames, red, MotionConfig()) is None
+    # two colours in fine checks: bimodal but not two coherent parts
+    checker, obj_c, _ = two_part_object(pattern="checker")
+    assert split_by_colour(checker, obj_c, MotionConfig()) is None
+    with pytest.raises(ValueError, match="split_min_share"):
+        MotionConfig(split_min_share=0.7)
+
+
+def test_paint_objects_gives_a_two_colour_object_two_trajectories():
+    from trajtok.pseudolabel.pipeline import paint_objects
+
+    frames, obj, red = two_part_object()
+    ids = np.zeros(obj.shape, np.int32)
+    assert paint_objects(ids, obj, 5) == 6  # without frames: one id per component
+    assert (ids[obj] == 5).all()
+    ids[:] = 0
+    assert paint_objects(ids, obj, 5, frames, MotionConfig()) == 7
+    assert set(np.unique(ids[red]).tolist()) == {int(ids[red][0])}  # the red part is one trajectory ...
+    assert np.unique(ids[obj & ~red]).tolist() == [11 - int(ids[red][0])]  # ... and the blue part the other
+
+
 def test_merge_small_trajectories_joins_each_into_the_neighbour_it_touches_most():
     from trajtok.pseudolabel.merge import merge_small_trajectories
 

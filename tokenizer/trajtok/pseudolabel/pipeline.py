@@ -33,7 +33,7 @@ from trajtok.io.labels import save_labels
 from trajtok.io.video import load_video, probe_video
 from trajtok.pseudolabel.keyframes import KeyframeConfig, detect_keyframes, require
 from trajtok.pseudolabel.merge import TrajectoryLinker, merge_small_trajectories, to_masks_and_graph
-from trajtok.pseudolabel.motion import MotionConfig, MotionSegmenter
+from trajtok.pseudolabel.motion import MotionConfig, MotionSegmenter, split_by_colour
 from trajtok.pseudolabel.segment import CpuSegmenter, CpuSegmenterConfig, build_segmenter
 from trajtok.pseudolabel.track import FlowTrackerConfig, OpticalFlow, build_tracker
 from trajtok.viz import contact_sheet
@@ -167,10 +167,10 @@ class PseudoLabeler:
             shots = list(zip(kf.cuts, [*kf.cuts[1:], T], strict=True))
             fg = np.concatenate([self.motion(frames[a:b]) for a, b in shots])  # (T, H, W): each shot on its own
             if cfg.link_across_cuts:  # an object overlapping itself across a cut continues (as colour segments do)
-                linker.next_id = paint_objects(ids, fg, linker.next_id)
+                linker.next_id = paint_objects(ids, fg, linker.next_id, frames, self.motion.config)
             else:
                 for a, b in shots:
-                    linker.next_id = paint_objects(ids[a:b], fg[a:b], linker.next_id)
+                    linker.next_id = paint_objects(ids[a:b], fg[a:b], linker.next_id, frames[a:b], self.motion.config)
         seconds["motion"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         if cfg.max_trajectories is not None:
@@ -188,14 +188,28 @@ class PseudoLabeler:
         return PseudoLabelResult(masks, graph, kf.keyframes, kf.cuts, seconds)
 
 
-def paint_objects(ids: np.ndarray, foreground: np.ndarray, next_id: int) -> int:
+def paint_objects(
+    ids: np.ndarray,
+    foreground: np.ndarray,
+    next_id: int,
+    frames: np.ndarray | None = None,
+    config: MotionConfig | None = None,
+) -> int:
     """Give each space-time connected component of ``foreground`` (T, H, W) bool a new id from ``next_id`` in
     ``ids`` (T, H, W), in place; returns the next unused id. A moving object overlaps itself from one frame to the
-    next, so its pixels form one component over the shot."""
+    next, so its pixels form one component over the shot. With ``frames`` (T, H, W, 3) and ``config``, a component
+    whose colours form two clearly separate, coherent parts (``split_by_colour``: a rider on a bicycle) gets two."""
     comps, n = ndimage.label(foreground, structure=np.ones((3, 3, 3), bool))  # (T, H, W) 1..n
-    if n:
-        ids[comps > 0] = comps[comps > 0] + (next_id - 1)
-    return next_id + n
+    for c in range(1, n + 1):
+        component = comps == c
+        parts = split_by_colour(frames, component, config) if frames is not None and config is not None else None
+        if parts is None:
+            ids[component] = next_id
+            next_id += 1
+        else:
+            ids[parts == 1], ids[parts == 2] = next_id, next_id + 1
+            next_id += 2
+    return next_id
 
 
 def label_video(
