@@ -12,16 +12,23 @@ generated from ``--seed`` (``trajtok synth``: videos with captions and exact tra
    ground-truth trajectory). Evaluated on the held-out test split: text->video and
    video->text R@1/5/10 (each video's first caption), zero-shot object counting by text prompts, video tokens per
    clip, training time (``trajvit2_segpre``: with its pretraining) and inference time per video.
-2. Probes. A classification task of the world (number of objects visible in the clip) on the frozen dense features
-   of the trained ViT3D: linear probe, attentive probe, and TrajAdapter (step 0's segmenter, frozen; encoder and
-   head trained by the probe's loss) with 1 / 2 / 4 tokens per trajectory.
+2. Probes. A classification task of the world (number of objects visible in a 4-frame clip: 1 = at most one, 2, 3,
+   ...) on the frozen dense features of the trained ViT3D: linear probe, attentive probe, and TrajAdapter (step 0's
+   segmenter, frozen; encoder and head trained by the probe's loss) with 1 / 2 / 4 tokens per trajectory. Each is
+   trained with class-balanced cross-entropy at ``PROBE_LRS``; the learning rate, the step and TrajAdapter's tokens
+   per trajectory are chosen on a validation split (the world's val videos 0..probe_val-1, written to
+   ``probe_val/``) and only the chosen states are scored on the test split: balanced accuracy (chance 1 / classes)
+   and accuracy against three chance levels (test majority, training majority, stratified), and TrajAdapter minus
+   the attentive probe with an interval from resampling test videos.
 3. Whether TrajViT2 trained the trajectory encoder (its tensors against the seed's initialisation).
 
-Writes ``--json``: {"retrieval": [{"model", "r1_t2v", "r5_t2v", "r10_t2v", "r1_v2t", "r5_v2t", "r10_v2t",
-"tokens_mean", "train_s", ...}], "probe": [{"probe", "tokens_per_trajectory", "accuracy", ...}]} (rows carry a few
-more keys: zero-shot accuracy and its chance level, retrieval chance, inference time) and prints markdown tables.
-``--quick`` sizes everything to fit in 15 minutes on a 2-core CPU; ``--work`` keeps the data and runs (reused when
-present: delete the folder to retrain).
+Writes ``--json``: {"seed", "retrieval": [{"model", "r1_t2v", "r5_t2v", "r10_t2v", "r1_v2t", "r5_v2t", "r10_v2t",
+"tokens_mean", "train_s", ...}], "probe": [{"probe", "tokens_per_trajectory", "lr", "step", "val_balanced_accuracy",
+"balanced_accuracy", "accuracy", ...}], "probe_info": {"chance", "classes", "trajadapter_minus_attentive", ...}}; with
+``--seeds`` several of them under "runs" plus a "summary" (mean, sd, min, max over seeds). Prints markdown tables;
+``--report FILES`` prints those of saved files, pooled. ``--probes-only`` trains only the segmenter and ViT3D.
+``--quick`` is the small world and short training (one ``--probes-only`` seed: about 30-35 minutes on a shared
+2-core CPU); ``--work`` keeps the data and runs (reused when present: delete the folder to retrain).
 """
 
 from __future__ import annotations
@@ -65,7 +72,7 @@ PROBES = (("linear", 0), ("attentive", 0), ("trajadapter", 1), ("trajadapter", 2
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="small world and short training (fits in 15 min on 2 cores)")
+    p.add_argument("--quick", action="store_true", help="small world and short training")
     p.add_argument("--seed", type=int, default=0, help="seed of the world, the models and the probes")
     p.add_argument("--seeds", default=None, help="several seeds, comma list (overrides --seed): mean and spread")
     p.add_argument("--report", nargs="+", default=None, help="only print the tables of these --json files, pooled")
