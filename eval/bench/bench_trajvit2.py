@@ -82,6 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="override the CLIP training steps")
     p.add_argument("--probe-steps", type=int, default=None, help="override the probe training steps")
     p.add_argument("--probes-only", action="store_true", help="train only what the probes read (segmenter, ViT3D)")
+    p.add_argument("--no-probes", action="store_true", help="retrieval only (skip the probes)")
     args = p.parse_args(argv)
     if args.report is None and args.json is None:
         p.error("--json is required (or --report FILES to print saved results)")
@@ -330,6 +331,8 @@ def run_seed(args: argparse.Namespace, size: dict, seed: int) -> dict:
         retrieval.append(row)
         logging.info("%s: %s", enc, row)
 
+    if args.no_probes:
+        return {"seed": seed, "retrieval": retrieval, "probe": []}
     probes, info = run_probes(work, ckpts["vit3d"], seg_ckpt, size, probe_steps, seed)
     return {"seed": seed, "retrieval": retrieval, "probe": probes, "probe_info": info}
 
