@@ -436,3 +436,16 @@ def test_bench_probes_choose_on_val_and_report_chance_and_the_paired_difference(
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(SystemExit, match="not a bench_trajvit2 results file"):
         bench.main(["--report", str(tmp_path / "bad.json")])
+
+
+def test_bench_arguments_name_the_problem(load_script, capsys):
+    bench = load_script("eval/bench/bench_trajvit2.py")
+    assert bench.parse_args(["--seeds", "2,3", "--json", "x.json"]).seeds == [2, 3]
+    assert bench.parse_args(["--seed", "5", "--json", "x.json"]).seeds == [5]
+    for argv, message in (
+        (["--seeds", "2,x", "--json", "x.json"], "--seeds must be a comma list of integers"),
+        (["--quick"], "--json is required"),
+    ):
+        with pytest.raises(SystemExit):
+            bench.parse_args(argv)
+        assert message in capsys.readouterr().err
