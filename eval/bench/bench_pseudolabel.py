@@ -123,16 +123,20 @@ def j_stats(masks: np.ndarray, gt: dict[int, np.ndarray]) -> dict[int, tuple[flo
     return out
 
 
+def davis_clips(data: Path):
+    """(clip, frame source, ground truth) of each DAVIS clip under ``data/masks`` (absent clips are skipped)."""
+    for clip in DAVIS:
+        folder = data / "masks" / clip
+        if folder.is_dir():
+            yield (clip, *load_davis(folder))
+
+
 def bench_davis(data: Path, config) -> list[dict]:
     from trajtok.pseudolabel.pipeline import PseudoLabeler
 
     labeler = PseudoLabeler(config)
     rows = []
-    for clip in DAVIS:
-        folder = data / "masks" / clip
-        if not folder.is_dir():
-            continue
-        source, gt = load_davis(folder)
+    for clip, source, gt in davis_clips(data):
         frames = load_frames(source, config.size)
         t0 = time.perf_counter()
         res = labeler(frames)
@@ -174,11 +178,7 @@ def bench_tokenizer(data: Path, checkpoint: Path, device: str = "cpu") -> list[d
     model = TrajTok.from_pretrained(checkpoint).to(device).eval()
     size = model.config.image_size
     rows = []
-    for clip in DAVIS:
-        folder = data / "masks" / clip
-        if not folder.is_dir():
-            continue
-        source, gt = load_davis(folder)
+    for clip, source, gt in davis_clips(data):
         frames = load_video(source, size=(size, size)).frames.to(device)  # (T, 3, size, size), as training sees them
         T = frames.shape[0]
         t0 = time.perf_counter()
