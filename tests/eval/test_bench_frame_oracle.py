@@ -82,7 +82,7 @@ def _visits_record(rng: np.random.Generator, T: int = 160, n: int = 6) -> dict:
                 "visible": visible,
                 "first_frame": visible[0][0],
                 "last_frame": visible[-1][1],
-            }  # fmt: skip
+            }
         )
     record["events"].sort(key=lambda ev: ev["frames"][0])
     return record
@@ -145,7 +145,7 @@ def _record(T: int, objects: list[tuple[str, str, list[list[int]], list[tuple[st
                 "visible": visible,
                 "first_frame": visible[0][0],
                 "last_frame": visible[-1][1],
-            }  # fmt: skip
+            }
         )
         record["events"] += [{"type": kind, "frames": [t, t], "objects": [i]} for kind, t in events]
     record["events"].sort(key=lambda ev: ev["frames"][0])
@@ -215,6 +215,8 @@ def test_the_frames_are_those_the_decoder_returns(bench, world):
 
 
 def test_cli_prints_the_table_and_writes_the_json(bench, world, tmp_path, capsys):
+    """The command line on a world folder: a row per frame count (the decoded frames counted), every frame at
+    100 %, the question counts; a missing folder or a bad count is one line on stderr and status 2."""
     out = tmp_path / "oracle.json"
     assert bench.main(["--data", str(world), "--frames", "1,8,all", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
@@ -224,7 +226,7 @@ def test_cli_prints_the_table_and_writes_the_json(bench, world, tmp_path, capsys
     assert [r["mean_frames_seen"] for r in result["rows"][:2]] == [1.0, 8.0]
     one, eight, every = (r["accuracy"] for r in result["rows"])
     assert every == {k: 100.0 for k in every} and set(every) == set(result["questions"])
-    assert one["all"] <= eight["all"] < 100.0
+    assert one["all"] < 100.0 and eight["all"] < 100.0
     printed = capsys.readouterr().out
     assert "| all | " in printed and f"{len(questions)} questions" in printed
 
