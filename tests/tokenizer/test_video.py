@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from trajtok.io.video import VideoDecodeError, VideoNotFoundError, load_video, probe_video
+from trajtok.io.video import VideoDecodeError, VideoNotFoundError, load_video, probe_video, sample_indices
 from trajtok.io.writer import write_video
 
 FPS = 10.0
@@ -401,3 +401,19 @@ def test_skipping_non_reference_frames_changes_nothing(tmp_path, monkeypatch):
     for video in skipped.values():
         assert torch.equal(video.frames, plain.frames) and torch.equal(video.indices, plain.indices)
         assert torch.equal(video.timestamps, plain.timestamps)
+
+
+def test_sample_indices_are_the_frames_load_video_returns(tmp_path):
+    """Labels stored per frame are subsampled with `sample_indices`; it must name the frames the decoder returns,
+    including the targets that fall half-way between two frames (13 frames at 9: targets 1.5, 4.5, ...), where the
+    decoder takes the earlier frame and `np.round` would not (1.5 -> 2)."""
+    num = 13
+    clip = write_video(tmp_path / "c13.mp4", _coded_frames(num), fps=FPS, options={"g": "4"})
+    for n in (1, 2, 4, 5, 9, 12, 13, 20):
+        video = load_video(clip, num_frames=n)
+        expected = video.indices.tolist()
+        assert sample_indices(num, n).tolist() == expected, n
+        assert _codes(video.frames) == expected, n
+    assert sample_indices(num, 9).tolist()[:3] == [0, 1, 3]
+    with pytest.raises(ValueError, match="num_frames must be >= 1"):
+        sample_indices(num, 0)

@@ -39,9 +39,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
+from trajtok.io.video import sample_indices
 from trajtok.nn.trajvit_tokens import TrajViTTokens, boxes_of, sinusoidal
 from trajvlm.connectors.base import Connector, ConnectorOutput
 from trajvlm.token_budget import check_kwargs, finish_tokens, raw_frames, to_uint8_frames
@@ -66,8 +66,7 @@ def load_trajectory_masks(path: str | Path, num_frames: int | None = None) -> to
         total = labels.masks.shape[0]
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-        index = np.linspace(0, total - 1, num_frames).round().astype(np.int64)
-        labels = labels.subsample(index)
+        labels = labels.subsample(sample_indices(total, num_frames))
     return torch.from_numpy(labels.trajectory_ids()).long()
 
 

@@ -198,6 +198,22 @@ def load_video(
 # ----------------------------------------------------------------------------------------------- arguments
 
 
+def sample_indices(total: int, num_frames: int) -> np.ndarray:
+    """Source frame indices that ``load_video(num_frames=...)`` returns for a constant-rate video of ``total`` frames.
+
+    The targets are evenly spaced from the first frame to the last, and each takes its nearest frame; a target within
+    ``_TIE_FRACTION`` of a frame period of the midpoint between two frames takes the earlier one, as the decoder's
+    picker does (``np.round`` would round half to even instead). For labels stored per frame (masks, trajectory ids)
+    that must line up with decoded frames.
+    """
+    if total < 1 or num_frames < 1:
+        raise ValueError(f"total and num_frames must be >= 1, got total={total}, num_frames={num_frames}")
+    x = np.linspace(0, total - 1, num_frames)
+    index = np.floor(x)
+    index += (x - index) > 0.5 + _TIE_FRACTION
+    return index.astype(np.int64)
+
+
 def _check_args(num_frames, fps, max_frames, size, start, end, strategy, folder_fps) -> None:
     if num_frames is not None and fps is not None:
         raise ValueError(f"give num_frames or fps, not both (got num_frames={num_frames}, fps={fps})")
