@@ -7,7 +7,8 @@ ideal reader of exactly those frames on the world's multiple-choice questions (`
 N and per question type, so that a model's accuracy can be set against what its frames allow.
 
 The frames are those ``trajtok.io.video.load_video(num_frames=N)`` returns (the decoder that the processor calls in
-training and in lmms-eval; ``all`` = every frame). The reader has perfect per-frame recognition: in each sampled
+training and in lmms-eval; ``all`` = every frame), computed from the video's frame count by
+``trajtok.io.video.sample_indices`` without decoding it. The reader has perfect per-frame recognition: in each sampled
 frame it knows which objects are visible (their identity, so their names) and their colour. From that it builds
 the *possible histories* of the video that agree with the sampled frames, under one assumption: between two
 consecutive sampled frames an object's visibility changes once where they differ and never where they agree (no
@@ -49,6 +50,7 @@ from typing import NamedTuple
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
+from trajtok.io.video import sample_indices  # noqa: E402
 from trajtok.synth.text import LETTERS, LONG_QTYPES, colour_at, describe_ref, is_visible, name  # noqa: E402
 
 ARRIVALS = ("enter", "appear")
@@ -216,7 +218,7 @@ def _first_appearance(record: dict, q: dict, look: Look, objects: list[int | Non
     return out
 
 
-def _event_order(record: dict, q: dict, look: Look) -> list[int]:
+def _event_order(record: dict, q: dict, look: Look, objects: list[int | None]) -> list[int]:
     """Option j is consistent when the five objects (the anchor's and the four options', all different) can hold
     every named event with option j's on the asked side of the anchor and the other three on the other side
     ('before': strictly earlier; 'after': not earlier, as ``long_true_answer`` decides)."""
@@ -254,7 +256,7 @@ def _any_open(record: dict, look: Look) -> bool:
     return look(None).open  # the ends are the same for every object
 
 
-def _distinct_count(record: dict, q: dict, look: Look) -> list[int]:
+def _distinct_count(record: dict, q: dict, look: Look, objects: list[int | None]) -> list[int]:
     """The objects the frames show, or any number more when the video's ends are open."""
     shown = sum(look(i).seen for i in range(len(record["objects"])))
     more = _any_open(record, look)
@@ -284,17 +286,29 @@ def _start_end(record: dict, q: dict, look: Look, objects: list[int | None]) -> 
     ]
 
 
-def _event_total(record: dict, q: dict, look: Look) -> list[int]:
+def _event_total(record: dict, q: dict, look: Look, objects: list[int | None]) -> list[int]:
     """The events of the kind the frames show, or any number more when the video's ends are open."""
     shown = sum(look(i).count(q["params"]["event"]) for i in range(len(record["objects"])))
     more = _any_open(record, look)
     return [k for k, o in enumerate(q["options"]) if int(o) == shown or (more and int(o) > shown)]
 
 
-def _returns(record: dict, q: dict, look: Look) -> list[int]:
+def _returns(record: dict, q: dict, look: Look, objects: list[int | None]) -> list[int]:
     """The returns the frames show, or any number more when the video's ends are open."""
     v = look(q["params"]["object"])
     return [k for k, o in enumerate(q["options"]) if int(o) == v.returns() or (v.open and int(o) > v.returns())]
+
+
+# qtype -> its helper: (record, question, what the frames show of an object, the object each option names) ->
+# the consistent options (each helper reads what its type needs)
+_BY_TYPE: dict[str, Callable[[dict, dict, Look, list[int | None]], list[int]]] = {
+    "first_appearance": _first_appearance,
+    "event_order": _event_order,
+    "distinct_count": _distinct_count,
+    "start_end": _start_end,
+    "event_total": _event_total,
+    "returns": _returns,
+}
 
 
 def consistent_options(record: dict, question: dict, frames: Sequence[int]) -> list[int]:
@@ -312,19 +326,9 @@ def consistent_options(record: dict, question: dict, frames: Sequence[int]) -> l
     by_name = {name(record, i): i for i in range(len(record["objects"]))}
     objects = [by_name.get(o) for o in question["options"]]  # None: no object of the video bears that name
     qtype = question["qtype"]
-    if qtype == "first_appearance":
-        return _first_appearance(record, question, look, objects)
-    if qtype == "event_order":
-        return _event_order(record, question, look)
-    if qtype == "distinct_count":
-        return _distinct_count(record, question, look)
-    if qtype == "start_end":
-        return _start_end(record, question, look, objects)
-    if qtype == "event_total":
-        return _event_total(record, question, look)
-    if qtype == "returns":
-        return _returns(record, question, look)
-    raise ValueError(f"question {question.get('id')!r}: qtype {qtype!r} is not a long-world type {LONG_QTYPES}")
+    if qtype not in _BY_TYPE:
+        raise ValueError(f"question {question.get('id')!r}: qtype {qtype!r} is not a long-world type {LONG_QTYPES}")
+    return _BY_TYPE[qtype](record, question, look, objects)
 
 
 def oracle_accuracy(record: dict, question: dict, frames: Sequence[int]) -> float:
@@ -341,11 +345,10 @@ def oracle_accuracy(record: dict, question: dict, frames: Sequence[int]) -> floa
 # A world folder
 
 
-def sampled_frames(video: Path, count: int) -> list[int]:
-    """Distinct source frame indices that ``trajtok.io.video.load_video(num_frames=count)`` returns for ``video``."""
-    from trajtok.io.video import load_video  # local: decoding only where a frame count needs it
-
-    return sorted(set(load_video(video, num_frames=count).indices.tolist()))
+def sampled_frames(total: int, count: int) -> list[int]:
+    """Distinct source frame indices that ``trajtok.io.video.load_video(num_frames=count)`` returns for a video of
+    ``total`` frames (the world's videos have a constant frame rate), computed without decoding it."""
+    return sorted(set(sample_indices(total, count).tolist()))
 
 
 def parse_frames(text: str) -> list[int | None]:
@@ -385,13 +388,8 @@ def evaluate(data: Path, split: str, counts: Sequence[int | None]) -> dict:
         record = json.loads(record_path.read_text())
         for count in counts:
             label = "all" if count is None else str(count)
-            if count is None:
-                frames = list(range(int(record["num_frames"])))
-            else:
-                video = split_dir / questions[0]["video"]
-                if not video.is_file():
-                    raise FileNotFoundError(f"{video} not found: the frames a model sees are decoded from it")
-                frames = sampled_frames(video, count)
+            total = int(record["num_frames"])
+            frames = list(range(total)) if count is None else sampled_frames(total, count)
             seen[label].append(len(frames))
             for q in questions:
                 acc = oracle_accuracy(record, q, frames)
