@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from itertools import pairwise
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
@@ -365,6 +365,14 @@ def parse_frames(text: str) -> list[int | None]:
     return out
 
 
+def _read_json(path: Path) -> Any:
+    """A JSON file of the world; a corrupt one is a ValueError naming it."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
 def evaluate(data: Path, split: str, counts: Sequence[int | None]) -> dict:
     """Oracle accuracy (%) per frame count and question type on ``data``/``split``, with the counts behind it."""
     split_dir = Path(data) / split
@@ -374,7 +382,7 @@ def evaluate(data: Path, split: str, counts: Sequence[int | None]) -> dict:
             f"{qa_path} not found: expected a `trajtok synth --world long` folder with a {split} split"
         )
     by_video: dict[str, list[dict]] = defaultdict(list)
-    for q in json.loads(qa_path.read_text()):
+    for q in _read_json(qa_path):
         by_video[Path(q["video"]).stem].append(q)
     scores: dict[str, dict[str, list[float]]] = {}
     seen: dict[str, list[int]] = {}
@@ -385,7 +393,7 @@ def evaluate(data: Path, split: str, counts: Sequence[int | None]) -> dict:
         record_path = split_dir / f"{vid}.json"
         if not record_path.is_file():
             raise FileNotFoundError(f"{record_path} not found: `trajtok synth` writes a record beside each video")
-        record = json.loads(record_path.read_text())
+        record = _read_json(record_path)
         for count in counts:
             label = "all" if count is None else str(count)
             total = int(record["num_frames"])

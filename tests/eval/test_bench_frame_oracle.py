@@ -234,5 +234,9 @@ def test_cli_prints_the_table_and_writes_the_json(bench, world, tmp_path, capsys
 
     assert bench.main(["--data", str(tmp_path / "missing")]) == 2
     assert "missing/val/qa.json not found" in capsys.readouterr().err
+    (tmp_path / "corrupt" / "val").mkdir(parents=True)
+    (tmp_path / "corrupt" / "val" / "qa.json").write_text("{bad")
+    assert bench.main(["--data", str(tmp_path / "corrupt")]) == 2
+    assert "corrupt/val/qa.json: not valid JSON" in capsys.readouterr().err
     assert bench.main(["--data", str(world), "--frames", "8,0"]) == 2
     assert "'0' is not a frame count" in capsys.readouterr().err
