@@ -20,6 +20,10 @@ def test_config_rejects_bad_geometry():
         TowerConfig(image_size=60, patch_size=8)
     with pytest.raises(ValueError, match="num_heads"):
         TowerConfig(hidden_size=30, num_heads=4)
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        TowerConfig(lr=-2e-3)
+    with pytest.raises(ValueError, match="weight_decay >= 0"):
+        TowerConfig(weight_decay=-0.1)
 
 
 def test_caption_encoder_maps_unknown_words_and_pads():

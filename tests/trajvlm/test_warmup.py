@@ -55,6 +55,9 @@ def test_config_checks_and_number_overrides():
         WarmupConfig(tokens_per_trajectory=3)
     with pytest.raises(ValueError, match="max_doc_freq"):
         WarmupConfig(min_doc_freq=0.6, max_doc_freq=0.5)
+    for lr in (-1e-3, 0.0):
+        with pytest.raises(ValueError, match="lr must be > 0"):
+            parse_overrides([f"lr={lr}"])
 
 
 @pytest.mark.parametrize("connector", ["pool", "trajtok"])

@@ -96,6 +96,8 @@ class TowerConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.steps < 1 or self.batch_size < 2:
             raise ValueError(f"steps must be >= 1 and batch_size >= 2, got {self.steps}, {self.batch_size}")
+        if not self.lr > 0.0 or self.weight_decay < 0.0:
+            raise ValueError(f"lr must be > 0 and weight_decay >= 0, got {self.lr!r}, {self.weight_decay!r}")
         if self.text_width % 2:
             raise ValueError(f"text_width must be even (2 heads), got {self.text_width}")
 

@@ -107,6 +107,8 @@ class WarmupConfig:
             raise ValueError(
                 f"steps, batch_size and frames must be >= 1, got {self.steps}, {self.batch_size}, {self.frames}"
             )
+        if not self.lr > 0.0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not 0.0 <= self.min_doc_freq < self.max_doc_freq <= 1.0:
             raise ValueError(
                 f"need 0 <= min_doc_freq < max_doc_freq <= 1, got {self.min_doc_freq}, {self.max_doc_freq}"
