@@ -44,6 +44,7 @@ ROOT = SCRIPTS.parent
 sys.path.insert(0, str(SCRIPTS))  # the demo's own modules (demo_config, demo_stats, demo_report, demo_probe)
 
 from demo_config import (  # noqa: E402
+    CAPTION_KINDS,
     DemoPreset,
     ModelSpec,
     as_dict,
@@ -52,6 +53,8 @@ from demo_config import (  # noqa: E402
     load_preset,
     preset_names,
 )
+
+from trajtok.synth.text import views_caption  # noqa: E402  (no torch: the driver runs every stage as a subprocess)
 
 LETTERS = "ABCD"
 # the held-out QA task: questions asked open, each option's text scored by log-likelihood (eval/tasks/trajworld)
@@ -95,29 +98,52 @@ def train_metrics(run: Path) -> dict:
 
 
 def write_stage_data(data: Path, out: Path, p: DemoPreset | SimpleNamespace, seed: int) -> tuple[Path, Path]:
-    """stage1.json: the first caption (the cast) of each training video; stage2.json: one multi-turn conversation per
-    training video, LLaVA-style: up to ``stage2_turns`` of its questions asked open (no options; the answer is the
-    right option's text), with its caption on a ``stage2_caption_frac`` share of the videos and an open count
-    question (answered in a sentence) on a ``stage2_open_frac`` share, in random order. Every model trains on the
-    same files."""
+    """stage1.json: the captions of each training video of the kinds ``stage1_captions`` names (``cast``: the
+    world's first caption, the objects; ``timeline``: its second, the events in order; ``summary``: its third, when
+    the video has one; ``views``: what is in view at the start, half-way and at the end, from the record), shuffled,
+    at most ``stage1_samples`` of them. stage2.json: one multi-turn conversation per training video, LLaVA-style: up
+    to ``stage2_turns`` of its questions asked open (no options; the answer is the right option's text; a question
+    whose text an earlier turn already asked is skipped), with its caption on a ``stage2_caption_frac`` share of the
+    videos and an open count question (answered in a sentence) on a ``stage2_open_frac`` share, in random order.
+    Every model trains on the same files."""
     stage1, stage2 = out / "stage1.json", out / "stage2.json"
     if stage1.exists() and stage2.exists():
         return stage1, stage2
+    kinds = list(p.stage1_captions)
+    unknown = sorted(set(kinds) - set(CAPTION_KINDS))
+    if unknown:
+        raise ValueError(f"stage1_captions: unknown kind {unknown[0]!r}; expected some of {CAPTION_KINDS}")
     rng = random.Random(seed)
-    cast: dict[str, dict] = {}
+    by_video: dict[str, list[dict]] = {}
     for row in json.loads((data / "train" / "captions.json").read_text()):
-        cast.setdefault(row["video"], {k: row[k] for k in ("id", "video", "conversations")})
-    captions = list(cast.values())
-    rng.shuffle(captions)
+        by_video.setdefault(row["video"], []).append({k: row[k] for k in ("id", "video", "conversations")})
+    cast = [rows[0] for rows in by_video.values()]  # stage 2's caption turn, whatever stage 1 reads
+    rng.shuffle(cast)
+    captions = []
+    for row in cast:
+        rows = by_video[row["video"]]
+        for kind in kinds:
+            if kind == "views":
+                record = json.loads((data / "train" / row["video"].replace(".mp4", ".json")).read_text())
+                turns = [dict(rows[0]["conversations"][0]), {"from": "gpt", "value": views_caption(record)}]
+                captions.append(
+                    {"id": f"{Path(row['video']).stem}_views", "video": row["video"], "conversations": turns}
+                )
+            elif CAPTION_KINDS.index(kind) < len(rows):
+                captions.append(rows[CAPTION_KINDS.index(kind)])
+    if len(kinds) > 1:
+        rng.shuffle(captions)
     questions: dict[str, list[dict]] = {}
     for q in json.loads((data / "train" / "qa.json").read_text()):
         questions.setdefault(q["video"], []).append(q)
     words = "zero one two three four five six seven eight nine ten eleven twelve".split()
     conversations = []
-    for row in captions[: p.stage2_videos]:
+    for row in cast[: p.stage2_videos]:
         video = row["video"]
         qs = list(questions.get(video, []))
         rng.shuffle(qs)
+        asked = {q["question"]: q for q in reversed(qs)}  # the first of each question text in the shuffled order
+        qs = [q for q in qs if asked[q["question"]] is q]
         turns = [(q["question"], q["options"][LETTERS.index(q["answer"])]) for q in qs[: p.stage2_turns]]
         if rng.random() < p.stage2_caption_frac:
             turns.insert(rng.randrange(len(turns) + 1), tuple(t["value"] for t in row["conversations"][:2]))

@@ -20,6 +20,9 @@ import yaml
 from trajvlm.connectors.registry import get_connector_class
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
+# what stage 1 may caption a training video with (``DemoPreset.stage1_captions``): the world's captions by their
+# place in ``make_captions`` (cast, timeline, summary), then the view list the main job builds from the record
+CAPTION_KINDS = ("cast", "timeline", "summary", "views")
 
 
 def is_reference(connector: str) -> bool:
@@ -124,8 +127,10 @@ class DemoPreset:
     stage2_overrides: list[str]
     # the VLMs: each trained at its own frames (and stride)
     models: list[ModelSpec]
-    # training samples: one caption per video for stage 1; stage 2 = QA conversations (same for every model)
+    # training samples: stage 1's captions (at most stage1_samples, of the kinds stage1_captions names, see
+    # CAPTION_KINDS); stage 2 = QA conversations (same for every model)
     stage1_samples: int = 2000
+    stage1_captions: list[str] = dataclasses.field(default_factory=lambda: ["cast"])
     stage2_videos: int = 2000
     stage2_turns: int = 5
     stage2_caption_frac: float = 0.3
@@ -177,6 +182,11 @@ class DemoPreset:
             raise ValueError(f"models: the same model twice ({sorted(k for k in keys if keys.count(k) > 1)[0]})")
         if self.tokens_per_trajectory not in (1, 2, 4):
             raise ValueError(f"tokens_per_trajectory must be 1, 2 or 4, got {self.tokens_per_trajectory!r}")
+        kinds = self.stage1_captions
+        if not isinstance(kinds, list) or not kinds or any(k not in CAPTION_KINDS for k in kinds):
+            raise ValueError(f"stage1_captions must list some of {list(CAPTION_KINDS)}, got {kinds!r}")
+        if len(set(kinds)) != len(kinds):
+            raise ValueError(f"stage1_captions: a kind twice in {kinds!r}")
         for name in ("stage2_caption_frac", "stage2_open_frac"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
@@ -246,7 +256,11 @@ def load_preset(name: str) -> DemoPreset:
     unknown = sorted(set(raw) - names)
     if unknown:
         raise ValueError(f"{path}: unknown field {unknown[0]!r}; expected one of {sorted(names)}")
-    required = [f.name for f in dataclasses.fields(DemoPreset) if f.default is dataclasses.MISSING]
+    required = [
+        f.name
+        for f in dataclasses.fields(DemoPreset)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     missing = [n for n in required if n not in raw]
     if missing:
         raise ValueError(f"{path}: missing field {missing[0]!r}")

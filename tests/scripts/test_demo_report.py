@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -102,7 +103,12 @@ def test_stage_data_is_shared_and_packed(demo, tmp_path):
     for i in range(4):
         (data / f"v{i}.json").write_text(json.dumps({"objects": [{}] * (i + 1)}))
     p = SimpleNamespace(
-        stage1_samples=3, stage2_videos=4, stage2_turns=3, stage2_caption_frac=1.0, stage2_open_frac=1.0
+        stage1_samples=3,
+        stage1_captions=["cast"],
+        stage2_videos=4,
+        stage2_turns=3,
+        stage2_caption_frac=1.0,
+        stage2_open_frac=1.0,
     )
     s1, s2 = demo.write_stage_data(tmp_path / "data", tmp_path, p, seed=0)
     stage1, stage2 = json.loads(s1.read_text()), json.loads(s2.read_text())
@@ -128,6 +134,62 @@ def test_stage_data_is_shared_and_packed(demo, tmp_path):
             t["value"] for h, t in zip(humans, turns[1::2], strict=True) if "How many different objects" in h
         )
         assert open_answer.startswith(["One", "Two", "Three", "Four"][i])  # the world's object count, in words
+
+
+def test_stage1_caption_kinds_and_no_question_asked_twice(demo, tmp_path):
+    """stage1_captions picks the world's captions by kind and adds the view list built from each record; a stage-2
+    conversation never asks the same question text twice (the world may draw one template twice for a video)."""
+    data = tmp_path / "data" / "train"
+    data.mkdir(parents=True)
+    describe = {"from": "human", "value": "<video>\nDescribe the video."}
+    caps, qa = [], []
+    for i in range(3):
+        texts = [f"cast {i}", f"timeline {i}"] + ([f"summary {i}"] if i != 1 else [])  # v1 has no summary
+        caps += [
+            {"id": f"v{i}_{k}", "video": f"v{i}.mp4", "conversations": [describe, {"from": "gpt", "value": t}]}
+            for k, t in enumerate(texts)
+        ]
+        record = {
+            "num_frames": 11,
+            "objects": [
+                {"colour": "red", "shape": "ring", "visible": [[0, 5]]},  # half-way = frame 5
+                {"colour": "blue", "shape": "star", "visible": [[3, 10]]},
+            ],
+            "events": [],
+        }
+        (data / f"v{i}.json").write_text(json.dumps(record))
+        for k, options in enumerate((["a", "b", "c", "d"], ["b", "a", "d", "c"], ["x", "y", "z", "w"])):
+            question = "Same?" if k < 2 else "Other?"  # v{i} draws "Same?" twice with shuffled options
+            qa.append({"video": f"v{i}.mp4", "question": question, "options": options, "answer": "A", "qtype": "t"})
+    (data / "captions.json").write_text(json.dumps(caps))
+    (data / "qa.json").write_text(json.dumps(qa))
+
+    def stage_data(kinds: list[str], out: Path) -> tuple[list, list]:
+        out.mkdir()
+        p = SimpleNamespace(
+            stage1_samples=100,
+            stage1_captions=kinds,
+            stage2_videos=3,
+            stage2_turns=3,
+            stage2_caption_frac=0.0,
+            stage2_open_frac=0.0,
+        )
+        s1, s2 = demo.write_stage_data(tmp_path / "data", out, p, seed=0)
+        return json.loads(s1.read_text()), json.loads(s2.read_text())
+
+    stage1, stage2 = stage_data(["cast", "summary", "views"], tmp_path / "a")
+    answers = sorted(r["conversations"][1]["value"] for r in stage1)
+    views = "At the start: the red ring. Half-way: the red ring and the blue star. At the end: the blue star."
+    assert answers == sorted(["cast 0", "cast 1", "cast 2", "summary 0", "summary 2"] + [views] * 3)
+    assert all(r["conversations"][0]["value"] == describe["value"] for r in stage1)
+    assert len({r["id"] for r in stage1}) == len(stage1)
+    for row in stage2:
+        asked = [t["value"].removeprefix("<video>\n") for t in row["conversations"][::2]]
+        assert sorted(asked) == ["Other?", "Same?"]  # three turns allowed, the repeat skipped
+    timeline, _ = stage_data(["timeline"], tmp_path / "b")
+    assert sorted(r["conversations"][1]["value"] for r in timeline) == ["timeline 0", "timeline 1", "timeline 2"]
+    with pytest.raises(ValueError, match="unknown kind 'frames'"):
+        stage_data(["frames"], tmp_path / "c")
 
 
 def test_visual_tokens_cell_shows_the_range_only_where_it_varies(report):

@@ -186,6 +186,8 @@ def test_preset_errors_name_the_file_and_the_field(tmp_path):
         "world": (good.replace("world: long", "world: medium"), "world must be 'long' or 'short'"),
         "split": (good.replace("val: 3", "val: 0"), "splits.val must be an integer >= 1"),
         "yaml": ("models: [\n", "not valid YAML"),
+        "captions": (good + "stage1_captions: [cast, frames]\n", "stage1_captions must list some of"),
+        "captions twice": (good + "stage1_captions: [views, views]\n", "a kind twice"),
     }
     for name, (text, message) in cases.items():
         assert text != good, name  # each case changes the preset

@@ -1,3 +1,4 @@
+import copy
 import json
 import re
 from collections import Counter
@@ -23,6 +24,7 @@ from trajtok.synth.text import (
     is_visible,
     long_true_answer,
     make_long_questions,
+    views_caption,
 )
 from trajtok.synth.world import COLOURS, PALETTE
 
@@ -507,6 +509,40 @@ def test_like_redraws_a_short_world_with_its_settings(tmp_path):
     assert a["world"] == "short" and a["config"]["cut_prob"] == 0.5
     assert {k for k in a if a[k] != b[k]} == {"seed"}
     assert (tmp_path / "a" / "test" / "qa.json").read_text() != (tmp_path / "b" / "test" / "qa.json").read_text()
+
+
+def test_views_caption_names_what_the_masks_show_at_start_middle_and_end(long_videos):
+    """Each sentence lists exactly the objects whose mask is in that frame (read from the rendered masks, not the
+    record's visible ranges), named as questions name them, with the colour the pixels show when it changed."""
+    for v in long_videos:
+        rec = v.record
+        T = rec["num_frames"]
+        sentences = views_caption(rec).split(". ")
+        assert [s.split(":")[0] for s in sentences] == ["At the start", "Half-way", "At the end"]
+        for sentence, t in zip(sentences, (0, round(0.5 * (T - 1)), T - 1), strict=True):
+            listed = sentence.split(": ", 1)[1].rstrip(".")
+            in_mask = [o for o in rec["objects"] if (v.masks[t] == o["id"] + 1).any()]
+            if not in_mask:
+                assert listed == "nothing"
+                continue
+            for o in rec["objects"]:
+                named = f"the {o['colour']} {o['shape']}"
+                assert (named in listed) == (o in in_mask), (rec["id"], t, named, listed)
+                colour = colour_at(rec, o["id"], t)
+                if o in in_mask:
+                    assert (f"{named} (now {colour})" in listed) == (colour != o["colour"])
+    # these videos may show no changed colour at those frames: plant a colour change on an object seen at the end
+    rec = copy.deepcopy(long_videos[0].record)
+    last = rec["num_frames"] - 1
+    seen = [o for o in rec["objects"] if any(s <= last <= e for s, e in o["visible"])]
+    assert seen, "the first long video shows no object in its last frame"
+    o = seen[0]
+    rec["events"].append({"type": "colour_change", "objects": [o["id"]], "frames": [last, last], "to": "mauve"})
+    end = views_caption(rec).split("At the end: ")[1]
+    assert f"the {o['colour']} {o['shape']} (now mauve)" in end
+    assert "(now mauve)" not in views_caption(rec).split("At the end: ")[0]
+    with pytest.raises(ValueError, match="outside"):
+        views_caption(long_videos[0].record, points=(("Later", 1.5),))
 
 
 def _answer_texts(qa: list[dict], qtype: str) -> Counter:

@@ -785,6 +785,33 @@ def _cap(text: str) -> str:
     return text[0].upper() + text[1:]
 
 
+VIEW_POINTS = (("At the start", 0.0), ("Half-way", 0.5), ("At the end", 1.0))
+
+
+def views_caption(record: dict, points: tuple[tuple[str, float], ...] = VIEW_POINTS) -> str:
+    """What is in view at a few points of the video (by default its first, middle and last frame), one sentence
+    each: 'At the start: the red ring and the blue star. Half-way: nothing. At the end: the blue star (now green).'
+
+    Objects are named as the questions name them (their first colour), in the order of the record, with the colour
+    they show at that frame when it is another one. Frame ``round(f * (num_frames - 1))`` stands for fraction f, so
+    the first and last frame are exact for any sampling that keeps the video's ends (``load_video`` does). Not part
+    of ``make_captions`` (the world's files stay as they were); the main job's stage 1 may add it to its captions.
+    """
+    last = int(record["num_frames"]) - 1
+    sentences = []
+    for label, frac in points:
+        if not 0.0 <= frac <= 1.0:
+            raise ValueError(f"view point {label!r}: fraction {frac} is outside [0, 1]")
+        t = round(frac * last)
+        seen = []
+        for i, obj in enumerate(record["objects"]):
+            if is_visible(record, i, t):
+                now = colour_at(record, i, t)
+                seen.append(name(record, i) + (f" (now {now})" if now != obj["colour"] else ""))
+        sentences.append(f"{label}: {_join(seen) if seen else 'nothing'}.")
+    return " ".join(sentences)
+
+
 def make_captions(rng: np.random.Generator, record: dict, max_events: int = 10) -> list[str]:
     """2-3 template captions: the cast, the events in order, and the camera/summary view."""
     objs = record["objects"]
