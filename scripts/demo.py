@@ -57,6 +57,8 @@ from demo_config import (  # noqa: E402
 from trajtok.synth.text import views_caption  # noqa: E402  (no torch: the driver runs every stage as a subprocess)
 
 LETTERS = "ABCD"
+# stage 2's question whose answer is the views caption (stage2_views_frac)
+VIEWS_QUESTION = "Which objects are in view at the start, half-way through and at the end?"
 # the held-out QA task: questions asked open, each option's text scored by log-likelihood (eval/tasks/trajworld)
 TASK = "trajworld_open"
 # lmms-eval 0.7.3 logs evaluation errors and still exits 0: these lines in its log mean the stage failed
@@ -104,8 +106,9 @@ def write_stage_data(data: Path, out: Path, p: DemoPreset | SimpleNamespace, see
     at most ``stage1_samples`` of them. stage2.json: one multi-turn conversation per training video, LLaVA-style: up
     to ``stage2_turns`` of its questions asked open (no options; the answer is the right option's text; a question
     whose text an earlier turn already asked is skipped), with its caption on a ``stage2_caption_frac`` share of the
-    videos and an open count question (answered in a sentence) on a ``stage2_open_frac`` share, in random order.
-    Every model trains on the same files."""
+    videos, an open count question (answered in a sentence) on a ``stage2_open_frac`` share and a question about
+    what is in view at the start, half-way and at the end (answered with the ``views`` caption) on a
+    ``stage2_views_frac`` share, in random order. Every model trains on the same files."""
     stage1, stage2 = out / "stage1.json", out / "stage2.json"
     if stage1.exists() and stage2.exists():
         return stage1, stage2
@@ -151,6 +154,9 @@ def write_stage_data(data: Path, out: Path, p: DemoPreset | SimpleNamespace, see
             n = len(json.loads((data / "train" / video.replace(".mp4", ".json")).read_text())["objects"])
             answer = f"{words[n].capitalize() if n < len(words) else n} object{'s' * (n != 1)} appear in the video."
             turns.insert(rng.randrange(len(turns) + 1), ("How many different objects appear in the video?", answer))
+        if p.stage2_views_frac > 0 and rng.random() < p.stage2_views_frac:  # no draw at 0: older runs' files stay
+            record = json.loads((data / "train" / video.replace(".mp4", ".json")).read_text())
+            turns.insert(rng.randrange(len(turns) + 1), (VIEWS_QUESTION, views_caption(record)))
         if not turns:
             continue
         conv = []

@@ -135,6 +135,8 @@ class DemoPreset:
     stage2_turns: int = 5
     stage2_caption_frac: float = 0.3
     stage2_open_frac: float = 0.15
+    # share of stage-2 conversations with a turn asking what is in view at the start, half-way and at the end
+    stage2_views_frac: float = 0.0
     # trajtok: tokens per trajectory (1, 2 or 4) unless a model says otherwise
     tokens_per_trajectory: int = 4
     # val videos TrajTok's segmentation is scored on (mIoU, association) after its pretraining
@@ -187,7 +189,7 @@ class DemoPreset:
             raise ValueError(f"stage1_captions must list some of {list(CAPTION_KINDS)}, got {kinds!r}")
         if len(set(kinds)) != len(kinds):
             raise ValueError(f"stage1_captions: a kind twice in {kinds!r}")
-        for name in ("stage2_caption_frac", "stage2_open_frac"):
+        for name in ("stage2_caption_frac", "stage2_open_frac", "stage2_views_frac"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         if self.tokenizer_eval_videos < 1:

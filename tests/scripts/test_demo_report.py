@@ -109,6 +109,7 @@ def test_stage_data_is_shared_and_packed(demo, tmp_path):
         stage2_turns=3,
         stage2_caption_frac=1.0,
         stage2_open_frac=1.0,
+        stage2_views_frac=0.0,
     )
     s1, s2 = demo.write_stage_data(tmp_path / "data", tmp_path, p, seed=0)
     stage1, stage2 = json.loads(s1.read_text()), json.loads(s2.read_text())
@@ -164,7 +165,7 @@ def test_stage1_caption_kinds_and_no_question_asked_twice(demo, tmp_path):
     (data / "captions.json").write_text(json.dumps(caps))
     (data / "qa.json").write_text(json.dumps(qa))
 
-    def stage_data(kinds: list[str], out: Path) -> tuple[list, list]:
+    def stage_data(kinds: list[str], out: Path, views_frac: float = 0.0) -> tuple[list, list]:
         out.mkdir()
         p = SimpleNamespace(
             stage1_samples=100,
@@ -173,6 +174,7 @@ def test_stage1_caption_kinds_and_no_question_asked_twice(demo, tmp_path):
             stage2_turns=3,
             stage2_caption_frac=0.0,
             stage2_open_frac=0.0,
+            stage2_views_frac=views_frac,
         )
         s1, s2 = demo.write_stage_data(tmp_path / "data", out, p, seed=0)
         return json.loads(s1.read_text()), json.loads(s2.read_text())
@@ -186,6 +188,12 @@ def test_stage1_caption_kinds_and_no_question_asked_twice(demo, tmp_path):
     for row in stage2:
         asked = [t["value"].removeprefix("<video>\n") for t in row["conversations"][::2]]
         assert sorted(asked) == ["Other?", "Same?"]  # three turns allowed, the repeat skipped
+    _, with_views = stage_data(["cast"], tmp_path / "v", views_frac=1.0)
+    for row in with_views:  # the views turn joins the questions, its answer the caption of that video's record
+        turns = row["conversations"]
+        asked = [t["value"].removeprefix("<video>\n") for t in turns[::2]]
+        assert sorted(asked) == sorted(["Other?", "Same?", demo.VIEWS_QUESTION])
+        assert turns[2 * asked.index(demo.VIEWS_QUESTION) + 1]["value"] == views
     timeline, _ = stage_data(["timeline"], tmp_path / "b")
     assert sorted(r["conversations"][1]["value"] for r in timeline) == ["timeline 0", "timeline 1", "timeline 2"]
     with pytest.raises(ValueError, match="unknown kind 'frames'"):
