@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
+import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from trajvlm.training.tower import CaptionEncoder, TowerConfig, VideoTextModel, pretrain_tower, retrieval
+from trajvlm.training.tower import (
+    CaptionEncoder,
+    TowerConfig,
+    VideoTextModel,
+    normalise,
+    pretrain_tower,
+    retrieval,
+)
 
 
 def small_cfg(**kw) -> TowerConfig:
@@ -127,3 +137,50 @@ def test_overrides_read_numbers_written_as_text():
         parse_overrides(["learning_rate=1"])
     with pytest.raises(ValueError, match="lr must be a number"):
         parse_overrides(["lr=fast"])
+
+
+def test_patch_labels_name_the_object_covering_most_of_each_patch():
+    """A record with a red square (object 0) and a blue ring that turns green (object 1): the labels of each 8 px
+    patch follow the mask's majority pixel, the shape and the colour shown in that frame; masks of another size are
+    resized to the tower's frames."""
+    from trajtok.synth.world import COLOURS, SHAPES
+    from trajvlm.training.tower import patch_labels
+
+    record = {
+        "objects": [{"shape": "square", "colour": "red"}, {"shape": "ring", "colour": "blue"}],
+        "events": [{"type": "colour_change", "objects": [1], "frames": [2, 2], "to": "green"}],
+    }
+    masks = np.zeros((3, 32, 32), dtype=np.int32)  # half the tower's side: each mask pixel is 2x2 frame pixels
+    masks[:, 0:4, 0:4] = 1  # object 0 fills patch (0, 0)
+    masks[:, 4:6, 4:7] = 2  # object 1 covers 6 of patch (1, 1)'s 16 mask pixels: background keeps the majority
+    masks[:, 8:12, 4:8] = 2  # object 1 fills patch (2, 1)
+    labels = patch_labels(record, masks, [0, 2], small_cfg())
+    assert labels.shape == (2, 64, 2) and labels.dtype == torch.long
+    square, ring = SHAPES.index("square") + 1, SHAPES.index("ring") + 1
+    red, blue, green = (COLOURS.index(c) + 1 for c in ("red", "blue", "green"))
+    for k, colour in ((0, blue), (1, green)):  # frame 0, then frame 2 after the colour change
+        assert labels[k, 0].tolist() == [square, red]
+        assert labels[k, 9].tolist() == [0, 0]
+        assert labels[k, 17].tolist() == [ring, colour]
+        assert int((labels[k, :, 0] > 0).sum()) == 2  # every other patch is background
+
+
+def test_patch_label_loss_trains_on_a_world_and_needs_its_labels(tmp_path):
+    from trajtok.synth import write_dataset
+    from trajvlm.training.tower import read_split
+
+    data = tmp_path / "synth"
+    write_dataset(data, {"train": 4, "val": 0, "test": 2}, frames=(8, 12), size=64, objects=(2, 3), seed=1)
+    cfg = small_cfg(steps=2, batch_size=4, patch_label_weight=1.0)
+    frames, texts, labels = read_split(data, "train", cfg, with_patch_labels=True)
+    assert labels is not None and labels.shape == (4, cfg.frames, 64, 2)
+    assert (labels[..., 0] > 0).any() and (labels[..., 0] == 0).any()  # objects and background
+    assert ((labels[..., 0] > 0) == (labels[..., 1] > 0)).all()  # a patch has a shape exactly when it has a colour
+    metrics = pretrain_tower(data, tmp_path / "tower", cfg)
+    assert math.isfinite(metrics["final_loss"])
+    model = VideoTextModel(["a"], cfg)
+    with pytest.raises(ValueError, match="needs the patch labels"):
+        model.loss(normalise(frames[:2]), texts[:2])
+    (data / "train" / f"{Path(sorted((data / 'train').glob('*.mp4'))[0]).stem}.npz").unlink()
+    with pytest.raises(FileNotFoundError, match="npz"):
+        read_split(data, "train", cfg, with_patch_labels=True)

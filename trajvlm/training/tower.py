@@ -29,12 +29,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import SiglipVisionConfig, SiglipVisionModel
 
-from trajtok.io.video import load_video
+from trajtok.io.labels import load_labels
+from trajtok.io.video import load_video, sample_indices
+from trajtok.synth.text import colour_at
+from trajtok.synth.world import COLOURS, SHAPES
 from trajvlm.training.config import config_from_overrides
 
 logger = logging.getLogger(__name__)
@@ -85,6 +89,11 @@ class TowerConfig:
     # is a mean over the whole caption vocabulary, mostly easy absent words: at 1.0 the colour detectors reach
     # AUC 0.68 in 200 steps, at 20 0.92 (held-out videos of the demo's world)
     word_weight: float = 20.0
+    # weight of the patch-label loss (0 = off): every patch is classified by the shape and by the colour of the
+    # object covering most of its pixels (or background), read from the world's trajectory masks (the ``.npz``
+    # beside each video) and records. The caption losses teach colour but leave shapes near chance at 8 px patches
+    # (docs/long_video_world.md); a pretrained tower (SigLIP) names objects, and this is the synthetic world's stand-in
+    patch_label_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.image_size < self.patch_size or self.image_size % self.patch_size:
@@ -96,6 +105,10 @@ class TowerConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.steps < 1 or self.batch_size < 2:
             raise ValueError(f"steps must be >= 1 and batch_size >= 2, got {self.steps}, {self.batch_size}")
+        if self.patch_label_weight < 0.0 or self.word_weight < 0.0:
+            raise ValueError(
+                f"word_weight and patch_label_weight must be >= 0, got {self.word_weight}, {self.patch_label_weight}"
+            )
         if not self.lr > 0.0 or self.weight_decay < 0.0:
             raise ValueError(f"lr must be > 0 and weight_decay >= 0, got {self.lr!r}, {self.weight_decay!r}")
         if self.text_width % 2:
@@ -183,6 +196,9 @@ class VideoTextModel(nn.Module):
         # one detector per caption word, applied to every patch (Fang et al. 2015, "From captions to visual
         # concepts and back": a word is in the video's caption when some patch of some frame fires for it)
         self.word_head = nn.Linear(cfg.hidden_size, len(vocab))
+        # patch labels (patch_label_weight > 0): class 0 is background, then SHAPES / COLOURS in order
+        self.shape_head = nn.Linear(cfg.hidden_size, len(SHAPES) + 1)
+        self.colour_head = nn.Linear(cfg.hidden_size, len(COLOURS) + 1)
 
     def patch_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels (B, T, C, H, W) -> the tower's patch features (B, T*h*w, E)."""
@@ -206,9 +222,11 @@ class VideoTextModel(nn.Module):
         """(B, N, E) patch features -> (B, vocab) video-level word logits: the max over patches and frames."""
         return self.word_head(feats).amax(1)
 
-    def loss(self, pixels: torch.Tensor, texts: list[str]) -> torch.Tensor:
+    def loss(self, pixels: torch.Tensor, texts: list[str], patch_labels: torch.Tensor | None = None) -> torch.Tensor:
         """SigLIP's pairwise sigmoid loss (every (video, caption) pair is a binary match / no-match decision),
-        plus ``word_weight`` x the multiple-instance word loss, which makes single patches name what they show."""
+        plus ``word_weight`` x the multiple-instance word loss, which makes single patches name what they show,
+        plus ``patch_label_weight`` x the cross-entropy of each patch's shape and colour (``patch_labels``: (B, T,
+        h*w, 2) class indices, shape then colour, from :func:`patch_labels`)."""
         feats = self.patch_features(pixels)
         zv, zt = self.encode_video(pixels, feats), self.encode_text(texts)
         logits = zv @ zt.T * self.logit_scale.exp() + self.logit_bias  # (B, B)
@@ -217,6 +235,14 @@ class VideoTextModel(nn.Module):
         if self.cfg.word_weight > 0:
             target = self.word_targets(texts).to(feats.device)
             loss = loss + self.cfg.word_weight * F.binary_cross_entropy_with_logits(self.word_logits(feats), target)
+        if self.cfg.patch_label_weight > 0:
+            if patch_labels is None:
+                raise ValueError("patch_label_weight > 0 needs the patch labels of the batch")
+            target = patch_labels.to(feats.device).reshape(-1, 2)  # (B*T*h*w, 2), in the features' order
+            flat = feats.reshape(-1, feats.shape[-1])
+            shape = F.cross_entropy(self.shape_head(flat), target[:, 0])
+            colour = F.cross_entropy(self.colour_head(flat), target[:, 1])
+            loss = loss + self.cfg.patch_label_weight * (shape + colour)
         return loss
 
 
@@ -229,8 +255,35 @@ def normalise(frames: torch.Tensor) -> torch.Tensor:
 # data
 
 
-def read_split(data: Path, split: str, cfg: TowerConfig, limit: int = 0) -> tuple[torch.Tensor, list[str]]:
-    """uint8 frames (N, T, C, H, W) and the first caption of each video of ``data/split``."""
+def patch_labels(record: dict, masks: np.ndarray, frames: list[int], cfg: TowerConfig) -> torch.Tensor:
+    """(T, h*w, 2) long: per sampled frame and patch (row-major, as the tower's patches), the class of the object
+    covering most of the patch's pixels, as (shape, colour) indices (0 = background, else 1 + the index in
+    SHAPES / COLOURS; the colour it shows in that frame). ``masks``: (frames, H, W) object id + 1 per pixel (0
+    background), resized to the tower's frame side by nearest neighbour."""
+    side, patch = cfg.image_size, cfg.patch_size
+    grid = side // patch
+    out = torch.zeros(len(frames), grid * grid, 2, dtype=torch.long)
+    for k, t in enumerate(frames):
+        m = masks[t]
+        rows = (np.arange(side) * m.shape[0]) // side
+        cols = (np.arange(side) * m.shape[1]) // side
+        m = m[rows][:, cols].reshape(grid, patch, grid, patch).transpose(0, 2, 1, 3).reshape(grid * grid, -1)
+        for j, pixels in enumerate(m):
+            ids, counts = np.unique(pixels, return_counts=True)
+            obj = int(ids[np.argmax(counts)]) - 1
+            if obj >= 0:
+                o = record["objects"][obj]
+                out[k, j, 0] = SHAPES.index(o["shape"]) + 1
+                out[k, j, 1] = COLOURS.index(colour_at(record, obj, t)) + 1
+    return out
+
+
+def read_split(
+    data: Path, split: str, cfg: TowerConfig, limit: int = 0, *, with_patch_labels: bool = False
+) -> tuple[torch.Tensor, list[str], torch.Tensor | None]:
+    """uint8 frames (N, T, C, H, W) and the first caption of each video of ``data/split``; with
+    ``with_patch_labels`` also their :func:`patch_labels` (N, T, h*w, 2), read from each video's ``.npz`` masks and
+    ``.json`` record (None otherwise)."""
 
     path = data / split / "captions.json"
     if not path.is_file():
@@ -241,12 +294,20 @@ def read_split(data: Path, split: str, cfg: TowerConfig, limit: int = 0) -> tupl
     items = list(first.values())[: limit or None]
     if not items:
         raise ValueError(f"{path} holds no captions")
-    frames, texts = [], []
+    frames, texts, labels = [], [], []
     for video, text in items:
-        clip = load_video(data / split / video, num_frames=cfg.frames, size=(cfg.image_size, cfg.image_size))
+        path = data / split / video
+        clip = load_video(path, num_frames=cfg.frames, size=(cfg.image_size, cfg.image_size))
         frames.append(clip.frames)
         texts.append(text)
-    return torch.stack(frames), texts  # (N, T, C, H, W), N captions
+        if with_patch_labels:
+            record_path, mask_path = path.with_suffix(".json"), path.with_suffix(".npz")
+            if not record_path.is_file():
+                raise FileNotFoundError(f"{record_path} not found: patch labels need each video's world record")
+            record, masks = json.loads(record_path.read_text()), load_labels(mask_path).masks
+            labels.append(patch_labels(record, masks, sample_indices(len(masks), cfg.frames), cfg))
+    # (N, T, C, H, W), N captions, (N, T, h*w, 2) or None
+    return torch.stack(frames), texts, torch.stack(labels) if with_patch_labels else None
 
 
 @torch.no_grad()
@@ -271,8 +332,10 @@ def pretrain_tower(data: str | Path, out: str | Path, cfg: TowerConfig | None = 
     data, out = Path(data), Path(out)
     torch.manual_seed(cfg.seed)
     t0 = time.time()
-    train_frames, train_texts = read_split(data, "train", cfg, cfg.max_videos)
-    test_frames, test_texts = read_split(data, "test", cfg)
+    train_frames, train_texts, train_labels = read_split(
+        data, "train", cfg, cfg.max_videos, with_patch_labels=cfg.patch_label_weight > 0
+    )
+    test_frames, test_texts, _ = read_split(data, "test", cfg)
     logger.info("read %d train / %d test videos in %.0f s", len(train_texts), len(test_texts), time.time() - t0)
     vocab = sorted({w for t in train_texts for w in words(t)})
     model = VideoTextModel(vocab, cfg)
@@ -287,9 +350,13 @@ def pretrain_tower(data: str | Path, out: str | Path, cfg: TowerConfig | None = 
     for step in range(cfg.steps):
         idx = torch.randperm(len(train_texts), generator=gen)[: cfg.batch_size]
         pixels = normalise(train_frames[idx])
+        labels = train_labels[idx] if train_labels is not None else None
         if torch.rand((), generator=gen) < 0.5:  # horizontal flip: captions name no left / right
             pixels = pixels.flip(-1)
-        loss = model.loss(pixels, [train_texts[i] for i in idx.tolist()])
+            if labels is not None:  # the patch grid flips with the pixels
+                g = cfg.image_size // cfg.patch_size
+                labels = labels.reshape(*labels.shape[:2], g, g, 2).flip(3).reshape(labels.shape)
+        loss = model.loss(pixels, [train_texts[i] for i in idx.tolist()], labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
