@@ -305,7 +305,7 @@ def read_split(
             if not record_path.is_file():
                 raise FileNotFoundError(f"{record_path} not found: patch labels need each video's world record")
             record, masks = json.loads(record_path.read_text()), load_labels(mask_path).masks
-            labels.append(patch_labels(record, masks, sample_indices(len(masks), cfg.frames), cfg))
+            labels.append(patch_labels(record, masks, sample_indices(len(masks), cfg.frames).tolist(), cfg))
     # (N, T, C, H, W), N captions, (N, T, h*w, 2) or None
     return torch.stack(frames), texts, torch.stack(labels) if with_patch_labels else None
 
