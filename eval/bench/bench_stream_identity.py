@@ -62,14 +62,14 @@ def stream_rows(model, frames: torch.Tensor) -> dict:
     out = model.tokenize_video(frames, tokens_per_trajectory=1)
     rows_q = out.trajectory_query[0].tolist()
     first_last = out.first_last[0].tolist()
-    assignment = out.assignment[0]  # (T, h, w) query per pixel
-    rows = sorted((fl[0], fl[1], q) for q, fl in zip(rows_q, first_last, strict=True) if q >= 0)
+    pixels = torch.bincount(out.row_assignment()[0].flatten(), minlength=len(rows_q)).tolist()  # per row
+    rows = sorted((fl[0], q, r) for r, (q, fl) in enumerate(zip(rows_q, first_last, strict=True)) if q >= 0)
     seen: set[int] = set()
     first, reopened, reopened_pixels = 0, 0, []
-    for f0, f1, q in rows:
+    for _, q, r in rows:  # a row of a query that already had one (in time order) was re-opened after a release
         if q in seen:
             reopened += 1
-            reopened_pixels.append(int((assignment[f0 : f1 + 1] == q).sum()))
+            reopened_pixels.append(pixels[r])
         else:
             first += 1
             seen.add(q)
@@ -87,39 +87,46 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     results = []
     for release_after in args.release_after:
-        overrides = {"release_after": release_after}
-        if args.presence_fraction is not None:
-            overrides["presence_fraction"] = args.presence_fraction
-        model = TrajTok.from_pretrained(args.checkpoint, **overrides).eval()
-        size = model.config.image_size
-        for seed in args.seeds:
-            video = generate_video(seed, max(args.frames), size, size, args.objects, config=constant_world())
-            frames = torch.from_numpy(np.ascontiguousarray(video.frames)).permute(0, 3, 1, 2)
-            for f in args.frames:
-                row = {"release_after": release_after, "seed": seed, "frames": f, **stream_rows(model, frames[:f])}
-                row["objects_present"] = int(len(np.unique(video.masks[:f][video.masks[:f] > 0])))
-                results.append(row)
-                logger.info("%s", row)
+        for merge in args.merge_returning:
+            overrides: dict = {"release_after": release_after, "merge_returning": merge}
+            if args.presence_fraction is not None:
+                overrides["presence_fraction"] = args.presence_fraction
+            model = TrajTok.from_pretrained(args.checkpoint, **overrides).eval()
+            size = model.config.image_size
+            for seed in args.seeds:
+                video = generate_video(seed, max(args.frames), size, size, args.objects, config=constant_world())
+                frames = torch.from_numpy(np.ascontiguousarray(video.frames)).permute(0, 3, 1, 2)
+                for f in args.frames:
+                    row = {"release_after": release_after, "merge_returning": merge, "seed": seed, "frames": f}
+                    row |= stream_rows(model, frames[:f])
+                    row["objects_present"] = int(len(np.unique(video.masks[:f][video.masks[:f] > 0])))
+                    results.append(row)
+                    logger.info("%s", row)
     return results
 
 
 def print_table(results: list[dict]) -> None:
     lo, hi = min(r["frames"] for r in results), max(r["frames"] for r in results)
-    print("| release_after | frames | objects | tokens | first rows | re-opened rows | pixels per re-opened row |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for ra in dict.fromkeys(r["release_after"] for r in results):
+    print(
+        "| release_after | merge_returning | frames | objects | tokens | first rows | re-opened rows "
+        "| pixels per re-opened row |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    settings = dict.fromkeys((r["release_after"], r.get("merge_returning", 0.0)) for r in results)
+    for ra, mr in settings:
+        mine = [r for r in results if r["release_after"] == ra and r.get("merge_returning", 0.0) == mr]
         for f in sorted({r["frames"] for r in results}):
-            rs = [r for r in results if r["release_after"] == ra and r["frames"] == f]
+            rs = [r for r in mine if r["frames"] == f]
             pix = [p for r in rs for p in r["reopened_pixels"]]
             print(
-                f"| {ra} | {f} | {statistics.fmean(r['objects_present'] for r in rs):.1f} | "
+                f"| {ra} | {mr:g} | {f} | {statistics.fmean(r['objects_present'] for r in rs):.1f} | "
                 f"{statistics.fmean(r['tokens'] for r in rs):.2f} | {statistics.fmean(r['first_rows'] for r in rs):.2f} | "
                 f"{statistics.fmean(r['reopened_rows'] for r in rs):.2f} | "
                 f"{statistics.median(pix) if pix else '-'} |"
             )
-        a = statistics.fmean(r["tokens"] for r in results if r["release_after"] == ra and r["frames"] == lo)
-        b = statistics.fmean(r["tokens"] for r in results if r["release_after"] == ra and r["frames"] == hi)
-        print(f"| {ra} | {hi} / {lo} | | **{b / a:.2f}x** | | | |")
+        a = statistics.fmean(r["tokens"] for r in mine if r["frames"] == lo)
+        b = statistics.fmean(r["tokens"] for r in mine if r["frames"] == hi)
+        print(f"| {ra} | {mr:g} | {hi} / {lo} | | **{b / a:.2f}x** | | | |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--objects", type=int, default=6, help="objects per scene, all present throughout")
     p.add_argument("--frames", default="32,512", help="video lengths (comma list)")
     p.add_argument("--release-after", default="4", help="release_after values to compare (comma list)")
+    p.add_argument(
+        "--merge-returning", default="0", help="merge_returning values to compare (comma list of cosines; 0 = off)"
+    )
     p.add_argument("--presence-fraction", type=float, default=None, help="override the presence threshold")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--json", type=Path, default=None, help="also write the rows here")
@@ -136,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     args.seeds = parse_ints(args.seeds, "--seeds")
     args.frames = parse_ints(args.frames, "--frames")
     args.release_after = parse_ints(args.release_after, "--release-after")
+    try:
+        args.merge_returning = [float(v) for v in args.merge_returning.split(",") if v.strip()]
+    except ValueError:
+        raise SystemExit(f"--merge-returning must be a comma list of numbers, got {args.merge_returning!r}") from None
+    if not args.merge_returning or not all(0.0 <= v <= 1.0 for v in args.merge_returning):
+        raise SystemExit(f"--merge-returning values must be cosines in [0, 1], got {args.merge_returning}")
     if min(args.frames) < 1 or args.objects < 1 or min(args.release_after) < 0:
         raise SystemExit(
             f"--frames and --objects must be >= 1 and --release-after >= 0, got {args.frames}, "

@@ -38,3 +38,14 @@ def test_bad_arguments_name_the_option(bench, tmp_path):
         bench.main(["--checkpoint", str(tmp_path), "--frames", "32,x"])
     with pytest.raises(SystemExit, match="not a TrajTok folder"):
         bench.main(["--checkpoint", str(tmp_path)])
+
+
+def test_merge_returning_takes_re_opened_rows_back_into_earlier_trajectories(bench):
+    g = torch.Generator().manual_seed(0)
+    frames = (torch.rand(24, 3, 64, 64, generator=g) * 255).to(torch.uint8)
+    split = bench.stream_rows(tiny_model(seed=0, release_after=1, clip_len=2).eval(), frames)
+    joined = bench.stream_rows(tiny_model(seed=0, release_after=1, clip_len=2, merge_returning=0.5).eval(), frames)
+    assert joined["tokens"] == joined["first_rows"] + joined["reopened_rows"]
+    assert joined["reopened_rows"] < split["reopened_rows"] and joined["tokens"] < split["tokens"]
+    with pytest.raises(SystemExit, match="--merge-returning"):
+        bench.main(["--checkpoint", "x", "--merge-returning", "2"])

@@ -143,3 +143,34 @@ def test_perfect_model_output_scores_one(synth):
     for v in data.videos:
         gt = v.ids.astype(np.int64)
         assert spacetime_miou(gt, gt) == 1.0 and association_quality(gt, torch.as_tensor(gt).numpy()) == 1.0
+
+
+def test_predicted_trajectories_are_token_rows_unless_asked_for_queries():
+    """A query released and seen again is two trajectories (two token rows) in the metrics, one by query."""
+    from trajtok.training.evaluate import predict_ids
+
+    g = torch.Generator().manual_seed(0)
+    frames = (torch.rand(24, 3, 64, 64, generator=g) * 255).to(torch.uint8)  # noise: queries come and go
+    model = tiny_model(seed=0, release_after=1, clip_len=2).eval()
+    with torch.no_grad():
+        rows, tokens, present = predict_ids(model, frames, (16, 16))
+        queries, tokens_q, _ = predict_ids(model, frames, (16, 16), by="queries")
+        out = model.tokenize_video(frames)
+    assert tokens == tokens_q and present == int(out.present[0].sum()) > 16  # rows re-opened
+    assert queries.max() < 16 <= rows.max()  # later segments are rows past the K queries'
+    # every row id is one query's: mapping a row back to its query gives the query ids
+    row_query = out.trajectory_query[0].numpy()
+    assert (row_query[rows] == queries).all()
+    with pytest.raises(ValueError, match="by must be"):
+        predict_ids(model, frames, (16, 16), by="tracks")
+
+
+def test_eval_cli_overrides_release_and_merge(synth, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    tiny_model(seed=0, clip_len=4).save_pretrained(ckpt)
+    out = tmp_path / "eval.json"
+    argv = ["eval", "--checkpoint", str(ckpt), "--data", str(synth), "--json", str(out), "--ids", "queries"]
+    assert trajtok_main([*argv, "--release-after", "1", "--merge-returning", "0.9"]) == 0
+    result = json.loads(out.read_text())
+    assert result["ids"] == "queries" and result["override_release_after"] == 1
+    assert result["override_merge_returning"] == 0.9

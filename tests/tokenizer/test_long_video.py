@@ -348,3 +348,75 @@ def test_absent_clips_reach_neither_the_time_nor_the_extent_encoding():
     alone = _extent_stats(clip1, 2, centres=True)
     for name in ("counts", "t0", "t1", "y0", "y1", "x0", "x1", "cy0", "cx0", "cy1", "cx1"):
         assert torch.equal(acc.stats[name][0, 1], alone[name][0, 1]), name
+
+
+def test_merge_returning_joins_a_trajectory_seen_again_after_its_absence():
+    m = tiny_model(seed=0, release_after=1).eval()
+    video = frames(8, seed=4)
+    video[4:] = 0.0  # gone in clip 2, back in clip 3 with the frames of clip 1
+    video = torch.cat([video, frames(4, seed=4)])
+    with torch.no_grad():
+        split = m.tokenize_video(video, clip_len=4)
+        m.config.merge_returning = 0.99
+        joined = m.tokenize_video(video, clip_len=4)
+    rows = split.trajectory_query[0]
+    again = [k for k in rows[16:].tolist() if k >= 0 and k in rows[:16].tolist()]
+    assert again, rows  # without merging, a returning object is a second trajectory of its query
+    q = joined.trajectory_query[0]
+    for k in again:  # with it, one trajectory that spans both appearances
+        (idx,) = (q == k).nonzero(as_tuple=True)
+        assert idx.numel() == 1, q
+        fl = joined.first_last[0, idx[0]]
+        assert int(fl[0]) < 4 and int(fl[1]) >= 8
+    assert int(joined.present.sum()) == int(split.present.sum()) - len(again)
+    # pixels follow their trajectory row: the first appearance was closed into a row after the K queries' rows,
+    # the second is the query's own row again; once joined, both are the first one's row
+    for k in again:
+        first_row, second_row = int(16 + (rows[16:] == k).nonzero()[0]), k
+        mask = split.assignment[0] == k
+        assert bool(mask[:4].any()) and bool(mask[8:].any())
+        assert set(split.row_assignment()[0][:4][mask[:4]].tolist()) == {first_row}
+        assert set(split.row_assignment()[0][8:][mask[8:]].tolist()) == {second_row}
+        assert set(joined.row_assignment()[0][mask].tolist()) == {first_row}
+    assert split.frame_rows.shape == (1, 12, 16) and bool((split.frame_rows[0, 8:] == torch.arange(16)).all())
+    assert int(joined.num_tokens) < int(split.num_tokens)
+    torch.testing.assert_close(joined.valid.sum(), joined.present.sum())
+
+
+def test_merge_returning_rows_time_order_similarity_and_gradients():
+    from trajtok.core.modeling import _EMPTY_STATS, _merge_returning
+
+    a, b = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0])
+    # rows: 0 = frames 0-7 (a), 1 = frames 0-15 (b, overlaps 0), 2 = frames 16-23 (close to a), 3 = padding
+    latent = torch.stack([a * 2, b * 3, a + 0.1 * b, torch.zeros(3)])[None, :, None, :].requires_grad_(True)
+    clips = torch.tensor([[2.0, 4.0, 2.0, 0.0]])
+    stats = {
+        "counts": torch.tensor([[10, 40, 6, 0]]),
+        "t0": torch.tensor([[0, 0, 16, _EMPTY_STATS["t0"]]]),
+        "t1": torch.tensor([[7, 15, 23, -1]]),
+        "y0": torch.tensor([[2, 0, 1, _EMPTY_STATS["y0"]]]),
+        "y1": torch.tensor([[5, 9, 8, -1]]),
+        "x0": torch.tensor([[2, 0, 3, _EMPTY_STATS["x0"]]]),
+        "x1": torch.tensor([[5, 9, 4, -1]]),
+        "cy0": torch.tensor([[0.1, 0.5, 0.7, 0.0]]),
+        "cx0": torch.tensor([[0.2, 0.5, 0.8, 0.0]]),
+        "cy1": torch.tensor([[0.3, 0.5, 0.9, 0.0]]),
+        "cx1": torch.tensor([[0.4, 0.5, 0.6, 0.0]]),
+    }
+    row_query = torch.tensor([[0, 1, 0, -1]])
+    lat, cl, st, joined = _merge_returning(latent, clips, stats, row_query, threshold=0.9)
+    assert joined.tolist() == [[0, 1, 0, 3]]
+    assert cl.tolist() == [[4.0, 4.0, 0.0, 0.0]]  # row 2 joined row 0 (row 1 ends at 15 too, but is not like it)
+    torch.testing.assert_close(lat[0, 0, 0], a * 3 + 0.1 * b)
+    assert st["counts"].tolist() == [[16, 40, 0, 0]]
+    assert (st["t0"][0, 0], st["t1"][0, 0], st["y0"][0, 0], st["y1"][0, 0]) == (0, 23, 1, 8)
+    # where the joined trajectory starts is row 0's start centre, where it ends is row 2's end centre
+    assert st["cy0"][0, 0] == pytest.approx(0.1) and st["cy1"][0, 0] == pytest.approx(0.9)
+    assert st["t0"][0, 2] == _EMPTY_STATS["t0"] and st["t1"][0, 2] == -1
+    lat.sum().backward()
+    assert latent.grad is not None and float(latent.grad[0, 2].abs().sum()) > 0
+    # a stricter threshold keeps them apart; time overlap always does (row 1 never joins row 0)
+    _, cl2, _, _ = _merge_returning(latent, clips, stats, row_query, threshold=0.999)
+    assert torch.equal(cl2, clips)
+    with pytest.raises(ValueError, match="merge_returning"):
+        TrajTokConfig.tiny(merge_returning=1.5)

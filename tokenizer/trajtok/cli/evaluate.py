@@ -25,6 +25,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-videos", type=int, default=None, help="evaluate only the first N videos")
     parser.add_argument("--label-size", type=int, default=None, help="metric resolution (default: model image_size)")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    parser.add_argument(
+        "--ids",
+        choices=("rows", "queries"),
+        default="rows",
+        help="what a predicted trajectory is: a token row (default; a released query seen again is a new one) or a "
+        "query (its segments count as one, the definition before rows)",
+    )
+    parser.add_argument("--release-after", type=int, default=None, help="override the model's release_after")
+    parser.add_argument(
+        "--merge-returning", type=float, default=None, help="override the model's merge_returning (0 = off)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,8 +48,13 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{flag} must be a positive integer, got {value}")
     check_device(args.device)
     ckpt = resolve_checkpoint(args.checkpoint)
+    overrides = {
+        name: value
+        for name, value in (("release_after", args.release_after), ("merge_returning", args.merge_returning))
+        if value is not None
+    }
     with reading_weights(ckpt, "TrajTok checkpoint"):
-        model = TrajTok.from_pretrained(ckpt).to(args.device)
+        model = TrajTok.from_pretrained(ckpt, **overrides).to(args.device)
     logger.info("evaluating %s on %s (%s)", ckpt, args.data, args.split)
     result = evaluate_model(
         model,
@@ -48,8 +64,11 @@ def run(args: argparse.Namespace) -> int:
         max_videos=args.max_videos,
         label_size=args.label_size,
         progress=True,
+        by=args.ids,
     )
     result["checkpoint"] = str(ckpt)
+    result["ids"] = args.ids
+    result |= {f"override_{name}": value for name, value in overrides.items()}
     result["split"] = args.split
     print(format_table(result))
     if args.json:

@@ -106,6 +106,9 @@ class TrajTokConfig:
     # (32-512 frames) a gated carry trained on 4 consecutive clips did not beat it on association (README)
     release_after: int = 4  # clips a carried query may stay absent before it returns to its learned query and its
     # trajectory is closed (a new object can then claim it as a new trajectory); 0 = never
+    merge_returning: float = 0.0  # identity across absences: a trajectory that starts after another one of the
+    # same video ended is merged into it (one token row: latents averaged over both, extents joined) when the
+    # cosine similarity of their mean latents is at least this; each joins the most similar earlier one. 0 = off
     carry_backprop_clips: int = 2  # training: gradients flow back through at most this many carried states
     # (truncated backpropagation through time); the state is detached after every such group of clips
     time_encoding: bool = True  # add a sin-cos encoding of each trajectory's first and last frame in the video
@@ -203,6 +206,8 @@ class TrajTokConfig:
             raise ValueError(f"carry must be one of {CARRY_MODES}, got {self.carry!r}")
         if self.release_after < 0:
             raise ValueError(f"release_after must be >= 0 clips (0 = never release), got {self.release_after}")
+        if not 0.0 <= self.merge_returning <= 1.0:
+            raise ValueError(f"merge_returning must be a cosine in [0, 1] (0 = off), got {self.merge_returning}")
         if self.carry_backprop_clips < 1:
             raise ValueError(f"carry_backprop_clips must be >= 1, got {self.carry_backprop_clips}")
         if self.backbone == "external" and self.external_dim is None:

@@ -75,6 +75,16 @@ class TrajectoryTokens:
     num_tokens: Tensor  # (B,) long valid token count
     state: StreamState | None = None  # final query states (for streaming)
     trajectory_query: Tensor | None = None  # (B, M) long: the query each trajectory row belongs to (-1 = padding)
+    # (B, T, K) long: the trajectory row (index into present / first_last / trajectory_query) that holds query k's
+    # pixels in frame t; with release or merge_returning, rows are not queries (see ``row_assignment``)
+    frame_rows: Tensor | None = None
+
+    def row_assignment(self) -> Tensor:
+        """(B, T, h, w) long: the trajectory row of each pixel (``assignment`` holds its query)."""
+        if self.frame_rows is None:
+            return self.assignment
+        b, t = self.assignment.shape[:2]
+        return self.frame_rows.gather(2, self.assignment.reshape(b, t, -1)).reshape_as(self.assignment)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -137,6 +147,65 @@ def _merge_stats(a: dict[str, Tensor] | None, b: dict[str, Tensor]) -> dict[str,
         out[name + "0"] = torch.where(starts_in_a, a[name + "0"], b[name + "0"])
         out[name + "1"] = torch.where(ends_in_b, b[name + "1"], a[name + "1"])
     return out
+
+
+def _merge_returning(
+    latent_sum: Tensor, clips: Tensor, stats: dict[str, Tensor], row_query: Tensor, threshold: float
+) -> tuple[Tensor, Tensor, dict[str, Tensor], Tensor]:
+    """Join trajectory rows that are one object seen again after an absence (``config.merge_returning``).
+
+    Rows are visited in order of their first frame; a row joins the earlier group (a row and what joined it) that
+    ended before it starts and whose first row's mean latent is the most similar to its own, if that cosine is at least
+    ``threshold``. A joined row's latents and present clips are added to its group's (the token is the mean over
+    both), its extent stats merged, and it is left empty (absent: no token). ``row_query`` is unchanged (a group
+    keeps its first row's query). Differentiable in ``latent_sum``.
+
+    Args: latent_sum (B, M, n, E), clips (B, M), stats (B, M) each, row_query (B, M).
+    Returns: latent_sum, clips, stats of the merged rows (same shapes), and joined (B, M) long: the row each row
+    now is (itself, or the first row of the group it joined).
+    """
+    b, m = clips.shape
+    mean = (latent_sum.detach() / clips.clamp_min(1.0)[:, :, None, None]).flatten(2)  # (B, M, n*E)
+    mean = F.normalize(mean.float(), dim=-1)
+    t0, t1 = stats["t0"].tolist(), stats["t1"].tolist()
+    target = list(range(b * m))  # flat row -> flat group row
+    for i in range(b):
+        rows = [r for r in range(m) if clips[i, r] > 0 and row_query[i, r] >= 0]
+        rows.sort(key=lambda r: t0[i][r])
+        groups: list[tuple[int, int]] = []  # (root row, last frame of the group)
+        for r in rows:
+            best, best_sim = -1, threshold
+            for g, (root, end) in enumerate(groups):
+                if end < t0[i][r]:
+                    sim = float(mean[i, r] @ mean[i, root])
+                    if sim >= best_sim:
+                        best, best_sim = g, sim
+            if best < 0:
+                groups.append((r, t1[i][r]))
+                continue
+            root, end = groups[best]
+            target[i * m + r] = i * m + root
+            groups[best] = (root, max(end, t1[i][r]))
+    idx = torch.tensor(target, device=clips.device)
+    joined = (idx % m).reshape(b, m)
+    if bool((idx == torch.arange(b * m, device=idx.device)).all()):
+        return latent_sum, clips, stats, joined
+    flat = latent_sum.reshape(b * m, *latent_sum.shape[2:])
+    merged_latents = torch.zeros_like(flat).index_add(0, idx, flat).reshape_as(latent_sum)
+    merged_clips = torch.zeros_like(clips.reshape(-1)).index_add(0, idx, clips.reshape(-1)).reshape_as(clips)
+    flat_stats = {name: v.reshape(-1).clone() for name, v in stats.items()}
+    for src in sorted(range(b * m), key=lambda j: t0[j // m][j % m]):  # join in time order: centres stay right
+        dst = target[src]
+        if dst == src:
+            continue
+        both = _merge_stats(
+            {name: v[dst : dst + 1] for name, v in flat_stats.items()},
+            {name: v[src : src + 1] for name, v in flat_stats.items()},
+        )
+        for name, v in flat_stats.items():
+            v[dst] = both[name][0]
+            v[src] = _EMPTY_STATS[name]
+    return merged_latents, merged_clips, {name: v.reshape(b, m) for name, v in flat_stats.items()}, joined
 
 
 def _boxes(stats: dict[str, Tensor], present: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
@@ -227,6 +296,8 @@ class _VideoAccumulator:
         self.soft: list[Tensor] = []
         self.logits: list[Tensor] = []
         self.finished: list[dict[str, Any]] = []  # each: b (R,), k (R,), latent_sum (R, n, E), clips (R,), stats
+        self.closes: Tensor | None = None  # (B, K) long: segments of each query closed so far
+        self.frame_segments: list[Tensor] = []  # per clip (B, t, K): which of its query's segments a frame is in
 
     def released(self, release_after: int) -> Tensor | None:
         """(B, K) bool: queries that start this clip from their learned value again."""
@@ -249,10 +320,14 @@ class _VideoAccumulator:
             self.sums, self.mass = self.sums + sums, self.mass + mass
             self.latent_sum, self.clips_on = self.latent_sum + weighted, self.clips_on + on_f
 
-    def update_absence(self, on: Tensor, release_after: int) -> None:
-        """Count absent clips; a query absent for exactly ``release_after`` clips closes its segment."""
+    def update_absence(self, on: Tensor, release_after: int, frames: int) -> None:
+        """Count absent clips; a query absent for exactly ``release_after`` clips closes its segment (``frames``:
+        this clip's; its frames belong to the segment open during it)."""
         absent = self.absent if self.absent is not None else torch.zeros_like(on, dtype=torch.long)
         self.absent = torch.where(on, torch.zeros_like(absent), absent + 1)
+        closes = self.closes if self.closes is not None else torch.zeros_like(on, dtype=torch.long)
+        self.frame_segments.append(closes[:, None].expand(-1, frames, -1))  # (B, t, K): the clip is in the open one
+        self.closes = closes
         if release_after <= 0:
             return
         assert self.stats is not None and self.sums is not None and self.mass is not None  # add() came first
@@ -261,6 +336,7 @@ class _VideoAccumulator:
         if not bool(close.any()):
             return
         bi, ki = close.nonzero(as_tuple=True)
+        self.closes = closes + close.long()
         self.finished.append(
             {
                 "b": bi,
@@ -277,6 +353,38 @@ class _VideoAccumulator:
         self.clips_on = self.clips_on * keep.to(self.clips_on.dtype)
         self.stats = {name: v.masked_fill(close, _EMPTY_STATS[name]) for name, v in self.stats.items()}
 
+    def _closed_rows(self) -> tuple[Tensor, Tensor, Tensor, int]:
+        """Closed segments in closing order: their video (R,), query (R,), row (R,; after the K active rows, in
+        closing order per video) and the row count M."""
+        assert self.clips_on is not None
+        b, k = self.clips_on.shape
+        fb = torch.cat([f["b"] for f in self.finished])
+        fk = torch.cat([f["k"] for f in self.finished])
+        per_video = torch.bincount(fb, minlength=b)  # (B,) closed segments per video
+        slot = torch.zeros_like(fb)
+        for i in range(b):  # position of each closed segment among its video's extra rows (closing order)
+            sel = (fb == i).nonzero().flatten()
+            slot[sel] = torch.arange(sel.numel(), device=fb.device)
+        return fb, fk, k + slot, k + int(per_video.max())
+
+    def frame_rows(self, joined: Tensor | None = None) -> Tensor:
+        """(B, T, K) long: the row (numbered as :meth:`rows` numbers them) holding query k's pixels in frame t;
+        ``joined`` (B, M): the row each row was merged into (``merge_returning``)."""
+        seg = torch.cat(self.frame_segments, dim=1)  # (B, T, K): which of its query's segments
+        b, t, k = seg.shape
+        table = torch.arange(k, device=seg.device).view(1, k, 1).repeat(b, 1, int(seg.max()) + 1)  # (B, K, S)
+        if self.finished:  # the e-th closed segment of a query (closing order is time order); the open one: row k
+            fb, fk, rows, _ = self._closed_rows()
+            seen: dict[tuple[int, int], int] = {}
+            for bi, ki, row in zip(fb.tolist(), fk.tolist(), rows.tolist(), strict=True):
+                e = seen.get((bi, ki), 0)
+                seen[(bi, ki)] = e + 1
+                table[bi, ki, e] = row
+        out = table.gather(2, seg.transpose(1, 2)).transpose(1, 2)  # (B, T, K)
+        if joined is not None:
+            out = joined.gather(1, out.reshape(b, -1)).reshape(b, t, k)
+        return out
+
     def rows(self) -> tuple[Tensor, Tensor, dict[str, Tensor], Tensor]:
         """Active queries then closed segments, per video: (latent_sum (B, M, n, E), clips (B, M),
         stats (B, M) each, row_query (B, M) long (-1 = padding row))."""
@@ -286,14 +394,7 @@ class _VideoAccumulator:
         row_query = torch.arange(k, device=dev).expand(b, -1)
         if not self.finished:
             return self.latent_sum, self.clips_on, self.stats, row_query
-        fb = torch.cat([f["b"] for f in self.finished])
-        per_video = torch.bincount(fb, minlength=b)  # (B,) closed segments per video
-        m = k + int(per_video.max())
-        slot = torch.zeros_like(fb)
-        for i in range(b):  # position of each closed segment among its video's extra rows (closing order)
-            sel = (fb == i).nonzero().flatten()
-            slot[sel] = torch.arange(sel.numel(), device=dev)
-        rows = k + slot
+        fb, _, rows, m = self._closed_rows()
 
         def extend(active: Tensor, closed: Tensor, fill) -> Tensor:
             out = active.new_full((b, m, *active.shape[2:]), fill)
@@ -594,7 +695,7 @@ class TrajTok(nn.Module):
         hard_flat = c["hard"].reshape(b, -1)  # (B, P)
         latents = self.encoder.refine(traj_init, c["enc_feats"], hard_flat, n, c["positions"])  # (B, K, n, E)
         acc.add(clip_stats, on, c["sums"], c["mass"], latents)
-        acc.update_absence(on, cfg.release_after)
+        acc.update_absence(on, cfg.release_after, t)
         acc.queries = c["queries"]
         acc.frames_seen += t
         acc.assignment.append(c["hard"])
@@ -605,6 +706,11 @@ class TrajTok(nn.Module):
     def _finish(self, acc: _VideoAccumulator, mode: str, budget: int | None) -> TrajectoryTokens:
         """Tokens of every trajectory (present in >= 1 clip) of the accumulated video."""
         latent_sum, clips, stats, row_query = acc.rows()
+        joined = None
+        if self.config.merge_returning > 0:
+            latent_sum, clips, stats, joined = _merge_returning(
+                latent_sum, clips, stats, row_query, self.config.merge_returning
+            )
         h, w = acc.assignment[0].shape[-2:]
         present = clips > 0  # (B, M)
         latents = latent_sum / clips.clamp_min(1.0)[:, :, None, None]  # (B, M, n, E) mean over present clips
@@ -636,6 +742,7 @@ class TrajTok(nn.Module):
             num_tokens=num,
             state=StreamState(queries=acc.queries, frames_seen=acc.frames_seen, absent=acc.absent),
             trajectory_query=torch.where(present, row_query, torch.full_like(row_query, -1)),
+            frame_rows=acc.frame_rows(joined),
         )
 
     # --- public API ---------------------------------------------------------------------------------------

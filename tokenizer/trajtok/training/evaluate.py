@@ -3,8 +3,10 @@
     trajtok eval --checkpoint runs/quickstart --data data/synth --split test --json runs/quickstart/eval_test.json
 
 Per video, the model tokenizes the whole video clip by clip with carried queries (``TrajTok.tokenize_video``), the
-assignment logits are upsampled (bilinear) to the label resolution and their argmax is the predicted trajectory of
-each pixel. Metrics, all over space and time at once (a trajectory is the set of its pixels in every frame):
+assignment logits are upsampled (bilinear) to the label resolution and their argmax is the predicted query of each
+pixel; a pixel's predicted trajectory is the token row its query held in that frame (``TrajectoryTokens.frame_rows``:
+a query released and seen again starts a new row, rows joined by ``merge_returning`` are one; ``by="queries"``
+counts a query's rows as one trajectory, as these metrics did before). Metrics, all over space and time at once (a trajectory is the set of its pixels in every frame):
 
 - ``miou``: space-time mIoU. Hungarian matching on -IoU between the ground-truth trajectories (objects; the
   background is not one of them) and all predicted trajectories; each GT trajectory scores the IoU of its match
@@ -113,7 +115,7 @@ def coverage(gt: np.ndarray, pred: np.ndarray) -> float:
 
 @torch.no_grad()
 def predict_ids(
-    model: Any, frames: torch.Tensor, out_size: tuple[int, int], clip_len: int | None = None
+    model: Any, frames: torch.Tensor, out_size: tuple[int, int], clip_len: int | None = None, *, by: str = "rows"
 ) -> tuple[np.ndarray, int, int]:
     """Predicted trajectory id per pixel of a whole video, streamed clip by clip.
 
@@ -122,16 +124,25 @@ def predict_ids(
         frames: (T, C, H, W) uint8 or float in [0, 1].
         out_size: (H', W') of the returned ids (the label resolution).
         clip_len: frames per clip (default model.config.clip_len).
+        by: "rows": the id of a pixel is its trajectory row, as the tokens have them (a query released and seen
+            again is two trajectories; trajectories joined by ``merge_returning`` are one); "queries": its query
+            index (a query's segments count as one trajectory, what these metrics measured before rows).
     Returns:
-        (ids (T, H', W') int64 query index per pixel, number of tokens, number of present trajectories).
+        (ids (T, H', W') int64 trajectory id per pixel, number of tokens, number of present trajectories).
     """
+    if by not in ("rows", "queries"):
+        raise ValueError(f"by must be 'rows' or 'queries', got {by!r}")
     out = model.tokenize_video(frames, clip_len=clip_len, return_masks=True)
     logits = out.logits[0]  # (K, T, h0, w0)
     ids = []
     for s in range(0, logits.shape[1], 16):  # upsample a few frames at a time to bound memory
         up = F.interpolate(logits[:, s : s + 16].float(), size=out_size, mode="bilinear", align_corners=False)
-        ids.append(up.argmax(dim=0))  # (t, H', W')
-    return torch.cat(ids).cpu().numpy(), int(out.num_tokens[0]), int(out.present[0].sum())
+        ids.append(up.argmax(dim=0))  # (t, H', W') query per pixel
+    pred = torch.cat(ids)
+    if by == "rows" and out.frame_rows is not None:
+        rows = out.frame_rows[0].to(pred.device)  # (T, K): the row of each query in each frame
+        pred = rows.gather(1, pred.reshape(pred.shape[0], -1)).reshape_as(pred)
+    return pred.cpu().numpy(), int(out.num_tokens[0]), int(out.present[0].sum())
 
 
 def evaluate_model(
@@ -144,8 +155,10 @@ def evaluate_model(
     label_size: int | None = None,
     max_skip_fraction: float = 0.1,
     progress: bool = False,
+    by: str = "rows",
 ) -> dict:
-    """Metrics of ``model`` on the labelled videos of ``split`` (see the module docstring); returns the JSON dict."""
+    """Metrics of ``model`` on the labelled videos of ``split`` (see the module docstring; ``by``: what a
+    predicted trajectory is, see :func:`predict_ids`); returns the JSON dict."""
     size = model.config.image_size
     data = TrajectoryClipDataset(
         data_root,
@@ -163,7 +176,7 @@ def evaluate_model(
     rows = []
     for v in tqdm(data.videos, desc=f"eval {split}", unit="video", disable=not progress):
         frames = torch.from_numpy(v.frames).permute(0, 3, 1, 2).to(model.device)  # (T, 3, H, W)
-        pred, tokens, trajectories = predict_ids(model, frames, tuple(v.ids.shape[1:]), clip_len)
+        pred, tokens, trajectories = predict_ids(model, frames, tuple(v.ids.shape[1:]), clip_len, by=by)
         gt = v.ids.astype(np.int64)
         rows.append(
             {
