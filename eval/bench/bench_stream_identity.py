@@ -11,6 +11,15 @@ keeps identities across clips has tokens(max) / tokens(min) = 1 (n = 1 token per
 checkpoint's carry) and every trajectory row is split into: ``first rows`` (a query's first trajectory) and
 ``re-opened rows`` (a later trajectory of a query that was released after ``release_after`` absent clips and came
 back), with the pixels each row holds. Prints a table; ``--json`` keeps the rows.
+
+``--data WORLD`` reads the videos of a world's split instead (``--split``, default val; ``--videos`` of them), each
+sampled at F frames evenly over the whole video as the VLM connector samples it (``load_video(num_frames=F)``): how
+the visual tokens grow with the frame budget on long videos whose objects leave and come back (``objects``: the
+labelled objects in the sampled frames). ``--merge-returning`` compares thresholds of joining a trajectory seen
+again after an absence into its earlier one (``TrajTokConfig.merge_returning``):
+
+    python eval/bench/bench_stream_identity.py --checkpoint runs/demo/tokenizer-restart/checkpoints/step_0000600 \
+        --data runs/demo/data --split val --frames 8,32,64 --merge-returning 0,0.95
 """
 
 from __future__ import annotations
@@ -81,9 +90,42 @@ def stream_rows(model, frames: torch.Tensor) -> dict:
     }
 
 
+def world_videos(args: argparse.Namespace, size: int):
+    """(name, frames (T, 3, H, W) uint8, masks (T, H', W') ids) of --data's split, each at max(--frames) frames
+    sampled as load_video(num_frames=F) samples them; shorter budgets take their own samples (see scenes)."""
+    from trajtok.io.labels import load_labels
+    from trajtok.io.video import load_video, sample_indices
+
+    split = Path(args.data) / args.split
+    paths = sorted(split.glob("*.mp4"))[: args.videos]
+    if not paths:
+        raise SystemExit(f"--data {args.data}: no .mp4 videos in {split}")
+    for path in paths:
+        masks = path.with_suffix(".npz")
+        if not masks.is_file():
+            raise SystemExit(f"{masks}: not found (the world's labels; --data needs a trajtok synth world)")
+        labels = load_labels(masks).masks
+        for f in args.frames:
+            video = load_video(path, num_frames=f, size=(size, size))  # (F, 3, H, W) uint8
+            yield path.stem, f, video.frames, labels[sample_indices(len(labels), f)]
+
+
+def scenes(args: argparse.Namespace, size: int):
+    """(scene, frames F, (F, 3, H, W) uint8, (F, H, W) object ids) for every scene and length."""
+    if args.data is not None:
+        yield from world_videos(args, size)
+        return
+    from trajtok.synth import generate_video
+
+    for seed in args.seeds:
+        video = generate_video(seed, max(args.frames), size, size, args.objects, config=constant_world())
+        frames = torch.from_numpy(np.ascontiguousarray(video.frames)).permute(0, 3, 1, 2)
+        for f in args.frames:
+            yield seed, f, frames[:f], video.masks[:f]
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     from trajtok import TrajTok
-    from trajtok.synth import generate_video
 
     results = []
     for release_after in args.release_after:
@@ -92,16 +134,12 @@ def run(args: argparse.Namespace) -> list[dict]:
             if args.presence_fraction is not None:
                 overrides["presence_fraction"] = args.presence_fraction
             model = TrajTok.from_pretrained(args.checkpoint, **overrides).eval()
-            size = model.config.image_size
-            for seed in args.seeds:
-                video = generate_video(seed, max(args.frames), size, size, args.objects, config=constant_world())
-                frames = torch.from_numpy(np.ascontiguousarray(video.frames)).permute(0, 3, 1, 2)
-                for f in args.frames:
-                    row = {"release_after": release_after, "merge_returning": merge, "seed": seed, "frames": f}
-                    row |= stream_rows(model, frames[:f])
-                    row["objects_present"] = int(len(np.unique(video.masks[:f][video.masks[:f] > 0])))
-                    results.append(row)
-                    logger.info("%s", row)
+            for scene, f, frames, masks in scenes(args, model.config.image_size):
+                row = {"release_after": release_after, "merge_returning": merge, "seed": scene, "frames": f}
+                row |= stream_rows(model, frames)
+                row["objects_present"] = int(len(np.unique(masks[masks > 0])))
+                results.append(row)
+                logger.info("%s", row)
     return results
 
 
@@ -133,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", type=Path, required=True, help="a TrajTok folder (trajtok train output)")
     p.add_argument("--seeds", default="10000,10001,10002,10003", help="scene seeds (held out)")
+    p.add_argument("--data", type=Path, default=None, help="a trajtok synth world: its videos instead of scenes")
+    p.add_argument("--split", default="val", help="--data's split (default val)")
+    p.add_argument("--videos", type=int, default=16, help="--data: the first N videos of the split")
     p.add_argument("--objects", type=int, default=6, help="objects per scene, all present throughout")
     p.add_argument("--frames", default="32,512", help="video lengths (comma list)")
     p.add_argument("--release-after", default="4", help="release_after values to compare (comma list)")

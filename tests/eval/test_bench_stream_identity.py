@@ -3,6 +3,7 @@ query's first row and the rows it re-opens after a release."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -49,3 +50,24 @@ def test_merge_returning_takes_re_opened_rows_back_into_earlier_trajectories(ben
     assert joined["reopened_rows"] < split["reopened_rows"] and joined["tokens"] < split["tokens"]
     with pytest.raises(SystemExit, match="--merge-returning"):
         bench.main(["--checkpoint", "x", "--merge-returning", "2"])
+
+
+def test_world_videos_are_sampled_as_the_connector_samples_them(bench, tmp_path):
+    from trajtok.io.video import load_video
+    from trajtok.synth import write_dataset
+
+    write_dataset(tmp_path, "train=0,val=2,test=0", frames=(40, 48), size=64, objects=(2, 3), world="long")
+    args = bench.argparse.Namespace(data=tmp_path, split="val", videos=1, frames=[4, 8], seeds=[], objects=0)
+    got = list(bench.scenes(args, 64))
+    assert [(name, f, tuple(x.shape)) for name, f, x, _ in got] == [
+        ("val_00000", 4, (4, 3, 64, 64)),
+        ("val_00000", 8, (8, 3, 64, 64)),
+    ]
+    video = load_video(tmp_path / "val" / "val_00000.mp4", num_frames=8, size=(64, 64))
+    assert torch.equal(got[1][2], video.frames)
+    from trajtok.io.labels import load_labels
+
+    labels = load_labels(tmp_path / "val" / "val_00000.npz").masks
+    assert np.array_equal(got[1][3], labels[video.indices.numpy()])  # the labels of the decoded frames
+    with pytest.raises(SystemExit, match="no .mp4 videos"):
+        list(bench.scenes(bench.argparse.Namespace(data=tmp_path, split="test", videos=1, frames=[4]), 64))
