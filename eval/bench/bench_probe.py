@@ -84,10 +84,7 @@ def tower_features(tower_dir: Path, frames: torch.Tensor, batch: int = 32) -> tu
         saved = torch.load(text, map_location="cpu", weights_only=False)
         if any(k.startswith("word_head.") for k in saved["state"]):
             model = VideoTextModel(saved["vocab"], TowerConfig(**saved["config"]))
-            # towers saved before the patch-label heads existed lack only those
-            missing, unexpected = model.load_state_dict(saved["state"], strict=False)
-            if unexpected or any(not k.startswith(("shape_head.", "colour_head.")) for k in missing):
-                raise ValueError(f"{text}: tower state does not match (missing {missing}, unexpected {unexpected})")
+            model.load_state_dict(saved["state"])
             head = (model.text.vocab, model.word_head.eval())
     feats, logits = [], []
     for i in range(0, len(frames), batch):

@@ -196,9 +196,10 @@ class VideoTextModel(nn.Module):
         # one detector per caption word, applied to every patch (Fang et al. 2015, "From captions to visual
         # concepts and back": a word is in the video's caption when some patch of some frame fires for it)
         self.word_head = nn.Linear(cfg.hidden_size, len(vocab))
-        # patch labels (patch_label_weight > 0): class 0 is background, then SHAPES / COLOURS in order
-        self.shape_head = nn.Linear(cfg.hidden_size, len(SHAPES) + 1)
-        self.colour_head = nn.Linear(cfg.hidden_size, len(COLOURS) + 1)
+        # patch labels, only when trained (patch_label_weight > 0): class 0 is background, then SHAPES / COLOURS
+        if cfg.patch_label_weight > 0:
+            self.shape_head = nn.Linear(cfg.hidden_size, len(SHAPES) + 1)
+            self.colour_head = nn.Linear(cfg.hidden_size, len(COLOURS) + 1)
 
     def patch_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels (B, T, C, H, W) -> the tower's patch features (B, T*h*w, E)."""
