@@ -23,6 +23,7 @@ its output exists (an interrupted run continues where it stopped; a failed stage
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -117,6 +118,11 @@ def write_stage_data(data: Path, out: Path, p: DemoPreset | SimpleNamespace, see
     if unknown:
         raise ValueError(f"stage1_captions: unknown kind {unknown[0]!r}; expected some of {CAPTION_KINDS}")
     rng = random.Random(seed)
+
+    @functools.cache
+    def record(video: str) -> dict:  # a training video's world record, read once however many turns use it
+        return json.loads((data / "train" / video.replace(".mp4", ".json")).read_text())
+
     by_video: dict[str, list[dict]] = {}
     for row in json.loads((data / "train" / "captions.json").read_text()):
         by_video.setdefault(row["video"], []).append({k: row[k] for k in ("id", "video", "conversations")})
@@ -127,8 +133,10 @@ def write_stage_data(data: Path, out: Path, p: DemoPreset | SimpleNamespace, see
         rows = by_video[row["video"]]
         for kind in kinds:
             if kind == "views":
-                record = json.loads((data / "train" / row["video"].replace(".mp4", ".json")).read_text())
-                turns = [dict(rows[0]["conversations"][0]), {"from": "gpt", "value": views_caption(record)}]
+                turns = [
+                    dict(rows[0]["conversations"][0]),
+                    {"from": "gpt", "value": views_caption(record(row["video"]))},
+                ]
                 captions.append(
                     {"id": f"{Path(row['video']).stem}_views", "video": row["video"], "conversations": turns}
                 )
@@ -151,12 +159,11 @@ def write_stage_data(data: Path, out: Path, p: DemoPreset | SimpleNamespace, see
         if rng.random() < p.stage2_caption_frac:
             turns.insert(rng.randrange(len(turns) + 1), tuple(t["value"] for t in row["conversations"][:2]))
         if rng.random() < p.stage2_open_frac:
-            n = len(json.loads((data / "train" / video.replace(".mp4", ".json")).read_text())["objects"])
+            n = len(record(video)["objects"])
             answer = f"{words[n].capitalize() if n < len(words) else n} object{'s' * (n != 1)} appear in the video."
             turns.insert(rng.randrange(len(turns) + 1), ("How many different objects appear in the video?", answer))
         if p.stage2_views_frac > 0 and rng.random() < p.stage2_views_frac:  # no draw at 0: older runs' files stay
-            record = json.loads((data / "train" / video.replace(".mp4", ".json")).read_text())
-            turns.insert(rng.randrange(len(turns) + 1), (VIEWS_QUESTION, views_caption(record)))
+            turns.insert(rng.randrange(len(turns) + 1), (VIEWS_QUESTION, views_caption(record(video))))
         if not turns:
             continue
         conv = []
