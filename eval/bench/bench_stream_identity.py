@@ -104,9 +104,12 @@ def world_videos(args: argparse.Namespace, size: int):
         masks = path.with_suffix(".npz")
         if not masks.is_file():
             raise SystemExit(f"{masks}: not found (the world's labels; --data needs a trajtok synth world)")
-        labels = load_labels(masks).masks
-        for f in args.frames:
-            video = load_video(path, num_frames=f, size=(size, size))  # (F, 3, H, W) uint8
+        try:  # a corrupt video or label file is one line naming it, not a traceback
+            labels = load_labels(masks).masks
+            videos = [(f, load_video(path, num_frames=f, size=(size, size))) for f in args.frames]
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"--data: {err}") from None
+        for f, video in videos:  # frames (F, 3, H, W) uint8 and the labels of those frames
             yield path.stem, f, video.frames, labels[sample_indices(len(labels), f)]
 
 

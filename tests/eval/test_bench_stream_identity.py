@@ -69,5 +69,9 @@ def test_world_videos_are_sampled_as_the_connector_samples_them(bench, tmp_path)
 
     labels = load_labels(tmp_path / "val" / "val_00000.npz").masks
     assert np.array_equal(got[1][3], labels[video.indices.numpy()])  # the labels of the decoded frames
+    (tmp_path / "val" / "val_00001.mp4").write_bytes(b"not a video")
+    bad = bench.argparse.Namespace(data=tmp_path, split="val", videos=2, frames=[4], seeds=[], objects=0)
+    with pytest.raises(SystemExit, match="val_00001.mp4"):
+        list(bench.scenes(bad, 64))
     with pytest.raises(SystemExit, match="no .mp4 videos"):
         list(bench.scenes(bench.argparse.Namespace(data=tmp_path, split="test", videos=1, frames=[4]), 64))
