@@ -187,6 +187,12 @@ def nearest_in_tokens(target: dict, candidates: list[dict]) -> dict | None:
     return min(candidates, key=lambda r: (abs(math.log(max(r["visual_tokens"], 1e-9) / t)), r["visual_tokens"]))
 
 
+def held_out_retrieval(metrics: dict) -> dict:
+    """The tower's retrieval with the split it was measured on (towers saved before ``eval_split`` measured test)."""
+    split = metrics.get("eval_split", "test")
+    return {"split": split, **metrics[split]}
+
+
 def best_on_val(rows: list[dict]) -> dict[str, str]:
     """Each connector's model with the best val accuracy (ties: fewer visual tokens): the val-chosen budget."""
     best: dict[str, dict] = {}
@@ -651,7 +657,7 @@ class DemoRunner:
             },
             "bootstrap_samples": self.preset.bootstrap_samples,
             "test_questions_sha256": hashlib.sha256((self.data / "test" / "qa.json").read_bytes()).hexdigest(),
-            "tower": json.loads(tower_json.read_text())["test"] if tower_json.exists() else None,
+            "tower": held_out_retrieval(json.loads(tower_json.read_text())) if tower_json.exists() else None,
             "tokenizer": tok,
             "rows": rows,
             "controls": controls,

@@ -173,7 +173,7 @@ def report(results: dict) -> str:
     if results.get("tower"):
         tw = results["tower"]
         lines += [
-            f"Tower retrieval (held out, {tw.get('num_pairs')} videos): video->text R@5 "
+            f"Tower retrieval ({tw.get('split', 'test')} split, {tw.get('num_pairs')} videos): video->text R@5 "
             f"{tw.get('video_to_text_r5', math.nan):.1f} %, text->video R@5 {tw.get('text_to_video_r5', math.nan):.1f} %.",
             "",
         ]

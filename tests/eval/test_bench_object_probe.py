@@ -60,7 +60,7 @@ def test_run_on_a_small_world_with_a_tower_and_trajtok(bench, tmp_path, capsys):
     data = tmp_path / "synth"
     write_dataset(data, {"train": 8, "val": 0, "test": 4}, frames=(8, 10), size=64, objects=(2, 3), seed=3)
     cfg = TowerConfig(hidden_size=32, num_layers=1, num_heads=1, text_width=32, text_layers=1, embed_dim=16, frames=2)
-    cfg.steps, cfg.batch_size = 2, 4
+    cfg.steps, cfg.batch_size, cfg.eval_split = 2, 4, "test"  # this world has no val split
     pretrain_tower(data, tmp_path / "tower", cfg)
     tiny_model(image_size=64).save_pretrained(tmp_path / "trajtok")
     out = tmp_path / "probe.json"

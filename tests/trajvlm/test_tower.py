@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,8 @@ def test_config_rejects_bad_geometry():
         TowerConfig(lr=-2e-3)
     with pytest.raises(ValueError, match="weight_decay >= 0"):
         TowerConfig(weight_decay=-0.1)
+    with pytest.raises(ValueError, match="eval_split must name a held-out split"):
+        TowerConfig(eval_split="train")
 
 
 def test_caption_encoder_maps_unknown_words_and_pads():
@@ -68,12 +71,14 @@ def test_pretrain_tower_writes_a_loadable_tower_and_metrics(tmp_path):
     from trajvlm.training.tower import load_tower
 
     data = tmp_path / "synth"
-    write_dataset(data, {"train": 6, "val": 0, "test": 4}, frames=(8, 12), size=64, objects=(2, 3), seed=1)
+    write_dataset(data, {"train": 6, "val": 4, "test": 3}, frames=(8, 12), size=64, objects=(2, 3), seed=1)
+    shutil.rmtree(data / "test")  # retrieval is measured on val: the tower never reads test
     metrics = pretrain_tower(data, tmp_path / "tower", small_cfg(steps=2, batch_size=4))
-    assert set(metrics["test"]) >= {"video_to_text_r1", "video_to_text_r5", "text_to_video_r5", "num_pairs"}
-    assert metrics["test"]["num_pairs"] == 4
+    assert metrics["eval_split"] == "val" and "test" not in metrics
+    assert set(metrics["val"]) >= {"video_to_text_r1", "video_to_text_r5", "text_to_video_r5", "num_pairs"}
+    assert metrics["val"]["num_pairs"] == 4
     saved = json.loads((tmp_path / "tower" / "tower_metrics.json").read_text())
-    assert saved["test"] == metrics["test"]
+    assert saved["val"] == metrics["val"]
     tower = load_tower(tmp_path / "tower")
     assert tower.config.hidden_size == 32 and tower.config.image_size == 64
     with pytest.raises(FileNotFoundError, match="no tower checkpoint"):
@@ -170,7 +175,7 @@ def test_patch_label_loss_trains_on_a_world_and_needs_its_labels(tmp_path):
     from trajvlm.training.tower import read_split
 
     data = tmp_path / "synth"
-    write_dataset(data, {"train": 4, "val": 0, "test": 2}, frames=(8, 12), size=64, objects=(2, 3), seed=1)
+    write_dataset(data, {"train": 4, "val": 2, "test": 0}, frames=(8, 12), size=64, objects=(2, 3), seed=1)
     cfg = small_cfg(steps=2, batch_size=4, patch_label_weight=1.0)
     frames, texts, labels = read_split(data, "train", cfg, with_patch_labels=True)
     assert labels is not None and labels.shape == (4, cfg.frames, 64, 2)

@@ -12,7 +12,7 @@ from trajvlm.training.tower import parse_overrides, pretrain_tower
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, type=Path, help="a `trajtok synth --out` folder (train + test)")
+    parser.add_argument("--data", required=True, type=Path, help="a `trajtok synth --out` folder (train + val)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (vision/, text.pt, metrics)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of TowerConfig fields (values are YAML)")
 
@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     metrics = pretrain_tower(args.data, args.out, parse_overrides(args.overrides))
-    print(json.dumps(metrics["test"]))
+    print(json.dumps({"split": metrics["eval_split"], **metrics[metrics["eval_split"]]}))
     return 0
 
 
