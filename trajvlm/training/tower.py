@@ -40,6 +40,7 @@ from trajtok.io.video import load_video, sample_indices
 from trajtok.synth.text import colour_at
 from trajtok.synth.world import COLOURS, SHAPES
 from trajvlm.training.config import config_from_overrides
+from trajvlm.training.tower_scenes import SceneSampler, scene_settings
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,10 @@ class TowerConfig:
     # beside each video) and records. The caption losses teach colour but leave shapes near chance at 8 px patches
     # (docs/long_video_world.md); a pretrained tower (SigLIP) names objects, and this is the synthetic world's stand-in
     patch_label_weight: float = 0.0
+    # share of each batch drawn as fresh scenes of the world (trajvlm.training.tower_scenes: the world's renderer,
+    # settings and caption words, new objects every step; 0 = the training videos only). On the training videos
+    # alone the tower memorises which shapes go with which video instead of learning to see shapes
+    scene_frac: float = 0.0
 
     def __post_init__(self) -> None:
         if self.image_size < self.patch_size or self.image_size % self.patch_size:
@@ -111,6 +116,8 @@ class TowerConfig:
             raise ValueError(
                 f"word_weight and patch_label_weight must be >= 0, got {self.word_weight}, {self.patch_label_weight}"
             )
+        if not 0.0 <= self.scene_frac <= 1.0:
+            raise ValueError(f"scene_frac must be in [0, 1], got {self.scene_frac!r}")
         if not self.lr > 0.0 or self.weight_decay < 0.0:
             raise ValueError(f"lr must be > 0 and weight_decay >= 0, got {self.lr!r}, {self.weight_decay!r}")
         if self.text_width % 2:
@@ -284,12 +291,13 @@ def patch_labels(record: dict, masks: np.ndarray, frames: list[int], cfg: TowerC
 
 
 def read_split(
-    data: Path, split: str, cfg: TowerConfig, limit: int = 0, *, with_patch_labels: bool = False
+    data: str | Path, split: str, cfg: TowerConfig, limit: int = 0, *, with_patch_labels: bool = False
 ) -> tuple[torch.Tensor, list[str], torch.Tensor | None]:
     """uint8 frames (N, T, C, H, W) and the first caption of each video of ``data/split``; with
     ``with_patch_labels`` also their :func:`patch_labels` (N, T, h*w, 2), read from each video's ``.npz`` masks and
     ``.json`` record (None otherwise)."""
 
+    data = Path(data)
     path = data / split / "captions.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: expected the output of `trajtok synth --out {data}`")
@@ -331,6 +339,28 @@ def retrieval(model: VideoTextModel, frames: torch.Tensor, texts: list[str], bat
     return out
 
 
+@torch.no_grad()
+def patch_head_accuracy(
+    model: VideoTextModel, frames: torch.Tensor, labels: torch.Tensor, batch: int = 64
+) -> dict[str, float]:
+    """Per-patch accuracy in % of a patch-label tower's shape and colour heads over the patches an object covers
+    (``labels`` from :func:`read_split` with patch labels). On the training videos against a held-out split it
+    measures what the heads memorised rather than learned."""
+    if not hasattr(model, "shape_head"):
+        raise ValueError("the tower has no patch heads (it was trained with patch_label_weight=0)")
+    model.eval()
+    right = {"shape": 0, "colour": 0}
+    total = 0
+    for i in range(0, len(frames), batch):
+        feats = model.patch_features(normalise(frames[i : i + batch]))  # (B, T*h*w, E)
+        target = labels[i : i + batch].reshape(feats.shape[0], -1, 2)
+        on = target[..., 0] > 0
+        right["shape"] += int((model.shape_head(feats).argmax(-1) == target[..., 0])[on].sum())
+        right["colour"] += int((model.colour_head(feats).argmax(-1) == target[..., 1])[on].sum())
+        total += int(on.sum())
+    return {k: round(100.0 * v / max(1, total), 1) for k, v in right.items()} | {"object_patches": total}
+
+
 def pretrain_tower(data: str | Path, out: str | Path, cfg: TowerConfig | None = None) -> dict:
     """Train the tower on ``data/train``, measure retrieval on ``data/<cfg.eval_split>`` (val by default), save;
     returns the metrics (retrieval under the split's name, and ``eval_split``)."""
@@ -341,7 +371,9 @@ def pretrain_tower(data: str | Path, out: str | Path, cfg: TowerConfig | None = 
     train_frames, train_texts, train_labels = read_split(
         data, "train", cfg, cfg.max_videos, with_patch_labels=cfg.patch_label_weight > 0
     )
-    held_frames, held_texts, _ = read_split(data, cfg.eval_split, cfg)
+    held_frames, held_texts, held_labels = read_split(
+        data, cfg.eval_split, cfg, with_patch_labels=cfg.patch_label_weight > 0
+    )
     logger.info(
         "read %d train / %d %s videos in %.0f s", len(train_texts), len(held_texts), cfg.eval_split, time.time() - t0
     )
@@ -353,18 +385,27 @@ def pretrain_tower(data: str | Path, out: str | Path, cfg: TowerConfig | None = 
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))
     )
     gen = torch.Generator().manual_seed(cfg.seed)
+    scenes = round(cfg.batch_size * cfg.scene_frac)
+    sampler = SceneSampler(scene_settings(data), cfg.frames, cfg.seed) if scenes else None
     t_train = time.time()
     model.train()
     for step in range(cfg.steps):
-        idx = torch.randperm(len(train_texts), generator=gen)[: cfg.batch_size]
-        pixels = normalise(train_frames[idx])
+        idx = torch.randperm(len(train_texts), generator=gen)[: cfg.batch_size - scenes]
+        frames, texts = train_frames[idx], [train_texts[i] for i in idx.tolist()]
         labels = train_labels[idx] if train_labels is not None else None
+        if sampler is not None:
+            more, more_texts, drawn = sampler.draw(scenes, cfg.image_size)
+            frames, texts = torch.cat([frames, more]), texts + more_texts
+            if labels is not None:
+                t = list(range(cfg.frames))
+                labels = torch.cat([labels, torch.stack([patch_labels(r, m, t, cfg) for r, m in drawn])])
+        pixels = normalise(frames)
         if torch.rand((), generator=gen) < 0.5:  # horizontal flip: captions name no left / right
             pixels = pixels.flip(-1)
             if labels is not None:  # the patch grid flips with the pixels
                 g = cfg.image_size // cfg.patch_size
                 labels = labels.reshape(*labels.shape[:2], g, g, 2).flip(3).reshape(labels.shape)
-        loss = model.loss(pixels, [train_texts[i] for i in idx.tolist()], labels)
+        loss = model.loss(pixels, texts, labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -373,14 +414,20 @@ def pretrain_tower(data: str | Path, out: str | Path, cfg: TowerConfig | None = 
         if step % 25 == 0 or step == cfg.steps - 1:
             logger.info("tower step %d/%d loss %.4f", step + 1, cfg.steps, loss.item())
     train_s = time.time() - t_train
+    n = len(held_texts)
     metrics = {
         "eval_split": cfg.eval_split,
         cfg.eval_split: retrieval(model, held_frames, held_texts),
-        "train_subset": retrieval(model, train_frames[: len(held_texts)], train_texts[: len(held_texts)]),
+        "train_subset": retrieval(model, train_frames[:n], train_texts[:n]),
         "train_s": round(train_s, 1),
         "final_loss": round(loss.item(), 4),
         "config": dataclasses.asdict(cfg),
     }
+    if train_labels is not None and held_labels is not None:  # the patch heads on seen and on held-out videos
+        metrics["patch_heads"] = {
+            "train_subset": patch_head_accuracy(model, train_frames[:n], train_labels[:n]),
+            cfg.eval_split: patch_head_accuracy(model, held_frames, held_labels),
+        }
     out.mkdir(parents=True, exist_ok=True)
     model.vision.save_pretrained(out / "vision")
     torch.save({"vocab": vocab, "config": dataclasses.asdict(cfg), "state": model.state_dict()}, out / "text.pt")
@@ -397,6 +444,17 @@ def load_tower(path: str | Path):
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"no tower checkpoint at {path} (expected {path}/vision/config.json)")
     return SiglipVisionModel.from_pretrained(folder)
+
+
+def load_video_text_model(path: str | Path) -> VideoTextModel:
+    """The whole tower :func:`pretrain_tower` saved in ``path`` (``text.pt``): vision, caption encoder and heads."""
+    text = Path(path) / "text.pt"
+    if not text.is_file():
+        raise FileNotFoundError(f"{text} not found: expected a folder written by `trajvlm pretrain-tower`")
+    saved = torch.load(text, map_location="cpu", weights_only=False)
+    model = VideoTextModel(saved["vocab"], TowerConfig(**saved["config"]))
+    model.load_state_dict(saved["state"])
+    return model.eval()
 
 
 def parse_overrides(overrides: list[str]) -> TowerConfig:

@@ -812,6 +812,32 @@ def views_caption(record: dict, points: tuple[tuple[str, float], ...] = VIEW_POI
     return " ".join(sentences)
 
 
+def _intro(rng: np.random.Generator, n: int, background: str) -> str:
+    """The cast caption's first words: how many objects move over which background (one draw of ``rng``)."""
+    if n == 1:
+        return f"A single object moves over {_article(background)} background"
+    return str(
+        rng.choice(
+            [
+                f"{_cap(_count_word(n))} objects move over {_article(background)} background",
+                f"{_cap(_article(background))} background with {_count_word(n)} moving objects",
+                f"On {_article(background)} background, {_count_word(n)} objects move around",
+            ]
+        )
+    )
+
+
+def still_caption(rng: np.random.Generator, objects: list[dict], background: dict) -> str:
+    """The cast caption of a scene seen in a few frames, in the words of :func:`make_captions`' first caption but
+    without the motion phrases (a few frames do not show how an object moves): 'Three objects move over a dark
+    teal gradient background: a dotted orange cross, a blue triangle and a striped white ring.' ``objects``: dicts
+    with ``shape``, ``colour`` and ``texture``; ``background``: ``tone`` and ``kind`` (as a record's shot)."""
+    bg = f"{background['tone']} {_BACKGROUND_WORDS[background['kind']]}"
+    cast = [f"{_article(_TEXTURE_WORDS[o['texture']] + o['colour'])} {o['shape']}" for o in objects]
+    intro = _intro(rng, len(objects), bg)
+    return f"{intro}: {_join(cast)}." if cast else f"{intro}."
+
+
 def make_captions(rng: np.random.Generator, record: dict, max_events: int = 10) -> list[str]:
     """2-3 template captions: the cast, the events in order, and the camera/summary view."""
     objs = record["objects"]
@@ -824,17 +850,7 @@ def make_captions(rng: np.random.Generator, record: dict, max_events: int = 10) 
         f"{_MOTION_PHRASES[objs[i]['motion']][int(rng.integers(2))]}"
         for i in by_first
     ]
-    intro = str(
-        rng.choice(
-            [
-                f"{_cap(_count_word(n))} objects move over {_article(bg)} background",
-                f"{_cap(_article(bg))} background with {_count_word(n)} moving objects",
-                f"On {_article(bg)} background, {_count_word(n)} objects move around",
-            ]
-        )
-        if n != 1
-        else f"A single object moves over {_article(bg)} background"
-    )
+    intro = _intro(rng, n, bg)
     captions = [f"{intro}: {_join(cast)}." if cast else f"{intro}."]
 
     story = [ev for ev in record["events"] if ev["type"] != "occlusion"]
