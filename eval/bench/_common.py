@@ -56,13 +56,19 @@ def run_cli(run: Callable[[argparse.Namespace], Any], args: argparse.Namespace) 
 def probe_arguments(doc: str, train_videos: int, data_help: str) -> argparse.ArgumentParser:
     """The probe benchmarks' parser (its description the second paragraph of ``doc``) with the options they share:
     ``--data`` (``data_help``), ``--tower``, ``--frames``, ``--train-videos`` (default ``train_videos``),
-    ``--test-videos``, ``--threads``, ``--json``."""
+    ``--split`` (the held-out split scored), ``--test-videos``, ``--threads``, ``--json``."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[1], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", required=True, help=data_help)
     ap.add_argument("--tower", nargs="*", help="tower folders written by `trajvlm pretrain-tower`")
     ap.add_argument("--frames", type=int, default=4)
     ap.add_argument("--train-videos", type=int, default=train_videos)
-    ap.add_argument("--test-videos", type=int, default=0, help="0 = the whole test split")
+    ap.add_argument(
+        "--split",
+        default="test",
+        choices=("val", "test"),
+        help="held-out split the probe is scored on (test: the numbers in the docs; val: when a choice reads it)",
+    )
+    ap.add_argument("--test-videos", type=int, default=0, help="held-out videos read (0 = the whole split)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
     return ap

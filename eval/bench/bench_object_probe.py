@@ -4,8 +4,8 @@ Which features know an object's shape? ``bench_probe.py`` asks per video ("is th
 max over a frame of several objects blur what one object looks like. This probe asks per object: each object of each
 video gets one feature vector, the mean of a feature map over its ground-truth pixels in ``--frames`` frames spread
 over the video (the frames a VLM reads), and a multinomial logistic regression names its shape (8 classes) and its
-colour (9), fitted on the objects of ``--train-videos`` training videos and scored by accuracy on the test split's
-objects. Features:
+colour (9), fitted on the objects of ``--train-videos`` training videos and scored by accuracy on the held-out split's
+objects (``--split``: test by default, val where a choice reads it). Features:
 
 - ``colour``: the mean RGB of its pixels (no learning; the floor for colour, near chance for shape);
 - ``mask, W px``: the geometry of its ground-truth mask at the video's resolution: the share of its box it fills, its
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> dict:
     grid = grid or 16
     t0 = time.time()
     x_train, s_train, c_train = read_objects(data / "train", args.train_videos, args.frames, grid, extractors, segment)
-    x_test, s_test, c_test = read_objects(data / "test", args.test_videos, args.frames, grid, extractors, segment)
+    x_test, s_test, c_test = read_objects(data / args.split, args.test_videos, args.frames, grid, extractors, segment)
     targets = {"shape": (SHAPES, s_train, s_test), "colour": (COLOURS, c_train, c_test)}
     rows: dict[str, dict] = {}
     chance = {}
@@ -185,6 +185,7 @@ def run(args: argparse.Namespace) -> dict:
             rows.setdefault(name, {"dim": x_train[name].shape[1]})[task] = round(acc, 1)
     result = {
         "train_objects": len(s_train),
+        "split": args.split,
         "test_objects": len(s_test),
         "frames": args.frames,
         "grid": grid,
@@ -193,7 +194,7 @@ def run(args: argparse.Namespace) -> dict:
         "rows": rows,
     }
     print(
-        f"\nObject-level linear probe, held-out accuracy %, {len(s_train)} train / {len(s_test)} test objects "
+        f"\nObject-level linear probe, held-out accuracy %, {len(s_train)} train / {len(s_test)} {args.split} objects "
         f"(chance, the commonest class: shape {chance['shape']}, colour {chance['colour']})"
     )
     table = [[name, row["dim"], f"{row['shape']:.1f}", f"{row['colour']:.1f}"] for name, row in rows.items()]

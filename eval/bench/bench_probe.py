@@ -11,7 +11,7 @@ shape / texture. Features per video are the mean and the max over space and time
   tokens, pooled patches, ...), exactly as ``encode_videos`` makes them.
 
 The probe is L2-regularised logistic regression on standardised features, fitted on ``--train-videos`` training
-videos and scored by ROC AUC on the test split (0.5 = no information, 1 = perfect), averaged per word group. A
+videos and scored by ROC AUC on the held-out split (``--split``) (0.5 = no information, 1 = perfect), averaged per word group. A
 tower with word detectors (``text.pt`` with ``word_head``) also gets its detectors scored directly (``tower
 detectors``: the max over patches of each word's logit, no probe). Prints a table; ``--json`` keeps it.
 """
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> dict:
     words = [w for ws in word_groups().values() for w in ws]
     t0 = time.time()
     train_frames, train_meta = read_videos(data / "train", args.train_videos, args.frames, args.size)
-    test_frames, test_meta = read_videos(data / "test", args.test_videos, args.frames, args.size)
+    test_frames, test_meta = read_videos(data / args.split, args.test_videos, args.frames, args.size)
     y_train = torch.stack([video_words(m, words) for m in train_meta])
     y_test = torch.stack([video_words(m, words) for m in test_meta])
     rows: dict[str, dict] = {}
@@ -177,17 +177,18 @@ def run(args: argparse.Namespace) -> dict:
             }
     for vlm in map(Path, args.vlm or []):
         x_train = vlm_features(vlm, data / "train", [f"{m['id']}.mp4" for m in train_meta], args.frames)
-        x_test = vlm_features(vlm, data / "test", [f"{m['id']}.mp4" for m in test_meta], args.frames)
+        x_test = vlm_features(vlm, data / args.split, [f"{m['id']}.mp4" for m in test_meta], args.frames)
         add(f"tokens {vlm}", x_train, x_test)
     result = {
         "train_videos": len(train_meta),
+        "split": args.split,
         "test_videos": len(test_meta),
         "frames": args.frames,
         "seconds": round(time.time() - t0, 1),
         "rows": rows,
     }
     print(
-        f"\nLinear probe, held-out ROC AUC (0.5 = no information), {len(train_meta)} train / {len(test_meta)} test videos"
+        f"\nLinear probe, held-out ROC AUC (0.5 = no information), {len(train_meta)} train / {len(test_meta)} {args.split} videos"
     )
     table = [
         [name, *(f"{row[group]:.3f}" for group in ("colours", "shapes", "textures"))] for name, row in rows.items()

@@ -58,9 +58,9 @@ def test_run_on_a_small_world_with_a_tower_and_trajtok(bench, tmp_path, capsys):
     from trajvlm.training.tower import TowerConfig, pretrain_tower
 
     data = tmp_path / "synth"
-    write_dataset(data, {"train": 8, "val": 0, "test": 4}, frames=(8, 10), size=64, objects=(2, 3), seed=3)
+    write_dataset(data, {"train": 8, "val": 2, "test": 4}, frames=(8, 10), size=64, objects=(2, 3), seed=3)
     cfg = TowerConfig(hidden_size=32, num_layers=1, num_heads=1, text_width=32, text_layers=1, embed_dim=16, frames=2)
-    cfg.steps, cfg.batch_size, cfg.eval_split = 2, 4, "test"  # this world has no val split
+    cfg.steps, cfg.batch_size = 2, 4
     pretrain_tower(data, tmp_path / "tower", cfg)
     tiny_model(image_size=64).save_pretrained(tmp_path / "trajtok")
     out = tmp_path / "probe.json"
@@ -76,6 +76,16 @@ def test_run_on_a_small_world_with_a_tower_and_trajtok(bench, tmp_path, capsys):
     # mean RGB names the colour of most held-out objects (flat colours; a texture or a dark background aside)
     assert result["rows"]["colour"]["colour"] > result["chance"]["colour"]
     assert "| colour | 3 |" in capsys.readouterr().out
+    assert result["split"] == "test"
+    # --split val scores the val split's objects instead (2 videos of 2-3 objects each)
+    assert bench.main(["--data", str(data), "--frames", "2", "--split", "val", "--json", str(out)]) == 0
+    val = json.loads(out.read_text())
+    assert (
+        val["split"] == "val"
+        and 4 <= val["test_objects"] <= 6
+        and set(val["rows"]) == {"colour", "mask, 64 px", "mask, 16 x 16 grid"}
+    )
+    assert f"{val['test_objects']} val objects" in capsys.readouterr().out
     assert bench.main([*args, "--grid", "8"]) == 2  # TrajTok's masks are on its own grid
     assert "16 x 16 grid" in capsys.readouterr().err
     assert bench.main(["--data", str(tmp_path / "absent")]) == 2
