@@ -22,7 +22,7 @@ from trajvlm.training.tower import (
     read_split,
     words,
 )
-from trajvlm.training.tower_scenes import SceneSampler, scene_settings
+from trajvlm.training.tower_scenes import SceneSampler, scene_batches, scene_settings
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,18 @@ def test_draws_are_fresh_and_seeded(world):
     assert fa.shape == (4, 2, 3, 48, 48) and fa.dtype == torch.uint8
     big, _, labels = SceneSampler(settings, 2, seed=1).draw(2, 64)  # frames resized to the tower's side
     assert big.shape == (2, 2, 3, 64, 64) and labels[0][1].shape == (2, 48, 48)  # masks at the world's size
+
+
+def test_a_background_worker_renders_the_same_scenes(world):
+    settings = scene_settings(world)
+    inline = scene_batches(SceneSampler(settings, 2, seed=3), 3, 48, workers=0)
+    worker = scene_batches(SceneSampler(settings, 2, seed=3), 3, 48, workers=1)
+    for _ in range(2):
+        (fa, ca, la), (fb, cb, lb) = next(inline), next(worker)
+        assert torch.equal(fa, fb) and ca == cb
+        assert all(np.array_equal(ma, mb) and ra == rb for (ra, ma), (rb, mb) in zip(la, lb, strict=True))
+    with pytest.raises(ValueError, match="0 or 1"):
+        scene_batches(SceneSampler(settings, 2, seed=3), 3, 48, workers=2)
 
 
 def test_sampler_refuses_bad_settings(world):

@@ -40,7 +40,7 @@ from trajtok.io.video import load_video, sample_indices
 from trajtok.synth.text import colour_at
 from trajtok.synth.world import COLOURS, SHAPES
 from trajvlm.training.config import config_from_overrides
-from trajvlm.training.tower_scenes import SceneSampler, scene_settings
+from trajvlm.training.tower_scenes import SceneSampler, scene_batches, scene_settings
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,8 @@ class TowerConfig:
     # settings and caption words, new objects every step; 0 = the training videos only). On the training videos
     # alone the tower memorises which shapes go with which video instead of learning to see shapes
     scene_frac: float = 0.0
+    # processes rendering those scenes while the tower trains (0: in the training process, between steps)
+    scene_workers: int = 1
 
     def __post_init__(self) -> None:
         if self.image_size < self.patch_size or self.image_size % self.patch_size:
@@ -116,6 +118,8 @@ class TowerConfig:
             raise ValueError(
                 f"word_weight and patch_label_weight must be >= 0, got {self.word_weight}, {self.patch_label_weight}"
             )
+        if self.scene_workers not in (0, 1):
+            raise ValueError(f"scene_workers must be 0 or 1, got {self.scene_workers!r}")
         if not 0.0 <= self.scene_frac <= 1.0:
             raise ValueError(f"scene_frac must be in [0, 1], got {self.scene_frac!r}")
         if not self.lr > 0.0 or self.weight_decay < 0.0:
@@ -386,15 +390,18 @@ def pretrain_tower(data: str | Path, out: str | Path, cfg: TowerConfig | None = 
     )
     gen = torch.Generator().manual_seed(cfg.seed)
     scenes = round(cfg.batch_size * cfg.scene_frac)
-    sampler = SceneSampler(scene_settings(data), cfg.frames, cfg.seed) if scenes else None
+    drawn_scenes = None
+    if scenes:
+        sampler = SceneSampler(scene_settings(data), cfg.frames, cfg.seed)
+        drawn_scenes = scene_batches(sampler, scenes, cfg.image_size, cfg.scene_workers)
     t_train = time.time()
     model.train()
     for step in range(cfg.steps):
         idx = torch.randperm(len(train_texts), generator=gen)[: cfg.batch_size - scenes]
         frames, texts = train_frames[idx], [train_texts[i] for i in idx.tolist()]
         labels = train_labels[idx] if train_labels is not None else None
-        if sampler is not None:
-            more, more_texts, drawn = sampler.draw(scenes, cfg.image_size)
+        if drawn_scenes is not None:
+            more, more_texts, drawn = next(drawn_scenes)
             frames, texts = torch.cat([frames, more]), texts + more_texts
             if labels is not None:
                 t = list(range(cfg.frames))

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, IterableDataset
 
 from trajtok.synth.longworld import LongWorldConfig
 from trajtok.synth.text import still_caption
@@ -161,3 +162,29 @@ class SceneSampler:
             captions.append(caption)
             labels.append((record, m))
         return torch.stack(frames), captions, labels
+
+
+class _Draws(IterableDataset):
+    """Endless ``SceneSampler.draw(n, image_size)`` results (one sampler per stream: a single worker)."""
+
+    def __init__(self, sampler: SceneSampler, n: int, image_size: int) -> None:
+        self.sampler, self.n, self.image_size = sampler, n, image_size
+
+    def __iter__(self):
+        while True:
+            yield self.sampler.draw(self.n, self.image_size)
+
+
+def scene_batches(sampler: SceneSampler, n: int, image_size: int, workers: int = 1):
+    """An endless iterator of ``sampler.draw(n, image_size)``; with ``workers=1`` the scenes are rendered in a
+    background process while the tower trains (the same scenes, in the same order, as ``workers=0``)."""
+    if workers not in (0, 1):
+        raise ValueError(f"scene workers must be 0 or 1 (one sampler, one stream), got {workers}")
+    loader = DataLoader(
+        _Draws(sampler, n, image_size),
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=2 if workers else None,
+        collate_fn=lambda x: x,
+    )
+    return iter(loader)
