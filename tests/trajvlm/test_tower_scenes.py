@@ -3,6 +3,7 @@ and a tower trained on a mix of videos and scenes."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import replace
@@ -47,6 +48,10 @@ def test_settings_name_a_missing_or_short_world(tmp_path):
     write_dataset(tmp_path / "short", "train=1,val=0,test=0", frames=(8, 8), size=32, objects=(1, 1))
     with pytest.raises(ValueError, match="long world"):
         scene_settings(tmp_path / "short")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "manifest.json").write_text('{"generator": {"world": "lo')
+    with pytest.raises(ValueError, match=r"bad/manifest.json is not a `trajtok synth` manifest"):
+        scene_settings(tmp_path / "bad")
 
 
 def test_a_scene_shows_what_its_caption_says(world):
@@ -91,11 +96,17 @@ def test_a_background_worker_renders_the_same_scenes(world):
     inline = scene_batches(SceneSampler(settings, 2, seed=3), 3, 48, workers=0)
     worker = scene_batches(SceneSampler(settings, 2, seed=3), 3, 48, workers=1)
     for _ in range(2):
-        (fa, ca, la), (fb, cb, lb) = next(inline), next(worker)
+        (fa, ca, la, _), (fb, cb, lb, _) = next(inline), next(worker)
         assert torch.equal(fa, fb) and ca == cb
         assert all(np.array_equal(ma, mb) and ra == rb for (ra, ma), (rb, mb) in zip(la, lb, strict=True))
     with pytest.raises(ValueError, match="0 or 1"):
         scene_batches(SceneSampler(settings, 2, seed=3), 3, 48, workers=2)
+    # labels are made where the scenes are rendered: the worker's are the patch labels of the scenes it drew
+    cfg = TowerConfig(image_size=48, patch_size=8, frames=2)
+    label = functools.partial(patch_labels, frames=[0, 1], cfg=cfg)
+    _, _, drawn, labels = next(scene_batches(SceneSampler(settings, 2, seed=4), 3, 48, workers=1, label=label))
+    assert labels.shape == (3, 2, 36, 2)
+    assert torch.equal(labels, torch.stack([patch_labels(r, m, [0, 1], cfg) for r, m in drawn]))
 
 
 def test_sampler_refuses_bad_settings(world):

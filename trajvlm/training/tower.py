@@ -21,6 +21,7 @@ word being its best patch over space and time (multiple-instance learning, as th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -372,6 +373,8 @@ def pretrain_tower(data: str | Path, out: str | Path, cfg: TowerConfig | None = 
     data, out = Path(data), Path(out)
     torch.manual_seed(cfg.seed)
     t0 = time.time()
+    scenes = round(cfg.batch_size * cfg.scene_frac)
+    settings = scene_settings(data) if scenes else None  # a missing or bad manifest stops the run before any reading
     train_frames, train_texts, train_labels = read_split(
         data, "train", cfg, cfg.max_videos, with_patch_labels=cfg.patch_label_weight > 0
     )
@@ -389,11 +392,13 @@ def pretrain_tower(data: str | Path, out: str | Path, cfg: TowerConfig | None = 
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))
     )
     gen = torch.Generator().manual_seed(cfg.seed)
-    scenes = round(cfg.batch_size * cfg.scene_frac)
     drawn_scenes = None
-    if scenes:
-        sampler = SceneSampler(scene_settings(data), cfg.frames, cfg.seed)
-        drawn_scenes = scene_batches(sampler, scenes, cfg.image_size, cfg.scene_workers)
+    if settings is not None:
+        sampler = SceneSampler(settings, cfg.frames, cfg.seed)
+        label = functools.partial(patch_labels, frames=list(range(cfg.frames)), cfg=cfg)
+        drawn_scenes = scene_batches(
+            sampler, scenes, cfg.image_size, cfg.scene_workers, label if cfg.patch_label_weight > 0 else None
+        )
     t_train = time.time()
     model.train()
     for step in range(cfg.steps):
@@ -401,11 +406,10 @@ def pretrain_tower(data: str | Path, out: str | Path, cfg: TowerConfig | None = 
         frames, texts = train_frames[idx], [train_texts[i] for i in idx.tolist()]
         labels = train_labels[idx] if train_labels is not None else None
         if drawn_scenes is not None:
-            more, more_texts, drawn = next(drawn_scenes)
+            more, more_texts, _, more_labels = next(drawn_scenes)  # labelled where they were rendered
             frames, texts = torch.cat([frames, more]), texts + more_texts
             if labels is not None:
-                t = list(range(cfg.frames))
-                labels = torch.cat([labels, torch.stack([patch_labels(r, m, t, cfg) for r, m in drawn])])
+                labels = torch.cat([labels, more_labels])
         pixels = normalise(frames)
         if torch.rand((), generator=gen) < 0.5:  # horizontal flip: captions name no left / right
             pixels = pixels.flip(-1)

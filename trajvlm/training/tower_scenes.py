@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,17 +51,21 @@ def scene_settings(data: str | Path) -> SceneSettings:
     path = Path(data) / "manifest.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: scenes copy the settings of a world written by `trajtok synth`")
-    gen = json.loads(path.read_text()).get("generator", {})
-    if gen.get("world") != "long":
-        raise ValueError(f"{path}: scenes are drawn for the long world (`--world long`), not {gen.get('world')!r}")
+    try:
+        gen = json.loads(path.read_text())["generator"]
+        size, objects, world = gen["size"], gen["objects"], gen.get("world")
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a `trajtok synth` manifest.json ({type(e).__name__}: {e})") from None
+    if world != "long":
+        raise ValueError(f"{path}: scenes are drawn for the long world (`--world long`), not {world!r}")
     config, default = gen.get("config", {}), LongWorldConfig()  # a setting the manifest lacks is the default's
 
     def pair(name: str) -> tuple[float, float]:
         lo, hi = _pair(config.get(name, getattr(default, name)))
         return float(lo), float(hi)
 
-    height, width = _pair(gen["size"])
-    fewest, most = _pair(gen["objects"])
+    height, width = _pair(size)
+    fewest, most = _pair(objects)
     return SceneSettings(
         height=int(height),
         width=int(width),
@@ -165,23 +170,27 @@ class SceneSampler:
 
 
 class _Draws(IterableDataset):
-    """Endless ``SceneSampler.draw(n, image_size)`` results (one sampler per stream: a single worker)."""
+    """Endless ``SceneSampler.draw(n, image_size)`` results, each with its scenes' labels (``label(record, masks)``
+    stacked; None without ``label``); one sampler per stream: a single worker."""
 
-    def __init__(self, sampler: SceneSampler, n: int, image_size: int) -> None:
-        self.sampler, self.n, self.image_size = sampler, n, image_size
+    def __init__(self, sampler: SceneSampler, n: int, image_size: int, label: Callable | None) -> None:
+        self.sampler, self.n, self.image_size, self.label = sampler, n, image_size, label
 
     def __iter__(self):
         while True:
-            yield self.sampler.draw(self.n, self.image_size)
+            frames, captions, drawn = self.sampler.draw(self.n, self.image_size)
+            labels = None if self.label is None else torch.stack([self.label(r, m) for r, m in drawn])
+            yield frames, captions, drawn, labels
 
 
-def scene_batches(sampler: SceneSampler, n: int, image_size: int, workers: int = 1):
-    """An endless iterator of ``sampler.draw(n, image_size)``; with ``workers=1`` the scenes are rendered in a
-    background process while the tower trains (the same scenes, in the same order, as ``workers=0``)."""
+def scene_batches(sampler: SceneSampler, n: int, image_size: int, workers: int = 1, label: Callable | None = None):
+    """An endless iterator of ``sampler.draw(n, image_size)`` plus the scenes' stacked ``label(record, masks)``
+    (None without ``label``); with ``workers=1`` the scenes are rendered and labelled in a background process while
+    the tower trains (the same scenes, in the same order, as ``workers=0``)."""
     if workers not in (0, 1):
         raise ValueError(f"scene workers must be 0 or 1 (one sampler, one stream), got {workers}")
     loader = DataLoader(
-        _Draws(sampler, n, image_size),
+        _Draws(sampler, n, image_size, label),
         batch_size=None,
         num_workers=workers,
         prefetch_factor=2 if workers else None,
