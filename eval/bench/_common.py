@@ -111,6 +111,22 @@ def synth_videos(split_dir: Path, limit: int, sidecars: Sequence[str] = (".json"
     return videos
 
 
+def visual_tokens(model, processor, paths: Sequence[Path], progress: str | None = None) -> list:
+    """The visual tokens a loaded TrajVLM gives its LLM for each video (``encode_videos`` at the processor's frames):
+    one (N_i, D) float32 CPU tensor per video; ``progress`` names the bench in a line on stderr every 100 videos."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for k, path in enumerate(paths):
+            pixels = processor(text=["<video>"], videos=[processor.load_video(str(path))], return_tensors="pt")
+            tokens = model.model.encode_videos(pixels["pixel_values_videos"].to(model.dtype)).tokens[0]
+            out.append(tokens.float().cpu())
+            if progress and (k + 1) % 100 == 0:
+                print(f"[{progress}] encoded {k + 1}/{len(paths)} videos", file=sys.stderr, flush=True)
+    return out
+
+
 def linear_probe(x_train, y_train, x_test, outputs: int, loss: Callable, l2: float, iters: int):
     """A linear map fitted with L-BFGS on standardised features (statistics of ``x_train``): ``loss(logits, y_train)``
     plus ``l2`` times the squared weights. Returns the logits of ``x_test``, (N_test, outputs), detached."""

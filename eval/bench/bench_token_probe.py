@@ -80,14 +80,7 @@ def encode(model_dir: str | Path, videos: list[Path], frames: int) -> list[torch
 
     model, processor = load_model(model_dir, num_frames=frames)
     model.eval()
-    out = []
-    for k, path in enumerate(videos):
-        pixels = processor(text=["<video>"], videos=[processor.load_video(str(path))], return_tensors="pt")
-        tokens = model.model.encode_videos(pixels["pixel_values_videos"].to(model.dtype)).tokens[0]
-        out.append(tokens.float().cpu())
-        if (k + 1) % 100 == 0:
-            print(f"[probe] encoded {k + 1}/{len(videos)} videos", file=sys.stderr, flush=True)
-    return out
+    return _common.visual_tokens(model, processor, videos, progress="probe")
 
 
 def _pad(tokens: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

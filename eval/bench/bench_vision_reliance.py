@@ -94,16 +94,6 @@ def token_stats(tokens: list[torch.Tensor], embeddings: torch.Tensor) -> dict:
     }
 
 
-def encode(model, processor, paths: list[Path]) -> list[torch.Tensor]:
-    """The visual tokens the LLM receives for each video (``encode_videos`` at the processor's frames)."""
-    out = []
-    with torch.no_grad():
-        for path in paths:
-            pixels = processor(text=["<video>"], videos=[processor.load_video(str(path))], return_tensors="pt")
-            out.append(model.model.encode_videos(pixels["pixel_values_videos"].to(model.dtype)).tokens[0].cpu())
-    return out
-
-
 def compare(questions: list[dict], probs: dict[str, list[np.ndarray]], seed: int = 0, samples: int = 2000) -> dict:
     """Accuracy per condition (clustered bootstrap over videos), answer changes and distances against ``own``."""
     truth = np.array([ord(q["answer"]) - ord("A") for q in questions])
@@ -146,7 +136,9 @@ def run(args: argparse.Namespace) -> dict:
     root = args.data / args.split
     start = time.perf_counter()
     result: dict = {} if args.tokens_only else score_conditions(model, processor, questions, root, args.batch_size)
-    stats = token_stats(encode(model, processor, [root / v for v in videos]), model.get_input_embeddings().weight)
+    stats = token_stats(
+        _common.visual_tokens(model, processor, [root / v for v in videos]), model.get_input_embeddings().weight
+    )
     result |= {
         "tokens": stats,
         "model": str(args.model),

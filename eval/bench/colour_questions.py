@@ -64,20 +64,10 @@ def questions_for(record: dict, per_video: int, rng: random.Random) -> list[tupl
 
 
 def records(split_dir: Path, limit: int | None = None) -> list[tuple[Path, dict]]:
-    """(video, record) of a split's videos, sorted, the first ``limit``."""
+    """(video, record) of a split's videos, sorted, the first ``limit`` (:func:`_common.synth_videos`)."""
     if not split_dir.is_dir():
         raise FileNotFoundError(f"no split folder {split_dir}: expected a world written by `trajtok synth`")
-    videos = sorted(split_dir.glob("*.mp4"))[:limit]
-    out = []
-    for video in videos:
-        sidecar = video.with_suffix(".json")
-        try:
-            out.append((video, json.loads(sidecar.read_text())))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{sidecar} not found: every video of a world has its record beside it") from None
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{sidecar} is not valid JSON ({e})") from e
-    return out
+    return _common.synth_videos(split_dir, limit or 0)
 
 
 def write(data: Path, out: Path, train_videos: int | None, per_video: int, seed: int, splits: list[str]) -> dict:
