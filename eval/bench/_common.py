@@ -98,7 +98,8 @@ def write_h264(path: Path, frames: Iterable[np.ndarray], size: tuple[int, int], 
 
 def synth_videos(split_dir: Path, limit: int, sidecars: Sequence[str] = (".json",)) -> list[tuple[Path, dict]]:
     """The first ``limit`` videos of a ``trajtok synth --out`` split (0 = all), each with its metadata (the ``.json``
-    beside it); FileNotFoundError for a split without videos or a video without one of its ``sidecars``."""
+    beside it); FileNotFoundError for a split without videos or a video without one of its ``sidecars``, ValueError
+    (naming the file) for a record that is not JSON."""
     paths = sorted(split_dir.glob("*.mp4"))[: limit or None]
     if not paths:
         raise FileNotFoundError(f"no .mp4 videos in {split_dir}: expected a `trajtok synth --out` split folder")
@@ -107,7 +108,11 @@ def synth_videos(split_dir: Path, limit: int, sidecars: Sequence[str] = (".json"
         for needed in (path.with_suffix(suffix) for suffix in sidecars):
             if not needed.is_file():
                 raise FileNotFoundError(f"{needed} not found: the synthetic world writes one per video")
-        videos.append((path, json.loads(path.with_suffix(".json").read_text())))
+        record = path.with_suffix(".json")
+        try:
+            videos.append((path, json.loads(record.read_text())))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{record} is not valid JSON ({e})") from e
     return videos
 
 

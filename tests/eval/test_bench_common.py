@@ -46,3 +46,10 @@ def test_synth_videos_reads_metadata_and_names_a_missing_file(common, tmp_path):
     assert [meta["id"] for _, meta in common.synth_videos(tmp_path, 2)] == [0, 1]  # the first `limit`, sorted
     with pytest.raises(FileNotFoundError, match=r"v0\.npz not found"):
         common.synth_videos(tmp_path, 0, (".json", ".npz"))
+
+
+def test_synth_videos_names_a_record_that_is_not_json(common, tmp_path):
+    (tmp_path / "v0.mp4").write_bytes(b"")
+    (tmp_path / "v0.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"v0\.json is not valid JSON"):
+        common.synth_videos(tmp_path, 0)
